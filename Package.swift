@@ -1,0 +1,73 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-session-replication",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SessionReplicationCore", targets: ["SessionReplicationCore"]),
+        .library(name: "SessionReplication", targets: ["SessionReplication"]),
+        .library(name: "SessionReplicationTestKit", targets: ["SessionReplicationTestKit"]),
+        .executable(name: "drs", targets: ["drs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // The major version is pinned on purpose: the sealing format depends on AES-GCM and HKDF APIs.
+        .package(url: "https://github.com/apple/swift-crypto.git", .upToNextMajor(from: "4.5.2")),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .target(
+            name: "SessionReplicationCore",
+            dependencies: [
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "SessionReplication",
+            dependencies: [
+                "SessionReplicationCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "SessionReplicationTestKit",
+            dependencies: ["SessionReplicationCore"]
+        ),
+        .executableTarget(
+            name: "drs",
+            dependencies: [
+                "SessionReplication",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SessionReplicationCoreTests",
+            dependencies: ["SessionReplicationCore", "SessionReplicationTestKit"]
+        ),
+        .testTarget(
+            name: "SessionReplicationTests",
+            dependencies: [
+                "SessionReplication",
+                "SessionReplicationTestKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,501 @@
+import Foundation
+import NIOCore
+import SessionReplicationCore
+import Yams
+
+/// A problem in a cluster configuration, naming the file, the field and what was expected.
+/// Printed as `file: field: message`, e.g.
+/// `cluster-configs/x.yaml: replication.retryCount: expected a whole number >= 0, found "abc"`.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    /// The file as it was named to `load(path:)` or `parse(yaml:file:)`; `<config>` by default.
+    public var file: String
+    /// Dotted path of the offending field (`replication.retryCount`, `nodes[1].httpPort`,
+    /// list indices from 0); empty when the whole file is at fault (unreadable, not YAML).
+    public var field: String
+    /// What is expected and what was found.
+    public var message: String
+
+    /// Creates an error; `field` may be empty.
+    public init(file: String, field: String, message: String) {
+        self.file = file
+        self.field = field
+        self.message = message
+    }
+
+    /// `file: field: message`, or `file: message` when `field` is empty.
+    public var description: String { field.isEmpty ? "\(file): \(message)" : "\(file): \(field): \(message)" }
+}
+
+extension ClusterConfiguration {
+    /// Reads, parses and validates the YAML file at `path` (DESIGN section 8); errors name `path`.
+    /// Throws a `ConfigurationError` when the file is unreadable, not YAML, or invalid.
+    public static func load(path: String) throws(ConfigurationError) -> ClusterConfiguration {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigurationError(file: path, field: "", message: "cannot read the file: \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Parses and validates a configuration; every key but `cluster.id` and `nodes` is optional
+    /// and defaults as documented on the settings types. Throws a `ConfigurationError` naming
+    /// `file` and the field on invalid YAML, unknown keys, wrong types or failed `validate`.
+    public static func parse(yaml: String, file: String = "<config>") throws(ConfigurationError) -> ClusterConfiguration {
+        let root: Node?
+        do { root = try compose(yaml: yaml) } catch {
+            throw ConfigurationError(file: file, field: "", message: "not valid YAML: \(ConfigSyntax.describe(yamlError: error))")
+        }
+        let config = try ConfigReader(file: file).configuration(root)
+        try config.validate(file: file)
+        return config
+    }
+
+    /// Checks the rules of DESIGN sections 5 and 8 on a parsed or hand-built configuration.
+    /// Throws the first `ConfigurationError` found, naming `file` (default `<config>`) and the field.
+    public func validate(file: String = "<config>") throws(ConfigurationError) {
+        func check(_ ok: Bool, _ field: String, _ message: @autoclosure () -> String) throws(ConfigurationError) {
+            if !ok { throw ConfigurationError(file: file, field: field, message: message()) }
+        }
+        func positive(_ value: Duration, _ field: String) throws(ConfigurationError) {
+            try check(value > .zero, field, "expected a duration > 0, found \(ConfigSyntax.format(value))")
+        }
+        func nonNegative(_ value: Duration, _ field: String) throws(ConfigurationError) {
+            try check(value >= .zero, field, "expected a duration >= 0, found \(ConfigSyntax.format(value))")
+        }
+        func atLeast(_ minimum: Int, _ value: Int, _ field: String) throws(ConfigurationError) {
+            try check(value >= minimum, field, "expected a whole number >= \(minimum), found \(value)")
+        }
+
+        // cluster
+        let idOK = (1...64).contains(clusterID.utf8.count) && clusterID.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
+        try check(idOK, "cluster.id", "expected 1 to 64 bytes without spaces or control characters, found \"\(clusterID)\"")
+        if let key = keys.current {
+            try check(key.count == 32, "cluster.key", "expected base64 of exactly 32 bytes, found \(key.count) bytes")
+            try check(!keys.insecure, "cluster.insecure", "`insecure: true` contradicts `cluster.key`; remove one of them")
+        } else {
+            try check(keys.insecure, "cluster.key", "expected base64 of exactly 32 bytes (`head -c32 /dev/urandom | base64`), or `insecure: true`, found nothing")
+        }
+        for (i, old) in keys.keyring.enumerated() {
+            try check(old.count == 32, "cluster.keyring[\(i)]", "expected base64 of exactly 32 bytes, found \(old.count) bytes")
+        }
+
+        // nodes
+        try check(!nodes.isEmpty, "nodes", "expected at least one node, found none")
+        var names: [String: Int] = [:]
+        var bound: [(host: String, port: Int, field: String)] = []
+        for (i, node) in nodes.enumerated() {
+            let at = "nodes[\(i)]"
+            try check(NodeName.isValid(node.name), "\(at).name", "expected a name matching [a-z0-9][a-z0-9-]{0,31}, found \"\(node.name)\"")
+            if let first = names[node.name] {
+                try check(false, "\(at).name", "duplicate node name \"\(node.name)\" (also nodes[\(first)].name)")
+            }
+            names[node.name] = i
+            let host = ConfigSyntax.normalizedAddress(node.address)
+            try check(host != nil, "\(at).address", "expected an IPv4 or IPv6 literal such as 127.0.0.11 or ::1, found \"\(node.address)\"")
+            for (key, port) in [("httpPort", node.httpPort), ("replicationPort", node.replicationPort), ("membershipPort", node.membershipPort)] {
+                let field = "\(at).\(key)"
+                try check((0...65535).contains(port), field, "expected a port from 0 to 65535, found \(port)")
+                guard port != 0, let host else { continue }
+                // A wildcard address (0.0.0.0, ::) takes the port on every address.
+                if let other = bound.first(where: { $0.port == port && ($0.host == host || ConfigSyntax.isWildcard($0.host) || ConfigSyntax.isWildcard(host)) }) {
+                    try check(false, field, "port clash: \(node.address) port \(port) is also used by \(other.field)")
+                }
+                bound.append((host, port, field))
+            }
+        }
+
+        // replication (DESIGN section 5)
+        let r = replication
+        if case .count(let n) = r.replicas {
+            try atLeast(0, n, "replication.replicas")
+            try check(r.mode != .synchronous || n > 0, "replication.replicas", "synchronous mode needs at least 1 replica, found 0")
+        }
+        if let m = r.minSyncReplicas {
+            try atLeast(1, m, "replication.minSyncReplicas")
+            if case .count(let n) = r.replicas {
+                try check(m <= n, "replication.minSyncReplicas", "expected at most replicas (\(n)), found \(m)")
+            }
+        }
+        try check(r.mode != .synchronous || r.writeFrequency == .endOfService, "replication.writeFrequency",
+                  "synchronous mode needs end-of-service, found \(ConfigSyntax.name(of: r.writeFrequency))")
+        try atLeast(0, r.retryCount, "replication.retryCount")
+        try positive(r.writeInterval, "replication.writeInterval")
+        try positive(r.retryInterval, "replication.retryInterval")
+        try positive(r.syncTimeout, "replication.syncTimeout")
+        try positive(r.repairInterval, "replication.repairInterval")
+        try atLeast(1, r.maxQueueBytes, "replication.maxQueueBytes")
+        try check(ConfigSyntax.udpPayload.contains(r.udpMaxPayload), "replication.udpMaxPayload",
+                  "expected a whole number from 512 to 65000, found \(r.udpMaxPayload)")
+        try atLeast(1, r.udpWindow, "replication.udpWindow")
+        try atLeast(1, r.udpRate, "replication.udpRate")
+        try atLeast(1, r.reorderFrames, "replication.reorderFrames")
+        try nonNegative(r.reorderDelay, "replication.reorderDelay")
+
+        // membership (DESIGN section 6)
+        try positive(membership.probeInterval, "membership.probeInterval")
+        try positive(membership.lease, "membership.lease")
+        try nonNegative(membership.tombstoneTTL, "membership.tombstoneTTL")
+        try check(membership.promotion != .majority || nodes.count >= 3, "membership.promotion",
+                  "majority needs at least 3 nodes (voters), found \(nodes.count)")
+
+        // sessions (DESIGN section 4)
+        let s = sessions
+        try positive(s.maxInactiveInterval, "sessions.maxInactiveInterval")
+        try nonNegative(s.backupGrace, "sessions.backupGrace")
+        if let access = s.accessReplicationInterval { try positive(access, "sessions.accessReplicationInterval") }
+        for (i, pattern) in s.transientAttributes.enumerated() {
+            try check(!pattern.isEmpty, "sessions.transientAttributes[\(i)]", "expected a non-empty name pattern, found \"\"")
+        }
+        try atLeast(1, s.maxAttributeBytes, "sessions.maxAttributeBytes")
+        try atLeast(1, s.maxSessionBytes, "sessions.maxSessionBytes")
+        try check(s.maxAttributeBytes <= s.maxSessionBytes, "sessions.maxAttributeBytes",
+                  "expected at most maxSessionBytes (\(ConfigSyntax.format(size: s.maxSessionBytes))), found \(ConfigSyntax.format(size: s.maxAttributeBytes))")
+        try atLeast(1, s.maxSessions, "sessions.maxSessions")
+
+        // http (DESIGN sections 7 and 8)
+        let tokenChars = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        try check(!http.cookieName.isEmpty && http.cookieName.allSatisfy(tokenChars.contains), "http.cookieName",
+                  "expected a cookie name (letters, digits, !#$%&'*+-.^_`|~), found \"\(http.cookieName)\"")
+        if let token = http.token {
+            try check(!token.isEmpty, "http.token", "expected a non-empty bearer token, found \"\"")
+        } else if let exposed = nodes.firstIndex(where: { !ConfigSyntax.isLoopback($0.address) }) {
+            try check(false, "http.token", "required when the HTTP API binds beyond loopback (nodes[\(exposed)].address is \(nodes[exposed].address)), found nothing")
+        }
+    }
+
+    /// Settings that are valid but probably not what was meant, each as `field: explanation`.
+    /// Empty for a configuration without surprises; never throws.
+    public var warnings: [String] {
+        var out: [String] = []
+        if replication.transport == .udp, replication.mode != .bestEffort {
+            out.append("replication.transport: udp is ignored in \(replication.mode.rawValue) mode; deltas travel over TCP")
+        }
+        if replication.minSyncReplicas != nil, replication.mode != .synchronous {
+            out.append("replication.minSyncReplicas: ignored in \(replication.mode.rawValue) mode; it applies to synchronous only")
+        }
+        if case .count(let n) = replication.replicas, n > nodes.count - 1 {
+            out.append("replication.replicas: \(n) backups asked but only \(nodes.count - 1) other nodes; sessions get at most \(max(0, nodes.count - 1))")
+        }
+        if keys.insecure {
+            out.append("cluster.insecure: frames travel unsealed and unauthenticated; use only for local experiments")
+        }
+        return out
+    }
+}
+
+/// Syntax of configuration values: durations, sizes, addresses.
+enum ConfigSyntax {
+    static let udpPayload = 512...65000
+
+    /// `200ms`, `10s`, `1.5s`, `30m`, `2h`; `nil` for anything else (a plain number included).
+    static func duration(_ text: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
+        guard let (unit, scale) = units.first(where: { text.hasSuffix($0.0) }) else { return nil }
+        let number = text.dropLast(unit.count)
+        let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }),
+              let value = Double(number) else { return nil }
+        let nanoseconds = (value * scale).rounded()
+        guard nanoseconds < 9e18 else { return nil }
+        return .nanoseconds(Int64(nanoseconds))
+    }
+
+    /// Bytes from `4096`, `512B`, `64KiB`, `1MiB`, `2GiB`; `nil` on anything else or overflow.
+    static func size(_ text: String) -> Int? {
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)]
+        let (unit, scale) = units.first { text.hasSuffix($0.0) } ?? ("", 1)
+        let number = text.dropLast(unit.count).trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: "")
+        guard !number.isEmpty, number.allSatisfy(\.isASCIIDigit), let value = Int(number) else { return nil }
+        let (bytes, overflow) = value.multipliedReportingOverflow(by: scale)
+        return overflow ? nil : bytes
+    }
+
+    /// The shortest exact form of `duration` (`200ms`, `10s`, `30m`); fractional milliseconds otherwise.
+    static func format(_ duration: Duration) -> String {
+        let ns = duration.nanosecondsClamped
+        for (unit, scale) in [("h", Int64(3600e9)), ("m", Int64(60e9)), ("s", Int64(1e9)), ("ms", Int64(1e6))] where ns % scale == 0 {
+            return ns == 0 ? "0s" : "\(ns / scale)\(unit)"
+        }
+        return "\(Double(ns) / 1e6)ms"
+    }
+
+    /// One line for a Yams error: position and problem, without the snippet Yams appends.
+    static func describe(yamlError error: any Error) -> String {
+        switch error as? YamlError {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            return "line \(mark.line), column \(mark.column): \(problem)" + (context.map { " (\($0.text) at line \($0.mark.line))" } ?? "")
+        case .duplicatedKeysInMapping(let keys, let context):
+            return "line \(context.mark.line): duplicate key \(keys.map { "`\($0)`" }.joined(separator: ", "))"
+        default:
+            return String(describing: error)
+        }
+    }
+
+    /// `size` in the largest binary unit dividing it (`4MiB`), else in bytes.
+    static func format(size: Int) -> String {
+        for (unit, scale) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where size != 0 && size % scale == 0 {
+            return "\(size / scale)\(unit)"
+        }
+        return "\(size)B"
+    }
+
+    /// The config spelling of a write frequency.
+    static func name(of frequency: WriteFrequency) -> String { writeFrequencies.first { $0.1 == frequency }!.0 }
+    static let writeFrequencies: [(String, WriteFrequency)] = [("end-of-service", .endOfService), ("manual", .manual), ("time-based", .timeBased)]
+
+    /// The canonical text of an IPv4 or IPv6 literal, or `nil` when `address` is not one.
+    static func normalizedAddress(_ address: String) -> String? { (try? SocketAddress(ipAddress: address, port: 0))?.ipAddress }
+    static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" }
+    static func isLoopback(_ address: String) -> Bool {
+        guard let host = normalizedAddress(address) else { return true } // reported as a bad address instead
+        return host.hasPrefix("127.") || host == "::1"
+    }
+}
+
+private extension Character {
+    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+}
+
+/// How to read one kind of value from a YAML node, and how to say what was expected.
+private struct Kind<T> {
+    var expected: String
+    var read: (Node) -> T?
+    /// Describes a rejected node; the default quotes it, keys must not be echoed.
+    var found: (Node) -> String = Kind.describe
+
+    static func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s) where Kind.isNull(node): return s.string.isEmpty ? "nothing" : s.string
+        case .scalar(let s): return "\"\(s.string.count > 60 ? String(s.string.prefix(57)) + "..." : s.string)\""
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    static func isNull(_ node: Node) -> Bool {
+        guard case .scalar(let s) = node, s.style == .plain || s.style == .any else { return false }
+        return ["", "~", "null", "Null", "NULL"].contains(s.string)
+    }
+
+    /// The text of a non-null scalar.
+    static func text(_ node: Node) -> String? {
+        guard case .scalar(let s) = node, !isNull(node) else { return nil }
+        return s.string
+    }
+}
+
+extension Kind where T == String {
+    static var string: Kind { Kind(expected: "a string", read: text) }
+}
+
+extension Kind where T == Bool {
+    static var bool: Kind {
+        Kind(expected: "true or false") { node in
+            switch text(node) {
+            case "true", "True", "TRUE": true
+            case "false", "False", "FALSE": false
+            default: nil
+            }
+        }
+    }
+}
+
+extension Kind where T == Int {
+    static func int(_ range: ClosedRange<Int>) -> Kind {
+        let bounds = range.upperBound == .max ? ">= \(range.lowerBound)" : "from \(range.lowerBound) to \(range.upperBound)"
+        return Kind(expected: "a whole number \(bounds)") { node in
+            text(node).flatMap { Int($0.replacingOccurrences(of: "_", with: "")) }.flatMap { range.contains($0) ? $0 : nil }
+        }
+    }
+    static var port: Kind { int(0...65535) }
+    static var size: Kind { Kind(expected: "a size in bytes, or with a unit B, KiB, MiB or GiB (such as 64KiB)") { text($0).flatMap(ConfigSyntax.size) } }
+}
+
+extension Kind where T == Duration {
+    static var duration: Kind { Kind(expected: "a duration with a unit ms, s, m or h (such as 200ms, 1.5s, 30m)") { text($0).flatMap(ConfigSyntax.duration) } }
+}
+
+extension Kind where T == [UInt8] {
+    /// A 32-byte key in base64; a rejected value is described by its length only.
+    static var key: Kind {
+        Kind(
+            expected: "base64 of exactly 32 bytes (`head -c32 /dev/urandom | base64`)",
+            read: { text($0).flatMap { Data(base64Encoded: $0) }.flatMap { $0.count == 32 ? [UInt8]($0) : nil } },
+            found: { node in text(node).flatMap { Data(base64Encoded: $0) }.map { "\($0.count) bytes" } ?? (text(node) == nil ? describe(node) : "text that is not base64") }
+        )
+    }
+}
+
+extension Kind where T == ReplicaCount {
+    static var replicas: Kind {
+        Kind(expected: "a whole number >= 0 or `all`") { node in
+            text(node) == "all" ? ReplicaCount.all : Kind<Int>.int(0...Int.max).read(node).map(ReplicaCount.count)
+        }
+    }
+}
+
+extension Kind {
+    static func oneOf(_ choices: [(String, T)]) -> Kind {
+        Kind(expected: "one of " + choices.map(\.0).joined(separator: ", ")) { node in
+            text(node).flatMap { name in choices.first { $0.0 == name }?.1 }
+        }
+    }
+}
+
+extension Kind where T: RawRepresentable & CaseIterable, T.RawValue == String {
+    static var choice: Kind { oneOf(T.allCases.map { ($0.rawValue, $0) }) }
+}
+
+/// One mapping of the file: rejects unknown keys and reads typed values, naming exact paths.
+private struct Section {
+    let file: String
+    let path: String
+    private var values: [String: Node] = [:]
+
+    /// `node` nil means the section is absent (all defaults).
+    init(_ node: Node?, path: String, file: String, keys: [String]) throws(ConfigurationError) {
+        self.file = file
+        self.path = path
+        guard let node, !Kind<Void>.isNull(node) else { return }
+        guard case .mapping(let mapping) = node else {
+            throw ConfigurationError(file: file, field: path, message: "expected a mapping with keys \(keys.joined(separator: ", ")), found \(Kind<Void>.describe(node))")
+        }
+        for (key, value) in mapping {
+            guard let name = Kind<Void>.text(key) else {
+                throw ConfigurationError(file: file, field: path, message: "expected plain key names, found \(Kind<Void>.describe(key))")
+            }
+            guard keys.contains(name) else {
+                throw ConfigurationError(file: file, field: field(name), message: "unknown key `\(field(name))`; expected one of \(keys.joined(separator: ", "))")
+            }
+            values[name] = value
+        }
+    }
+
+    func field(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    func node(_ key: String) -> Node? { values[key] }
+
+    func read<T>(_ node: Node, _ field: String, _ kind: Kind<T>) throws(ConfigurationError) -> T {
+        if let value = kind.read(node) { return value }
+        throw ConfigurationError(file: file, field: field, message: "expected \(kind.expected), found \(kind.found(node))")
+    }
+
+    /// The value of `key`, or `nil` when absent.
+    func get<T>(_ key: String, _ kind: Kind<T>) throws(ConfigurationError) -> T? {
+        guard let node = values[key] else { return nil }
+        return try read(node, field(key), kind)
+    }
+
+    /// The value of `key`; throws when absent.
+    func required<T>(_ key: String, _ kind: Kind<T>) throws(ConfigurationError) -> T {
+        guard let value = try get(key, kind) else {
+            throw ConfigurationError(file: file, field: field(key), message: "required, expected \(kind.expected), found nothing")
+        }
+        return value
+    }
+
+    /// Overwrites `target` when `key` is present.
+    func set<T>(_ target: inout T, _ key: String, _ kind: Kind<T>) throws(ConfigurationError) {
+        if let value = try get(key, kind) { target = value }
+    }
+
+    /// Overwrites an optional `target` when `key` is present; `null` clears it.
+    func set<T>(_ target: inout T?, _ key: String, _ kind: Kind<T>) throws(ConfigurationError) {
+        guard let node = values[key] else { return }
+        if Kind<T>.isNull(node) { target = nil } else { target = try read(node, field(key), kind) }
+    }
+
+    /// The items of the list at `key` with their paths (`key[i]`), or `nil` when absent.
+    func list(_ key: String) throws(ConfigurationError) -> [(field: String, node: Node)]? {
+        guard let node = values[key] else { return nil }
+        guard case .sequence(let items) = node else {
+            throw ConfigurationError(file: file, field: field(key), message: "expected a list, found \(Kind<Void>.describe(node))")
+        }
+        return items.enumerated().map { ("\(field(key))[\($0.offset)]", $0.element) }
+    }
+
+    func list<T>(_ key: String, _ kind: Kind<T>) throws(ConfigurationError) -> [T]? {
+        guard let items = try list(key) else { return nil }
+        var values: [T] = []
+        for item in items { values.append(try read(item.node, item.field, kind)) }
+        return values
+    }
+}
+
+/// Builds a `ClusterConfiguration` from the YAML tree, types and keys only (`validate` does the rest).
+private struct ConfigReader {
+    let file: String
+
+    func configuration(_ root: Node?) throws(ConfigurationError) -> ClusterConfiguration {
+        let top = try Section(root, path: "", file: file, keys: ["cluster", "nodes", "replication", "membership", "sessions", "http"])
+
+        let c = try Section(top.node("cluster"), path: "cluster", file: file, keys: ["id", "key", "keyring", "insecure"])
+        var keys = ClusterKeys(current: try c.get("key", .key), keyring: try c.list("keyring", .key) ?? [])
+        try c.set(&keys.insecure, "insecure", .bool)
+        var config = ClusterConfiguration(clusterID: try c.required("id", .string), keys: keys, nodes: [])
+
+        guard let nodes = try top.list("nodes") else {
+            throw ConfigurationError(file: file, field: "nodes", message: "required, expected a list of nodes ({name, address, httpPort, replicationPort, membershipPort}), found nothing")
+        }
+        for item in nodes {
+            let n = try Section(item.node, path: item.field, file: file, keys: ["name", "address", "httpPort", "replicationPort", "membershipPort"])
+            var node = NodeEndpoint(name: try n.required("name", .string))
+            try n.set(&node.address, "address", .string)
+            try n.set(&node.httpPort, "httpPort", .port)
+            try n.set(&node.replicationPort, "replicationPort", .port)
+            try n.set(&node.membershipPort, "membershipPort", .port)
+            config.nodes.append(node)
+        }
+
+        let r = try Section(top.node("replication"), path: "replication", file: file, keys: [
+            "replicas", "role", "mode", "minSyncReplicas", "transport", "writeFrequency", "writeInterval", "writeContents",
+            "retryCount", "retryInterval", "syncTimeout", "onSyncTimeout", "repairInterval", "affinity",
+            "maxQueueBytes", "udpMaxPayload", "udpWindow", "udpRate", "reorderFrames", "reorderDelay",
+        ])
+        try r.set(&config.replication.replicas, "replicas", .replicas)
+        try r.set(&config.replication.role, "role", .choice)
+        try r.set(&config.replication.mode, "mode", .choice)
+        try r.set(&config.replication.minSyncReplicas, "minSyncReplicas", .int(1...Int.max))
+        try r.set(&config.replication.transport, "transport", .choice)
+        try r.set(&config.replication.writeFrequency, "writeFrequency", .oneOf(ConfigSyntax.writeFrequencies))
+        try r.set(&config.replication.writeInterval, "writeInterval", .duration)
+        try r.set(&config.replication.writeContents, "writeContents", .choice)
+        try r.set(&config.replication.retryCount, "retryCount", .int(0...Int.max))
+        try r.set(&config.replication.retryInterval, "retryInterval", .duration)
+        try r.set(&config.replication.syncTimeout, "syncTimeout", .duration)
+        try r.set(&config.replication.onSyncTimeout, "onSyncTimeout", .choice)
+        try r.set(&config.replication.repairInterval, "repairInterval", .duration)
+        try r.set(&config.replication.affinity, "affinity", .choice)
+        try r.set(&config.replication.maxQueueBytes, "maxQueueBytes", .size)
+        try r.set(&config.replication.udpMaxPayload, "udpMaxPayload", .int(ConfigSyntax.udpPayload))
+        try r.set(&config.replication.udpWindow, "udpWindow", .int(1...Int.max))
+        try r.set(&config.replication.udpRate, "udpRate", .int(1...Int.max))
+        try r.set(&config.replication.reorderFrames, "reorderFrames", .int(1...Int.max))
+        try r.set(&config.replication.reorderDelay, "reorderDelay", .duration)
+
+        let m = try Section(top.node("membership"), path: "membership", file: file, keys: ["probeInterval", "lease", "promotion", "tombstoneTTL"])
+        try m.set(&config.membership.probeInterval, "probeInterval", .duration)
+        try m.set(&config.membership.lease, "lease", .duration)
+        try m.set(&config.membership.promotion, "promotion", .choice)
+        try m.set(&config.membership.tombstoneTTL, "tombstoneTTL", .duration)
+
+        let s = try Section(top.node("sessions"), path: "sessions", file: file, keys: [
+            "maxInactiveInterval", "backupGrace", "transientAttributes", "maxAttributeBytes", "maxSessionBytes",
+            "maxSessions", "accessReplicationInterval",
+        ])
+        try s.set(&config.sessions.maxInactiveInterval, "maxInactiveInterval", .duration)
+        try s.set(&config.sessions.backupGrace, "backupGrace", .duration)
+        config.sessions.transientAttributes = try s.list("transientAttributes", .string) ?? []
+        try s.set(&config.sessions.maxAttributeBytes, "maxAttributeBytes", .size)
+        try s.set(&config.sessions.maxSessionBytes, "maxSessionBytes", .size)
+        try s.set(&config.sessions.maxSessions, "maxSessions", .int(1...Int.max))
+        try s.set(&config.sessions.accessReplicationInterval, "accessReplicationInterval", .duration)
+
+        let h = try Section(top.node("http"), path: "http", file: file, keys: ["cookieName", "secureCookie", "token"])
+        try h.set(&config.http.cookieName, "cookieName", .string)
+        try h.set(&config.http.secureCookie, "secureCookie", .bool)
+        try h.set(&config.http.token, "token", .string)
+        return config
+    }
+}

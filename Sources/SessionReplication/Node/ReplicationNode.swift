@@ -1,0 +1,543 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SessionReplicationCore
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One node of a session replication cluster: holds sessions in memory, replicates every
+/// change to their backups over TCP or UDP, and applies what its peers replicate to it.
+///
+/// Create it from a validated `ClusterConfiguration` and the node's name, then either
+/// `run()` it as a swift-service-lifecycle `Service` (SIGTERM stops it) or call `start()`
+/// and `shutdown()` yourself. Membership is static in this version: peers come from the
+/// configuration and a peer counts as reachable while its TCP connection works.
+public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable {
+    /// The configuration the node runs with.
+    public let configuration: ClusterConfiguration
+    /// This node's endpoint.
+    public let endpoint: NodeEndpoint
+    /// This process's node id (fresh at every start of a process).
+    public let nodeID: NodeID
+    let logger: Logger
+    let group: any EventLoopGroup
+    let ownsGroup: Bool
+    let shards: [ShardBox]
+    let links: [String: PeerLink]
+    let frameCodec: FrameCodec
+    let origin = ContinuousClock.now
+    private let state = NIOLockedValueBox(RuntimeState())
+    private let inbound = NIOLockedValueBox(InboundState())
+    private let transport = NIOLockedValueBox(TransportCounters())
+
+    struct RuntimeState {
+        var started = false
+        var stopped = false
+        var server: (any Channel)?
+        var datagram: (any Channel)?
+        var tick: RepeatedTask?
+    }
+
+    struct InboundState {
+        var windows: [NodeID: ReplayWindow] = [:]
+        var currentID: [String: NodeID] = [:]
+        var streams: [StreamKey: InboundBox] = [:]
+    }
+
+    struct StreamKey: Hashable { var sender: NodeID; var lane: UInt16 }
+
+    struct TransportCounters {
+        var streamFramesSent = 0
+        var datagramsSent = 0
+        var framesReceived = 0
+        var rejected: [FrameRejection: Int] = [:]
+        var duplicates = 0
+        var skipped = 0
+    }
+
+    /// Creates a node named `name` of `configuration`. Throws `ConfigurationError` when
+    /// the configuration is invalid or does not name this node. `eventLoopGroup`
+    /// defaults to a new group with one thread per core, shut down with the node.
+    public init(configuration: ClusterConfiguration, name: String, logger: Logger,
+                eventLoopGroup: (any EventLoopGroup)? = nil) throws {
+        try configuration.validate()
+        guard let me = configuration.node(named: name) else {
+            throw ConfigurationError(file: "<config>", field: "nodes", message: "no node named \(name)")
+        }
+        self.configuration = configuration
+        self.endpoint = me
+        var rng = SystemRandomNumberGenerator()
+        let id = NodeID(rng.next() | 1)
+        self.nodeID = id
+        var logger = logger
+        logger[metadataKey: "drs.node"] = "\(name)"
+        self.logger = logger
+        if let eventLoopGroup {
+            self.group = eventLoopGroup
+            self.ownsGroup = false
+        } else {
+            self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
+            self.ownsGroup = true
+        }
+        let shardCount = max(1, min(16, System.coreCount))
+        let candidates = configuration.nodes.filter { $0.name != name }.map(\.name)
+        self.shards = (0..<shardCount).map { lane in
+            ShardBox(core: ReplicaShard(settings: ShardSettings(
+                selfName: name, selfID: id, lane: UInt16(lane),
+                policy: configuration.replication, sessions: configuration.sessions, backupCandidates: candidates)))
+        }
+        var links: [String: PeerLink] = [:]
+        for peer in configuration.nodes where peer.name != name {
+            links[peer.name] = PeerLink(name: peer.name, host: peer.address, port: peer.replicationPort, eventLoop: group.next())
+        }
+        self.links = links
+        self.frameCodec = FrameCodec(sealer: FrameSealer(keys: configuration.keys, clusterID: configuration.clusterID, selfID: id),
+                                     selfName: name, limits: WireLimits())
+    }
+
+    // MARK: - Lifecycle
+
+    /// Binds the replication sockets (TCP and UDP on `replicationPort`) and starts the
+    /// timer. Throws if a socket cannot be bound.
+    public func start() async throws {
+        guard state.withLockedValue({ s in defer { s.started = true }; return !s.started }) else { return }
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let ops = channel.pipeline.syncOperations
+                    try ops.addHandler(ByteToMessageHandler(BoundedFrameDecoder(
+                        maxFrameBytes: frameCodec.limits.maxFrameBytes + 4096,
+                        onOversized: { [weak self] in self?.countRejection(.oversized) })))
+                    try ops.addHandler(StreamFrameHandler(receiver: self))
+                }
+            }
+            .bind(host: endpoint.address, port: endpoint.replicationPort).get()
+        let datagram = try await DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            .channelOption(.datagramVectorReadMessageCount, value: 64)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: self))
+                }
+            }
+            .bind(host: endpoint.address, port: server.localAddress?.port ?? endpoint.replicationPort).get()
+        let tick = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(5), delay: .milliseconds(5)) { [weak self] _ in
+            self?.tick()
+        }
+        state.withLockedValue {
+            $0.server = server
+            $0.datagram = datagram
+            $0.tick = tick
+        }
+        logger.info("replication node started", metadata: [
+            "drs.address": "\(endpoint.address)", "drs.port": "\(replicationPort ?? -1)", "drs.id": "\(nodeID)",
+        ])
+    }
+
+    /// Stops the timer, closes every socket and (if the node created it) shuts down the
+    /// event loop group. Waits pending on replication complete as timed out.
+    public func shutdown() async {
+        let (server, datagram, tick) = state.withLockedValue { s -> ((any Channel)?, (any Channel)?, RepeatedTask?) in
+            guard !s.stopped else { return (nil, nil, nil) }
+            s.stopped = true
+            return (s.server, s.datagram, s.tick)
+        }
+        tick?.cancel()
+        try? await server?.close()
+        try? await datagram?.close()
+        for link in links.values { link.close() }
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    /// Runs the node until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`) or
+    /// task cancellation.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// The port replication is bound to (useful when configured as 0).
+    public var replicationPort: Int? { state.withLockedValue { $0.server?.localAddress?.port } }
+
+    /// Points this node at a peer's replication endpoint (tests that bind port 0).
+    public func setPeerEndpoint(_ name: String, host: String, port: Int) {
+        links[name]?.setEndpoint(host: host, port: port)
+    }
+
+    // MARK: - Clocks
+
+    var now: MonotonicInstant {
+        let d = ContinuousClock.now - origin
+        return MonotonicInstant(nanoseconds: UInt64(max(0, d.nanosecondsClamped)))
+    }
+
+    var wall: WallTime {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return WallTime(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+    }
+
+    func shard(for id: SessionID) -> ShardBox { shards[Int(id.stableHash % UInt64(shards.count))] }
+
+    var sessionCount: Int { shards.reduce(0) { n, s in n + s.withCore { $0.ownedCount + $0.backupCount } } }
+
+    // MARK: - Public session API
+
+    /// Creates a session owned by this node and replicates it at once. In synchronous
+    /// mode returns after `minSyncReplicas` backups applied it. Throws `SessionError`:
+    /// `capacity`, `payload-too-large`, `insufficient-replicas` (nothing created), or
+    /// `sync-timeout` (created, durability unknown).
+    public func createSession(attributes: [String: [UInt8]] = [:], maxInactiveInterval: Duration? = nil) async throws -> WriteResult {
+        var rng = SystemRandomNumberGenerator()
+        let id = SessionID.random(using: &rng)
+        let box = shard(for: id)
+        let count = sessionCount
+        let outcome = try box.withCore { try $0.create(id: id, attributes: attributes, maxInactiveInterval: maxInactiveInterval, now: now, wall: wall, sessionCount: count) }
+        flushPending(box)
+        return try await finish(outcome, box: box)
+    }
+
+    /// Reads an owned session, counting as an access. Returns `nil` when this node does
+    /// not own it; waits for a scope in progress on it (so no read sees an unreplicated
+    /// synchronous write).
+    public func session(_ id: SessionID) async -> SessionState? {
+        let box = shard(for: id)
+        await box.acquireScope(id)
+        defer { box.releaseScope(id) }
+        return box.withCore { $0.access(id, wall: wall) }
+    }
+
+    /// This node's own copy of `id` (owner, backup or tombstone), without touching it.
+    public func copy(of id: SessionID) -> HeldCopy? { shard(for: id).withCore { $0.copy(of: id) } }
+
+    /// Runs `body` as a change scope on an owned session: scopes on one session run one at
+    /// a time; at the end the exact changes are committed and replicated per
+    /// `writeFrequency` and `mode`. `ifMatch` fails with `precondition-failed` when the
+    /// session's stamp differs. Throws `session-not-found`, `misdirected` (only a backup
+    /// here), `payload-too-large`, `insufficient-replicas`, `overloaded` (nothing applied
+    /// in each), `sync-timeout` (applied, durability unknown), or what `body` throws
+    /// (nothing applied).
+    public func withSession<T: Sendable>(_ id: SessionID, ifMatch: Stamp? = nil,
+                                         _ body: (inout SessionScope) throws -> T) async throws -> (value: T, result: WriteResult) {
+        let box = shard(for: id)
+        await box.acquireScope(id)
+        defer { box.releaseScope(id) }
+        let wallNow = wall
+        let current: SessionState? = box.withCore { $0.access(id, wall: wallNow) }
+        guard let current else {
+            if case .backup = copy(of: id) { throw SessionError(.notOwner, "this node holds a backup of \(id); ask its owner") }
+            throw SessionError(.sessionNotFound, "no session \(id)")
+        }
+        if let ifMatch, ifMatch != current.stamp { throw SessionError(.preconditionFailed, "session is at \(current.stamp.etag)") }
+        var scope = SessionScope(state: current)
+        let value = try body(&scope)
+        let outcome: CommitOutcome
+        if scope.invalidated {
+            outcome = try box.withCore { try $0.invalidate(id, reason: .invalidated, now: now) }
+        } else {
+            let changes = scope.changes
+            let mii = changes.maxInactiveIntervalChanged ? scope.maxInactiveInterval : nil
+            outcome = try await commitWaitingForQueue(box) { [self] core in
+                try core.commit(id, changes: changes, maxInactiveInterval: mii, now: now, wall: wall)
+            }
+        }
+        flushPending(box)
+        return (value, try await finish(outcome, box: box, invalidation: scope.invalidated))
+    }
+
+    /// Sends what is pending for `id` (manual and time-based writes) and waits: for
+    /// `minSyncReplicas` applies (synchronous), receipts from every reachable backup
+    /// (acknowledged), or nothing (best-effort). Throws `session-not-found` or
+    /// `sync-timeout`.
+    public func sync(_ id: SessionID) async throws -> WriteResult {
+        let box = shard(for: id)
+        await box.acquireScope(id)
+        defer { box.releaseScope(id) }
+        let outcome = try box.withCore { try $0.sync(id, now: now) }
+        flushPending(box)
+        if outcome.waiter == nil, let state = outcome.state {
+            return WriteResult(state: state, durability: configuration.replication.mode == .bestEffort && !state.replicaSet.isEmpty ? .replicated(state.replicaSet) : .local)
+        }
+        return try await finish(outcome, box: box, strict: true)
+    }
+
+    /// Invalidates an owned session; returns once every reachable backup holds the
+    /// tombstone. Throws `session-not-found`, `misdirected`, or `sync-timeout`.
+    public func invalidate(_ id: SessionID) async throws {
+        _ = try await withSession(id) { $0.invalidate() }
+    }
+
+    /// Counters of this node.
+    public var counters: NodeCounters {
+        var c = NodeCounters()
+        for shard in shards {
+            shard.withCore { core in
+                c.replication.add(core.counters)
+                c.primaries += core.ownedCount
+                c.backups += core.backupCount
+                for (peer, stream) in core.streams { c.queueDepth[peer, default: 0] += stream.entries.count }
+            }
+        }
+        transport.withLockedValue { t in
+            c.streamFramesSent = t.streamFramesSent
+            c.datagramsSent = t.datagramsSent
+            c.framesReceived = t.framesReceived
+            c.rejected = t.rejected
+            c.duplicateMessages = t.duplicates
+            c.skippedSequences = t.skipped
+        }
+        return c
+    }
+
+    // MARK: - Internals: writes
+
+    /// Retries a commit refused as `overloaded` until `syncTimeout`.
+    private func commitWaitingForQueue(_ box: ShardBox, _ body: (inout ReplicaShard) throws -> CommitOutcome) async throws -> CommitOutcome {
+        let deadline = ContinuousClock.now + configuration.replication.syncTimeout
+        while true {
+            do {
+                return try box.withCore { core in try body(&core) }
+            } catch let error as SessionError where error.code == .overloaded && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(2))
+            }
+        }
+    }
+
+    private func finish(_ outcome: CommitOutcome, box: ShardBox, invalidation: Bool = false, strict: Bool = false) async throws -> WriteResult {
+        guard let waiter = outcome.waiter else { return WriteResult(state: outcome.state, durability: .local) }
+        switch await box.wait(waiter) {
+        case .replicated(let names):
+            return WriteResult(state: outcome.state, durability: .replicated(names))
+        case .timedOut:
+            if !strict, !invalidation, configuration.replication.onSyncTimeout == .degrade {
+                box.withCore { $0.noteDegraded() }
+                return WriteResult(state: outcome.state, durability: .local)
+            }
+            throw SessionError(.syncTimeout, "replication did not complete within syncTimeout; the change is applied here, its durability unknown")
+        }
+    }
+
+    // MARK: - Internals: sending
+
+    var datagramTransport: Bool { configuration.replication.effectiveTransport == .udp }
+
+    /// Schedules a flush of every peer with never-sent messages in `box`.
+    func flushPending(_ box: ShardBox) {
+        let peers = box.withCore { $0.peersWithUnsent }
+        for peer in peers { scheduleFlush(peer) }
+    }
+
+    func scheduleFlush(_ peer: String) {
+        guard let link = links[peer], link.claimFlush() else { return }
+        link.eventLoop.execute { [self] in flush(link) }
+    }
+
+    /// Sends every never-sent batch of every shard and the queued control messages to
+    /// `link`'s peer, in one write per transport.
+    func flush(_ link: PeerLink) {
+        link.beginFlush()
+        let t = now
+        var batches: [(UInt16, OutboundBatch)] = []
+        for (lane, shard) in shards.enumerated() {
+            for b in shard.withCore({ $0.takeBatches(for: link.name, now: t, datagram: datagramTransport) }) {
+                batches.append((UInt16(lane), b))
+            }
+        }
+        transmit(batches, control: link.takeControl(), to: link)
+    }
+
+    func transmit(_ batches: [(UInt16, OutboundBatch)], control: [[UInt8]], to link: PeerLink) {
+        guard !batches.isEmpty || !control.isEmpty else { return }
+        let udp = datagramTransport
+        let maxDatagram = configuration.replication.udpMaxPayload
+        var stream = ByteBuffer()
+        var datagrams: [ByteBuffer] = []
+        var streamFrames = 0
+        for (lane, b) in batches {
+            let body = FrameBody.encode(data: b.messages, control: [])
+            if udp, body.count + 128 <= maxDatagram {
+                var d = ByteBuffer()
+                frameCodec.encode(lane: lane, firstSequence: b.firstSequence, lowWatermark: b.lowWatermark, body: body, datagram: true, into: &d)
+                datagrams.append(d)
+            } else {
+                frameCodec.encode(lane: lane, firstSequence: b.firstSequence, lowWatermark: b.lowWatermark, body: body, datagram: false, into: &stream)
+                streamFrames += 1
+            }
+        }
+        if !control.isEmpty {
+            let body = FrameBody.encode(data: [], control: control)
+            if udp, body.count + 128 <= maxDatagram {
+                var d = ByteBuffer()
+                frameCodec.encode(lane: 0, firstSequence: 0, lowWatermark: 0, body: body, datagram: true, into: &d)
+                datagrams.append(d)
+            } else {
+                frameCodec.encode(lane: 0, firstSequence: 0, lowWatermark: 0, body: body, datagram: false, into: &stream)
+                streamFrames += 1
+            }
+        }
+        if streamFrames > 0, let channel = link.connectedChannel(connect: { host, port in connect(link, host: host, port: port) }) {
+            channel.writeAndFlush(stream, promise: nil)
+            transport.withLockedValue { $0.streamFramesSent += streamFrames }
+        }
+        if !datagrams.isEmpty, let address = link.datagramAddress, let channel = state.withLockedValue({ $0.datagram }) {
+            for d in datagrams { channel.write(AddressedEnvelope(remoteAddress: address, data: d), promise: nil) }
+            channel.flush()
+            transport.withLockedValue { $0.datagramsSent += datagrams.count }
+        }
+    }
+
+    func connect(_ link: PeerLink, host: String, port: Int) {
+        guard !state.withLockedValue({ $0.stopped }) else { return }
+        let bootstrap = ClientBootstrap(group: link.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.milliseconds(500))
+        let bound = (try? SocketAddress(ipAddress: endpoint.address, port: 0)).map { bootstrap.bind(to: $0) } ?? bootstrap
+        bound.connect(host: host, port: port).whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                link.connected(channel)
+                setReachable(link.name, true)
+                channel.closeFuture.whenComplete { [self] _ in
+                    link.disconnected(channel)
+                    setReachable(link.name, false)
+                }
+                // Resend whatever is in flight at once rather than waiting for a retry.
+                let t = now
+                var batches: [(UInt16, OutboundBatch)] = []
+                for (lane, shard) in shards.enumerated() {
+                    for b in shard.withCore({ $0.resendInFlight(to: link.name, now: t, datagram: false) }) { batches.append((UInt16(lane), b)) }
+                }
+                transmit(batches, control: [], to: link)
+                scheduleFlush(link.name)
+            case .failure(let error):
+                link.connected(nil)
+                setReachable(link.name, false)
+                logger.debug("replication connect failed", metadata: ["drs.peer": "\(link.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    func setReachable(_ peer: String, _ reachable: Bool) {
+        for shard in shards { shard.withCore { $0.setReachable(peer, reachable) } }
+    }
+
+    // MARK: - Internals: time
+
+    func tick() {
+        let t = now, w = wall
+        let udp = datagramTransport
+        var resend: [String: [(UInt16, OutboundBatch)]] = [:]
+        for (lane, shard) in shards.enumerated() {
+            let out = shard.withCore { $0.tick(now: t, wall: w, datagram: udp) }
+            for (peer, batches) in out.resend { resend[peer, default: []] += batches.map { (UInt16(lane), $0) } }
+            shard.complete(out.completed)
+            flushPending(shard)
+        }
+        for (peer, batches) in resend {
+            if let link = links[peer] { transmit(batches, control: [], to: link) }
+        }
+        // Gaps that waited out the reorder delay.
+        let boxes = inbound.withLockedValue { Array($0.streams.values) }
+        for box in boxes {
+            box.lock.withLock {
+                let d = box.stream.tick(now: t, reorderDelay: configuration.replication.reorderDelay)
+                if d.skipped > 0 || !d.messages.isEmpty { deliver(d, box: box, lane: nil, t: t) }
+            }
+        }
+        for link in links.values {
+            _ = link.connectedChannel(connect: { host, port in connect(link, host: host, port: port) })
+        }
+    }
+
+    // MARK: - Internals: receiving
+
+    func countRejection(_ reason: FrameRejection) {
+        transport.withLockedValue { $0.rejected[reason, default: 0] += 1 }
+    }
+
+    func receive(_ buffer: ByteBuffer, datagram: Bool) {
+        let header: FrameHeader, body: FrameBody
+        switch frameCodec.decode(buffer, datagram: datagram) {
+        case .failure(let reason):
+            countRejection(reason)
+            return
+        case .success(let frame):
+            (header, body) = frame
+        }
+        guard links[header.senderName] != nil else { countRejection(.unknownSender); return }
+        let accepted: Bool = inbound.withLockedValue { s in
+            var window = s.windows[header.sender] ?? ReplayWindow()
+            let ok = datagram ? window.acceptDatagram(header.counter) : window.acceptStream(header.counter)
+            guard ok else { return false }
+            s.windows[header.sender] = window
+            if let previous = s.currentID[header.senderName], previous != header.sender {
+                // The peer restarted: its old streams and windows are gone for good.
+                s.streams = s.streams.filter { $0.key.sender != previous }
+                s.windows[previous] = nil
+            }
+            s.currentID[header.senderName] = header.sender
+            return true
+        }
+        guard accepted else { countRejection(.replayed); return }
+        transport.withLockedValue { $0.framesReceived += 1 }
+        let t = now
+        for message in body.control {
+            switch message {
+            case .receipt(let r) where Int(r.lane) < shards.count:
+                let shard = shards[Int(r.lane)]
+                shard.complete(shard.withCore { $0.onReceipt(from: header.senderName, through: r.through, now: t) })
+            case .resync(let r) where Int(r.lane) < shards.count:
+                let shard = shards[Int(r.lane)]
+                shard.withCore { $0.onResync(from: header.senderName, entries: r.entries, now: t) }
+                flushPending(shard)
+            default:
+                countRejection(.malformed)
+            }
+        }
+        guard !body.data.isEmpty else { return }
+        let box = inbound.withLockedValue { s in
+            let key = StreamKey(sender: header.sender, lane: header.lane)
+            if let b = s.streams[key] { return b }
+            let b = InboundBox(senderName: header.senderName)
+            s.streams[key] = b
+            return b
+        }
+        box.lock.withLock {
+            let d = box.stream.accept(firstSequence: header.firstSequence, lowWatermark: header.lowWatermark, messages: body.data,
+                                      now: t, reorderFrames: configuration.replication.reorderFrames,
+                                      reorderDelay: configuration.replication.reorderDelay)
+            deliver(d, box: box, lane: header.lane, t: t)
+        }
+    }
+
+    /// Applies delivered messages and queues the receipt (and resync requests) for the
+    /// sender. Called with `box.lock` held, so one stream applies in order.
+    private func deliver(_ d: InboundStream.Delivery, box: InboundBox, lane: UInt16?, t: MonotonicInstant) {
+        var resync: [ResyncRequest.Entry] = []
+        for (seq, message) in d.messages {
+            guard let id = message.sessionID else { continue }
+            if shard(for: id).withCore({ $0.apply(message, from: box.senderName, now: t) }) == .needsResync {
+                resync.append(.init(sequence: seq, id: id))
+            }
+        }
+        if !resync.isEmpty { shard(for: resync[0].id).withCore { $0.noteResyncRequested(resync.count) } }
+        transport.withLockedValue {
+            $0.duplicates += d.duplicates
+            $0.skipped += Int(d.skipped)
+        }
+        guard let link = links[box.senderName] else { return }
+        let streamLane = lane ?? inbound.withLockedValue { s in s.streams.first { $0.value === box }?.key.lane } ?? 0
+        link.addControl(lane: streamLane, through: box.stream.deliveredThrough, resync: resync)
+        scheduleFlush(box.senderName)
+    }
+}

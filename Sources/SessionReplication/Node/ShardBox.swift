@@ -1,0 +1,85 @@
+import DequeModule
+import NIOConcurrencyHelpers
+import SessionReplicationCore
+
+/// A shard's state machine behind a lock, with the continuations of callers waiting on
+/// it. Actions are computed under the lock and performed after unlocking.
+final class ShardBox: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var core: ReplicaShard
+    private var continuations: [WaiterID: CheckedContinuation<WaitResult, Never>] = [:]
+    private var finished: [WaiterID: WaitResult] = [:]
+    private var scopeQueues: [SessionID: Deque<CheckedContinuation<Void, Never>>] = [:]
+
+    init(core: ReplicaShard) { self.core = core }
+
+    /// Runs `body` on the state machine under the lock.
+    func withCore<T>(_ body: (inout ReplicaShard) throws -> T) rethrows -> T {
+        try lock.withLock { try body(&core) }
+    }
+
+    /// Resumes the callers of completed waits (or parks the results until they wait).
+    func complete(_ results: [(WaiterID, WaitResult)]) {
+        guard !results.isEmpty else { return }
+        var resume: [(CheckedContinuation<WaitResult, Never>, WaitResult)] = []
+        lock.withLock {
+            for (w, r) in results {
+                if let c = continuations.removeValue(forKey: w) { resume.append((c, r)) } else { finished[w] = r }
+            }
+        }
+        for (c, r) in resume { c.resume(returning: r) }
+    }
+
+    /// Waits for `waiter` to complete.
+    func wait(_ waiter: WaiterID) async -> WaitResult {
+        await withCheckedContinuation { (c: CheckedContinuation<WaitResult, Never>) in
+            let ready: WaitResult? = lock.withLock {
+                if let r = finished.removeValue(forKey: waiter) { return r }
+                if let r = core.settledWait(waiter) { return r }
+                continuations[waiter] = c
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    /// Waits until no other scope holds `id`, then holds it.
+    func acquireScope(_ id: SessionID) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let proceed: Bool = lock.withLock {
+                if scopeQueues[id] != nil {
+                    scopeQueues[id]!.append(c)
+                    return false
+                }
+                scopeQueues[id] = []
+                return true
+            }
+            if proceed { c.resume() }
+        }
+    }
+
+    /// Releases `id`, handing it to the next waiting scope.
+    func releaseScope(_ id: SessionID) {
+        let next: CheckedContinuation<Void, Never>? = lock.withLock {
+            guard var queue = scopeQueues[id] else { return nil }
+            if queue.isEmpty {
+                scopeQueues[id] = nil
+                return nil
+            }
+            let first = queue.removeFirst()
+            scopeQueues[id] = queue
+            return first
+        }
+        next?.resume()
+    }
+}
+
+/// The receiver side of one (sender process, lane) stream, behind its own lock so that
+/// frames of one stream are accepted and applied in order even when they arrive on TCP
+/// and UDP at once.
+final class InboundBox: @unchecked Sendable {
+    let lock = NIOLock()
+    var stream = InboundStream()
+    let senderName: String
+    init(senderName: String) { self.senderName = senderName }
+}

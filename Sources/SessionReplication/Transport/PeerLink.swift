@@ -1,0 +1,120 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SessionReplicationCore
+
+/// The outbound side towards one peer: a TCP connection bound to this node's address
+/// (reconnected with backoff), the peer's datagram address, the control messages waiting
+/// to be sent, and the once-per-tick flush flag.
+final class PeerLink: @unchecked Sendable {
+    let name: String
+    let eventLoop: any EventLoop
+    private let lock = NIOLock()
+    private var host: String
+    private var port: Int
+    private var channel: (any Channel)?
+    private var connecting = false
+    private var nextAttempt = NIODeadline.uptimeNanoseconds(0)
+    private var backoff = TimeAmount.milliseconds(50)
+    private var flushScheduled = false
+    private var receipts: [UInt16: UInt64] = [:]
+    private var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
+    private(set) var datagramAddress: SocketAddress?
+
+    init(name: String, host: String, port: Int, eventLoop: any EventLoop) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.eventLoop = eventLoop
+        self.datagramAddress = try? SocketAddress(ipAddress: host, port: port)
+    }
+
+    /// Points the link at a new address (tests binding port 0); drops the connection.
+    func setEndpoint(host: String, port: Int) {
+        let old: (any Channel)? = lock.withLock {
+            self.host = host
+            self.port = port
+            self.datagramAddress = try? SocketAddress(ipAddress: host, port: port)
+            self.nextAttempt = .uptimeNanoseconds(0)
+            defer { channel = nil }
+            return channel
+        }
+        old?.close(promise: nil)
+    }
+
+    /// Marks a flush as scheduled; returns `false` if one already is.
+    func claimFlush() -> Bool {
+        lock.withLock {
+            if flushScheduled { return false }
+            flushScheduled = true
+            return true
+        }
+    }
+
+    /// Clears the flush flag (at the start of a flush).
+    func beginFlush() { lock.withLock { flushScheduled = false } }
+
+    /// Queues a receipt and resync entries for `lane`.
+    func addControl(lane: UInt16, through: UInt64, resync: [ResyncRequest.Entry]) {
+        lock.withLock {
+            receipts[lane] = max(receipts[lane] ?? 0, through)
+            if !resync.isEmpty { resyncs[lane, default: []].append(contentsOf: resync) }
+        }
+    }
+
+    /// Takes the queued control messages, encoded, resyncs before receipts.
+    func takeControl() -> [[UInt8]] {
+        lock.withLock {
+            var out: [[UInt8]] = []
+            for lane in resyncs.keys.sorted() {
+                out.append(MessageCodec.encode(.resync(ResyncRequest(lane: lane, entries: resyncs[lane]!))))
+            }
+            for lane in receipts.keys.sorted() {
+                out.append(MessageCodec.encode(.receipt(Receipt(lane: lane, through: receipts[lane]!))))
+            }
+            receipts.removeAll(keepingCapacity: true)
+            resyncs.removeAll(keepingCapacity: true)
+            return out
+        }
+    }
+
+    /// The connected channel, or `nil` (starting a connection attempt when due).
+    func connectedChannel(connect: (String, Int) -> Void) -> (any Channel)? {
+        let (ch, attempt): ((any Channel)?, (String, Int)?) = lock.withLock {
+            if let channel, channel.isActive { return (channel, nil) }
+            channel = nil
+            guard !connecting, NIODeadline.now() >= nextAttempt else { return (nil, nil) }
+            connecting = true
+            return (nil, (host, port))
+        }
+        if let attempt { connect(attempt.0, attempt.1) }
+        return ch
+    }
+
+    /// Records the outcome of a connection attempt.
+    func connected(_ channel: (any Channel)?) {
+        lock.withLock {
+            connecting = false
+            if let channel {
+                self.channel = channel
+                backoff = .milliseconds(50)
+            } else {
+                nextAttempt = .now() + backoff
+                backoff = min(backoff * 2, .seconds(1))
+            }
+        }
+    }
+
+    /// Forgets a closed channel.
+    func disconnected(_ closed: any Channel) {
+        lock.withLock {
+            if channel === closed { channel = nil }
+        }
+    }
+
+    /// Closes the connection.
+    func close() {
+        let ch = lock.withLock { defer { channel = nil }; return channel }
+        ch?.close(promise: nil)
+    }
+}

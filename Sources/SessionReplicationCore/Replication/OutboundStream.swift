@@ -1,0 +1,191 @@
+import DequeModule
+
+/// One data message queued on a replication stream.
+public struct OutboundEntry: Sendable {
+    /// Its stream sequence number.
+    public var sequence: UInt64
+    /// The encoded message.
+    public var bytes: [UInt8]
+    /// The session it is about.
+    public var session: SessionID
+    /// Whether it must be receipted in every mode (invalidations): never dropped after
+    /// `retryCount`.
+    public var mustDeliver: Bool
+    /// When it was last transmitted; `nil` before the first transmission.
+    public var sentAt: MonotonicInstant?
+    /// Transmissions so far.
+    public var attempts: Int
+}
+
+/// A batch of consecutive data messages ready to be framed and sent.
+public struct OutboundBatch: Sendable {
+    /// Sequence of the first message.
+    public var firstSequence: UInt64
+    /// Every sequence below this is receipted or abandoned.
+    public var lowWatermark: UInt64
+    /// The encoded messages, in sequence order.
+    public var messages: [[UInt8]]
+    /// Their total size.
+    public var byteCount: Int
+}
+
+/// The sender side of one replication stream (this node to one peer, one lane):
+/// sequence numbers, the unreceipted tail, retries and the bounded queue.
+///
+/// Overflow policy: when queued bytes exceed the limit, best-effort drops the oldest
+/// droppable message (its session is marked for repair); the other modes report
+/// `isFull` so the writer waits (then fails with `overloaded`, nothing applied).
+public struct OutboundStream: Sendable {
+    /// Unreceipted messages in sequence order; the first `sentCount` were transmitted.
+    public private(set) var entries: Deque<OutboundEntry> = []
+    private(set) var sentCount = 0
+    /// The next sequence number to assign.
+    public private(set) var nextSequence: UInt64 = 1
+    /// The highest cumulative receipt.
+    public private(set) var receiptedThrough: UInt64 = 0
+    /// Bytes of queued messages.
+    public private(set) var queuedBytes = 0
+    private var tokens: Double = 0
+    private var tokensAt: MonotonicInstant?
+
+    /// Creates an empty stream.
+    public init() {}
+
+    /// Every sequence below this is receipted or abandoned.
+    public var lowWatermark: UInt64 { entries.first?.sequence ?? nextSequence }
+
+    /// Messages transmitted and not yet receipted.
+    public var inFlight: Int { sentCount }
+
+    /// Messages queued and never transmitted.
+    public var unsent: Int { entries.count - sentCount }
+
+    /// Appends a message and returns its sequence.
+    public mutating func enqueue(_ bytes: [UInt8], session: SessionID, mustDeliver: Bool) -> UInt64 {
+        let seq = nextSequence
+        nextSequence += 1
+        entries.append(OutboundEntry(sequence: seq, bytes: bytes, session: session, mustDeliver: mustDeliver, sentAt: nil, attempts: 0))
+        queuedBytes += bytes.count
+        return seq
+    }
+
+    /// Drops the oldest droppable messages while over `limit` bytes; returns the sessions
+    /// whose messages were dropped.
+    public mutating func shed(toFit limit: Int) -> [SessionID] {
+        var dropped: [SessionID] = []
+        var i = 0
+        while queuedBytes > limit, i < entries.count {
+            if entries[i].mustDeliver { i += 1; continue }
+            dropped.append(remove(at: i).session)
+        }
+        return dropped
+    }
+
+    /// Removes the entry at `index`, keeping `sentCount` consistent.
+    mutating func remove(at index: Int) -> OutboundEntry {
+        let e = entries.remove(at: index)
+        queuedBytes -= e.bytes.count
+        if index < sentCount { sentCount -= 1 }
+        return e
+    }
+
+    /// Takes never-sent messages as batches of at most `maxBatchBytes` each (one message
+    /// may exceed it alone), limited to `window` messages in flight and by a token
+    /// bucket of `rate` messages per second (`nil`: unpaced).
+    public mutating func takeUnsent(now: MonotonicInstant, maxBatchBytes: Int, window: Int?, rate: Int?) -> [OutboundBatch] {
+        var budget = unsent
+        if let window { budget = min(budget, max(0, window - sentCount)) }
+        if let rate {
+            let last = tokensAt ?? now
+            tokens = min(Double(rate) / 50, tokens + Double(rate) * Double((now - last).nanosecondsClamped) / 1e9)
+            if tokensAt == nil { tokens = Double(rate) / 50 }
+            tokensAt = now
+            budget = min(budget, Int(tokens))
+        }
+        guard budget > 0 else { return [] }
+        let batches = makeBatches(from: sentCount, count: budget, maxBatchBytes: maxBatchBytes, sentAt: now, countAttempt: true)
+        sentCount += budget
+        if rate != nil { tokens -= Double(budget) }
+        return batches
+    }
+
+    /// What a retry pass did.
+    public struct RetryOutcome: Sendable {
+        /// Batches to transmit again.
+        public var batches: [OutboundBatch] = []
+        /// Messages resent.
+        public var resent = 0
+        /// Sessions whose message was dropped after its last retry.
+        public var dropped: [SessionID] = []
+    }
+
+    /// Resends transmitted messages without a receipt for `retryInterval`; with a
+    /// `retryLimit`, a message already sent `1 + retryLimit` times is dropped instead
+    /// (unless it must be delivered).
+    public mutating func retry(now: MonotonicInstant, retryInterval: Duration, retryLimit: Int?, maxBatchBytes: Int) -> RetryOutcome {
+        var outcome = RetryOutcome()
+        var i = 0
+        while i < sentCount {
+            guard let sentAt = entries[i].sentAt, now - sentAt >= retryInterval else { i += 1; continue }
+            if let retryLimit, !entries[i].mustDeliver, entries[i].attempts > retryLimit {
+                outcome.dropped.append(remove(at: i).session)
+                continue
+            }
+            i += 1
+        }
+        var due: [Int] = []
+        for j in 0..<sentCount {
+            if let sentAt = entries[j].sentAt, now - sentAt >= retryInterval { due.append(j) }
+        }
+        var k = 0
+        while k < due.count {
+            var end = k
+            while end + 1 < due.count, due[end + 1] == due[end] + 1 { end += 1 }
+            outcome.batches += makeBatches(from: due[k], count: end - k + 1, maxBatchBytes: maxBatchBytes, sentAt: now, countAttempt: true)
+            outcome.resent += end - k + 1
+            k = end + 1
+        }
+        return outcome
+    }
+
+    /// Marks every transmitted message as due now (after a reconnect).
+    public mutating func resendAllNow(now: MonotonicInstant, maxBatchBytes: Int) -> [OutboundBatch] {
+        guard sentCount > 0 else { return [] }
+        return makeBatches(from: 0, count: sentCount, maxBatchBytes: maxBatchBytes, sentAt: now, countAttempt: false)
+    }
+
+    /// Applies a cumulative receipt; returns how many messages it newly covered.
+    @discardableResult
+    public mutating func receipt(through: UInt64) -> Int {
+        guard through > receiptedThrough else { return 0 }
+        receiptedThrough = min(through, nextSequence - 1)
+        var n = 0
+        while let first = entries.first, first.sequence <= receiptedThrough {
+            _ = remove(at: 0)
+            n += 1
+        }
+        return n
+    }
+
+    private mutating func makeBatches(from start: Int, count: Int, maxBatchBytes: Int, sentAt: MonotonicInstant, countAttempt: Bool) -> [OutboundBatch] {
+        var batches: [OutboundBatch] = []
+        var current: OutboundBatch?
+        let low = lowWatermark
+        for i in start..<(start + count) {
+            entries[i].sentAt = sentAt
+            if countAttempt { entries[i].attempts += 1 }
+            let e = entries[i]
+            if var c = current, c.byteCount + e.bytes.count <= maxBatchBytes,
+               c.firstSequence + UInt64(c.messages.count) == e.sequence {
+                c.messages.append(e.bytes)
+                c.byteCount += e.bytes.count
+                current = c
+            } else {
+                if let c = current { batches.append(c) }
+                current = OutboundBatch(firstSequence: e.sequence, lowWatermark: low, messages: [e.bytes], byteCount: e.bytes.count)
+            }
+        }
+        if let c = current { batches.append(c) }
+        return batches
+    }
+}

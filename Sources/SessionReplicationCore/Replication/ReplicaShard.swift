@@ -1,0 +1,612 @@
+import DequeModule
+
+/// One shard of a node: the sessions it owns, the backup copies it holds, tombstones,
+/// and the outbound replication streams of its lane. A value type driven by events
+/// (`create`, `commit`, `apply`, `onReceipt`, `onResync`, `tick`) with `now` passed in;
+/// it performs no I/O. The node reads the batches to transmit with `takeBatches` and
+/// `tick`'s outcome, and completes waits named in the outcomes.
+public struct ReplicaShard: Sendable {
+    /// The settings.
+    public private(set) var settings: ShardSettings
+    /// Counters since start.
+    public private(set) var counters = ReplicationCounters()
+
+    struct Owned: Sendable {
+        var state: SessionState
+        /// Version last sent to the backups; 0 before the first send.
+        var sentVersion: UInt64 = 0
+        var pending = ChangeSet()
+        var needsFull = false
+        var accessSent: WallTime
+    }
+
+    struct Backup: Sendable {
+        var state: SessionState
+        var lastHeard: MonotonicInstant
+    }
+
+    struct Tombstone: Sendable {
+        var stamp: Stamp
+        var until: MonotonicInstant
+    }
+
+    struct Waiter: Sendable {
+        var session: SessionID
+        var targets: [String: UInt64]
+        var acked: [String] = []
+        var needed: Int
+        var deadline: MonotonicInstant
+    }
+
+    var owned: [SessionID: Owned] = [:]
+    var backups: [SessionID: Backup] = [:]
+    var tombstones: [SessionID: Tombstone] = [:]
+    /// Outbound streams by peer name.
+    public private(set) var streams: [String: OutboundStream] = [:]
+    var waiters: [UInt64: Waiter] = [:]
+    var waitersByPeer: [String: Deque<(sequence: UInt64, waiter: UInt64)>] = [:]
+    var nextWaiter: UInt64 = 1
+    var dirty: Set<SessionID> = []
+    var accessed: Set<SessionID> = []
+    var repair: Set<SessionID> = []
+    var ownerExpiry = ExpiryWheel()
+    var backupExpiry = ExpiryWheel()
+    var tombstoneExpiry = ExpiryWheel()
+    var nextTimedWrite: MonotonicInstant?
+    var nextAccessFlush: MonotonicInstant?
+    var nextRepair: MonotonicInstant?
+    /// Peers whose streams hold never-sent messages.
+    public private(set) var peersWithUnsent: Set<String> = []
+    /// Peers the transport currently reaches (static membership: all until told otherwise).
+    public private(set) var unreachable: Set<String> = []
+
+    /// Creates an empty shard.
+    public init(settings: ShardSettings) {
+        self.settings = settings
+    }
+
+    /// Sessions owned.
+    public var ownedCount: Int { owned.count }
+    /// Backup copies held.
+    public var backupCount: Int { backups.count }
+    /// Tombstones held.
+    public var tombstoneCount: Int { tombstones.count }
+
+    // MARK: - Owner side
+
+    /// Creates a session owned by this node, replicated at once in every write frequency.
+    /// Fails with `capacity` at `maxSessions`, `payloadTooLarge` beyond the size limits,
+    /// `notOwner` on a `server` node, `insufficientReplicas` (synchronous, `fail`) when
+    /// fewer backups are reachable than `minSyncReplicas`; nothing is created then.
+    public mutating func create(id: SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?,
+                                now: MonotonicInstant, wall: WallTime, sessionCount: Int) throws(SessionError) -> CommitOutcome {
+        guard settings.policy.role.owns else { throw SessionError(.notOwner, "this node's role is server: it stores backups and owns no sessions") }
+        guard sessionCount < settings.sessions.maxSessions else { throw SessionError(.capacity, "maxSessions (\(settings.sessions.maxSessions)) reached") }
+        guard owned[id] == nil, backups[id] == nil, tombstones[id] == nil else { throw SessionError(.preconditionFailed, "session id already in use") }
+        try checkSizes(attributes)
+        let wanted = settings.policy.replicas.resolve(eligible: settings.backupCandidates.count)
+        let replicaSet = Placement.choose(id, count: wanted, among: settings.backupCandidates)
+        let localOnly = try checkSyncReplicas(replicaSet)
+        let state = SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: 1, owner: settings.selfID), version: 1),
+                                 attributes: attributes, createdAt: wall, lastAccessedAt: wall,
+                                 maxInactiveInterval: maxInactiveInterval ?? settings.sessions.maxInactiveInterval,
+                                 replicaSet: replicaSet)
+        owned[id] = Owned(state: state, accessSent: wall)
+        ownerExpiry.schedule(id, at: state.expiresAt.milliseconds / 1000 + 1)
+        counters.sessionsCreated += 1
+        let targets = send(id, now: now)
+        return outcome(for: id, targets: targets, localOnly: localOnly, now: now)
+    }
+
+    /// The owned session `id`, marking it accessed; `nil` if not owned here.
+    public mutating func access(_ id: SessionID, wall: WallTime) -> SessionState? {
+        guard owned[id] != nil else { return nil }
+        owned[id]!.state.lastAccessedAt = max(owned[id]!.state.lastAccessedAt, wall)
+        accessed.insert(id)
+        return owned[id]!.state
+    }
+
+    /// This node's copy of `id` without touching it.
+    public func copy(of id: SessionID) -> HeldCopy? {
+        if let o = owned[id] { return .owner(o.state) }
+        if let b = backups[id] { return .backup(b.state) }
+        if let t = tombstones[id] { return .tombstone(t.stamp) }
+        return nil
+    }
+
+    /// Commits the changes of a scope on an owned session: bumps the version when
+    /// anything changed and replicates per `writeFrequency`. Size checks and (synchronous)
+    /// replica checks happen first; on failure nothing is applied.
+    public mutating func commit(_ id: SessionID, changes: ChangeSet, maxInactiveInterval: Duration?,
+                                now: MonotonicInstant, wall: WallTime) throws(SessionError) -> CommitOutcome {
+        guard var entry = owned[id] else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
+        var attributes = entry.state.attributes
+        for (name, value) in changes.updated { attributes[name] = value }
+        for name in changes.removed { attributes[name] = nil }
+        try checkSizes(attributes)
+        entry.state.lastAccessedAt = max(entry.state.lastAccessedAt, wall)
+        guard !changes.isEmpty else {
+            owned[id] = entry
+            accessed.insert(id)
+            return CommitOutcome(state: entry.state, waiter: nil, localOnly: entry.state.replicaSet.isEmpty)
+        }
+        let localOnly = try checkSyncReplicas(entry.state.replicaSet)
+        try checkQueues(entry.state.replicaSet)
+        entry.state.attributes = attributes
+        if let maxInactiveInterval { entry.state.maxInactiveInterval = maxInactiveInterval }
+        entry.state.stamp.version += 1
+        entry.pending.merge(changes)
+        owned[id] = entry
+        counters.commits += 1
+        switch settings.policy.writeFrequency {
+        case .endOfService:
+            let targets = send(id, now: now)
+            return outcome(for: id, targets: targets, localOnly: localOnly, now: now)
+        case .timeBased, .manual:
+            dirty.insert(id)
+            if nextTimedWrite == nil { nextTimedWrite = now + settings.policy.writeInterval }
+            return CommitOutcome(state: entry.state, waiter: nil, localOnly: true)
+        }
+    }
+
+    /// Sends what is pending for `id` now and waits per mode: synchronous for
+    /// `minSyncReplicas` applies, acknowledged for receipts from every reachable backup,
+    /// best-effort not at all (`waiter` is `nil`).
+    public mutating func sync(_ id: SessionID, now: MonotonicInstant) throws(SessionError) -> CommitOutcome {
+        guard let entry = owned[id] else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
+        var targets: [String: UInt64] = [:]
+        if entry.sentVersion < entry.state.stamp.version || entry.needsFull {
+            targets = send(id, now: now)
+        } else {
+            for peer in entry.state.replicaSet {
+                if let s = streams[peer], s.nextSequence > 1, s.receiptedThrough < s.nextSequence - 1 {
+                    targets[peer] = s.nextSequence - 1
+                } else {
+                    targets[peer] = 0
+                }
+            }
+        }
+        switch settings.policy.mode {
+        case .bestEffort:
+            return CommitOutcome(state: owned[id]?.state, waiter: nil, localOnly: entry.state.replicaSet.isEmpty)
+        case .synchronous:
+            return outcome(for: id, targets: targets, localOnly: false, now: now)
+        case .acknowledged:
+            let live = targets.filter { !unreachable.contains($0.key) }
+            let w = addWaiter(id, targets: live, needed: live.count, now: now)
+            return CommitOutcome(state: owned[id]?.state, waiter: w, localOnly: false)
+        }
+    }
+
+    /// Ends an owned session: tombstones it here and sends the invalidation to every
+    /// backup (acknowledged in every mode). The waiter completes once every reachable
+    /// backup receipted it.
+    public mutating func invalidate(_ id: SessionID, reason: EndReason, now: MonotonicInstant) throws(SessionError) -> CommitOutcome {
+        guard let entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
+        dirty.remove(id); accessed.remove(id); repair.remove(id)
+        addTombstone(id, entry.state.stamp, now: now)
+        let message = MessageCodec.encode(.invalidate(Invalidation(id: id, stamp: entry.state.stamp, reason: reason)))
+        var targets: [String: UInt64] = [:]
+        for peer in entry.state.replicaSet {
+            targets[peer] = enqueue(message, to: peer, session: id, mustDeliver: true)
+            counters.invalidationsSent += 1
+        }
+        let live = targets.filter { !unreachable.contains($0.key) }
+        let w = live.isEmpty ? nil : addWaiter(id, targets: live, needed: live.count, now: now)
+        return CommitOutcome(state: nil, waiter: w, localOnly: live.isEmpty)
+    }
+
+    /// Records whether the transport reaches `peer`.
+    public mutating func setReachable(_ peer: String, _ reachable: Bool) {
+        if reachable { unreachable.remove(peer) } else { unreachable.insert(peer) }
+    }
+
+    // MARK: - Streams
+
+    /// Takes the never-sent batches for `peer`. Datagram transport applies the UDP
+    /// window and pacing; `datagram` batches are at most `udpMaxPayload` minus overhead
+    /// (a larger single message is returned alone: the node sends it over TCP).
+    public mutating func takeBatches(for peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
+        guard var stream = streams[peer] else { return [] }
+        let p = settings.policy
+        let batches = stream.takeUnsent(now: now, maxBatchBytes: maxBatchBytes(datagram: datagram),
+                                        window: datagram ? p.udpWindow : nil, rate: datagram ? p.udpRate : nil)
+        if stream.unsent == 0 { peersWithUnsent.remove(peer) }
+        streams[peer] = stream
+        return batches
+    }
+
+    /// Marks every in-flight message to `peer` for immediate resend (after a reconnect).
+    public mutating func resendInFlight(to peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
+        let limit = maxBatchBytes(datagram: datagram)
+        guard var stream = streams[peer] else { return [] }
+        let batches = stream.resendAllNow(now: now, maxBatchBytes: limit)
+        streams[peer] = stream
+        return batches
+    }
+
+    func maxBatchBytes(datagram: Bool) -> Int {
+        datagram ? max(64, settings.policy.udpMaxPayload - settings.datagramOverhead) : settings.maxStreamBatchBytes
+    }
+
+    /// A cumulative receipt from `peer` for this shard's lane; returns completed waits.
+    public mutating func onReceipt(from peer: String, through: UInt64, now: MonotonicInstant) -> [(WaiterID, WaitResult)] {
+        if var stream = streams[peer] {
+            stream.receipt(through: through)
+            streams[peer] = stream
+        }
+        var done: [(WaiterID, WaitResult)] = []
+        guard var queue = waitersByPeer[peer] else { return done }
+        while let first = queue.first, first.sequence <= through {
+            queue.removeFirst()
+            guard var w = waiters[first.waiter], w.targets[peer] == first.sequence else { continue }
+            w.targets[peer] = nil
+            w.acked.append(peer)
+            if w.acked.count >= w.needed {
+                waiters[first.waiter] = nil
+                done.append((WaiterID(rawValue: first.waiter), .replicated(w.acked.sorted())))
+            } else {
+                waiters[first.waiter] = w
+            }
+        }
+        waitersByPeer[peer] = queue
+        return done
+    }
+
+    /// A resync request from `peer`: each named session still owned is sent to it whole
+    /// (waits on the failed sequence move to the new one); a session that ended is sent
+    /// its invalidation.
+    public mutating func onResync(from peer: String, entries: [ResyncRequest.Entry], now: MonotonicInstant) {
+        for e in entries {
+            counters.resyncsServed += 1
+            let seq: UInt64
+            if let o = owned[e.id], o.state.replicaSet.contains(peer) {
+                seq = enqueue(MessageCodec.encode(.full(replicable(o.state))), to: peer, session: e.id, mustDeliver: false)
+                counters.fullStatesSent += 1
+            } else if let t = tombstones[e.id] {
+                seq = enqueue(MessageCodec.encode(.invalidate(Invalidation(id: e.id, stamp: t.stamp, reason: .invalidated))),
+                              to: peer, session: e.id, mustDeliver: true)
+            } else {
+                continue
+            }
+            retarget(peer: peer, from: e.sequence, to: seq)
+        }
+    }
+
+    // MARK: - Backup side
+
+    /// Applies one data message received from the owner `peer`. Monotonic: a delta only
+    /// on exactly its base version in the same epoch, a full state only if strictly
+    /// newer; a tombstone beats any equal or older state.
+    public mutating func apply(_ message: ReplicationMessage, from peer: String, now: MonotonicInstant) -> ApplyOutcome {
+        guard settings.policy.role.storesBackups else { return .ignored }
+        switch message {
+        case .full(let s):
+            if let t = tombstones[s.id], t.stamp >= s.stamp { counters.staleIgnored += 1; return .ignored }
+            if let o = owned[s.id] {
+                guard s.stamp.epoch > o.state.stamp.epoch else { counters.fencedRejected += 1; return .fenced }
+                owned[s.id] = nil
+                dirty.remove(s.id); accessed.remove(s.id); repair.remove(s.id)
+            }
+            if let b = backups[s.id], b.state.stamp >= s.stamp {
+                backups[s.id]!.lastHeard = now
+                counters.staleIgnored += 1
+                return .ignored
+            }
+            tombstones[s.id] = nil
+            storeBackup(s, now: now)
+            counters.appliedFull += 1
+            return .applied
+        case .delta(let d):
+            if let t = tombstones[d.id], t.stamp.epoch >= d.epoch, t.stamp.version >= d.version { counters.staleIgnored += 1; return .ignored }
+            if owned[d.id] != nil { counters.fencedRejected += 1; return .fenced }
+            guard var b = backups[d.id] else { return .needsResync }
+            if b.state.stamp.epoch == d.epoch, b.state.stamp.version >= d.version {
+                backups[d.id]!.lastHeard = now
+                counters.staleIgnored += 1
+                return .ignored
+            }
+            guard b.state.stamp.epoch == d.epoch, b.state.stamp.version == d.baseVersion else {
+                if b.state.stamp.epoch > d.epoch { counters.fencedRejected += 1; return .fenced }
+                return .needsResync
+            }
+            for (name, value) in d.updated { b.state.attributes[name] = value }
+            for name in d.removed { b.state.attributes[name] = nil }
+            b.state.stamp.version = d.version
+            b.state.lastAccessedAt = max(b.state.lastAccessedAt, d.lastAccessedAt)
+            b.state.maxInactiveInterval = d.maxInactiveInterval
+            b.state.replicaSet = d.replicaSet
+            b.lastHeard = now
+            backups[d.id] = b
+            counters.applied += 1
+            return .applied
+        case .invalidate(let i):
+            if let o = owned[i.id] {
+                guard i.stamp.epoch > o.state.stamp.epoch else { counters.fencedRejected += 1; return .fenced }
+                owned[i.id] = nil
+            }
+            if let b = backups[i.id], b.state.stamp > i.stamp { counters.staleIgnored += 1; return .ignored }
+            backups[i.id] = nil
+            if let t = tombstones[i.id], t.stamp >= i.stamp { return .applied }
+            addTombstone(i.id, i.stamp, now: now)
+            counters.applied += 1
+            return .applied
+        case .touch(let t):
+            guard var b = backups[t.id] else { return tombstones[t.id] == nil ? .needsResync : .ignored }
+            if b.state.stamp == t.stamp {
+                b.state.lastAccessedAt = max(b.state.lastAccessedAt, t.lastAccessedAt)
+                b.lastHeard = now
+                backups[t.id] = b
+                return .applied
+            }
+            return b.state.stamp < t.stamp ? .needsResync : .ignored
+        case .receipt, .resync:
+            return .ignored
+        }
+    }
+
+    // MARK: - Time
+
+    /// What a tick produced.
+    public struct TickOutcome: Sendable {
+        /// Batches to retransmit, by peer.
+        public var resend: [(peer: String, batches: [OutboundBatch])] = []
+        /// Waits that timed out.
+        public var completed: [(WaiterID, WaitResult)] = []
+        /// Sessions that expired on this owner.
+        public var expired: [SessionID] = []
+    }
+
+    /// Advances time: retries and drops, time-based writes, access replication, repair,
+    /// wait timeouts, owner expiry, backup eviction and tombstone expiry.
+    public mutating func tick(now: MonotonicInstant, wall: WallTime, datagram: Bool) -> TickOutcome {
+        var out = TickOutcome()
+        let p = settings.policy
+        for peer in streams.keys.sorted() {
+            var stream = streams[peer]!
+            let r = stream.retry(now: now, retryInterval: p.retryInterval,
+                                 retryLimit: p.mode == .bestEffort ? p.retryCount : nil,
+                                 maxBatchBytes: maxBatchBytes(datagram: datagram))
+            streams[peer] = stream
+            counters.retries += r.resent
+            counters.drops += r.dropped.count
+            for id in r.dropped where owned[id] != nil { repair.insert(id) }
+            if !r.batches.isEmpty { out.resend.append((peer, r.batches)) }
+        }
+        if let due = nextTimedWrite, now >= due {
+            for id in dirty.sorted() where owned[id] != nil && p.writeFrequency == .timeBased { _ = send(id, now: now) }
+            if p.writeFrequency == .timeBased { dirty.removeAll() }
+            nextTimedWrite = dirty.isEmpty ? nil : now + p.writeInterval
+        }
+        let accessInterval = settings.sessions.effectiveAccessInterval
+        if nextAccessFlush == nil { nextAccessFlush = now + accessInterval }
+        if let due = nextAccessFlush, now >= due {
+            for id in accessed.sorted() { sendTouch(id, now: now) }
+            accessed.removeAll()
+            nextAccessFlush = now + accessInterval
+        }
+        if nextRepair == nil { nextRepair = now + p.repairInterval }
+        if let due = nextRepair, now >= due {
+            for id in repair.sorted() where owned[id] != nil {
+                owned[id]!.needsFull = true
+                _ = send(id, now: now)
+                counters.repairsSent += 1
+            }
+            repair.removeAll()
+            nextRepair = now + p.repairInterval
+        }
+        for (key, w) in waiters.sorted(by: { $0.key < $1.key }) where now >= w.deadline {
+            waiters[key] = nil
+            counters.syncTimeouts += 1
+            out.completed.append((WaiterID(rawValue: key), .timedOut(w.acked.sorted())))
+        }
+        out.expired = expireOwned(wall: wall, now: now)
+        evictBackups(now: now)
+        for id in tombstoneExpiry.popDue(Int64(now.nanoseconds / 1_000_000_000)) {
+            if let t = tombstones[id], t.until <= now { tombstones[id] = nil }
+        }
+        return out
+    }
+
+    mutating func expireOwned(wall: WallTime, now: MonotonicInstant) -> [SessionID] {
+        var expired: [SessionID] = []
+        for id in ownerExpiry.popDue(wall.milliseconds / 1000) {
+            guard let o = owned[id] else { continue }
+            if o.state.expiresAt <= wall {
+                _ = try? invalidate(id, reason: .expired, now: now)
+                counters.expired += 1
+                expired.append(id)
+            } else {
+                ownerExpiry.schedule(id, at: o.state.expiresAt.milliseconds / 1000 + 1)
+            }
+        }
+        return expired
+    }
+
+    mutating func evictBackups(now: MonotonicInstant) {
+        for id in backupExpiry.popDue(Int64(now.nanoseconds / 1_000_000_000)) {
+            guard let b = backups[id] else { continue }
+            let deadline = b.lastHeard + b.state.maxInactiveInterval + settings.sessions.backupGrace
+            if deadline <= now {
+                backups[id] = nil
+                counters.backupsEvicted += 1
+            } else {
+                backupExpiry.schedule(id, at: Int64(deadline.nanoseconds / 1_000_000_000) + 1)
+            }
+        }
+    }
+
+    // MARK: - Internals
+
+    func checkSizes(_ attributes: [String: [UInt8]]) throws(SessionError) {
+        var total = 0
+        for (name, value) in attributes {
+            guard value.count <= settings.sessions.maxAttributeBytes else {
+                throw SessionError(.payloadTooLarge, "attribute exceeds maxAttributeBytes (\(settings.sessions.maxAttributeBytes))")
+            }
+            total += name.utf8.count + value.count
+        }
+        guard total <= settings.sessions.maxSessionBytes else {
+            throw SessionError(.payloadTooLarge, "session exceeds maxSessionBytes (\(settings.sessions.maxSessionBytes))")
+        }
+    }
+
+    /// Whether the write proceeds local-only (degrade); throws when it must fail.
+    func checkSyncReplicas(_ replicaSet: [String]) throws(SessionError) -> Bool {
+        guard settings.policy.mode == .synchronous else { return false }
+        let reachable = replicaSet.filter { !unreachable.contains($0) }.count
+        let needed = settings.policy.syncReplicasNeeded(backups: replicaSet.count)
+        guard reachable < needed else { return false }
+        if settings.policy.onSyncTimeout == .degrade { return true }
+        throw SessionError(.insufficientReplicas, "\(reachable) reachable backups, minSyncReplicas is \(needed)")
+    }
+
+    /// Throws `overloaded` when an acknowledged/synchronous queue is full (best-effort
+    /// sheds instead).
+    func checkQueues(_ replicaSet: [String]) throws(SessionError) {
+        guard settings.policy.mode != .bestEffort else { return }
+        for peer in replicaSet where (streams[peer]?.queuedBytes ?? 0) > settings.policy.maxQueueBytes {
+            throw SessionError(.overloaded, "replication queue to \(peer) is full")
+        }
+    }
+
+    func replicable(_ state: SessionState) -> SessionState {
+        guard !settings.sessions.transientAttributes.isEmpty else { return state }
+        var s = state
+        s.attributes = s.attributes.filter { !settings.sessions.isTransient($0.key) }
+        return s
+    }
+
+    /// Sends the pending changes of `id` (a delta, or a full state when needed) to every
+    /// member of its replica set; returns the sequence per peer.
+    mutating func send(_ id: SessionID, now: MonotonicInstant) -> [String: UInt64] {
+        guard var entry = owned[id] else { return [:] }
+        let state = entry.state
+        guard !state.replicaSet.isEmpty else {
+            entry.pending = ChangeSet(); entry.sentVersion = state.stamp.version; entry.needsFull = false
+            owned[id] = entry
+            return [:]
+        }
+        let full = entry.sentVersion == 0 || entry.needsFull || settings.policy.writeContents == .allAttributes
+        let message: ReplicationMessage
+        if full {
+            message = .full(replicable(state))
+            counters.fullStatesSent += state.replicaSet.count
+        } else {
+            var set: [String: [UInt8]] = [:]
+            for name in entry.pending.updated.keys where !settings.sessions.isTransient(name) { set[name] = state.attributes[name] }
+            let removed = entry.pending.removed.filter { !settings.sessions.isTransient($0) }.sorted()
+            message = .delta(SessionDelta(id: id, epoch: state.stamp.epoch, baseVersion: entry.sentVersion, version: state.stamp.version,
+                                          lastAccessedAt: state.lastAccessedAt, maxInactiveInterval: state.maxInactiveInterval,
+                                          replicaSet: state.replicaSet, updated: set, removed: removed))
+            counters.deltasSent += state.replicaSet.count
+        }
+        entry.pending = ChangeSet()
+        entry.sentVersion = state.stamp.version
+        entry.needsFull = false
+        entry.accessSent = state.lastAccessedAt
+        owned[id] = entry
+        accessed.remove(id)
+        let bytes = MessageCodec.encode(message)
+        var targets: [String: UInt64] = [:]
+        for peer in state.replicaSet {
+            targets[peer] = enqueue(bytes, to: peer, session: id, mustDeliver: false)
+        }
+        return targets
+    }
+
+    mutating func sendTouch(_ id: SessionID, now: MonotonicInstant) {
+        guard let entry = owned[id], entry.state.lastAccessedAt > entry.accessSent, entry.sentVersion == entry.state.stamp.version else { return }
+        owned[id]!.accessSent = entry.state.lastAccessedAt
+        let stamp = Stamp(epoch: entry.state.stamp.epoch, version: entry.sentVersion)
+        let bytes = MessageCodec.encode(.touch(Touch(id: id, stamp: stamp, lastAccessedAt: entry.state.lastAccessedAt)))
+        for peer in entry.state.replicaSet {
+            _ = enqueue(bytes, to: peer, session: id, mustDeliver: false)
+            counters.touchesSent += 1
+        }
+    }
+
+    mutating func enqueue(_ bytes: [UInt8], to peer: String, session: SessionID, mustDeliver: Bool) -> UInt64 {
+        var stream = streams[peer] ?? OutboundStream()
+        let seq = stream.enqueue(bytes, session: session, mustDeliver: mustDeliver)
+        if settings.policy.mode == .bestEffort {
+            let dropped = stream.shed(toFit: settings.policy.maxQueueBytes)
+            counters.overflowDrops += dropped.count
+            for id in dropped where owned[id] != nil { repair.insert(id) }
+        }
+        streams[peer] = stream
+        peersWithUnsent.insert(peer)
+        return seq
+    }
+
+    mutating func outcome(for id: SessionID, targets: [String: UInt64], localOnly: Bool, now: MonotonicInstant) -> CommitOutcome {
+        let state = owned[id]?.state
+        guard settings.policy.mode == .synchronous, !localOnly, !targets.isEmpty else {
+            return CommitOutcome(state: state, waiter: nil, localOnly: localOnly || targets.isEmpty)
+        }
+        let live = targets.filter { !unreachable.contains($0.key) }
+        let needed = min(settings.policy.syncReplicasNeeded(backups: targets.count), targets.count)
+        let w = addWaiter(id, targets: live, needed: needed, now: now)
+        return CommitOutcome(state: state, waiter: w, localOnly: false)
+    }
+
+    mutating func addWaiter(_ id: SessionID, targets: [String: UInt64], needed: Int, now: MonotonicInstant) -> WaiterID {
+        let key = nextWaiter
+        nextWaiter += 1
+        var w = Waiter(session: id, targets: [:], needed: needed, deadline: now + settings.policy.syncTimeout)
+        for (peer, seq) in targets.sorted(by: { $0.key < $1.key }) {
+            if seq == 0 || (streams[peer]?.receiptedThrough ?? 0) >= seq {
+                w.acked.append(peer)
+            } else {
+                w.targets[peer] = seq
+                waitersByPeer[peer, default: []].append((seq, key))
+            }
+        }
+        waiters[key] = w
+        return WaiterID(rawValue: key)
+    }
+
+    /// Completes waits that need nothing more (all targets already receipted); the node
+    /// calls this right after registering a wait.
+    public mutating func settledWait(_ waiter: WaiterID) -> WaitResult? {
+        guard let w = waiters[waiter.rawValue], w.acked.count >= w.needed else { return nil }
+        waiters[waiter.rawValue] = nil
+        return .replicated(w.acked.sorted())
+    }
+
+    mutating func retarget(peer: String, from old: UInt64, to new: UInt64) {
+        guard var queue = waitersByPeer[peer] else { return }
+        var moved: [UInt64] = []
+        for (i, entry) in queue.enumerated() where entry.sequence == old {
+            if waiters[entry.waiter]?.targets[peer] == old {
+                waiters[entry.waiter]!.targets[peer] = new
+                moved.append(entry.waiter)
+            }
+            queue[i].sequence = 0
+        }
+        for key in moved { queue.append((new, key)) }
+        waitersByPeer[peer] = queue
+    }
+
+    mutating func storeBackup(_ s: SessionState, now: MonotonicInstant) {
+        let isNew = backups[s.id] == nil
+        backups[s.id] = Backup(state: s, lastHeard: now)
+        if isNew {
+            let deadline = now + s.maxInactiveInterval + settings.sessions.backupGrace
+            backupExpiry.schedule(s.id, at: Int64(deadline.nanoseconds / 1_000_000_000) + 1)
+        }
+    }
+
+    mutating func addTombstone(_ id: SessionID, _ stamp: Stamp, now: MonotonicInstant) {
+        let until = now + settings.sessions.tombstoneLifetime(repairInterval: settings.policy.repairInterval)
+        tombstones[id] = Tombstone(stamp: stamp, until: until)
+        tombstoneExpiry.schedule(id, at: Int64(until.nanoseconds / 1_000_000_000) + 1)
+    }
+}
+
+extension ReplicaShard {
+    /// Counts a synchronous write that degraded to local durability.
+    public mutating func noteDegraded() { counters.syncDegraded += 1 }
+    /// Counts resync requests this node sent as a backup.
+    public mutating func noteResyncRequested(_ n: Int) { counters.resyncsRequested += n }
+}

@@ -1,0 +1,109 @@
+/// Static settings of one shard.
+public struct ShardSettings: Sendable {
+    /// This node's configured name.
+    public var selfName: String
+    /// This node's per-process id.
+    public var selfID: NodeID
+    /// This shard's stream lane.
+    public var lane: UInt16
+    /// Replication knobs.
+    public var policy: ReplicationPolicy
+    /// Session limits.
+    public var sessions: SessionPolicy
+    /// Other members that may hold backups (static membership: the configured nodes
+    /// whose role stores backups).
+    public var backupCandidates: [String]
+    /// Bytes reserved for frame header and seal in a datagram. Default 128.
+    public var datagramOverhead: Int = 128
+    /// Largest batch on TCP. Default 256 KiB.
+    public var maxStreamBatchBytes: Int = 256 << 10
+
+    /// Creates settings.
+    public init(selfName: String, selfID: NodeID, lane: UInt16 = 0, policy: ReplicationPolicy, sessions: SessionPolicy, backupCandidates: [String]) {
+        self.selfName = selfName
+        self.selfID = selfID
+        self.lane = lane
+        self.policy = policy
+        self.sessions = sessions
+        self.backupCandidates = backupCandidates
+    }
+}
+
+/// Counters a shard keeps; the node sums them across shards for metrics and tests.
+public struct ReplicationCounters: Hashable, Sendable {
+    public var sessionsCreated = 0
+    public var commits = 0
+    public var deltasSent = 0
+    public var fullStatesSent = 0
+    public var invalidationsSent = 0
+    public var touchesSent = 0
+    public var retries = 0
+    public var drops = 0
+    public var overflowDrops = 0
+    public var repairsSent = 0
+    public var resyncsServed = 0
+    public var resyncsRequested = 0
+    public var applied = 0
+    public var appliedFull = 0
+    public var staleIgnored = 0
+    public var fencedRejected = 0
+    public var expired = 0
+    public var backupsEvicted = 0
+    public var syncTimeouts = 0
+    public var syncDegraded = 0
+    public init() {}
+
+    /// Adds `other` field by field.
+    public mutating func add(_ o: ReplicationCounters) {
+        sessionsCreated += o.sessionsCreated; commits += o.commits; deltasSent += o.deltasSent
+        fullStatesSent += o.fullStatesSent; invalidationsSent += o.invalidationsSent; touchesSent += o.touchesSent
+        retries += o.retries; drops += o.drops; overflowDrops += o.overflowDrops; repairsSent += o.repairsSent
+        resyncsServed += o.resyncsServed; resyncsRequested += o.resyncsRequested; applied += o.applied
+        appliedFull += o.appliedFull; staleIgnored += o.staleIgnored; fencedRejected += o.fencedRejected
+        expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
+    }
+}
+
+/// Identifies a pending wait for replication (a synchronous write, a `sync`, a delete).
+public struct WaiterID: Hashable, Sendable {
+    /// The raw value, unique within a shard.
+    public var rawValue: UInt64
+}
+
+/// How a wait ended.
+public enum WaitResult: Hashable, Sendable {
+    /// Enough backups applied (or receipted) the change; the names of those that did.
+    case replicated([String])
+    /// The timeout passed first; the names of those that had acknowledged.
+    case timedOut([String])
+}
+
+/// What a commit produced.
+public struct CommitOutcome: Sendable {
+    /// The session after the commit (`nil` after an invalidation).
+    public var state: SessionState?
+    /// A wait to complete before answering (synchronous writes, invalidations).
+    public var waiter: WaiterID?
+    /// Durability when no wait is needed: `true` when nothing needs to be waited for
+    /// because the write is local only (no backups, degrade).
+    public var localOnly: Bool
+}
+
+/// How a backup treated one incoming data message.
+public enum ApplyOutcome: Hashable, Sendable {
+    /// Applied.
+    case applied
+    /// Already held, or older than what is held (or beaten by a tombstone): ignored.
+    case ignored
+    /// Could not be applied (gap, unknown session): ask the owner for the full state.
+    case needsResync
+    /// Refused: an older epoch than this node's own (fencing).
+    case fenced
+}
+
+/// A copy this node holds, as seen by inspection (never touches the session).
+public enum HeldCopy: Hashable, Sendable {
+    case owner(SessionState)
+    case backup(SessionState)
+    case tombstone(Stamp)
+}

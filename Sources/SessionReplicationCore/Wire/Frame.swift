@@ -1,0 +1,207 @@
+/// The plaintext header of every replication frame (TCP frame or UDP datagram). It is
+/// authenticated as additional data when the body is sealed.
+///
+/// Layout (little-endian): magic `u16` | protocol version `u8` | flags `u8` |
+/// sender name (`u8` length, bytes) | cluster tag `u64` | sender node id `u64` |
+/// key fingerprint `u32` | counter `u64` | namespace `u16` | lane `u16` |
+/// first sequence `u64` | low watermark `u64` | body length `u32`.
+public struct FrameHeader: Hashable, Sendable {
+    /// `0x5244` ("DR").
+    public static let magic: UInt16 = 0x5244
+    /// The protocol version this build speaks.
+    public static let protocolVersion: UInt8 = 1
+    /// Bytes before the sender name.
+    public static let fixedPrefix = 5
+    /// Bytes after the sender name.
+    public static let fixedSuffix = 8 + 8 + 4 + 8 + 2 + 2 + 8 + 8 + 4
+
+    /// Flag bits.
+    public struct Flags: OptionSet, Hashable, Sendable {
+        public var rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The body is AES-GCM ciphertext followed by a 16-byte tag.
+        public static let sealed = Flags(rawValue: 1)
+        /// The frame was sent as a datagram (replay window instead of strict order).
+        public static let datagram = Flags(rawValue: 2)
+    }
+
+    public var flags: Flags
+    /// The sender's configured node name.
+    public var senderName: String
+    /// A stable hash of the cluster id; frames of other clusters are dropped.
+    public var clusterTag: UInt64
+    /// The sender's per-process node id.
+    public var sender: NodeID
+    /// Which key of the ring sealed the body (0 when unsealed).
+    public var keyFingerprint: UInt32
+    /// Per-sender counter: the AES-GCM nonce and the anti-replay sequence.
+    public var counter: UInt64
+    /// Reserved; always 0.
+    public var namespace: UInt16
+    /// The sender's stream lane (its shard index).
+    public var lane: UInt16
+    /// Sequence of the first data message in the body (0 when the body has none).
+    public var firstSequence: UInt64
+    /// Every sequence below this is receipted or abandoned by the sender.
+    public var lowWatermark: UInt64
+    /// Length of the body that follows.
+    public var bodyLength: UInt32
+
+    /// Creates a header.
+    public init(flags: Flags, senderName: String, clusterTag: UInt64, sender: NodeID, keyFingerprint: UInt32,
+                counter: UInt64, namespace: UInt16 = 0, lane: UInt16, firstSequence: UInt64, lowWatermark: UInt64, bodyLength: UInt32) {
+        self.flags = flags
+        self.senderName = senderName
+        self.clusterTag = clusterTag
+        self.sender = sender
+        self.keyFingerprint = keyFingerprint
+        self.counter = counter
+        self.namespace = namespace
+        self.lane = lane
+        self.firstSequence = firstSequence
+        self.lowWatermark = lowWatermark
+        self.bodyLength = bodyLength
+    }
+
+    /// The encoded size of this header.
+    public var encodedSize: Int { Self.fixedPrefix + 1 + senderName.utf8.count + Self.fixedSuffix }
+
+    /// Appends the header.
+    public func encode(into w: inout ByteWriter) {
+        w.write(Self.magic); w.write(Self.protocolVersion); w.write(flags.rawValue)
+        w.write(UInt8(truncatingIfNeeded: senderName.utf8.count)); w.writeRaw(senderName.utf8)
+        w.write(clusterTag); w.write(sender.rawValue); w.write(keyFingerprint); w.write(counter)
+        w.write(namespace); w.write(lane); w.write(firstSequence); w.write(lowWatermark); w.write(bodyLength)
+    }
+
+    /// Decodes a header, checking the magic, version, name and body length against
+    /// `maxBodyBytes` and the bytes actually present.
+    public static func decode(_ r: inout ByteReader, maxBodyBytes: Int) throws(DecodeError) -> FrameHeader {
+        guard try r.read(UInt16.self, "header.magic") == magic else { throw .badMagic }
+        let version = try r.read(UInt8.self, "header.version")
+        guard version == protocolVersion else { throw .unsupportedVersion(version) }
+        let flags = Flags(rawValue: try r.read(UInt8.self, "header.flags"))
+        guard flags.rawValue & ~0b11 == 0 else { throw .invalid(field: "header.flags") }
+        let nameLength = Int(try r.read(UInt8.self, "header.senderName"))
+        let rawName = try r.readBytes(nameLength, "header.senderName")
+        guard NodeName.isValid(rawName[...], maxLength: 32) else { throw .invalid(field: "header.senderName") }
+        let header = FrameHeader(
+            flags: flags, senderName: String(decoding: rawName, as: UTF8.self),
+            clusterTag: try r.read(UInt64.self, "header.clusterTag"),
+            sender: NodeID(try r.read(UInt64.self, "header.sender")),
+            keyFingerprint: try r.read(UInt32.self, "header.keyFingerprint"),
+            counter: try r.read(UInt64.self, "header.counter"),
+            namespace: try r.read(UInt16.self, "header.namespace"),
+            lane: try r.read(UInt16.self, "header.lane"),
+            firstSequence: try r.read(UInt64.self, "header.firstSequence"),
+            lowWatermark: try r.read(UInt64.self, "header.lowWatermark"),
+            bodyLength: try r.read(UInt32.self, "header.bodyLength"))
+        guard header.namespace == 0 else { throw .invalid(field: "header.namespace") }
+        let body = Int(header.bodyLength)
+        guard body <= maxBodyBytes else { throw .tooLarge(field: "header.bodyLength", limit: maxBodyBytes, found: body) }
+        guard body <= r.remaining else { throw .truncated(field: "frame.body") }
+        guard body == r.remaining else { throw .trailingBytes(r.remaining - body) }
+        return header
+    }
+}
+
+/// The plaintext body of a frame: `dataCount u16 | controlCount u16 | messages`, data
+/// messages first, numbered from the header's `firstSequence`.
+public struct FrameBody: Hashable, Sendable {
+    /// Sequenced messages, in sequence order.
+    public var data: [ReplicationMessage]
+    /// Receipts and resync requests.
+    public var control: [ReplicationMessage]
+
+    /// Creates a body.
+    public init(data: [ReplicationMessage] = [], control: [ReplicationMessage] = []) {
+        self.data = data
+        self.control = control
+    }
+
+    /// Encodes a body from already-encoded messages.
+    public static func encode(data: [[UInt8]], control: [[UInt8]]) -> [UInt8] {
+        var total = 4
+        for m in data { total += m.count }
+        for m in control { total += m.count }
+        var w = ByteWriter(capacity: total)
+        w.write(UInt16(data.count)); w.write(UInt16(control.count))
+        for m in data { w.writeRaw(m) }
+        for m in control { w.writeRaw(m) }
+        return w.bytes
+    }
+
+    /// Decodes a body; data messages must be sequenced and control messages must not.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(DecodeError) -> FrameBody {
+        var r = ByteReader(bytes)
+        let dataCount = Int(try r.read(UInt16.self, "body.dataCount"))
+        let controlCount = Int(try r.read(UInt16.self, "body.controlCount"))
+        guard dataCount + controlCount <= limits.maxMessages else {
+            throw .tooLarge(field: "body.messages", limit: limits.maxMessages, found: dataCount + controlCount)
+        }
+        guard (dataCount + controlCount) * 5 <= r.remaining else { throw .truncated(field: "body.messages") }
+        var body = FrameBody()
+        body.data.reserveCapacity(dataCount)
+        for _ in 0..<dataCount {
+            let m = try MessageCodec.decode(&r, limits: limits)
+            guard m.isSequenced else { throw .invalid(field: "body.data") }
+            body.data.append(m)
+        }
+        for _ in 0..<controlCount {
+            let m = try MessageCodec.decode(&r, limits: limits)
+            guard !m.isSequenced else { throw .invalid(field: "body.control") }
+            body.control.append(m)
+        }
+        guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
+        return body
+    }
+}
+
+/// Anti-replay for one sender: a strictly increasing counter on TCP, a sliding window of
+/// `windowSize` counters for datagrams.
+public struct ReplayWindow: Hashable, Sendable {
+    /// How far behind the highest counter a datagram may be. Default 1,024.
+    public static let windowSize: UInt64 = 1024
+    private var highestStream: UInt64 = 0
+    private var highestDatagram: UInt64 = 0
+    private var seen: [UInt64] = Array(repeating: 0, count: Int(ReplayWindow.windowSize / 64))
+
+    /// Creates an empty window.
+    public init() {}
+
+    /// Whether a stream (TCP) frame with `counter` is new; records it if so.
+    public mutating func acceptStream(_ counter: UInt64) -> Bool {
+        guard counter > highestStream else { return false }
+        highestStream = counter
+        return true
+    }
+
+    /// Whether a datagram with `counter` is new and within the window; records it if so.
+    public mutating func acceptDatagram(_ counter: UInt64) -> Bool {
+        guard counter > 0 else { return false }
+        if counter > highestDatagram {
+            let shift = counter - highestDatagram
+            if shift >= Self.windowSize {
+                for i in seen.indices { seen[i] = 0 }
+            } else {
+                var c = highestDatagram + 1
+                while c < counter { clear(c); c += 1 }
+            }
+            highestDatagram = counter
+            mark(counter)
+            return true
+        }
+        guard highestDatagram - counter < Self.windowSize else { return false }
+        if isMarked(counter) { return false }
+        mark(counter)
+        return true
+    }
+
+    private func index(_ c: UInt64) -> (Int, UInt64) {
+        let slot = c % Self.windowSize
+        return (Int(slot / 64), 1 << (slot % 64))
+    }
+    private mutating func mark(_ c: UInt64) { let (i, bit) = index(c); seen[i] |= bit }
+    private mutating func clear(_ c: UInt64) { let (i, bit) = index(c); seen[i] &= ~bit }
+    private func isMarked(_ c: UInt64) -> Bool { let (i, bit) = index(c); return seen[i] & bit != 0 }
+}

@@ -1,0 +1,196 @@
+/// Limits every decoder enforces. A message beyond them is dropped and counted.
+public struct WireLimits: Hashable, Sendable {
+    /// Largest frame body. Default 16 MiB (a 4 MiB session fits with room to spare).
+    public var maxFrameBytes: Int = 16 << 20
+    /// Most attributes in one message. Default 65,536.
+    public var maxAttributes: Int = 65_536
+    /// Longest attribute name in bytes. Default 256.
+    public var maxNameBytes: Int = 256
+    /// Largest attribute value. Default 4 MiB.
+    public var maxValueBytes: Int = 4 << 20
+    /// Most names in a replica set. Default 64.
+    public var maxReplicaSet: Int = 64
+    /// Most messages in one frame. Default 65,535.
+    public var maxMessages: Int = 65_535
+    /// Creates the defaults.
+    public init() {}
+}
+
+/// Binary encoding of `ReplicationMessage`: `type u8 | length u32 | body`, little-endian.
+public enum MessageCodec {
+    enum Tag: UInt8 {
+        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17
+    }
+
+    /// Encodes one message with its type and length prefix.
+    public static func encode(_ message: ReplicationMessage) -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        encode(message, into: &w)
+        return w.bytes
+    }
+
+    /// Appends one message with its type and length prefix to `w`.
+    public static func encode(_ message: ReplicationMessage, into w: inout ByteWriter) {
+        let tag: Tag
+        switch message {
+        case .full: tag = .full
+        case .delta: tag = .delta
+        case .invalidate: tag = .invalidate
+        case .touch: tag = .touch
+        case .receipt: tag = .receipt
+        case .resync: tag = .resync
+        }
+        w.write(tag.rawValue)
+        let lengthAt = w.bytes.count
+        w.write(UInt32(0))
+        switch message {
+        case .full(let s):
+            writeID(s.id, &w); writeStamp(s.stamp, &w)
+            w.write(s.createdAt.milliseconds); w.write(s.lastAccessedAt.milliseconds)
+            w.write(s.maxInactiveInterval.millisecondsClamped)
+            writeNames(s.replicaSet, &w)
+            w.write(UInt32(s.attributes.count))
+            for name in s.attributes.keys.sorted() {
+                w.writeShortString(name); w.writeBlob(s.attributes[name]!)
+            }
+        case .delta(let d):
+            writeID(d.id, &w); writeEpoch(d.epoch, &w)
+            w.write(d.baseVersion); w.write(d.version)
+            w.write(d.lastAccessedAt.milliseconds); w.write(d.maxInactiveInterval.millisecondsClamped)
+            writeNames(d.replicaSet, &w)
+            w.write(UInt32(d.updated.count))
+            for name in d.updated.keys.sorted() { w.writeShortString(name); w.writeBlob(d.updated[name]!) }
+            w.write(UInt32(d.removed.count))
+            for name in d.removed { w.writeShortString(name) }
+        case .invalidate(let i):
+            writeID(i.id, &w); writeStamp(i.stamp, &w); w.write(i.reason.rawValue)
+        case .touch(let t):
+            writeID(t.id, &w); writeStamp(t.stamp, &w); w.write(t.lastAccessedAt.milliseconds)
+        case .receipt(let r):
+            w.write(r.lane); w.write(r.through)
+        case .resync(let r):
+            w.write(r.lane); w.write(UInt32(r.entries.count))
+            for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
+        }
+        w.patch(UInt32(w.bytes.count - lengthAt - 4), at: lengthAt)
+    }
+
+    /// Decodes one length-prefixed message from `r`. Throws on any bound violation,
+    /// unknown type, invalid UTF-8, or a body whose length disagrees with its prefix.
+    public static func decode(_ r: inout ByteReader, limits: WireLimits) throws(DecodeError) -> ReplicationMessage {
+        let rawTag = try r.read(UInt8.self, "message.type")
+        let length = Int(try r.read(UInt32.self, "message.length"))
+        guard length <= r.remaining else { throw .truncated(field: "message.body") }
+        guard let tag = Tag(rawValue: rawTag) else { throw .invalid(field: "message.type") }
+        let end = r.offset + length
+        let message: ReplicationMessage
+        switch tag {
+        case .full:
+            let id = try readID(&r), stamp = try readStamp(&r)
+            let created = WallTime(milliseconds: try r.read(Int64.self, "full.createdAt"))
+            let accessed = WallTime(milliseconds: try r.read(Int64.self, "full.lastAccessedAt"))
+            let mii = try readInterval(&r)
+            let replicas = try readNames(&r, limits)
+            let count = Int(try r.read(UInt32.self, "full.attributeCount"))
+            guard count <= limits.maxAttributes else { throw .tooLarge(field: "full.attributeCount", limit: limits.maxAttributes, found: count) }
+            var attributes: [String: [UInt8]] = [:]
+            attributes.reserveCapacity(min(count, r.remaining / 6))
+            for _ in 0..<count {
+                let name = try readAttributeName(&r, limits)
+                attributes[name] = try r.readBlob("attribute.value", maxBytes: limits.maxValueBytes)
+            }
+            message = .full(SessionState(id: id, stamp: stamp, attributes: attributes, createdAt: created,
+                                         lastAccessedAt: accessed, maxInactiveInterval: mii, replicaSet: replicas))
+        case .delta:
+            let id = try readID(&r), epoch = try readEpoch(&r)
+            let base = try r.read(UInt64.self, "delta.baseVersion")
+            let version = try r.read(UInt64.self, "delta.version")
+            guard version > base else { throw .invalid(field: "delta.version") }
+            let accessed = WallTime(milliseconds: try r.read(Int64.self, "delta.lastAccessedAt"))
+            let mii = try readInterval(&r)
+            let replicas = try readNames(&r, limits)
+            let setCount = Int(try r.read(UInt32.self, "delta.setCount"))
+            guard setCount <= limits.maxAttributes else { throw .tooLarge(field: "delta.setCount", limit: limits.maxAttributes, found: setCount) }
+            var set: [String: [UInt8]] = [:]
+            for _ in 0..<setCount {
+                let name = try readAttributeName(&r, limits)
+                set[name] = try r.readBlob("attribute.value", maxBytes: limits.maxValueBytes)
+            }
+            let removedCount = Int(try r.read(UInt32.self, "delta.removedCount"))
+            guard removedCount <= limits.maxAttributes else { throw .tooLarge(field: "delta.removedCount", limit: limits.maxAttributes, found: removedCount) }
+            var removed: [String] = []
+            for _ in 0..<removedCount { removed.append(try readAttributeName(&r, limits)) }
+            message = .delta(SessionDelta(id: id, epoch: epoch, baseVersion: base, version: version, lastAccessedAt: accessed,
+                                          maxInactiveInterval: mii, replicaSet: replicas, updated: set, removed: removed))
+        case .invalidate:
+            let id = try readID(&r), stamp = try readStamp(&r)
+            guard let reason = EndReason(rawValue: try r.read(UInt8.self, "invalidate.reason")) else {
+                throw .invalid(field: "invalidate.reason")
+            }
+            message = .invalidate(Invalidation(id: id, stamp: stamp, reason: reason))
+        case .touch:
+            let id = try readID(&r), stamp = try readStamp(&r)
+            message = .touch(Touch(id: id, stamp: stamp, lastAccessedAt: WallTime(milliseconds: try r.read(Int64.self, "touch.lastAccessedAt"))))
+        case .receipt:
+            message = .receipt(Receipt(lane: try r.read(UInt16.self, "receipt.lane"), through: try r.read(UInt64.self, "receipt.through")))
+        case .resync:
+            let lane = try r.read(UInt16.self, "resync.lane")
+            let count = Int(try r.read(UInt32.self, "resync.count"))
+            guard count <= limits.maxMessages else { throw .tooLarge(field: "resync.count", limit: limits.maxMessages, found: count) }
+            guard count * 24 <= r.remaining else { throw .truncated(field: "resync.entries") }
+            var entries: [ResyncRequest.Entry] = []
+            entries.reserveCapacity(count)
+            for _ in 0..<count {
+                entries.append(.init(sequence: try r.read(UInt64.self, "resync.sequence"), id: try readID(&r)))
+            }
+            message = .resync(ResyncRequest(lane: lane, entries: entries))
+        }
+        guard r.offset == end else {
+            if r.offset > end { throw .invalid(field: "message.length") }
+            throw .trailingBytes(end - r.offset)
+        }
+        return message
+    }
+
+    static func writeID(_ id: SessionID, _ w: inout ByteWriter) { w.write(id.high); w.write(id.low) }
+    static func writeEpoch(_ e: Epoch, _ w: inout ByteWriter) { w.write(e.counter); w.write(e.owner.rawValue) }
+    static func writeStamp(_ s: Stamp, _ w: inout ByteWriter) { writeEpoch(s.epoch, &w); w.write(s.version) }
+    static func writeNames(_ names: [String], _ w: inout ByteWriter) {
+        w.write(UInt8(truncatingIfNeeded: names.count))
+        for n in names { w.write(UInt8(truncatingIfNeeded: n.utf8.count)); w.writeRaw(n.utf8) }
+    }
+
+    static func readID(_ r: inout ByteReader) throws(DecodeError) -> SessionID {
+        SessionID(high: try r.read(UInt64.self, "session.id"), low: try r.read(UInt64.self, "session.id"))
+    }
+    static func readEpoch(_ r: inout ByteReader) throws(DecodeError) -> Epoch {
+        Epoch(counter: try r.read(UInt64.self, "epoch.counter"), owner: NodeID(try r.read(UInt64.self, "epoch.owner")))
+    }
+    static func readStamp(_ r: inout ByteReader) throws(DecodeError) -> Stamp {
+        Stamp(epoch: try readEpoch(&r), version: try r.read(UInt64.self, "stamp.version"))
+    }
+    static func readInterval(_ r: inout ByteReader) throws(DecodeError) -> Duration {
+        let ms = try r.read(Int64.self, "maxInactiveInterval")
+        guard ms > 0, ms <= 366 * 86_400_000 else { throw .invalid(field: "maxInactiveInterval") }
+        return .milliseconds(ms)
+    }
+    static func readNames(_ r: inout ByteReader, _ limits: WireLimits) throws(DecodeError) -> [String] {
+        let count = Int(try r.read(UInt8.self, "replicaSet.count"))
+        guard count <= limits.maxReplicaSet else { throw .tooLarge(field: "replicaSet.count", limit: limits.maxReplicaSet, found: count) }
+        var names: [String] = []
+        for _ in 0..<count {
+            let length = Int(try r.read(UInt8.self, "replicaSet.name"))
+            let raw = try r.readBytes(length, "replicaSet.name")
+            guard NodeName.isValid(raw[...], maxLength: 32) else { throw .invalid(field: "replicaSet.name") }
+            names.append(String(decoding: raw, as: UTF8.self))
+        }
+        return names
+    }
+    static func readAttributeName(_ r: inout ByteReader, _ limits: WireLimits) throws(DecodeError) -> String {
+        let name = try r.readShortString("attribute.name", maxBytes: limits.maxNameBytes)
+        guard !name.isEmpty, !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw .invalid(field: "attribute.name")
+        }
+        return name
+    }
+}

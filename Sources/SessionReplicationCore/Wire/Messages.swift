@@ -1,0 +1,127 @@
+/// Changes to one session since the state at `baseVersion` in the same epoch.
+public struct SessionDelta: Hashable, Sendable {
+    /// The session.
+    public var id: SessionID
+    /// The epoch both states belong to.
+    public var epoch: Epoch
+    /// The version of the previous state sent to this backup (not `version - 1` when
+    /// changes were coalesced).
+    public var baseVersion: UInt64
+    /// The version after applying this delta.
+    public var version: UInt64
+    /// Last access as the owner saw it.
+    public var lastAccessedAt: WallTime
+    /// The idle limit after the change.
+    public var maxInactiveInterval: Duration
+    /// The owner's recorded replica set.
+    public var replicaSet: [String]
+    /// Attributes set, with their new values.
+    public var updated: [String: [UInt8]]
+    /// Attributes removed.
+    public var removed: [String]
+
+    /// Creates a delta.
+    public init(id: SessionID, epoch: Epoch, baseVersion: UInt64, version: UInt64, lastAccessedAt: WallTime,
+                maxInactiveInterval: Duration, replicaSet: [String], updated: [String: [UInt8]], removed: [String]) {
+        self.id = id
+        self.epoch = epoch
+        self.baseVersion = baseVersion
+        self.version = version
+        self.lastAccessedAt = lastAccessedAt
+        self.maxInactiveInterval = maxInactiveInterval
+        self.replicaSet = replicaSet
+        self.updated = updated
+        self.removed = removed
+    }
+}
+
+/// Why a session ended.
+public enum EndReason: UInt8, Hashable, Sendable {
+    case invalidated = 1
+    case expired = 2
+    case rotated = 3
+}
+
+/// The end of a session: every holder keeps a tombstone for `(id, stamp)`.
+public struct Invalidation: Hashable, Sendable {
+    public var id: SessionID
+    public var stamp: Stamp
+    public var reason: EndReason
+    public init(id: SessionID, stamp: Stamp, reason: EndReason) {
+        self.id = id
+        self.stamp = stamp
+        self.reason = reason
+    }
+}
+
+/// A later last-access time for a session whose content did not change.
+public struct Touch: Hashable, Sendable {
+    public var id: SessionID
+    public var stamp: Stamp
+    public var lastAccessedAt: WallTime
+    public init(id: SessionID, stamp: Stamp, lastAccessedAt: WallTime) {
+        self.id = id
+        self.stamp = stamp
+        self.lastAccessedAt = lastAccessedAt
+    }
+}
+
+/// Cumulative receipt: every data message of the stream `lane` up to `through` was
+/// processed (applied, or reported in a resync request sent before this receipt).
+public struct Receipt: Hashable, Sendable {
+    public var lane: UInt16
+    public var through: UInt64
+    public init(lane: UInt16, through: UInt64) {
+        self.lane = lane
+        self.through = through
+    }
+}
+
+/// A backup asks for full states: each entry names the sequence whose message could not
+/// be applied (a gap, an unknown session) and its session.
+public struct ResyncRequest: Hashable, Sendable {
+    public struct Entry: Hashable, Sendable {
+        public var sequence: UInt64
+        public var id: SessionID
+        public init(sequence: UInt64, id: SessionID) {
+            self.sequence = sequence
+            self.id = id
+        }
+    }
+    public var lane: UInt16
+    public var entries: [Entry]
+    public init(lane: UInt16, entries: [Entry]) {
+        self.lane = lane
+        self.entries = entries
+    }
+}
+
+/// Every message that travels in a replication frame.
+public enum ReplicationMessage: Hashable, Sendable {
+    /// A whole session (creation, all-attributes, resync, repair). Sequenced.
+    case full(SessionState)
+    /// Changes since a base version. Sequenced.
+    case delta(SessionDelta)
+    /// The session ended. Sequenced; acknowledged in every mode.
+    case invalidate(Invalidation)
+    /// A later last access. Sequenced.
+    case touch(Touch)
+    /// Control: a cumulative receipt.
+    case receipt(Receipt)
+    /// Control: a request for full states.
+    case resync(ResyncRequest)
+
+    /// The session a data message is about; `nil` for control messages.
+    public var sessionID: SessionID? {
+        switch self {
+        case .full(let s): return s.id
+        case .delta(let d): return d.id
+        case .invalidate(let i): return i.id
+        case .touch(let t): return t.id
+        case .receipt, .resync: return nil
+        }
+    }
+
+    /// Whether the message takes a stream sequence number.
+    public var isSequenced: Bool { sessionID != nil }
+}

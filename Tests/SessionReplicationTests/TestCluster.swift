@@ -1,0 +1,80 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SessionReplication
+import SessionReplicationCore
+import Testing
+
+/// Several `ReplicationNode`s in one process on 127.0.0.1, ports chosen by the kernel.
+final class TestCluster: Sendable {
+    let nodes: [ReplicationNode]
+    let group: MultiThreadedEventLoopGroup
+
+    static let key: [UInt8] = (0..<32).map { UInt8($0 &* 7 &+ 3) }
+
+    static func configuration(names: [String], _ configure: (inout ReplicationPolicy) -> Void = { _ in }) -> ClusterConfiguration {
+        var policy = ReplicationPolicy()
+        configure(&policy)
+        return ClusterConfiguration(
+            clusterID: "test",
+            keys: ClusterKeys(current: key),
+            nodes: names.map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) },
+            replication: policy)
+    }
+
+    /// Starts `names` (all of the configuration's nodes unless `only` says otherwise).
+    init(_ configuration: ClusterConfiguration, only: [String]? = nil) async throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let names = only ?? configuration.nodes.map(\.name)
+        var nodes: [ReplicationNode] = []
+        for name in names {
+            let node = try ReplicationNode(configuration: configuration, name: name, logger: logger, eventLoopGroup: group)
+            try await node.start()
+            nodes.append(node)
+        }
+        self.nodes = nodes
+        for a in nodes {
+            for b in nodes where a !== b {
+                a.setPeerEndpoint(b.endpoint.name, host: "127.0.0.1", port: b.replicationPort!)
+            }
+        }
+    }
+
+    subscript(name: String) -> ReplicationNode { nodes.first { $0.endpoint.name == name }! }
+
+    func shutdown() async {
+        for n in nodes { await n.shutdown() }
+        try? await group.shutdownGracefully()
+    }
+
+    /// Runs `body` with a started cluster and shuts it down whatever happens.
+    static func with<T>(_ configuration: ClusterConfiguration, only: [String]? = nil, _ body: (TestCluster) async throws -> T) async throws -> T {
+        let cluster = try await TestCluster(configuration, only: only)
+        do {
+            let result = try await body(cluster)
+            await cluster.shutdown()
+            return result
+        } catch {
+            await cluster.shutdown()
+            throw error
+        }
+    }
+}
+
+/// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.
+/// Used to wait for asynchronous replication; never to assert on timing.
+func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return condition()
+}
+
+extension HeldCopy {
+    var backupState: SessionState? { if case .backup(let s) = self { return s } else { return nil } }
+    var ownerState: SessionState? { if case .owner(let s) = self { return s } else { return nil } }
+}
