@@ -122,8 +122,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
-            .channelOption(.datagramVectorReadMessageCount, value: 64)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+            // recvmmsg splits one buffer evenly between the messages of a vector read:
+            // give every slot room for the largest datagram a peer may send.
+            .channelOption(.datagramVectorReadMessageCount, value: Self.datagramVector)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(
+                capacity: Self.datagramVector * Self.datagramSlot(configuration.replication.udpMaxPayload)))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: self))
@@ -166,12 +169,16 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         await shutdown()
     }
 
+    static let datagramVector = 32
+    static func datagramSlot(_ maxPayload: Int) -> Int { max(2048, (maxPayload + 1023) / 1024 * 1024 + 1024) }
+
     /// The port replication is bound to (useful when configured as 0).
     public var replicationPort: Int? { state.withLockedValue { $0.server?.localAddress?.port } }
 
     /// Points this node at a peer's replication endpoint (tests that bind port 0).
     public func setPeerEndpoint(_ name: String, host: String, port: Int) {
         links[name]?.setEndpoint(host: host, port: port)
+        setReachable(name, true)
     }
 
     // MARK: - Clocks
@@ -317,7 +324,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         guard let waiter = outcome.waiter else { return WriteResult(state: outcome.state, durability: .local) }
         switch await box.wait(waiter) {
         case .replicated(let names):
-            return WriteResult(state: outcome.state, durability: .replicated(names))
+            return WriteResult(state: outcome.state, durability: names.isEmpty ? .local : .replicated(names))
         case .timedOut:
             if !strict, !invalidation, configuration.replication.onSyncTimeout == .degrade {
                 box.withCore { $0.noteDegraded() }

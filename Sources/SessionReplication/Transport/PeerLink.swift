@@ -83,7 +83,8 @@ final class PeerLink: @unchecked Sendable {
         let (ch, attempt): ((any Channel)?, (String, Int)?) = lock.withLock {
             if let channel, channel.isActive { return (channel, nil) }
             channel = nil
-            guard !connecting, NIODeadline.now() >= nextAttempt else { return (nil, nil) }
+            // Port 0 means "not known yet" (a test binds port 0 and tells us later).
+            guard port != 0, !connecting, NIODeadline.now() >= nextAttempt else { return (nil, nil) }
             connecting = true
             return (nil, (host, port))
         }
