@@ -13,9 +13,13 @@ public struct NodeEndpoint: Hashable, Sendable {
     public var replicationPort: Int
     /// UDP port of membership traffic. Default 7200.
     public var membershipPort: Int
+    /// This node's role, overriding `replication.role` for it; `nil` (the default) uses
+    /// the cluster-wide role. A `client` node stores no backups, a `server` node owns none.
+    public var role: NodeRole?
 
     /// Creates an endpoint.
-    public init(name: String, address: String = "127.0.0.1", httpPort: Int = 8080, replicationPort: Int = 7100, membershipPort: Int = 7200) {
+    public init(name: String, address: String = "127.0.0.1", httpPort: Int = 8080, replicationPort: Int = 7100, membershipPort: Int = 7200, role: NodeRole? = nil) {
+        self.role = role
         self.name = name
         self.address = address
         self.httpPort = httpPort
@@ -113,6 +117,9 @@ public struct ClusterConfiguration: Hashable, Sendable {
         self.sessions = sessions
         self.http = http
     }
+
+    /// The role of the node named `name`: its own `role`, else `replication.role`.
+    public func role(of name: String) -> NodeRole { node(named: name)?.role ?? replication.role }
 
     /// The endpoint named `name`, or `nil`.
     public func node(named name: String) -> NodeEndpoint? { nodes.first { $0.name == name } }

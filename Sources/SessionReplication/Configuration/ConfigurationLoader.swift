@@ -439,12 +439,13 @@ private struct ConfigReader {
             throw ConfigurationError(file: file, field: "nodes", message: "required, expected a list of nodes ({name, address, httpPort, replicationPort, membershipPort}), found nothing")
         }
         for item in nodes {
-            let n = try Section(item.node, path: item.field, file: file, keys: ["name", "address", "httpPort", "replicationPort", "membershipPort"])
+            let n = try Section(item.node, path: item.field, file: file, keys: ["name", "address", "httpPort", "replicationPort", "membershipPort", "role"])
             var node = NodeEndpoint(name: try n.required("name", .string))
             try n.set(&node.address, "address", .string)
             try n.set(&node.httpPort, "httpPort", .port)
             try n.set(&node.replicationPort, "replicationPort", .port)
             try n.set(&node.membershipPort, "membershipPort", .port)
+            try n.set(&node.role, "role", .choice)
             config.nodes.append(node)
         }
 

@@ -33,6 +33,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     private let state = NIOLockedValueBox(RuntimeState())
     private let inbound = NIOLockedValueBox(InboundState())
     private let transport = NIOLockedValueBox(TransportCounters())
+    private let applyObserver = NIOLockedValueBox<(@Sendable (SessionState) -> Void)?>(nil)
 
     struct RuntimeState {
         var started = false
@@ -84,11 +85,13 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             self.ownsGroup = true
         }
         let shardCount = max(1, min(16, System.coreCount))
-        let candidates = configuration.nodes.filter { $0.name != name }.map(\.name)
+        let candidates = configuration.nodes.filter { $0.name != name && configuration.role(of: $0.name).storesBackups }.map(\.name)
+        var policy = configuration.replication
+        policy.role = configuration.role(of: name)
         self.shards = (0..<shardCount).map { lane in
             ShardBox(core: ReplicaShard(settings: ShardSettings(
                 selfName: name, selfID: id, lane: UInt16(lane),
-                policy: configuration.replication, sessions: configuration.sessions, backupCandidates: candidates)))
+                policy: policy, sessions: configuration.sessions, backupCandidates: candidates)))
         }
         var links: [String: PeerLink] = [:]
         for peer in configuration.nodes where peer.name != name {
@@ -282,6 +285,13 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// tombstone. Throws `session-not-found`, `misdirected`, or `sync-timeout`.
     public func invalidate(_ id: SessionID) async throws {
         _ = try await withSession(id) { $0.invalidate() }
+    }
+
+    /// Calls `observer` with the new state each time this node applies a replicated
+    /// change to a backup copy (on a network thread: keep it short). Replaces any earlier
+    /// observer; `nil` removes it. Used by `drs bench` to measure replication lag.
+    public func observeBackupApplies(_ observer: (@Sendable (SessionState) -> Void)?) {
+        applyObserver.withLockedValue { $0 = observer }
     }
 
     /// Counters of this node.
@@ -531,11 +541,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// sender. Called with `box.lock` held, so one stream applies in order.
     private func deliver(_ d: InboundStream.Delivery, box: InboundBox, lane: UInt16?, t: MonotonicInstant) {
         var resync: [ResyncRequest.Entry] = []
+        let observer = applyObserver.withLockedValue { $0 }
         for (seq, message) in d.messages {
             guard let id = message.sessionID else { continue }
-            if shard(for: id).withCore({ $0.apply(message, from: box.senderName, now: t) }) == .needsResync {
-                resync.append(.init(sequence: seq, id: id))
+            let (outcome, state) = shard(for: id).withCore { core in
+                let outcome = core.apply(message, from: box.senderName, now: t)
+                return (outcome, observer != nil && outcome == .applied ? core.copy(of: id) : nil)
             }
+            if outcome == .needsResync { resync.append(.init(sequence: seq, id: id)) }
+            if let observer, case .backup(let s) = state { observer(s) }
         }
         if !resync.isEmpty { shard(for: resync[0].id).withCore { $0.noteResyncRequested(resync.count) } }
         transport.withLockedValue {

@@ -56,13 +56,22 @@ public enum TransportKind: String, Hashable, Sendable, CaseIterable {
 }
 
 /// When changes are sent to backups. Default `endOfService`.
-public enum WriteFrequency: Hashable, Sendable {
+public enum WriteFrequency: Hashable, Sendable, CustomStringConvertible {
     /// At the end of every change scope (every request).
     case endOfService
     /// Only when `sync` is called for the session.
     case manual
     /// Every `writeInterval`, coalescing all changes since the last send.
     case timeBased
+
+    /// The configuration spelling: `end-of-service`, `manual`, `time-based`.
+    public var description: String {
+        switch self {
+        case .endOfService: return "end-of-service"
+        case .manual: return "manual"
+        case .timeBased: return "time-based"
+        }
+    }
 }
 
 /// What a replication message carries. Default `updatedAttributes`.

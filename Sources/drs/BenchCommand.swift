@@ -1,0 +1,200 @@
+import NIOCore
+import ArgumentParser
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import SessionReplication
+import SessionReplicationCore
+
+/// `drs bench`: replicated writes of a 1 KiB attribute to one backup, in this process,
+/// over loopback with sealed frames: the writes per second a node sustains, and the
+/// primary-to-backup lag (commit on the owner to applied on the backup) both at full
+/// speed and paced at half of it. Build with `-c release` before quoting its numbers.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure replicated write throughput and lag.")
+
+    @Option(help: "Seconds per measurement.")
+    var duration: Double = 3
+
+    @Option(help: "Runs per workload; the median is reported.")
+    var runs: Int = 3
+
+    @Option(help: "Concurrent writers (each on its own session).")
+    var writers: Int = 64
+
+    @Option(help: "Attribute size in bytes.")
+    var size: Int = 1024
+
+    @Option(help: "Workloads: acknowledged-tcp, best-effort-udp, synchronous-tcp, local (replicas 0).")
+    var workloads: [String] = ["acknowledged-tcp", "best-effort-udp"]
+
+    @Option(help: "Write the results as JSON to this file.")
+    var json: String?
+
+    @Option(help: "Accepted for symmetry with other commands; the bench uses its own two-node cluster.")
+    var config: String?
+
+    struct Result: Codable {
+        var workload: String
+        var writesPerSecond: [Double]
+        var medianWritesPerSecond: Double
+        var lagAtFullRate: Percentiles
+        var pacedRate: Double
+        var lagAtHalfRate: Percentiles
+        var drops: Int
+        var retries: Int
+        var rejectedFrames: Int
+    }
+
+    struct Percentiles: Codable {
+        var samples: Int
+        var p50Ms: Double
+        var p99Ms: Double
+        var p999Ms: Double
+        var maxMs: Double
+    }
+
+    func run() async throws {
+        var results: [Result] = []
+        print("drs bench: \(size)-byte attribute, 1 backup, \(writers) writers, \(duration)s x \(runs) runs per workload, \(System.coreCount) cores")
+        for workload in workloads {
+            guard let policy = Self.policy(workload) else {
+                printError("drs bench: unknown workload \(workload)")
+                throw ExitCode(2)
+            }
+            var rates: [Double] = []
+            var fullLag: [Percentiles] = []
+            var drops = 0, retries = 0, rejected = 0
+            for _ in 0..<runs {
+                let r = try await measure(policy: policy, rate: nil)
+                rates.append(r.rate)
+                fullLag.append(r.lag)
+                drops += r.drops; retries += r.retries; rejected += r.rejected
+            }
+            let median = rates.sorted()[rates.count / 2]
+            var halfLag: [Percentiles] = []
+            for _ in 0..<runs {
+                let r = try await measure(policy: policy, rate: median / 2)
+                halfLag.append(r.lag)
+                drops += r.drops; retries += r.retries; rejected += r.rejected
+            }
+            let result = Result(workload: workload, writesPerSecond: rates, medianWritesPerSecond: median,
+                                lagAtFullRate: Self.median(fullLag), pacedRate: median / 2, lagAtHalfRate: Self.median(halfLag),
+                                drops: drops, retries: retries, rejectedFrames: rejected)
+            results.append(result)
+            print(String(format: "%-18@ %10.0f writes/s (runs: %@)  lag full: p50 %.3f p99 %.3f ms | at %.0f/s: p50 %.3f p99 %.3f p99.9 %.3f ms  drops %d retries %d",
+                         workload, median, rates.map { String(format: "%.0f", $0) }.joined(separator: ", "),
+                         result.lagAtFullRate.p50Ms, result.lagAtFullRate.p99Ms, result.pacedRate,
+                         result.lagAtHalfRate.p50Ms, result.lagAtHalfRate.p99Ms, result.lagAtHalfRate.p999Ms, drops, retries))
+        }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(results).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    static func policy(_ workload: String) -> ReplicationPolicy? {
+        var p = ReplicationPolicy()
+        switch workload {
+        case "acknowledged-tcp": p.mode = .acknowledged; p.transport = .tcp
+        case "best-effort-udp": p.mode = .bestEffort; p.transport = .udp
+        case "synchronous-tcp": p.mode = .synchronous; p.transport = .tcp; p.minSyncReplicas = 1
+        case "local": p.replicas = .count(0)
+        default: return nil
+        }
+        return p
+    }
+
+    static func median(_ ps: [Percentiles]) -> Percentiles {
+        func med(_ f: (Percentiles) -> Double) -> Double { ps.map(f).sorted()[ps.count / 2] }
+        return Percentiles(samples: ps.map(\.samples).reduce(0, +), p50Ms: med(\.p50Ms), p99Ms: med(\.p99Ms), p999Ms: med(\.p999Ms), maxMs: med(\.maxMs))
+    }
+
+    struct Run {
+        var rate: Double
+        var lag: Percentiles
+        var drops: Int
+        var retries: Int
+        var rejected: Int
+    }
+
+    /// One measurement on a fresh two-node cluster; `rate` paces the writers (total writes
+    /// per second), `nil` runs them flat out.
+    func measure(policy: ReplicationPolicy, rate: Double?) async throws -> Run {
+        let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        let config = ClusterConfiguration(
+            clusterID: "bench", keys: ClusterKeys(current: key),
+            nodes: [NodeEndpoint(name: "a", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0),
+                    NodeEndpoint(name: "b", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0)],
+            replication: policy)
+        var logger = Logger(label: "drs.bench")
+        logger.logLevel = .error
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let a = try ReplicationNode(configuration: config, name: "a", logger: logger, eventLoopGroup: group)
+        let b = try ReplicationNode(configuration: config, name: "b", logger: logger, eventLoopGroup: group)
+        try await a.start()
+        try await b.start()
+        a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!)
+        b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!)
+        let origin = ContinuousClock.now
+        let lags = NIOLockedValueBox<[Int64]>([])
+        lags.withLockedValue { $0.reserveCapacity(1 << 20) }
+        b.observeBackupApplies { state in
+            guard let v = state.attributes["payload"], v.count >= 8 else { return }
+            let sent = v.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }
+            let lag = (ContinuousClock.now - origin).nanosecondsClamped - sent
+            lags.withLockedValue { $0.append(lag) }
+        }
+        var ids: [SessionID] = []
+        for _ in 0..<writers {
+            if let id = try await a.createSession().state?.id { ids.append(id) }
+        }
+        for id in ids { _ = try await a.sync(id) }
+        lags.withLockedValue { $0.removeAll(keepingCapacity: true) }
+        let warmDeadline = ContinuousClock.now + .milliseconds(300)
+        let deadline = warmDeadline + .seconds(duration)
+        let size = self.size
+        let writerIDs = ids
+        let perWriterInterval: Duration? = rate.map { .nanoseconds(Int64(1e9 * Double(writerIDs.count) / $0)) }
+        let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+            for (i, id) in writerIDs.enumerated() {
+                group.addTask {
+                    var n = 0
+                    var payload = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: max(8, size))
+                    var next = ContinuousClock.now + (perWriterInterval.map { $0 * Double(i) / Double(writerIDs.count) } ?? .zero)
+                    while true {
+                        if let perWriterInterval {
+                            try await Task.sleep(until: next)
+                            next += perWriterInterval
+                        }
+                        let t = ContinuousClock.now
+                        if t >= deadline { break }
+                        let stamp = (t - origin).nanosecondsClamped
+                        payload.withUnsafeMutableBytes { $0.storeBytes(of: stamp, as: Int64.self) }
+                        let bytes = payload
+                        _ = try? await a.withSession(id) { $0.set("payload", bytes) }
+                        if t >= warmDeadline { n += 1 }
+                    }
+                    return n
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let c = a.counters
+        let all = lags.withLockedValue { $0 }.sorted()
+        await a.shutdown()
+        await b.shutdown()
+        try await group.shutdownGracefully()
+        func pct(_ q: Double) -> Double {
+            guard !all.isEmpty else { return .nan }
+            return Double(all[min(all.count - 1, Int(Double(all.count) * q))]) / 1e6
+        }
+        return Run(rate: Double(counts) / duration,
+                   lag: Percentiles(samples: all.count, p50Ms: pct(0.5), p99Ms: pct(0.99), p999Ms: pct(0.999), maxMs: pct(1)),
+                   drops: c.replication.drops + c.replication.overflowDrops, retries: c.replication.retries,
+                   rejected: c.rejectedTotal + b.counters.rejectedTotal)
+    }
+}

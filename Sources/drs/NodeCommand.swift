@@ -1,0 +1,34 @@
+import ArgumentParser
+import Logging
+import SessionReplication
+import ServiceLifecycle
+
+/// `drs node --config FILE --name NAME`: one node in the foreground until SIGTERM/SIGINT.
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "node", abstract: "Run one node of a cluster in the foreground.")
+
+    @Option(help: "Path of a cluster-configs/*.yaml file.")
+    var config: String
+
+    @Option(help: "This node's name in the configuration.")
+    var name: String
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let configuration = try loadConfiguration(config)
+        guard configuration.node(named: name) != nil else {
+            printError("drs: invalid configuration: \(config): nodes: no node named \"\(name)\" (have \(configuration.nodes.map(\.name).joined(separator: ", ")))")
+            throw ExitCode(2)
+        }
+        var logger = Logger(label: "drs")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: node)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
