@@ -37,8 +37,13 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct Result: Codable {
         var workload: String
+        /// Writes the owner committed per second (writers do not wait for replication
+        /// except in synchronous mode).
         var writesPerSecond: [Double]
         var medianWritesPerSecond: Double
+        /// Changes the backup applied per second during the same runs.
+        var appliedPerSecond: [Double]
+        var medianAppliedPerSecond: Double
         var lagAtFullRate: Percentiles
         var pacedRate: Double
         var lagAtHalfRate: Percentiles
@@ -64,27 +69,33 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
             var rates: [Double] = []
+            var applied: [Double] = []
             var fullLag: [Percentiles] = []
             var drops = 0, retries = 0, rejected = 0
             for _ in 0..<runs {
                 let r = try await measure(policy: policy, rate: nil)
                 rates.append(r.rate)
+                applied.append(r.appliedRate)
                 fullLag.append(r.lag)
                 drops += r.drops; retries += r.retries; rejected += r.rejected
             }
             let median = rates.sorted()[rates.count / 2]
+            let medianApplied = applied.sorted()[applied.count / 2]
+            // Half of what was really replicated (for local, half of the write rate).
+            let paced = (workload == "local" ? median : min(median, medianApplied)) / 2
             var halfLag: [Percentiles] = []
             for _ in 0..<runs {
-                let r = try await measure(policy: policy, rate: median / 2)
+                let r = try await measure(policy: policy, rate: paced)
                 halfLag.append(r.lag)
                 drops += r.drops; retries += r.retries; rejected += r.rejected
             }
             let result = Result(workload: workload, writesPerSecond: rates, medianWritesPerSecond: median,
-                                lagAtFullRate: Self.median(fullLag), pacedRate: median / 2, lagAtHalfRate: Self.median(halfLag),
+                                appliedPerSecond: applied, medianAppliedPerSecond: medianApplied,
+                                lagAtFullRate: Self.median(fullLag), pacedRate: paced, lagAtHalfRate: Self.median(halfLag),
                                 drops: drops, retries: retries, rejectedFrames: rejected)
             results.append(result)
-            print(String(format: "%-18@ %10.0f writes/s (runs: %@)  lag full: p50 %.3f p99 %.3f ms | at %.0f/s: p50 %.3f p99 %.3f p99.9 %.3f ms  drops %d retries %d",
-                         workload, median, rates.map { String(format: "%.0f", $0) }.joined(separator: ", "),
+            print(String(format: "%-17@ %8.0f writes/s, %8.0f applied/s (runs: %@)  lag full: p50 %.3f p99 %.3f ms | at %.0f/s: p50 %.3f p99 %.3f p99.9 %.3f ms  drops %d retries %d",
+                         workload, median, medianApplied, rates.map { String(format: "%.0f", $0) }.joined(separator: ", "),
                          result.lagAtFullRate.p50Ms, result.lagAtFullRate.p99Ms, result.pacedRate,
                          result.lagAtHalfRate.p50Ms, result.lagAtHalfRate.p99Ms, result.lagAtHalfRate.p999Ms, drops, retries))
         }
@@ -114,6 +125,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct Run {
         var rate: Double
+        var appliedRate: Double
         var lag: Percentiles
         var drops: Int
         var retries: Int
@@ -139,25 +151,37 @@ struct BenchCommand: AsyncParsableCommand {
         a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!)
         b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!)
         let origin = ContinuousClock.now
+        // Samples are taken by the observer itself (on a network thread) between the end of
+        // the warm-up and the deadline: a task resetting them could starve behind the writers.
+        let window = NIOLockedValueBox<(start: Int64, end: Int64)>((.max, .max))
         let lags = NIOLockedValueBox<[Int64]>([])
         lags.withLockedValue { $0.reserveCapacity(1 << 20) }
         b.observeBackupApplies { state in
             guard let v = state.attributes["payload"], v.count >= 8 else { return }
             let sent = v.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }
-            let lag = (ContinuousClock.now - origin).nanosecondsClamped - sent
-            lags.withLockedValue { $0.append(lag) }
+            let now = (ContinuousClock.now - origin).nanosecondsClamped
+            let (start, end) = window.withLockedValue { $0 }
+            guard now >= start, now < end else { return }
+            lags.withLockedValue { $0.append(now - sent) }
         }
         var ids: [SessionID] = []
         for _ in 0..<writers {
             if let id = try await a.createSession().state?.id { ids.append(id) }
         }
         for id in ids { _ = try await a.sync(id) }
-        lags.withLockedValue { $0.removeAll(keepingCapacity: true) }
         let warmDeadline = ContinuousClock.now + .milliseconds(300)
         let deadline = warmDeadline + .seconds(duration)
+        window.withLockedValue { $0 = ((warmDeadline - origin).nanosecondsClamped, (deadline - origin).nanosecondsClamped) }
         let size = self.size
         let writerIDs = ids
-        let perWriterInterval: Duration? = rate.map { .nanoseconds(Int64(1e9 * Double(writerIDs.count) / $0)) }
+        let monitor: Task<Void, Never>? = ProcessInfo.processInfo.environment["DRS_BENCH_TRACE"] == nil ? nil : Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(250))
+                let x = a.counters, y = b.counters
+                printError("trace: a sent tcp \(x.streamFramesSent) udp \(x.datagramsSent) retries \(x.replication.retries) drops \(x.replication.drops) queue \(x.queueDepth) received \(x.framesReceived) | b received \(y.framesReceived) applied \(y.replication.applied) dup \(y.duplicateMessages) skipped \(y.skippedSequences) rejected \(y.rejectedTotal)")
+            }
+        }
+        let perWriterInterval: Duration? = rate.flatMap { $0 > 0 ? $0 : nil }.map { .nanoseconds(Int64(1e9 * Double(writerIDs.count) / $0)) }
         let counts = try await withThrowingTaskGroup(of: Int.self) { group in
             for (i, id) in writerIDs.enumerated() {
                 group.addTask {
@@ -182,7 +206,9 @@ struct BenchCommand: AsyncParsableCommand {
             }
             return try await group.reduce(0, +)
         }
-        try await Task.sleep(for: .milliseconds(200))
+        try await Task.sleep(until: deadline + .milliseconds(200))
+        monitor?.cancel()
+        let appliedInWindow = lags.withLockedValue { $0.count }
         let c = a.counters
         let all = lags.withLockedValue { $0 }.sorted()
         await a.shutdown()
@@ -192,7 +218,7 @@ struct BenchCommand: AsyncParsableCommand {
             guard !all.isEmpty else { return .nan }
             return Double(all[min(all.count - 1, Int(Double(all.count) * q))]) / 1e6
         }
-        return Run(rate: Double(counts) / duration,
+        return Run(rate: Double(counts) / duration, appliedRate: Double(appliedInWindow) / duration,
                    lag: Percentiles(samples: all.count, p50Ms: pct(0.5), p99Ms: pct(0.99), p999Ms: pct(0.999), maxMs: pct(1)),
                    drops: c.replication.drops + c.replication.overflowDrops, retries: c.replication.retries,
                    rejected: c.rejectedTotal + b.counters.rejectedTotal)

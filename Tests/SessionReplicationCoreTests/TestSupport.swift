@@ -148,3 +148,10 @@ extension SeededGenerator {
     /// A uniform integer in `0..<n`.
     mutating func below(_ n: Int) -> Int { Int(next(upperBound: UInt(n))) }
 }
+
+/// The encoded size of `sampleHeader`, measured rather than taken from `encodedSize`.
+var encodedHeaderSize: Int {
+    var w = ByteWriter()
+    sampleHeader(bodyLength: 0).encode(into: &w)
+    return w.bytes.count
+}

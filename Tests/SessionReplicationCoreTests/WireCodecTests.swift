@@ -26,9 +26,19 @@ struct WireCodecTests {
         let control = sampleMessages().filter { !$0.isSequenced }
         let frame = makeFrame(data: data, control: control, flags: [.sealed, .datagram])
         let (header, body) = try decodeFrame(frame)
-        let bodyLength = frame.count - sampleHeader(bodyLength: 0).encodedSize
+        let bodyLength = frame.count - encodedHeaderSize
         #expect(header == sampleHeader(bodyLength: bodyLength, flags: [.sealed, .datagram]))
         #expect(body == FrameBody(data: data, control: control))
+    }
+
+    @Test("a header's encodedSize is the number of bytes it encodes to")
+    func headerSize() {
+        for name in ["n", "n1", "node-12345"] {
+            let header = sampleHeader(bodyLength: 0, senderName: name)
+            var w = ByteWriter()
+            header.encode(into: &w)
+            #expect(header.encodedSize == w.bytes.count, "\(name)")
+        }
     }
 
     @Test("an empty frame body round trips")
@@ -323,7 +333,7 @@ struct WireCodecTests {
             makeFrame(data: [.full(sampleFull())], control: []),
             makeFrame(data: [.delta(sampleDelta())], control: [.receipt(Receipt(lane: 1, through: 9))], flags: [.datagram]),
         ]
-        let headerSize = sampleHeader(bodyLength: 0).encodedSize
+        let headerSize = encodedHeaderSize
         var decoded = 0, rejected = 0
         var reasons: Set<String> = []
         for i in 0..<2_000 {
@@ -431,9 +441,15 @@ struct WireCodecTests {
 
     @Test("malformed etags are rejected", arguments: [
         "", "\"\"", "1-2", "1-2-3-4", "1--3", "-1-2", "x-1-2", "1-2-z", "1-2-3 ", "\"1-2-3", "1-2-3\"",
-        "10000000000000000-1-1", "00000000000000001-1-1", "1-2-\"3\"", "W/\"1-2-3\"",
+        "10000000000000000-1-1", "00000000000000001-1-1", "-0-0-0", "1-2-\"3\"", "W/\"1-2-3\"",
     ])
     func etagRejected(_ text: String) {
+        #expect(Stamp(etag: text) == nil)
+    }
+
+    @Test("etags not in the form etag prints (a + sign, uppercase digits) are rejected",
+          arguments: ["+1-2-3", "1-+2-3", "A-1-1", "1-2-FF"])
+    func etagNonCanonical(_ text: String) {
         #expect(Stamp(etag: text) == nil)
     }
 

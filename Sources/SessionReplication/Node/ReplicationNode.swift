@@ -33,7 +33,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     private let state = NIOLockedValueBox(RuntimeState())
     private let inbound = NIOLockedValueBox(InboundState())
     private let transport = NIOLockedValueBox(TransportCounters())
-    private let applyObserver = NIOLockedValueBox<(@Sendable (SessionState) -> Void)?>(nil)
+    // A plain stored closure: reading one through a generic box re-wraps it in a
+    // reabstraction thunk on every call, which profiling showed stacking up.
+    private let observerLock = NIOLock()
+    private var applyObserver: (@Sendable (SessionState) -> Void)?
 
     struct RuntimeState {
         var started = false
@@ -89,9 +92,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var policy = configuration.replication
         policy.role = configuration.role(of: name)
         self.shards = (0..<shardCount).map { lane in
-            ShardBox(core: ReplicaShard(settings: ShardSettings(
-                selfName: name, selfID: id, lane: UInt16(lane),
-                policy: policy, sessions: configuration.sessions, backupCandidates: candidates)))
+            var settings = ShardSettings(selfName: name, selfID: id, lane: UInt16(lane), policy: policy,
+                                         sessions: configuration.sessions, backupCandidates: candidates)
+            settings.lanes = shardCount
+            return ShardBox(core: ReplicaShard(settings: settings))
         }
         var links: [String: PeerLink] = [:]
         for peer in configuration.nodes where peer.name != name {
@@ -291,7 +295,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// change to a backup copy (on a network thread: keep it short). Replaces any earlier
     /// observer; `nil` removes it. Used by `drs bench` to measure replication lag.
     public func observeBackupApplies(_ observer: (@Sendable (SessionState) -> Void)?) {
-        applyObserver.withLockedValue { $0 = observer }
+        observerLock.withLock { applyObserver = observer }
     }
 
     /// Counters of this node.
@@ -370,7 +374,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 batches.append((UInt16(lane), b))
             }
         }
-        transmit(batches, control: link.takeControl(), to: link)
+        // Control (receipts, resync requests) waits for a connection rather than being lost.
+        let control = datagramTransport || link.isConnected ? link.takeControl() : []
+        transmit(batches, control: control, to: link)
     }
 
     func transmit(_ batches: [(UInt16, OutboundBatch)], control: [[UInt8]], to link: PeerLink) {
@@ -453,9 +459,12 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     func tick() {
         let t = now, w = wall
         let udp = datagramTransport
+        // Peers with a live connection get no timed resends over TCP: it delivers in order,
+        // and everything in flight is resent when a connection is re-established.
+        let reliable: Set<String> = udp ? [] : Set(links.values.filter(\.isConnected).map(\.name))
         var resend: [String: [(UInt16, OutboundBatch)]] = [:]
         for (lane, shard) in shards.enumerated() {
-            let out = shard.withCore { $0.tick(now: t, wall: w, datagram: udp) }
+            let out = shard.withCore { $0.tick(now: t, wall: w, datagram: udp, reliable: reliable) }
             for (peer, batches) in out.resend { resend[peer, default: []] += batches.map { (UInt16(lane), $0) } }
             shard.complete(out.completed)
             flushPending(shard)
@@ -541,7 +550,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// sender. Called with `box.lock` held, so one stream applies in order.
     private func deliver(_ d: InboundStream.Delivery, box: InboundBox, lane: UInt16?, t: MonotonicInstant) {
         var resync: [ResyncRequest.Entry] = []
-        let observer = applyObserver.withLockedValue { $0 }
+        let observer = observerLock.withLock { applyObserver }
         for (seq, message) in d.messages {
             guard let id = message.sessionID else { continue }
             let (outcome, state) = shard(for: id).withCore { core in

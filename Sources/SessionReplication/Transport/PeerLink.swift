@@ -106,6 +106,9 @@ final class PeerLink: @unchecked Sendable {
         }
     }
 
+    /// Whether a connection is up.
+    var isConnected: Bool { lock.withLock { channel?.isActive ?? false } }
+
     /// Forgets a closed channel.
     func disconnected(_ closed: any Channel) {
         lock.withLock {

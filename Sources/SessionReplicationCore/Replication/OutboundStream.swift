@@ -47,6 +47,10 @@ public struct OutboundStream: Sendable {
     public private(set) var queuedBytes = 0
     private var tokens: Double = 0
     private var tokensAt: MonotonicInstant?
+    /// No transmitted entry was sent before this (a lower bound), so a retry pass can
+    /// return at once until `retryInterval` after it.
+    private var earliestSent: MonotonicInstant?
+    private var lastProbe: MonotonicInstant?
 
     /// Creates an empty stream.
     public init() {}
@@ -124,6 +128,7 @@ public struct OutboundStream: Sendable {
     /// (unless it must be delivered).
     public mutating func retry(now: MonotonicInstant, retryInterval: Duration, retryLimit: Int?, maxBatchBytes: Int) -> RetryOutcome {
         var outcome = RetryOutcome()
+        guard let earliest = earliestSent, now - earliest >= retryInterval else { return outcome }
         var i = 0
         while i < sentCount {
             guard let sentAt = entries[i].sentAt, now - sentAt >= retryInterval else { i += 1; continue }
@@ -145,7 +150,21 @@ public struct OutboundStream: Sendable {
             outcome.resent += end - k + 1
             k = end + 1
         }
+        earliestSent = nil
+        for j in 0..<sentCount { if let t = entries[j].sentAt { earliestSent = min(earliestSent ?? t, t) } }
         return outcome
+    }
+
+    /// On a reliable ordered connection nothing is resent by time; but a receipt can be
+    /// lost with a connection in the other direction. When nothing was receipted for
+    /// `retryInterval`, this returns the last in-flight message once per interval as a
+    /// probe: the receiver ignores the duplicate and repeats its cumulative receipt.
+    public mutating func probe(now: MonotonicInstant, retryInterval: Duration) -> OutboundBatch? {
+        guard sentCount > 0, let earliest = earliestSent, now - earliest >= retryInterval else { return nil }
+        if let last = lastProbe, now - last < retryInterval { return nil }
+        lastProbe = now
+        let e = entries[sentCount - 1]
+        return OutboundBatch(firstSequence: e.sequence, lowWatermark: lowWatermark, messages: [e.bytes], byteCount: e.bytes.count)
     }
 
     /// Marks every transmitted message as due now (after a reconnect).
@@ -159,15 +178,18 @@ public struct OutboundStream: Sendable {
     public mutating func receipt(through: UInt64) -> Int {
         guard through > receiptedThrough else { return 0 }
         receiptedThrough = min(through, nextSequence - 1)
+        lastProbe = nil
         var n = 0
         while let first = entries.first, first.sequence <= receiptedThrough {
             _ = remove(at: 0)
             n += 1
         }
+        earliestSent = sentCount > 0 ? entries[0].sentAt : nil
         return n
     }
 
     private mutating func makeBatches(from start: Int, count: Int, maxBatchBytes: Int, sentAt: MonotonicInstant, countAttempt: Bool) -> [OutboundBatch] {
+        earliestSent = min(earliestSent ?? sentAt, sentAt)
         var batches: [OutboundBatch] = []
         var current: OutboundBatch?
         let low = lowWatermark
@@ -175,7 +197,7 @@ public struct OutboundStream: Sendable {
             entries[i].sentAt = sentAt
             if countAttempt { entries[i].attempts += 1 }
             let e = entries[i]
-            if var c = current, c.byteCount + e.bytes.count <= maxBatchBytes,
+            if var c = current, c.byteCount + e.bytes.count <= maxBatchBytes, c.messages.count < Int(UInt16.max),
                c.firstSequence + UInt64(c.messages.count) == e.sequence {
                 c.messages.append(e.bytes)
                 c.byteCount += e.bytes.count

@@ -83,10 +83,14 @@ public struct ReplicaShard: Sendable {
         guard settings.policy.role.owns else { throw SessionError(.notOwner, "this node's role is server: it stores backups and owns no sessions") }
         guard sessionCount < settings.sessions.maxSessions else { throw SessionError(.capacity, "maxSessions (\(settings.sessions.maxSessions)) reached") }
         guard owned[id] == nil, backups[id] == nil, tombstones[id] == nil else { throw SessionError(.preconditionFailed, "session id already in use") }
+        if let maxInactiveInterval, !IdleLimit.isValid(maxInactiveInterval) {
+            throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
+        }
         try checkSizes(attributes)
         let wanted = settings.policy.replicas.resolve(eligible: settings.backupCandidates.count)
         let replicaSet = Placement.choose(id, count: wanted, among: settings.backupCandidates)
         let localOnly = try checkSyncReplicas(replicaSet)
+        try checkQueues(replicaSet)
         let state = SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: 1, owner: settings.selfID), version: 1),
                                  attributes: attributes, createdAt: wall, lastAccessedAt: wall,
                                  maxInactiveInterval: maxInactiveInterval ?? settings.sessions.maxInactiveInterval,
@@ -120,6 +124,9 @@ public struct ReplicaShard: Sendable {
     public mutating func commit(_ id: SessionID, changes: ChangeSet, maxInactiveInterval: Duration?,
                                 now: MonotonicInstant, wall: WallTime) throws(SessionError) -> CommitOutcome {
         guard var entry = owned[id] else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
+        if let maxInactiveInterval, !IdleLimit.isValid(maxInactiveInterval) {
+            throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
+        }
         var attributes = entry.state.attributes
         for (name, value) in changes.updated { attributes[name] = value }
         for name in changes.removed { attributes[name] = nil }
@@ -138,6 +145,8 @@ public struct ReplicaShard: Sendable {
         entry.pending.merge(changes)
         owned[id] = entry
         counters.commits += 1
+        // The wheel is lazy about later deadlines, not earlier ones.
+        if maxInactiveInterval != nil { ownerExpiry.schedule(id, at: entry.state.expiresAt.milliseconds / 1000 + 1) }
         switch settings.policy.writeFrequency {
         case .endOfService:
             let targets = send(id, now: now)
@@ -181,7 +190,8 @@ public struct ReplicaShard: Sendable {
     /// Ends an owned session: tombstones it here and sends the invalidation to every
     /// backup (acknowledged in every mode). The waiter completes once every reachable
     /// backup receipted it.
-    public mutating func invalidate(_ id: SessionID, reason: EndReason, now: MonotonicInstant) throws(SessionError) -> CommitOutcome {
+    /// Expiry passes `wait: false`: nobody waits for its receipts.
+    public mutating func invalidate(_ id: SessionID, reason: EndReason, now: MonotonicInstant, wait: Bool = true) throws(SessionError) -> CommitOutcome {
         guard let entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         addTombstone(id, entry.state.stamp, now: now)
@@ -192,7 +202,7 @@ public struct ReplicaShard: Sendable {
             counters.invalidationsSent += 1
         }
         let live = targets.filter { !unreachable.contains($0.key) }
-        let w = live.isEmpty ? nil : addWaiter(id, targets: live, needed: live.count, now: now)
+        let w = live.isEmpty || !wait ? nil : addWaiter(id, targets: live, needed: live.count, now: now)
         return CommitOutcome(state: nil, waiter: w, localOnly: live.isEmpty)
     }
 
@@ -210,7 +220,8 @@ public struct ReplicaShard: Sendable {
         guard var stream = streams[peer] else { return [] }
         let p = settings.policy
         let batches = stream.takeUnsent(now: now, maxBatchBytes: maxBatchBytes(datagram: datagram),
-                                        window: datagram ? p.udpWindow : nil, rate: datagram ? p.udpRate : nil)
+                                        window: datagram ? max(8, p.udpWindow / max(1, settings.lanes)) : nil,
+                                        rate: datagram ? max(100, p.udpRate / max(1, settings.lanes)) : nil)
         if stream.unsent == 0 { peersWithUnsent.remove(peer) }
         streams[peer] = stream
         return batches
@@ -298,7 +309,7 @@ public struct ReplicaShard: Sendable {
             counters.appliedFull += 1
             return .applied
         case .delta(let d):
-            if let t = tombstones[d.id], t.stamp.epoch >= d.epoch, t.stamp.version >= d.version { counters.staleIgnored += 1; return .ignored }
+            if let t = tombstones[d.id], Stamp(epoch: d.epoch, version: d.version) <= t.stamp { counters.staleIgnored += 1; return .ignored }
             if owned[d.id] != nil { counters.fencedRejected += 1; return .fenced }
             guard var b = backups[d.id] else { return .needsResync }
             if b.state.stamp.epoch == d.epoch, b.state.stamp.version >= d.version {
@@ -358,12 +369,21 @@ public struct ReplicaShard: Sendable {
     }
 
     /// Advances time: retries and drops, time-based writes, access replication, repair,
-    /// wait timeouts, owner expiry, backup eviction and tombstone expiry.
-    public mutating func tick(now: MonotonicInstant, wall: WallTime, datagram: Bool) -> TickOutcome {
+    /// wait timeouts, owner expiry, backup eviction and tombstone expiry. Streams to the
+    /// peers in `reliable` (a live ordered connection carries them) are not retried.
+    public mutating func tick(now: MonotonicInstant, wall: WallTime, datagram: Bool, reliable: Set<String> = []) -> TickOutcome {
         var out = TickOutcome()
         let p = settings.policy
         for peer in streams.keys.sorted() {
             var stream = streams[peer]!
+            if reliable.contains(peer) {
+                if let probe = stream.probe(now: now, retryInterval: p.retryInterval) {
+                    out.resend.append((peer, [probe]))
+                    counters.retries += 1
+                }
+                streams[peer] = stream
+                continue
+            }
             let r = stream.retry(now: now, retryInterval: p.retryInterval,
                                  retryLimit: p.mode == .bestEffort ? p.retryCount : nil,
                                  maxBatchBytes: maxBatchBytes(datagram: datagram))
@@ -413,7 +433,7 @@ public struct ReplicaShard: Sendable {
         for id in ownerExpiry.popDue(wall.milliseconds / 1000) {
             guard let o = owned[id] else { continue }
             if o.state.expiresAt <= wall {
-                _ = try? invalidate(id, reason: .expired, now: now)
+                _ = try? invalidate(id, reason: .expired, now: now, wait: false)
                 counters.expired += 1
                 expired.append(id)
             } else {
@@ -441,6 +461,9 @@ public struct ReplicaShard: Sendable {
     func checkSizes(_ attributes: [String: [UInt8]]) throws(SessionError) {
         var total = 0
         for (name, value) in attributes {
+            guard AttributeName.isValid(name) else {
+                throw SessionError(.invalidAttributeName, "attribute names are 1-256 bytes of UTF-8 without control characters")
+            }
             guard value.count <= settings.sessions.maxAttributeBytes else {
                 throw SessionError(.payloadTooLarge, "attribute exceeds maxAttributeBytes (\(settings.sessions.maxAttributeBytes))")
             }
@@ -480,7 +503,8 @@ public struct ReplicaShard: Sendable {
     /// Sends the pending changes of `id` (a delta, or a full state when needed) to every
     /// member of its replica set; returns the sequence per peer.
     mutating func send(_ id: SessionID, now: MonotonicInstant) -> [String: UInt64] {
-        guard var entry = owned[id] else { return [:] }
+        dirty.remove(id)
+        guard var entry = owned[id], entry.sentVersion < entry.state.stamp.version || entry.needsFull else { return [:] }
         let state = entry.state
         guard !state.replicaSet.isEmpty else {
             entry.pending = ChangeSet(); entry.sentVersion = state.stamp.version; entry.needsFull = false

@@ -18,6 +18,7 @@ public struct SessionError: Error, Hashable, Sendable, CustomStringConvertible {
             case invalidAttributeName = "invalid-attribute-name"
             case preconditionFailed = "precondition-failed"
             case shuttingDown = "not-ready"
+            case badRequest = "bad-request"
         }
         let value: Value
         /// The session does not exist (or is tombstoned) on this node.
@@ -38,6 +39,8 @@ public struct SessionError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidAttributeName = Code(value: .invalidAttributeName)
         /// The expected `(epoch, version)` did not match.
         public static let preconditionFailed = Code(value: .preconditionFailed)
+        /// An argument is outside its domain (an idle limit beyond 1 ms to 366 days).
+        public static let badRequest = Code(value: .badRequest)
         /// The node is stopping.
         public static let shuttingDown = Code(value: .shuttingDown)
         public var description: String { value.rawValue }

@@ -17,6 +17,8 @@ public struct ShardSettings: Sendable {
     public var datagramOverhead: Int = 128
     /// Largest batch on TCP. Default 256 KiB.
     public var maxStreamBatchBytes: Int = 256 << 10
+    /// Lanes (shards) sharing the UDP window and rate towards one peer. Default 1.
+    public var lanes: Int = 1
 
     /// Creates settings.
     public init(selfName: String, selfID: NodeID, lane: UInt16 = 0, policy: ReplicationPolicy, sessions: SessionPolicy, backupCandidates: [String]) {
@@ -31,26 +33,47 @@ public struct ShardSettings: Sendable {
 
 /// Counters a shard keeps; the node sums them across shards for metrics and tests.
 public struct ReplicationCounters: Hashable, Sendable {
+    /// Sessions created on this node.
     public var sessionsCreated = 0
+    /// Scopes that changed a session.
     public var commits = 0
+    /// Deltas queued, one per backup.
     public var deltasSent = 0
+    /// Whole sessions queued, one per backup (creation, all-attributes, resync, repair).
     public var fullStatesSent = 0
+    /// Invalidations queued, one per backup.
     public var invalidationsSent = 0
+    /// Last-access updates queued, one per backup.
     public var touchesSent = 0
+    /// Messages resent after `retryInterval` without a receipt.
     public var retries = 0
+    /// Best-effort messages dropped after `retryCount` resends.
     public var drops = 0
+    /// Best-effort messages dropped because a peer's queue was full.
     public var overflowDrops = 0
+    /// Sessions re-sent whole by repair after a drop.
     public var repairsSent = 0
+    /// Resync requests answered (as owner).
     public var resyncsServed = 0
+    /// Resync requests sent (as backup).
     public var resyncsRequested = 0
+    /// Deltas, invalidations applied to backup copies.
     public var applied = 0
+    /// Whole sessions applied to backup copies.
     public var appliedFull = 0
+    /// Messages ignored as duplicates or older than the copy held.
     public var staleIgnored = 0
+    /// Messages refused for carrying an older epoch.
     public var fencedRejected = 0
+    /// Sessions this owner expired.
     public var expired = 0
+    /// Backup copies evicted after `maxInactiveInterval + backupGrace` without word.
     public var backupsEvicted = 0
+    /// Waits (synchronous writes, `sync`, deletes) that timed out.
     public var syncTimeouts = 0
+    /// Synchronous writes that degraded to local durability.
     public var syncDegraded = 0
+    /// All zero.
     public init() {}
 
     /// Adds `other` field by field.

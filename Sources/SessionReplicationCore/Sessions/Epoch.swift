@@ -51,7 +51,8 @@ public struct Stamp: Comparable, Hashable, Sendable, CustomStringConvertible {
         var text = Substring(etag)
         if text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 { text = text.dropFirst().dropLast() }
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.count <= 16 }),
+        let hex = Set("0123456789abcdef")
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.count <= 16 && $0.allSatisfy(hex.contains) }),
               let c = UInt64(parts[0], radix: 16), let o = UInt64(parts[1], radix: 16),
               let v = UInt64(parts[2], radix: 16) else { return nil }
         self.init(epoch: Epoch(counter: c, owner: NodeID(o)), version: v)

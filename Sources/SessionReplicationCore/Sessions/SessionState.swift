@@ -35,6 +35,26 @@ public struct SessionState: Hashable, Sendable {
     public var expiresAt: WallTime { lastAccessedAt + maxInactiveInterval }
 }
 
+/// Attribute names: 1 to 256 bytes of UTF-8 without control characters.
+public enum AttributeName {
+    /// Longest name in bytes.
+    public static let maxBytes = 256
+
+    /// Whether `name` is a valid attribute name.
+    public static func isValid(_ name: String) -> Bool {
+        let count = name.utf8.count
+        return count >= 1 && count <= maxBytes && !name.unicodeScalars.contains { $0.properties.generalCategory == .control }
+    }
+}
+
+/// Idle limits a session may have: 1 ms to 366 days (what the wire format carries).
+public enum IdleLimit {
+    /// Whether `interval` is within the carried range.
+    public static func isValid(_ interval: Duration) -> Bool {
+        interval >= .milliseconds(1) && interval <= .seconds(366 * 86_400)
+    }
+}
+
 /// What a change scope did: exactly which attributes were set or removed.
 public struct ChangeSet: Hashable, Sendable {
     /// Names set, with their new values.

@@ -64,7 +64,7 @@ public struct FrameHeader: Hashable, Sendable {
     }
 
     /// The encoded size of this header.
-    public var encodedSize: Int { Self.fixedPrefix + 1 + senderName.utf8.count + Self.fixedSuffix }
+    public var encodedSize: Int { Self.fixedPrefix + senderName.utf8.count + Self.fixedSuffix }
 
     /// Appends the header.
     public func encode(into w: inout ByteWriter) {

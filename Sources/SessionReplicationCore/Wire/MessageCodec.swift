@@ -188,7 +188,7 @@ public enum MessageCodec {
     }
     static func readAttributeName(_ r: inout ByteReader, _ limits: WireLimits) throws(DecodeError) -> String {
         let name = try r.readShortString("attribute.name", maxBytes: limits.maxNameBytes)
-        guard !name.isEmpty, !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+        guard AttributeName.isValid(name) else {
             throw .invalid(field: "attribute.name")
         }
         return name

@@ -37,16 +37,23 @@ public struct SessionDelta: Hashable, Sendable {
 
 /// Why a session ended.
 public enum EndReason: UInt8, Hashable, Sendable {
+    /// Invalidated by the application.
     case invalidated = 1
+    /// Expired on its owner.
     case expired = 2
+    /// Replaced by a new id.
     case rotated = 3
 }
 
 /// The end of a session: every holder keeps a tombstone for `(id, stamp)`.
 public struct Invalidation: Hashable, Sendable {
+    /// The session.
     public var id: SessionID
+    /// Its last state; the tombstone beats this and anything older.
     public var stamp: Stamp
+    /// Why it ended.
     public var reason: EndReason
+    /// Creates an invalidation.
     public init(id: SessionID, stamp: Stamp, reason: EndReason) {
         self.id = id
         self.stamp = stamp
@@ -56,9 +63,13 @@ public struct Invalidation: Hashable, Sendable {
 
 /// A later last-access time for a session whose content did not change.
 public struct Touch: Hashable, Sendable {
+    /// The session.
     public var id: SessionID
+    /// The state the backup must hold for the touch to apply.
     public var stamp: Stamp
+    /// The new last access.
     public var lastAccessedAt: WallTime
+    /// Creates a touch.
     public init(id: SessionID, stamp: Stamp, lastAccessedAt: WallTime) {
         self.id = id
         self.stamp = stamp
@@ -69,8 +80,11 @@ public struct Touch: Hashable, Sendable {
 /// Cumulative receipt: every data message of the stream `lane` up to `through` was
 /// processed (applied, or reported in a resync request sent before this receipt).
 public struct Receipt: Hashable, Sendable {
+    /// The sender's lane the receipt is for.
     public var lane: UInt16
+    /// Highest sequence processed contiguously.
     public var through: UInt64
+    /// Creates a receipt.
     public init(lane: UInt16, through: UInt64) {
         self.lane = lane
         self.through = through
@@ -80,16 +94,23 @@ public struct Receipt: Hashable, Sendable {
 /// A backup asks for full states: each entry names the sequence whose message could not
 /// be applied (a gap, an unknown session) and its session.
 public struct ResyncRequest: Hashable, Sendable {
+    /// One message that could not be applied.
     public struct Entry: Hashable, Sendable {
+        /// Its stream sequence.
         public var sequence: UInt64
+        /// Its session.
         public var id: SessionID
+        /// Creates an entry.
         public init(sequence: UInt64, id: SessionID) {
             self.sequence = sequence
             self.id = id
         }
     }
+    /// The owner's lane.
     public var lane: UInt16
+    /// The messages that could not be applied.
     public var entries: [Entry]
+    /// Creates a request.
     public init(lane: UInt16, entries: [Entry]) {
         self.lane = lane
         self.entries = entries

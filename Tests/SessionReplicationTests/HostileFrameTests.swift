@@ -1,0 +1,87 @@
+import NIOCore
+import NIOPosix
+@testable import SessionReplication
+import SessionReplicationCore
+import Testing
+
+@Suite("Hostile frames over real sockets are dropped and counted", .timeLimit(.minutes(1)))
+struct HostileFrameTests {
+    /// A frame as peer `n2` would seal it, with the given key and cluster.
+    static func frame(key: [UInt8]?, cluster: String = "test", datagram: Bool, sender: NodeID = NodeID(42), name: String = "n2") -> ByteBuffer {
+        let keys = key.map { ClusterKeys(current: $0) } ?? .insecure
+        let codec = FrameCodec(sealer: FrameSealer(keys: keys, clusterID: cluster, selfID: sender), selfName: name, limits: WireLimits())
+        let receipt = MessageCodec.encode(.receipt(Receipt(lane: 0, through: 0)))
+        var buffer = ByteBuffer()
+        codec.encode(lane: 0, firstSequence: 0, lowWatermark: 0, body: FrameBody.encode(data: [], control: [receipt]), datagram: datagram, into: &buffer)
+        return buffer
+    }
+
+    static func sendDatagrams(_ datagrams: [ByteBuffer], to port: Int) async throws {
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        for d in datagrams { try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: d)) }
+        try await channel.close()
+    }
+
+    static func sendStream(_ bytes: ByteBuffer, to port: Int) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(bytes)
+        try? await Task.sleep(for: .milliseconds(50))
+        try? await channel.close()
+    }
+
+    @Test("garbage, another cluster, a wrong key, an unsealed frame, an unknown sender and a replay are each counted")
+    func datagramRejections() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"])
+        try await TestCluster.with(config, only: ["n1"]) { cluster in
+            let n1 = cluster["n1"]
+            let port = n1.replicationPort!
+            let good = Self.frame(key: TestCluster.key, datagram: true)
+            var garbage = ByteBuffer(); garbage.writeBytes([0x44, 0x52, 1, 0, 9, 9, 9])
+            try await Self.sendDatagrams([
+                garbage,
+                Self.frame(key: TestCluster.key, cluster: "other", datagram: true),
+                Self.frame(key: Array(repeating: 9, count: 32), datagram: true),
+                Self.frame(key: nil, datagram: true),
+                Self.frame(key: TestCluster.key, datagram: true, sender: NodeID(77), name: "zz"),
+                good, good,
+            ], to: port)
+            #expect(await eventually { n1.counters.rejectedTotal >= 6 && n1.counters.framesReceived >= 1 })
+            let r = n1.counters.rejected
+            #expect(r[.malformed] == 1)
+            #expect(r[.wrongCluster] == 1)
+            #expect(r[.badSeal] == 1)
+            #expect(r[.sealMismatch] == 1)
+            #expect(r[.replayed] == 1)
+            #expect(r[.unknownSender] == 1)
+            #expect(n1.counters.framesReceived == 1)
+            // The node still serves.
+            _ = try await n1.createSession(attributes: ["ok": [1]])
+        }
+    }
+
+    @Test("a TCP length prefix beyond the frame limit closes the connection and is counted")
+    func oversizedStreamFrame() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"])
+        try await TestCluster.with(config, only: ["n1"]) { cluster in
+            let n1 = cluster["n1"]
+            var huge = ByteBuffer()
+            huge.writeInteger(UInt32.max, endianness: .little)
+            huge.writeBytes([1, 2, 3])
+            try await Self.sendStream(huge, to: n1.replicationPort!)
+            var truncated = Self.frame(key: TestCluster.key, datagram: false)
+            truncated.moveWriterIndex(to: truncated.writerIndex - 5)
+            try await Self.sendStream(truncated, to: n1.replicationPort!)
+            let stream = Self.frame(key: TestCluster.key, datagram: false)
+            try await Self.sendStream(stream, to: n1.replicationPort!)
+            #expect(await eventually { n1.counters.rejected[.oversized] == 1 && n1.counters.framesReceived == 1 })
+            // A datagram-flagged frame on TCP is malformed.
+            var wrongTransport = Self.frame(key: TestCluster.key, datagram: true, sender: NodeID(43))
+            var prefixed = ByteBuffer()
+            prefixed.writeInteger(UInt32(wrongTransport.readableBytes), endianness: .little)
+            prefixed.writeBuffer(&wrongTransport)
+            try await Self.sendStream(prefixed, to: n1.replicationPort!)
+            #expect(await eventually { n1.counters.rejected[.malformed] == 1 })
+        }
+    }
+}

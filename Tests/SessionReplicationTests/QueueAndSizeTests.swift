@@ -1,0 +1,77 @@
+import SessionReplication
+import SessionReplicationCore
+import Testing
+
+@Suite("Queue bounds and datagram size limits", .timeLimit(.minutes(1)))
+struct QueueAndSizeTests {
+    @Test("best-effort over UDP sends frames larger than udpMaxPayload over TCP", arguments: [600, 4000])
+    func largeDeltasGoOverTCP(maxPayload: Int) async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) {
+            $0.mode = .bestEffort
+            $0.transport = .udp
+            $0.udpMaxPayload = maxPayload
+        }
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"], n2 = cluster["n2"]
+            let id = try #require(try await n1.createSession().state?.id)
+            #expect(await eventually { n2.copy(of: id)?.backupState != nil })
+            let before = n1.counters
+            let r = try await n1.withSession(id) { $0.set("big", [UInt8](repeating: 5, count: 2000)) }
+            #expect(await eventually { n2.copy(of: id)?.backupState?.stamp == r.result.state?.stamp })
+            let after = n1.counters
+            if maxPayload < 2000 {
+                #expect(after.streamFramesSent > before.streamFramesSent)
+                #expect(after.datagramsSent == before.datagramsSent)
+            } else {
+                #expect(after.datagramsSent > before.datagramsSent)
+                #expect(after.streamFramesSent == before.streamFramesSent)
+            }
+        }
+    }
+
+    @Test("acknowledged mode refuses writes with overloaded when a peer's queue is full, applying nothing")
+    func fullQueueRefusesWrites() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) {
+            $0.maxQueueBytes = 16 << 10
+            $0.syncTimeout = .milliseconds(100)
+        }
+        let sink = try await BlackHole.start()
+        try await TestCluster.with(config, only: ["n1"]) { cluster in
+            let n1 = cluster["n1"]
+            n1.setPeerEndpoint("n2", host: "127.0.0.1", port: sink.port)
+            let id = try #require(try await n1.createSession().state?.id)
+            var overloaded = 0
+            var lastGood: Stamp?
+            for i in 0..<40 {
+                do {
+                    lastGood = try await n1.withSession(id) { $0.set("v", [UInt8](repeating: UInt8(i), count: 1024)) }.result.state?.stamp
+                } catch let e as SessionError where e.code == .overloaded {
+                    overloaded += 1
+                }
+            }
+            #expect(overloaded > 0)
+            #expect(n1.copy(of: id)?.ownerState?.stamp == lastGood)
+            #expect(n1.copy(of: id)?.ownerState?.stamp.version == UInt64(1 + 40 - overloaded))
+        }
+        try await sink.close()
+    }
+
+    @Test("best-effort sheds the oldest queued message when the queue is full and counts it")
+    func bestEffortShedsOldest() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) {
+            $0.mode = .bestEffort
+            $0.maxQueueBytes = 8 << 10
+        }
+        let sink = try await BlackHole.start()
+        try await TestCluster.with(config, only: ["n1"]) { cluster in
+            let n1 = cluster["n1"]
+            n1.setPeerEndpoint("n2", host: "127.0.0.1", port: sink.port)
+            let id = try #require(try await n1.createSession().state?.id)
+            for i in 0..<30 { _ = try await n1.withSession(id) { $0.set("v", [UInt8](repeating: UInt8(i), count: 1024)) } }
+            #expect(n1.counters.replication.overflowDrops > 0)
+            #expect(n1.counters.queueDepth["n2"]! <= 8)
+            #expect(n1.copy(of: id)?.ownerState?.stamp.version == 31)
+        }
+        try await sink.close()
+    }
+}

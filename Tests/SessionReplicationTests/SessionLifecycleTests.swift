@@ -1,0 +1,98 @@
+import Logging
+import NIOPosix
+import SessionReplication
+import SessionReplicationCore
+import Testing
+
+@Suite("Roles, transient attributes, expiry and key rotation over loopback", .timeLimit(.minutes(1)))
+struct SessionLifecycleTests {
+    @Test("a client node stores no backups and a server node owns no sessions")
+    func roles() async throws {
+        var config = TestCluster.configuration(names: ["c1", "s1", "b1"]) { $0.replicas = .count(2) }
+        config.nodes[0].role = .client
+        config.nodes[1].role = .server
+        try await TestCluster.with(config) { cluster in
+            let onClient = try #require(try await cluster["c1"].createSession(attributes: ["a": [1]]).state)
+            #expect(onClient.replicaSet.sorted() == ["b1", "s1"])
+            let onBoth = try #require(try await cluster["b1"].createSession(attributes: ["a": [2]]).state)
+            #expect(onBoth.replicaSet == ["s1"])
+            let error = await #expect(throws: SessionError.self) { _ = try await cluster["s1"].createSession() }
+            #expect(error?.code == .notOwner)
+            _ = try await cluster["b1"].sync(onBoth.id)
+            #expect(cluster["c1"].counters.backups == 0)
+            #expect(cluster["s1"].copy(of: onBoth.id)?.backupState?.stamp == onBoth.stamp)
+        }
+    }
+
+    @Test("transient attributes stay on the owner")
+    func transientAttributesStayLocal() async throws {
+        var config = TestCluster.configuration(names: ["n1", "n2"])
+        config.sessions.transientAttributes = ["tmp.*", "csrf"]
+        try await TestCluster.with(config) { cluster in
+            let id = try #require(try await cluster["n1"].createSession(attributes: ["csrf": [9], "keep": [1]]).state?.id)
+            _ = try await cluster["n1"].withSession(id) { s in
+                s.set("tmp.scratch", [1, 2, 3])
+                s.set("keep", [2])
+            }
+            _ = try await cluster["n1"].sync(id)
+            #expect(cluster["n1"].copy(of: id)?.ownerState?.attributes.keys.sorted() == ["csrf", "keep", "tmp.scratch"])
+            #expect(cluster["n2"].copy(of: id)?.backupState?.attributes == ["keep": [2]])
+        }
+    }
+
+    @Test("the owner expires an idle session and every backup gets a tombstone")
+    func ownerExpiryIsReplicated() async throws {
+        var config = TestCluster.configuration(names: ["n1", "n2"])
+        config.sessions.maxInactiveInterval = .seconds(1)
+        try await TestCluster.with(config) { cluster in
+            let id = try #require(try await cluster["n1"].createSession(attributes: ["a": [1]]).state?.id)
+            #expect(await eventually { cluster["n2"].copy(of: id)?.backupState != nil })
+            #expect(await eventually { if case .tombstone = cluster["n2"].copy(of: id) { return true } else { return false } })
+            if case .tombstone = cluster["n1"].copy(of: id) {} else { Issue.record("owner kept the expired session") }
+            #expect(cluster["n1"].counters.replication.expired == 1)
+            // An expired session is gone for the API too.
+            let error = await #expect(throws: SessionError.self) { _ = try await cluster["n1"].withSession(id) { $0.set("b", [1]) } }
+            #expect(error?.code == .sessionNotFound)
+        }
+    }
+
+    @Test("a backup evicts a copy after maxInactiveInterval + backupGrace without word from its owner")
+    func backupEviction() async throws {
+        var config = TestCluster.configuration(names: ["n1", "n2"])
+        config.sessions.maxInactiveInterval = .seconds(1)
+        config.sessions.backupGrace = .zero
+        let cluster = try await TestCluster(config)
+        let id = try #require(try await cluster["n1"].createSession(attributes: ["a": [1]]).state?.id)
+        #expect(await eventually { cluster["n2"].copy(of: id)?.backupState != nil })
+        await cluster["n1"].shutdown()
+        let evicted = await eventually { cluster["n2"].copy(of: id) == nil }
+        let counters = cluster["n2"].counters.replication
+        await cluster.shutdown()
+        #expect(evicted)
+        #expect(counters.backupsEvicted == 1)
+    }
+
+    @Test("during key rotation a node accepts frames sealed with a key of its keyring")
+    func keyRotation() async throws {
+        let old: [UInt8] = Array(repeating: 1, count: 32), new: [UInt8] = Array(repeating: 2, count: 32)
+        var base = TestCluster.configuration(names: ["n1", "n2"])
+        base.keys = ClusterKeys(current: old, keyring: [new])
+        var rotated = base
+        rotated.keys = ClusterKeys(current: new, keyring: [old])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let n1 = try ReplicationNode(configuration: base, name: "n1", logger: Logger(label: "t"), eventLoopGroup: group)
+        let n2 = try ReplicationNode(configuration: rotated, name: "n2", logger: Logger(label: "t"), eventLoopGroup: group)
+        try await n1.start(); try await n2.start()
+        n1.setPeerEndpoint("n2", host: "127.0.0.1", port: n2.replicationPort!)
+        n2.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!)
+        let a = try await n1.createSession(attributes: ["x": [1]]).state!.id
+        let b = try await n2.createSession(attributes: ["y": [2]]).state!.id
+        let synced = (try await n1.sync(a).durability, try await n2.sync(b).durability)
+        let held = (n2.copy(of: a)?.backupState != nil, n1.copy(of: b)?.backupState != nil)
+        await n1.shutdown(); await n2.shutdown()
+        try await group.shutdownGracefully()
+        #expect(synced.0 == .replicated(["n2"]))
+        #expect(synced.1 == .replicated(["n1"]))
+        #expect(held.0 && held.1)
+    }
+}
