@@ -29,6 +29,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Workloads: acknowledged-tcp, best-effort-udp, synchronous-tcp, local (replicas 0).")
     var workloads: [String] = ["acknowledged-tcp", "best-effort-udp"]
 
+    @Option(help: "Only run paced at this many writes per second (skips the full-speed runs).")
+    var rate: Double?
+
     @Option(help: "Write the results as JSON to this file.")
     var json: String?
 
@@ -72,17 +75,17 @@ struct BenchCommand: AsyncParsableCommand {
             var applied: [Double] = []
             var fullLag: [Percentiles] = []
             var drops = 0, retries = 0, rejected = 0
-            for _ in 0..<runs {
+            for _ in 0..<(rate == nil ? runs : 0) {
                 let r = try await measure(policy: policy, rate: nil)
                 rates.append(r.rate)
                 applied.append(r.appliedRate)
                 fullLag.append(r.lag)
                 drops += r.drops; retries += r.retries; rejected += r.rejected
             }
-            let median = rates.sorted()[rates.count / 2]
-            let medianApplied = applied.sorted()[applied.count / 2]
+            let median = rates.isEmpty ? .nan : rates.sorted()[rates.count / 2]
+            let medianApplied = applied.isEmpty ? .nan : applied.sorted()[applied.count / 2]
             // Half of what was really replicated (for local, half of the write rate).
-            let paced = (workload == "local" ? median : min(median, medianApplied)) / 2
+            let paced = rate ?? (workload == "local" ? median : min(median, medianApplied)) / 2
             var halfLag: [Percentiles] = []
             for _ in 0..<runs {
                 let r = try await measure(policy: policy, rate: paced)
@@ -119,7 +122,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     static func median(_ ps: [Percentiles]) -> Percentiles {
-        func med(_ f: (Percentiles) -> Double) -> Double { ps.map(f).sorted()[ps.count / 2] }
+        func med(_ f: (Percentiles) -> Double) -> Double { ps.isEmpty ? .nan : ps.map(f).sorted()[ps.count / 2] }
         return Percentiles(samples: ps.map(\.samples).reduce(0, +), p50Ms: med(\.p50Ms), p99Ms: med(\.p99Ms), p999Ms: med(\.p999Ms), maxMs: med(\.maxMs))
     }
 

@@ -69,7 +69,7 @@ private struct TwoNodes {
     /// Feeds n2's cumulative receipt back to n1.
     @discardableResult
     mutating func receipt(through: UInt64? = nil) -> [(WaiterID, WaitResult)] {
-        n1.onReceipt(from: "n2", through: through ?? lastSequence, now: clock.now)
+        n1.onReceipt(from: "n2", Receipt(lane: 0, through: through ?? lastSequence), now: clock.now, datagram: false).completed
     }
 
     /// Transmits, delivers and receipts everything pending; returns what travelled.
@@ -329,7 +329,9 @@ struct ReplicaShardModeTests {
             #expect(net.n1.counters.retries == step && net.n1.counters.drops == 0)
         }
         net.clock.advance(by: .milliseconds(200))
-        #expect(net.tick().resend.isEmpty)
+        // The drop is announced: a frame without data carries the new low watermark.
+        let announced = net.tick().resend.flatMap(\.batches)
+        #expect(announced.map(\.messages.count) == [0] && announced.map(\.lowWatermark) == [2])
         #expect(net.n1.counters.retries == 3 && net.n1.counters.drops == 1)
         #expect(net.n1.streams["n2"]?.entries.isEmpty == true)
         // Nothing more until the repair pass, which sends the whole session again.

@@ -56,7 +56,7 @@ struct OutboundStreamTests {
         #expect(s.lowWatermark == 6 && s.queuedBytes == 0 && s.inFlight == 0)
     }
 
-    @Test("unreceipted messages are resent once retryInterval has passed since their last send")
+    @Test("the retransmission timer resends only the oldest unreceipted message once retryInterval has passed")
     func retryInterval() {
         var s = OutboundStream()
         _ = s.enqueue([1], session: sid(1), mustDeliver: false)
@@ -64,12 +64,32 @@ struct OutboundStreamTests {
         _ = s.takeUnsent(now: at(0), maxBatchBytes: 100, window: nil, rate: nil)
         #expect(s.retry(now: at(199), retryInterval: .milliseconds(200), retryLimit: nil, maxBatchBytes: 100).resent == 0)
         let first = s.retry(now: at(200), retryInterval: .milliseconds(200), retryLimit: nil, maxBatchBytes: 100)
-        #expect(first.resent == 2)
+        #expect(first.resent == 1)
         #expect(first.batches.map(\.firstSequence) == [1])
-        #expect(first.batches.first?.messages == [[1], [2]])
-        #expect(s.retry(now: at(399), retryInterval: .milliseconds(200), retryLimit: nil, maxBatchBytes: 100).resent == 0)
-        #expect(s.retry(now: at(400), retryInterval: .milliseconds(200), retryLimit: nil, maxBatchBytes: 100).resent == 2)
-        #expect(s.entries.map(\.attempts) == [3, 3])
+        #expect(first.batches.first?.messages == [[1]])
+        // Only the head: the second message waits although its own timer expired.
+        #expect(s.retry(now: at(201), retryInterval: .milliseconds(200), retryLimit: nil, maxBatchBytes: 100).resent == 0)
+        #expect(s.receipt(through: 1) == 1)
+        let second = s.retry(now: at(201), retryInterval: .milliseconds(200), retryLimit: nil, maxBatchBytes: 100)
+        #expect(second.batches.first?.messages == [[2]])
+        #expect(s.entries.map(\.attempts) == [2])
+    }
+
+    @Test("messages the receiver reports missing between held ranges are resent at once, held ones never")
+    func selectiveResend() {
+        var s = OutboundStream()
+        for i in 1...6 { _ = s.enqueue([UInt8(i)], session: sid(UInt64(i)), mustDeliver: false) }
+        _ = s.takeUnsent(now: at(0), maxBatchBytes: 1, window: nil, rate: nil)
+        // The receiver processed 1, holds 3 and 5...6: 2 and 4 are missing.
+        let r = s.receipt(through: 1, held: [3...3, 5...6], now: at(30), holeDelay: .milliseconds(20), maxBatchBytes: 100)
+        #expect(r.covered == 1)
+        #expect(r.resent == 2)
+        #expect(r.resend.flatMap(\.messages) == [[2], [4]])
+        // Too soon after that resend: nothing again.
+        #expect(s.receipt(through: 1, held: [3...3, 5...6], now: at(40), holeDelay: .milliseconds(20), maxBatchBytes: 100).resent == 0)
+        // The timer never resends held messages.
+        let t = s.retry(now: at(400), retryInterval: .milliseconds(200), retryLimit: nil, maxBatchBytes: 100)
+        #expect(!t.batches.flatMap(\.messages).contains([3]) && !t.batches.flatMap(\.messages).contains([5]))
     }
 
     @Test("a droppable message is dropped after exactly retryLimit resends while a must-deliver one keeps retrying")
@@ -80,19 +100,22 @@ struct OutboundStreamTests {
         _ = s.takeUnsent(now: at(0), maxBatchBytes: 100, window: nil, rate: nil)
         var resentFirst = 0
         var dropped: [SessionID] = []
+        var resentSecond = 0
         for step in 1...20 {
             let out = s.retry(now: at(200 * step), retryInterval: .milliseconds(200), retryLimit: 3, maxBatchBytes: 100)
             resentFirst += out.batches.flatMap(\.messages).filter { $0 == [1] }.count
+            resentSecond += out.batches.flatMap(\.messages).filter { $0 == [2] }.count
             if !out.dropped.isEmpty {
                 #expect(step == 4, "dropped at retry pass \(step)")
+                #expect(out.watermarkMoved)
                 dropped += out.dropped
             }
-            #expect(out.batches.flatMap(\.messages).contains([2]))
         }
         #expect(resentFirst == 3)
         #expect(dropped == [sid(1)])
         #expect(s.entries.map(\.sequence) == [2])
-        #expect(s.entries.first?.attempts == 21)
+        // Once it is the oldest, the must-deliver message is resent at every pass.
+        #expect(resentSecond == 17)
         #expect(s.lowWatermark == 2)
     }
 
@@ -179,29 +202,36 @@ struct InboundStreamTests {
         #expect(s.buffered == 0 && d3.skipped == 0)
     }
 
-    @Test("a gap is skipped by tick once reorderDelay has passed, not before")
+    @Test("a gap is reported once reorderDelay has passed, again each reorderDelay, and never skipped by time")
     func gapByTime() {
         var s = InboundStream()
         _ = s.accept(firstSequence: 3, lowWatermark: 1, messages: [msg(3)], now: at(100), reorderFrames: 64, reorderDelay: .milliseconds(20))
-        let early = s.tick(now: at(119), reorderDelay: .milliseconds(20))
-        #expect(early.messages.isEmpty && early.skipped == 0)
+        #expect(!s.tick(now: at(119), reorderDelay: .milliseconds(20)).reportGap)
         let late = s.tick(now: at(120), reorderDelay: .milliseconds(20))
-        #expect(late.skipped == 2)
-        #expect(late.messages.map(\.sequence) == [3])
-        #expect(s.deliveredThrough == 3)
-        #expect(s.tick(now: at(500), reorderDelay: .milliseconds(20)).skipped == 0)
+        #expect(late.reportGap && late.skipped == 0 && late.messages.isEmpty)
+        #expect(s.heldRanges() == [3...3])
+        #expect(!s.tick(now: at(130), reorderDelay: .milliseconds(20)).reportGap)
+        #expect(s.tick(now: at(140), reorderDelay: .milliseconds(20)).reportGap)
+        // The resent messages fill the gap.
+        let filled = s.accept(firstSequence: 1, lowWatermark: 1, messages: [msg(1), msg(2)], now: at(150), reorderFrames: 64, reorderDelay: .milliseconds(20))
+        #expect(filled.messages.map(\.sequence) == [1, 2, 3])
+        #expect(s.deliveredThrough == 3 && s.buffered == 0)
     }
 
-    @Test("a gap is skipped when more than reorderFrames frames arrive past it")
+    @Test("a gap is reported when more than reorderFrames frames arrive past it, and skipped only beyond maxHeld")
     func gapByFrames() {
         var s = InboundStream()
         for seq: UInt64 in [3, 4] {
             let d = s.accept(firstSequence: seq, lowWatermark: 1, messages: [msg(seq)], now: .zero, reorderFrames: 2, reorderDelay: .seconds(10))
-            #expect(d.messages.isEmpty)
+            #expect(d.messages.isEmpty && !d.reportGap)
         }
         let d = s.accept(firstSequence: 5, lowWatermark: 1, messages: [msg(5)], now: .zero, reorderFrames: 2, reorderDelay: .seconds(10))
-        #expect(d.skipped == 2)
-        #expect(d.messages.map(\.sequence) == [3, 4, 5])
+        #expect(d.reportGap && d.skipped == 0)
+        #expect(s.heldRanges() == [3...5])
+        s.maxHeld = 3
+        let over = s.accept(firstSequence: 6, lowWatermark: 1, messages: [msg(6)], now: .zero, reorderFrames: 2, reorderDelay: .seconds(10))
+        #expect(over.skipped == 2)
+        #expect(over.messages.map(\.sequence) == [3, 4, 5, 6])
         // The skipped sequences are now old: a late arrival is a duplicate.
         let late = s.accept(firstSequence: 1, lowWatermark: 1, messages: [msg(1)], now: .zero, reorderFrames: 2, reorderDelay: .seconds(10))
         #expect(late.duplicates == 1 && late.messages.isEmpty)

@@ -17,7 +17,20 @@ struct WireCodecTests {
     @Test("a message's length prefix counts exactly the bytes after it")
     func lengthPrefix() {
         let encoded = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 2)))
-        #expect(encoded == [16, 10, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0])
+        #expect(encoded == [16, 11, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0])
+        let ranged = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 2, received: [4...5])))
+        #expect(ranged.count == 5 + 11 + 16)
+    }
+
+    @Test("receipt ranges must be ascending, disjoint and above the cumulative sequence")
+    func receiptRangesValidated() throws {
+        #expect(try decodeMessage(MessageCodec.encode(.receipt(Receipt(lane: 0, through: 2, received: [4...5, 7...9])))) ==
+                .receipt(Receipt(lane: 0, through: 2, received: [4...5, 7...9])))
+        for bad in [[2...3], [5...6, 4...4], [4...6, 6...7]] as [[ClosedRange<UInt64>]] {
+            #expect(throws: DecodeError.invalid(field: "receipt.range")) {
+                try decodeMessage(MessageCodec.encode(.receipt(Receipt(lane: 0, through: 2, received: bad))))
+            }
+        }
     }
 
     @Test("a frame header and body survive an encode and decode unchanged")

@@ -434,10 +434,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                     link.disconnected(channel)
                     setReachable(link.name, false)
                 }
-                // Resend whatever is in flight at once rather than waiting for a retry.
+                // Over TCP, what was in flight on a lost connection is resent at once. (Over
+                // UDP the retransmission timer covers it: this connection carries no data.)
                 let t = now
                 var batches: [(UInt16, OutboundBatch)] = []
-                for (lane, shard) in shards.enumerated() {
+                for (lane, shard) in shards.enumerated() where !datagramTransport {
                     for b in shard.withCore({ $0.resendInFlight(to: link.name, now: t, datagram: false) }) { batches.append((UInt16(lane), b)) }
                 }
                 transmit(batches, control: [], to: link)
@@ -470,14 +471,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             flushPending(shard)
         }
         for (peer, batches) in resend {
-            if let link = links[peer] { transmit(batches, control: [], to: link) }
+            guard let link = links[peer] else { continue }
+            link.eventLoop.execute { [self] in transmit(batches, control: [], to: link) }
         }
         // Gaps that waited out the reorder delay.
         let boxes = inbound.withLockedValue { Array($0.streams.values) }
         for box in boxes {
             box.lock.withLock {
                 let d = box.stream.tick(now: t, reorderDelay: configuration.replication.reorderDelay)
-                if d.skipped > 0 || !d.messages.isEmpty { deliver(d, box: box, lane: nil, t: t) }
+                if d.reportGap { deliver(d, box: box, lane: nil, t: t) }
             }
         }
         for link in links.values {
@@ -521,7 +523,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             switch message {
             case .receipt(let r) where Int(r.lane) < shards.count:
                 let shard = shards[Int(r.lane)]
-                shard.complete(shard.withCore { $0.onReceipt(from: header.senderName, through: r.through, now: t) })
+                let out = shard.withCore { $0.onReceipt(from: header.senderName, r, now: t, datagram: datagramTransport) }
+                shard.complete(out.completed)
+                if !out.resend.isEmpty, let link = links[header.senderName] {
+                    link.eventLoop.execute { [self] in transmit(out.resend.map { (r.lane, $0) }, control: [], to: link) }
+                }
             case .resync(let r) where Int(r.lane) < shards.count:
                 let shard = shards[Int(r.lane)]
                 shard.withCore { $0.onResync(from: header.senderName, entries: r.entries, now: t) }
@@ -530,11 +536,12 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 countRejection(.malformed)
             }
         }
-        guard !body.data.isEmpty else { return }
+        // A frame without data may still move the sender's low watermark (after drops).
+        guard !body.data.isEmpty || header.lowWatermark > 1 else { return }
         let box = inbound.withLockedValue { s in
             let key = StreamKey(sender: header.sender, lane: header.lane)
             if let b = s.streams[key] { return b }
-            let b = InboundBox(senderName: header.senderName)
+            let b = InboundBox(senderName: header.senderName, lane: header.lane)
             s.streams[key] = b
             return b
         }
@@ -566,8 +573,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             $0.skipped += Int(d.skipped)
         }
         guard let link = links[box.senderName] else { return }
-        let streamLane = lane ?? inbound.withLockedValue { s in s.streams.first { $0.value === box }?.key.lane } ?? 0
-        link.addControl(lane: streamLane, through: box.stream.deliveredThrough, resync: resync)
+        let streamLane = lane ?? box.lane
+        let held = box.stream.buffered > 0 ? box.stream.heldRanges() : []
+        link.addControl(lane: streamLane, through: box.stream.deliveredThrough, held: held, resync: resync)
         scheduleFlush(box.senderName)
     }
 }

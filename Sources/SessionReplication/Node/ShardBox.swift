@@ -81,5 +81,9 @@ final class InboundBox: @unchecked Sendable {
     let lock = NIOLock()
     var stream = InboundStream()
     let senderName: String
-    init(senderName: String) { self.senderName = senderName }
+    let lane: UInt16
+    init(senderName: String, lane: UInt16) {
+        self.senderName = senderName
+        self.lane = lane
+    }
 }

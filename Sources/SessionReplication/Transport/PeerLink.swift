@@ -17,7 +17,7 @@ final class PeerLink: @unchecked Sendable {
     private var nextAttempt = NIODeadline.uptimeNanoseconds(0)
     private var backoff = TimeAmount.milliseconds(50)
     private var flushScheduled = false
-    private var receipts: [UInt16: UInt64] = [:]
+    private var receipts: [UInt16: Receipt] = [:]
     private var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
     private(set) var datagramAddress: SocketAddress?
 
@@ -54,10 +54,10 @@ final class PeerLink: @unchecked Sendable {
     /// Clears the flush flag (at the start of a flush).
     func beginFlush() { lock.withLock { flushScheduled = false } }
 
-    /// Queues a receipt and resync entries for `lane`.
-    func addControl(lane: UInt16, through: UInt64, resync: [ResyncRequest.Entry]) {
+    /// Queues a receipt (replacing an older one for `lane`) and resync entries.
+    func addControl(lane: UInt16, through: UInt64, held: [ClosedRange<UInt64>], resync: [ResyncRequest.Entry]) {
         lock.withLock {
-            receipts[lane] = max(receipts[lane] ?? 0, through)
+            if through >= receipts[lane]?.through ?? 0 { receipts[lane] = Receipt(lane: lane, through: through, received: held) }
             if !resync.isEmpty { resyncs[lane, default: []].append(contentsOf: resync) }
         }
     }
@@ -70,7 +70,7 @@ final class PeerLink: @unchecked Sendable {
                 out.append(MessageCodec.encode(.resync(ResyncRequest(lane: lane, entries: resyncs[lane]!))))
             }
             for lane in receipts.keys.sorted() {
-                out.append(MessageCodec.encode(.receipt(Receipt(lane: lane, through: receipts[lane]!))))
+                out.append(MessageCodec.encode(.receipt(receipts[lane]!)))
             }
             receipts.removeAll(keepingCapacity: true)
             resyncs.removeAll(keepingCapacity: true)

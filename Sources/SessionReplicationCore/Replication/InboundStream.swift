@@ -1,14 +1,19 @@
 /// The receiver side of one replication stream (one sender process, one lane): delivers
-/// data messages in sequence order, buffers out-of-order frames for a reorder window
-/// (`reorderFrames` frames or `reorderDelay`), then skips the gap; duplicates are
-/// dropped. Messages of a skipped gap are lost to this stream; the sessions involved
-/// recover through resync (their next delta does not apply) and repair.
+/// data messages in sequence order and drops duplicates. Out-of-order messages are held;
+/// a gap that outlives the reorder window (`reorderFrames` frames or `reorderDelay`) is
+/// reported to the sender (a receipt with the ranges held), which resends what is
+/// missing. The receiver skips a gap only when the sender says it abandoned those
+/// sequences (its low watermark), or when more than `maxHeld` messages wait (a bound
+/// against a hostile sender).
 public struct InboundStream: Sendable {
     /// Highest sequence delivered or skipped, contiguously.
     public private(set) var deliveredThrough: UInt64 = 0
     private var pending: [UInt64: ReplicationMessage] = [:]
-    private var pendingFrames = 0
+    private var framesSinceGap = 0
+    private var gapReportedAt: MonotonicInstant?
     private var gapSince: MonotonicInstant?
+    /// Most out-of-order messages held before a gap is skipped. Default 65,536.
+    public var maxHeld = 65_536
 
     /// Creates a stream that expects sequence 1 next.
     public init() {}
@@ -22,11 +27,27 @@ public struct InboundStream: Sendable {
         public var messages: [(sequence: UInt64, message: ReplicationMessage)] = []
         /// Duplicate messages ignored.
         public var duplicates = 0
-        /// Sequences skipped as a gap.
+        /// Sequences skipped (abandoned by the sender, or beyond `maxHeld`).
         public var skipped: UInt64 = 0
+        /// Whether a receipt with the held ranges should go out now (a gap verdict).
+        public var reportGap = false
     }
 
-    /// Accepts the data messages of one frame.
+    /// The held ranges above `deliveredThrough`, ascending, at most `limit`.
+    public func heldRanges(limit: Int = Receipt.maxRanges) -> [ClosedRange<UInt64>] {
+        var ranges: [ClosedRange<UInt64>] = []
+        for seq in pending.keys.sorted() {
+            if let last = ranges.last, last.upperBound + 1 == seq {
+                ranges[ranges.count - 1] = last.lowerBound...seq
+            } else {
+                if ranges.count == limit { break }
+                ranges.append(seq...seq)
+            }
+        }
+        return ranges
+    }
+
+    /// Accepts the data messages of one frame (none for a bare watermark).
     public mutating func accept(firstSequence: UInt64, lowWatermark: UInt64, messages: [ReplicationMessage],
                                 now: MonotonicInstant, reorderFrames: Int, reorderDelay: Duration) -> Delivery {
         var d = Delivery()
@@ -43,36 +64,51 @@ public struct InboundStream: Sendable {
             pending[seq] = m
             stored = true
         }
-        if stored, !pending.isEmpty, pending[deliveredThrough + 1] == nil { pendingFrames += 1 }
         drain(into: &d)
         if !pending.isEmpty {
             if gapSince == nil { gapSince = now }
-            if pendingFrames > reorderFrames { skipGap(into: &d, now: now) }
+            if stored { framesSinceGap += 1 }
+            if framesSinceGap > reorderFrames || now - gapSince! >= reorderDelay { reportIfDue(&d, now: now, reorderDelay: reorderDelay) }
+            if pending.count > maxHeld { skipGap(into: &d, now: now) }
         }
         return d
     }
 
-    /// Skips a gap that has waited longer than `reorderDelay`.
+    /// Reports a gap that has waited longer than `reorderDelay` (again every
+    /// `reorderDelay` while it lasts).
     public mutating func tick(now: MonotonicInstant, reorderDelay: Duration) -> Delivery {
         var d = Delivery()
-        if let since = gapSince, now - since >= reorderDelay { skipGap(into: &d, now: now) }
+        if let since = gapSince, now - since >= reorderDelay { reportIfDue(&d, now: now, reorderDelay: reorderDelay) }
         return d
     }
 
+    private mutating func reportIfDue(_ d: inout Delivery, now: MonotonicInstant, reorderDelay: Duration) {
+        if let last = gapReportedAt, now - last < reorderDelay { return }
+        gapReportedAt = now
+        d.reportGap = true
+    }
+
     private mutating func drain(into d: inout Delivery) {
+        let before = deliveredThrough
         while let m = pending.removeValue(forKey: deliveredThrough + 1) {
             deliveredThrough += 1
             d.messages.append((deliveredThrough, m))
         }
-        if pending.isEmpty { gapSince = nil; pendingFrames = 0 }
+        if pending.isEmpty {
+            gapSince = nil
+            gapReportedAt = nil
+            framesSinceGap = 0
+        } else if deliveredThrough != before {
+            // Progress: the remaining gap is a new one.
+            gapSince = nil
+            framesSinceGap = 0
+        }
     }
 
     private mutating func skipGap(into d: inout Delivery, now: MonotonicInstant) {
         guard let next = pending.keys.min() else { return }
         d.skipped += next - 1 - deliveredThrough
         deliveredThrough = next - 1
-        pendingFrames = 0
-        gapSince = nil
         drain(into: &d)
         if !pending.isEmpty { gapSince = now }
     }

@@ -13,6 +13,10 @@ public struct OutboundEntry: Sendable {
     public var mustDeliver: Bool
     /// When it was last transmitted; `nil` before the first transmission.
     public var sentAt: MonotonicInstant?
+    /// When it was first transmitted; `nil` before.
+    public var firstSentAt: MonotonicInstant?
+    /// Whether the receiver reported holding it (out of order).
+    public var held = false
     /// Transmissions so far.
     public var attempts: Int
 }
@@ -51,6 +55,7 @@ public struct OutboundStream: Sendable {
     /// return at once until `retryInterval` after it.
     private var earliestSent: MonotonicInstant?
     private var lastProbe: MonotonicInstant?
+    private var lastProgress: MonotonicInstant?
 
     /// Creates an empty stream.
     public init() {}
@@ -68,7 +73,7 @@ public struct OutboundStream: Sendable {
     public mutating func enqueue(_ bytes: [UInt8], session: SessionID, mustDeliver: Bool) -> UInt64 {
         let seq = nextSequence
         nextSequence += 1
-        entries.append(OutboundEntry(sequence: seq, bytes: bytes, session: session, mustDeliver: mustDeliver, sentAt: nil, attempts: 0))
+        entries.append(OutboundEntry(sequence: seq, bytes: bytes, session: session, mustDeliver: mustDeliver, sentAt: nil, firstSentAt: nil, attempts: 0))
         queuedBytes += bytes.count
         return seq
     }
@@ -121,38 +126,87 @@ public struct OutboundStream: Sendable {
         public var resent = 0
         /// Sessions whose message was dropped after its last retry.
         public var dropped: [SessionID] = []
+        /// Whether the low watermark moved (drops): the receiver must be told even if no
+        /// data follows.
+        public var watermarkMoved = false
     }
 
-    /// Resends transmitted messages without a receipt for `retryInterval`; with a
-    /// `retryLimit`, a message already sent `1 + retryLimit` times is dropped instead
-    /// (unless it must be delivered).
+    /// The retransmission timer. Like TCP's, it resends only the oldest unreceipted
+    /// message when `retryInterval` passed without a receipt for it (resending the whole
+    /// window would flood a receiver that is merely slow), plus messages the receiver
+    /// reported missing (`held` messages after them) that were not resent within
+    /// `retryInterval`. With a `retryLimit` (best-effort), a message still unreceipted
+    /// `retryInterval x (retryLimit + 1)` after its first transmission is dropped (the
+    /// oldest has then been resent `retryLimit` times); `mustDeliver` messages never are.
     public mutating func retry(now: MonotonicInstant, retryInterval: Duration, retryLimit: Int?, maxBatchBytes: Int) -> RetryOutcome {
         var outcome = RetryOutcome()
         guard let earliest = earliestSent, now - earliest >= retryInterval else { return outcome }
-        var i = 0
-        while i < sentCount {
-            guard let sentAt = entries[i].sentAt, now - sentAt >= retryInterval else { i += 1; continue }
-            if let retryLimit, !entries[i].mustDeliver, entries[i].attempts > retryLimit {
-                outcome.dropped.append(remove(at: i).session)
-                continue
+        if let retryLimit {
+            let lifetime = retryInterval * (retryLimit + 1)
+            let lowBefore = lowWatermark
+            var i = 0
+            while i < sentCount {
+                let e = entries[i]
+                if !e.mustDeliver, !e.held, let first = e.firstSentAt, now - first >= lifetime {
+                    outcome.dropped.append(remove(at: i).session)
+                } else {
+                    i += 1
+                }
             }
-            i += 1
+            outcome.watermarkMoved = lowWatermark != lowBefore
         }
         var due: [Int] = []
-        for j in 0..<sentCount {
+        let lastHeld = entries.prefix(sentCount).lastIndex { $0.held }
+        let head = entries.prefix(sentCount).firstIndex { !$0.held }
+        for j in 0..<sentCount where !entries[j].held && (j == head || (lastHeld.map { j < $0 } ?? false)) {
             if let sentAt = entries[j].sentAt, now - sentAt >= retryInterval { due.append(j) }
         }
+        outcome.batches = resend(due, now: now, maxBatchBytes: maxBatchBytes)
+        outcome.resent = due.count
+        recomputeEarliest()
+        return outcome
+    }
+
+    /// Applies a receipt: removes what it covers cumulatively, marks the ranges the
+    /// receiver holds, and returns the missing messages between them (sent at least
+    /// `holeDelay` ago and not resent since) to resend at once.
+    public mutating func receipt(through: UInt64, held: [ClosedRange<UInt64>], now: MonotonicInstant,
+                                 holeDelay: Duration, maxBatchBytes: Int) -> (covered: Int, resend: [OutboundBatch], resent: Int) {
+        let covered = receipt(through: through)
+        if covered > 0 { lastProgress = now }
+        guard let highest = held.last?.upperBound else { return (covered, [], 0) }
+        var due: [Int] = []
+        var r = 0
+        for j in 0..<sentCount {
+            let seq = entries[j].sequence
+            while r < held.count, held[r].upperBound < seq { r += 1 }
+            if r < held.count, held[r].contains(seq) {
+                entries[j].held = true
+            } else if seq < highest, !entries[j].held, let sentAt = entries[j].sentAt, now - sentAt >= holeDelay {
+                due.append(j)
+            }
+        }
+        let batches = resend(due, now: now, maxBatchBytes: maxBatchBytes)
+        return (covered, batches, due.count)
+    }
+
+    private mutating func resend(_ indices: [Int], now: MonotonicInstant, maxBatchBytes: Int) -> [OutboundBatch] {
+        var batches: [OutboundBatch] = []
         var k = 0
-        while k < due.count {
+        while k < indices.count {
             var end = k
-            while end + 1 < due.count, due[end + 1] == due[end] + 1 { end += 1 }
-            outcome.batches += makeBatches(from: due[k], count: end - k + 1, maxBatchBytes: maxBatchBytes, sentAt: now, countAttempt: true)
-            outcome.resent += end - k + 1
+            while end + 1 < indices.count, indices[end + 1] == indices[end] + 1 { end += 1 }
+            batches += makeBatches(from: indices[k], count: end - k + 1, maxBatchBytes: maxBatchBytes, sentAt: now, countAttempt: true)
             k = end + 1
         }
+        return batches
+    }
+
+    private mutating func recomputeEarliest() {
         earliestSent = nil
-        for j in 0..<sentCount { if let t = entries[j].sentAt { earliestSent = min(earliestSent ?? t, t) } }
-        return outcome
+        for j in 0..<sentCount where !entries[j].held {
+            if let t = entries[j].sentAt { earliestSent = min(earliestSent ?? t, t) }
+        }
     }
 
     /// On a reliable ordered connection nothing is resent by time; but a receipt can be
@@ -162,6 +216,7 @@ public struct OutboundStream: Sendable {
     public mutating func probe(now: MonotonicInstant, retryInterval: Duration) -> OutboundBatch? {
         guard sentCount > 0, let earliest = earliestSent, now - earliest >= retryInterval else { return nil }
         if let last = lastProbe, now - last < retryInterval { return nil }
+        if let progress = lastProgress, now - progress < retryInterval { return nil }
         lastProbe = now
         let e = entries[sentCount - 1]
         return OutboundBatch(firstSequence: e.sequence, lowWatermark: lowWatermark, messages: [e.bytes], byteCount: e.bytes.count)
@@ -184,7 +239,8 @@ public struct OutboundStream: Sendable {
             _ = remove(at: 0)
             n += 1
         }
-        earliestSent = sentCount > 0 ? entries[0].sentAt : nil
+        // `earliestSent` stays a lower bound: recomputing it here would scan everything in
+        // flight on every receipt (tens of thousands of messages over TCP).
         return n
     }
 
@@ -195,6 +251,7 @@ public struct OutboundStream: Sendable {
         let low = lowWatermark
         for i in start..<(start + count) {
             entries[i].sentAt = sentAt
+            if entries[i].firstSentAt == nil { entries[i].firstSentAt = sentAt }
             if countAttempt { entries[i].attempts += 1 }
             let e = entries[i]
             if var c = current, c.byteCount + e.bytes.count <= maxBatchBytes, c.messages.count < Int(UInt16.max),

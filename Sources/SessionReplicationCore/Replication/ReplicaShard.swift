@@ -123,23 +123,28 @@ public struct ReplicaShard: Sendable {
     /// replica checks happen first; on failure nothing is applied.
     public mutating func commit(_ id: SessionID, changes: ChangeSet, maxInactiveInterval: Duration?,
                                 now: MonotonicInstant, wall: WallTime) throws(SessionError) -> CommitOutcome {
-        guard var entry = owned[id] else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
-        if let maxInactiveInterval, !IdleLimit.isValid(maxInactiveInterval) {
-            throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
-        }
-        var attributes = entry.state.attributes
-        for (name, value) in changes.updated { attributes[name] = value }
-        for name in changes.removed { attributes[name] = nil }
-        try checkSizes(attributes)
-        entry.state.lastAccessedAt = max(entry.state.lastAccessedAt, wall)
-        guard !changes.isEmpty else {
+        // Taken out of the dictionary while it changes, so its attributes are not copied.
+        guard var entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
+        let localOnly: Bool
+        do throws(SessionError) {
+            if let maxInactiveInterval, !IdleLimit.isValid(maxInactiveInterval) {
+                throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
+            }
+            try checkSizes(entry.state.attributes, applying: changes)
+            entry.state.lastAccessedAt = max(entry.state.lastAccessedAt, wall)
+            guard !changes.isEmpty else {
+                owned[id] = entry
+                accessed.insert(id)
+                return CommitOutcome(state: entry.state, waiter: nil, localOnly: entry.state.replicaSet.isEmpty)
+            }
+            localOnly = try checkSyncReplicas(entry.state.replicaSet)
+            try checkQueues(entry.state.replicaSet)
+        } catch {
             owned[id] = entry
-            accessed.insert(id)
-            return CommitOutcome(state: entry.state, waiter: nil, localOnly: entry.state.replicaSet.isEmpty)
+            throw error
         }
-        let localOnly = try checkSyncReplicas(entry.state.replicaSet)
-        try checkQueues(entry.state.replicaSet)
-        entry.state.attributes = attributes
+        for (name, value) in changes.updated { entry.state.attributes[name] = value }
+        for name in changes.removed { entry.state.attributes[name] = nil }
         if let maxInactiveInterval { entry.state.maxInactiveInterval = maxInactiveInterval }
         entry.state.stamp.version += 1
         entry.pending.merge(changes)
@@ -217,35 +222,54 @@ public struct ReplicaShard: Sendable {
     /// window and pacing; `datagram` batches are at most `udpMaxPayload` minus overhead
     /// (a larger single message is returned alone: the node sends it over TCP).
     public mutating func takeBatches(for peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
-        guard var stream = streams[peer] else { return [] }
+        // Streams are mutated in place (`streams[peer]!.…`): copying one out and back
+        // would copy its whole queue on every call.
+        guard streams[peer] != nil else { return [] }
         let p = settings.policy
-        let batches = stream.takeUnsent(now: now, maxBatchBytes: maxBatchBytes(datagram: datagram),
-                                        window: datagram ? max(8, p.udpWindow / max(1, settings.lanes)) : nil,
-                                        rate: datagram ? max(100, p.udpRate / max(1, settings.lanes)) : nil)
-        if stream.unsent == 0 { peersWithUnsent.remove(peer) }
-        streams[peer] = stream
+        let limit = maxBatchBytes(datagram: datagram)
+        let window = datagram ? max(8, p.udpWindow / max(1, settings.lanes)) : nil
+        let rate = datagram ? max(100, p.udpRate / max(1, settings.lanes)) : nil
+        let batches = streams[peer]!.takeUnsent(now: now, maxBatchBytes: limit, window: window, rate: rate)
+        if streams[peer]!.unsent == 0 { peersWithUnsent.remove(peer) }
         return batches
     }
 
     /// Marks every in-flight message to `peer` for immediate resend (after a reconnect).
     public mutating func resendInFlight(to peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
         let limit = maxBatchBytes(datagram: datagram)
-        guard var stream = streams[peer] else { return [] }
-        let batches = stream.resendAllNow(now: now, maxBatchBytes: limit)
-        streams[peer] = stream
-        return batches
+        guard streams[peer] != nil else { return [] }
+        return streams[peer]!.resendAllNow(now: now, maxBatchBytes: limit)
     }
 
     func maxBatchBytes(datagram: Bool) -> Int {
         datagram ? max(64, settings.policy.udpMaxPayload - settings.datagramOverhead) : settings.maxStreamBatchBytes
     }
 
-    /// A cumulative receipt from `peer` for this shard's lane; returns completed waits.
-    public mutating func onReceipt(from peer: String, through: UInt64, now: MonotonicInstant) -> [(WaiterID, WaitResult)] {
-        if var stream = streams[peer] {
-            stream.receipt(through: through)
-            streams[peer] = stream
+    /// What a receipt produced.
+    public struct ReceiptOutcome: Sendable {
+        /// Waits it completed.
+        public var completed: [(WaiterID, WaitResult)] = []
+        /// Messages the receiver reported missing, to resend now.
+        public var resend: [OutboundBatch] = []
+    }
+
+    /// A receipt from `peer` for this shard's lane: completes waits and returns the
+    /// messages reported missing (older than `reorderDelay`) for immediate resend.
+    public mutating func onReceipt(from peer: String, _ receipt: Receipt, now: MonotonicInstant, datagram: Bool) -> ReceiptOutcome {
+        var out = ReceiptOutcome()
+        let limit = maxBatchBytes(datagram: datagram)
+        let holeDelay = settings.policy.reorderDelay
+        if streams[peer] != nil {
+            let r = streams[peer]!.receipt(through: receipt.through, held: receipt.received, now: now,
+                                           holeDelay: holeDelay, maxBatchBytes: limit)
+            out.resend = r.resend
+            counters.retries += r.resent
         }
+        out.completed = completeWaiters(peer: peer, through: receipt.through)
+        return out
+    }
+
+    mutating func completeWaiters(peer: String, through: UInt64) -> [(WaiterID, WaitResult)] {
         var done: [(WaiterID, WaitResult)] = []
         guard var queue = waitersByPeer[peer] else { return done }
         while let first = queue.first, first.sequence <= through {
@@ -311,9 +335,10 @@ public struct ReplicaShard: Sendable {
         case .delta(let d):
             if let t = tombstones[d.id], Stamp(epoch: d.epoch, version: d.version) <= t.stamp { counters.staleIgnored += 1; return .ignored }
             if owned[d.id] != nil { counters.fencedRejected += 1; return .fenced }
-            guard var b = backups[d.id] else { return .needsResync }
+            guard var b = backups.removeValue(forKey: d.id) else { return .needsResync }
+            defer { backups[d.id] = b }
             if b.state.stamp.epoch == d.epoch, b.state.stamp.version >= d.version {
-                backups[d.id]!.lastHeard = now
+                b.lastHeard = now
                 counters.staleIgnored += 1
                 return .ignored
             }
@@ -328,7 +353,6 @@ public struct ReplicaShard: Sendable {
             b.state.maxInactiveInterval = d.maxInactiveInterval
             b.state.replicaSet = d.replicaSet
             b.lastHeard = now
-            backups[d.id] = b
             counters.applied += 1
             return .applied
         case .invalidate(let i):
@@ -374,24 +398,26 @@ public struct ReplicaShard: Sendable {
     public mutating func tick(now: MonotonicInstant, wall: WallTime, datagram: Bool, reliable: Set<String> = []) -> TickOutcome {
         var out = TickOutcome()
         let p = settings.policy
+        let limit = maxBatchBytes(datagram: datagram)
+        let retryLimit = p.mode == .bestEffort ? p.retryCount : nil
         for peer in streams.keys.sorted() {
-            var stream = streams[peer]!
             if reliable.contains(peer) {
-                if let probe = stream.probe(now: now, retryInterval: p.retryInterval) {
+                if let probe = streams[peer]!.probe(now: now, retryInterval: p.retryInterval) {
                     out.resend.append((peer, [probe]))
                     counters.retries += 1
                 }
-                streams[peer] = stream
                 continue
             }
-            let r = stream.retry(now: now, retryInterval: p.retryInterval,
-                                 retryLimit: p.mode == .bestEffort ? p.retryCount : nil,
-                                 maxBatchBytes: maxBatchBytes(datagram: datagram))
-            streams[peer] = stream
+            let r = streams[peer]!.retry(now: now, retryInterval: p.retryInterval, retryLimit: retryLimit, maxBatchBytes: limit)
             counters.retries += r.resent
             counters.drops += r.dropped.count
             for id in r.dropped where owned[id] != nil { repair.insert(id) }
-            if !r.batches.isEmpty { out.resend.append((peer, r.batches)) }
+            var batches = r.batches
+            if r.watermarkMoved, batches.isEmpty {
+                // Tell the receiver to stop waiting for what was dropped.
+                batches = [OutboundBatch(firstSequence: 0, lowWatermark: streams[peer]!.lowWatermark, messages: [], byteCount: 0)]
+            }
+            if !batches.isEmpty { out.resend.append((peer, batches)) }
         }
         if let due = nextTimedWrite, now >= due {
             for id in dirty.sorted() where owned[id] != nil && p.writeFrequency == .timeBased { _ = send(id, now: now) }
@@ -457,6 +483,26 @@ public struct ReplicaShard: Sendable {
     }
 
     // MARK: - Internals
+
+    /// Checks `attributes` after `changes` without building the result.
+    func checkSizes(_ attributes: [String: [UInt8]], applying changes: ChangeSet) throws(SessionError) {
+        var total = 0
+        for (name, value) in attributes where changes.updated[name] == nil && !changes.removed.contains(name) {
+            total += name.utf8.count + value.count
+        }
+        for (name, value) in changes.updated {
+            guard AttributeName.isValid(name) else {
+                throw SessionError(.invalidAttributeName, "attribute names are 1-256 bytes of UTF-8 without control characters")
+            }
+            guard value.count <= settings.sessions.maxAttributeBytes else {
+                throw SessionError(.payloadTooLarge, "attribute exceeds maxAttributeBytes (\(settings.sessions.maxAttributeBytes))")
+            }
+            total += name.utf8.count + value.count
+        }
+        guard total <= settings.sessions.maxSessionBytes else {
+            throw SessionError(.payloadTooLarge, "session exceeds maxSessionBytes (\(settings.sessions.maxSessionBytes))")
+        }
+    }
 
     func checkSizes(_ attributes: [String: [UInt8]]) throws(SessionError) {
         var total = 0
@@ -551,14 +597,13 @@ public struct ReplicaShard: Sendable {
     }
 
     mutating func enqueue(_ bytes: [UInt8], to peer: String, session: SessionID, mustDeliver: Bool) -> UInt64 {
-        var stream = streams[peer] ?? OutboundStream()
-        let seq = stream.enqueue(bytes, session: session, mustDeliver: mustDeliver)
+        let seq = streams[peer, default: OutboundStream()].enqueue(bytes, session: session, mustDeliver: mustDeliver)
         if settings.policy.mode == .bestEffort {
-            let dropped = stream.shed(toFit: settings.policy.maxQueueBytes)
+            let limit = settings.policy.maxQueueBytes
+            let dropped = streams[peer]!.shed(toFit: limit)
             counters.overflowDrops += dropped.count
             for id in dropped where owned[id] != nil { repair.insert(id) }
         }
-        streams[peer] = stream
         peersWithUnsent.insert(peer)
         return seq
     }

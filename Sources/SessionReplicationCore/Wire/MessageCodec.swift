@@ -68,6 +68,8 @@ public enum MessageCodec {
             writeID(t.id, &w); writeStamp(t.stamp, &w); w.write(t.lastAccessedAt.milliseconds)
         case .receipt(let r):
             w.write(r.lane); w.write(r.through)
+            w.write(UInt8(truncatingIfNeeded: r.received.count))
+            for range in r.received { w.write(range.lowerBound); w.write(range.upperBound) }
         case .resync(let r):
             w.write(r.lane); w.write(UInt32(r.entries.count))
             for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
@@ -132,7 +134,20 @@ public enum MessageCodec {
             let id = try readID(&r), stamp = try readStamp(&r)
             message = .touch(Touch(id: id, stamp: stamp, lastAccessedAt: WallTime(milliseconds: try r.read(Int64.self, "touch.lastAccessedAt"))))
         case .receipt:
-            message = .receipt(Receipt(lane: try r.read(UInt16.self, "receipt.lane"), through: try r.read(UInt64.self, "receipt.through")))
+            let lane = try r.read(UInt16.self, "receipt.lane")
+            let through = try r.read(UInt64.self, "receipt.through")
+            let count = Int(try r.read(UInt8.self, "receipt.rangeCount"))
+            guard count <= Receipt.maxRanges else { throw .tooLarge(field: "receipt.rangeCount", limit: Receipt.maxRanges, found: count) }
+            var ranges: [ClosedRange<UInt64>] = []
+            var floor = through
+            for _ in 0..<count {
+                let lower = try r.read(UInt64.self, "receipt.range"), upper = try r.read(UInt64.self, "receipt.range")
+                // Ascending, disjoint, above `through`: anything else is malformed.
+                guard lower > floor, upper >= lower else { throw .invalid(field: "receipt.range") }
+                ranges.append(lower...upper)
+                floor = upper
+            }
+            message = .receipt(Receipt(lane: lane, through: through, received: ranges))
         case .resync:
             let lane = try r.read(UInt16.self, "resync.lane")
             let count = Int(try r.read(UInt32.self, "resync.count"))

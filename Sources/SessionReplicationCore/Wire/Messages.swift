@@ -78,16 +78,23 @@ public struct Touch: Hashable, Sendable {
 }
 
 /// Cumulative receipt: every data message of the stream `lane` up to `through` was
-/// processed (applied, or reported in a resync request sent before this receipt).
+/// processed (applied, or reported in a resync request sent before this receipt), and the
+/// sequences in `received` (inclusive ranges above `through`, at most 16) are held out of
+/// order: the gaps between them are missing and should be resent.
 public struct Receipt: Hashable, Sendable {
     /// The sender's lane the receipt is for.
     public var lane: UInt16
     /// Highest sequence processed contiguously.
     public var through: UInt64
+    /// Ranges received beyond a gap, ascending, each `lower...upper`. Default none.
+    public var received: [ClosedRange<UInt64>]
+    /// Most ranges a receipt carries.
+    public static let maxRanges = 16
     /// Creates a receipt.
-    public init(lane: UInt16, through: UInt64) {
+    public init(lane: UInt16, through: UInt64, received: [ClosedRange<UInt64>] = []) {
         self.lane = lane
         self.through = through
+        self.received = received
     }
 }
 
