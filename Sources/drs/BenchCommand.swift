@@ -29,6 +29,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Workloads: acknowledged-tcp, best-effort-udp, synchronous-tcp, local (replicas 0).")
     var workloads: [String] = ["acknowledged-tcp", "best-effort-udp"]
 
+    @Option(help: "udpMaxPayload for the UDP workload (default 1400; loopback allows up to 65000).")
+    var udpMaxPayload: Int?
+
     @Option(help: "Only run paced at this many writes per second (skips the full-speed runs).")
     var rate: Double?
 
@@ -67,10 +70,11 @@ struct BenchCommand: AsyncParsableCommand {
         var results: [Result] = []
         print("drs bench: \(size)-byte attribute, 1 backup, \(writers) writers, \(duration)s x \(runs) runs per workload, \(System.coreCount) cores")
         for workload in workloads {
-            guard let policy = Self.policy(workload) else {
+            guard var policy = Self.policy(workload) else {
                 printError("drs bench: unknown workload \(workload)")
                 throw ExitCode(2)
             }
+            if let udpMaxPayload { policy.udpMaxPayload = udpMaxPayload }
             var rates: [Double] = []
             var applied: [Double] = []
             var fullLag: [Percentiles] = []
@@ -105,6 +109,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try encoder.encode(results).write(to: URL(fileURLWithPath: json))
         }
     }
@@ -184,27 +189,36 @@ struct BenchCommand: AsyncParsableCommand {
                 printError("trace: a sent tcp \(x.streamFramesSent) udp \(x.datagramsSent) retries \(x.replication.retries) drops \(x.replication.drops) queue \(x.queueDepth) received \(x.framesReceived) | b received \(y.framesReceived) applied \(y.replication.applied) dup \(y.duplicateMessages) skipped \(y.skippedSequences) rejected \(y.rejectedTotal)")
             }
         }
-        let perWriterInterval: Duration? = rate.flatMap { $0 > 0 ? $0 : nil }.map { .nanoseconds(Int64(1e9 * Double(writerIDs.count) / $0)) }
+        // Paced writers wake once a millisecond and do the writes they owe: a timer per
+        // write costs more CPU than the replication being measured.
+        let perWriterRate: Double? = rate.flatMap { $0 > 0 ? $0 / Double(writerIDs.count) : nil }
         let counts = try await withThrowingTaskGroup(of: Int.self) { group in
             for (i, id) in writerIDs.enumerated() {
                 group.addTask {
-                    var n = 0
+                    var n = 0, done = 0
                     var payload = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: max(8, size))
-                    var next = ContinuousClock.now + (perWriterInterval.map { $0 * Double(i) / Double(writerIDs.count) } ?? .zero)
+                    let start = ContinuousClock.now + .microseconds(Int64(1000 * i / writerIDs.count))
                     while true {
-                        if let perWriterInterval {
-                            try await Task.sleep(until: next)
-                            next += perWriterInterval
+                        var owed = 1
+                        if let perWriterRate {
+                            let elapsed = Double((ContinuousClock.now - start).nanosecondsClamped) / 1e9
+                            owed = Int(elapsed * perWriterRate) - done
+                            if owed <= 0 {
+                                try await Task.sleep(for: .milliseconds(1))
+                                continue
+                            }
                         }
-                        let t = ContinuousClock.now
-                        if t >= deadline { break }
-                        let stamp = (t - origin).nanosecondsClamped
-                        payload.withUnsafeMutableBytes { $0.storeBytes(of: stamp, as: Int64.self) }
-                        let bytes = payload
-                        _ = try? await a.withSession(id) { $0.set("payload", bytes) }
-                        if t >= warmDeadline { n += 1 }
+                        for _ in 0..<owed {
+                            let t = ContinuousClock.now
+                            if t >= deadline { return n }
+                            let stamp = (t - origin).nanosecondsClamped
+                            payload.withUnsafeMutableBytes { $0.storeBytes(of: stamp, as: Int64.self) }
+                            let bytes = payload
+                            _ = try? await a.withSession(id) { $0.set("payload", bytes) }
+                            if t >= warmDeadline { n += 1 }
+                            done += 1
+                        }
                     }
-                    return n
                 }
             }
             return try await group.reduce(0, +)

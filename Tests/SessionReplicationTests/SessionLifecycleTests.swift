@@ -96,3 +96,51 @@ struct SessionLifecycleTests {
         #expect(held.0 && held.1)
     }
 }
+
+@Suite("Shutdown and restarted peers", .timeLimit(.minutes(1)))
+struct ShutdownAndRestartTests {
+    @Test("shutdown ends a synchronous write that waits for a backup, and later calls fail with not-ready")
+    func shutdownEndsWaits() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) {
+            $0.mode = .synchronous
+            $0.syncTimeout = .seconds(30)
+        }
+        let sink = try await BlackHole.start()
+        let cluster = try await TestCluster(config, only: ["n1"])
+        let n1 = cluster["n1"]
+        n1.setPeerEndpoint("n2", host: "127.0.0.1", port: sink.port)
+        let write = Task { try await n1.createSession(attributes: ["a": [1]]) }
+        #expect(await eventually { n1.counters.primaries == 1 })
+        await cluster.shutdown()
+        let error = await #expect(throws: SessionError.self) { _ = try await write.value }
+        #expect(error?.code == .shuttingDown)
+        let later = await #expect(throws: SessionError.self) { _ = try await n1.createSession() }
+        #expect(later?.code == .shuttingDown)
+        try await sink.close()
+    }
+
+    @Test("a backup that restarts empty gets every session it backs again")
+    func restartedBackupIsRepopulated() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"])
+        let cluster = try await TestCluster(config)
+        let n1 = cluster["n1"]
+        var ids: [SessionID] = []
+        for i in 0..<20 { ids.append(try #require(try await n1.createSession(attributes: ["i": [UInt8(i)]]).state?.id)) }
+        for id in ids { _ = try await n1.sync(id) }
+        await cluster["n2"].shutdown()
+        // A new n2 process: a fresh node id, nothing held.
+        let fresh = try ReplicationNode(configuration: config, name: "n2", logger: .init(label: "t"), eventLoopGroup: cluster.group)
+        try await fresh.start()
+        fresh.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!)
+        n1.setPeerEndpoint("n2", host: "127.0.0.1", port: fresh.replicationPort!)
+        // One write makes n1 hear from the new process.
+        _ = try await n1.withSession(ids[0]) { $0.set("b", [2]) }
+        let all = ids
+        let repopulated = await eventually {
+            all.allSatisfy { fresh.copy(of: $0)?.backupState?.stamp == n1.copy(of: $0)?.ownerState?.stamp }
+        }
+        await fresh.shutdown()
+        await cluster.shutdown()
+        #expect(repopulated)
+    }
+}

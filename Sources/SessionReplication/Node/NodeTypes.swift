@@ -5,7 +5,8 @@ public enum Durability: Hashable, Sendable {
     /// Applied on this node only (no backups, a time-based or manual write not yet sent,
     /// best-effort, or a synchronous write degraded after its timeout).
     case local
-    /// Applied (synchronous) or receipted (acknowledged `sync`) on the named backups.
+    /// Applied (synchronous) or receipted (acknowledged `sync`) on the named backups;
+    /// for a best-effort `sync`, the backups the change was sent to.
     case replicated([String])
 }
 

@@ -44,11 +44,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var server: (any Channel)?
         var datagram: (any Channel)?
         var tick: RepeatedTask?
+        /// Accepted connections, closed at shutdown (closing a listener leaves them open).
+        var children: [ObjectIdentifier: any Channel] = [:]
     }
 
     struct InboundState {
         var windows: [NodeID: ReplayWindow] = [:]
         var currentID: [String: NodeID] = [:]
+        /// Node ids replaced by a restart: their frames are refused for good.
+        var retired: Set<NodeID> = []
         var streams: [StreamKey: InboundBox] = [:]
     }
 
@@ -116,7 +120,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
+                let key = ObjectIdentifier(channel)
+                let open = state.withLockedValue { s in
+                    guard !s.stopped else { return false }
+                    s.children[key] = channel
+                    return true
+                }
+                guard open else { return channel.close() }
+                channel.closeFuture.whenComplete { [self] _ in _ = state.withLockedValue { $0.children.removeValue(forKey: key) } }
+                return channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(ByteToMessageHandler(BoundedFrameDecoder(
                         maxFrameBytes: frameCodec.limits.maxFrameBytes + 4096,
@@ -125,7 +137,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 }
             }
             .bind(host: endpoint.address, port: endpoint.replicationPort).get()
-        let datagram = try await DatagramBootstrap(group: group)
+        let datagram: any Channel
+        do {
+        datagram = try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
@@ -140,6 +154,12 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 }
             }
             .bind(host: endpoint.address, port: server.localAddress?.port ?? endpoint.replicationPort).get()
+        } catch {
+            // Leave nothing bound behind a failed start.
+            try? await server.close()
+            state.withLockedValue { $0.started = false }
+            throw error
+        }
         let tick = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(5), delay: .milliseconds(5)) { [weak self] _ in
             self?.tick()
         }
@@ -153,19 +173,34 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         ])
     }
 
-    /// Stops the timer, closes every socket and (if the node created it) shuts down the
-    /// event loop group. Waits pending on replication complete as timed out.
+    /// Stops the timer, closes every socket (listeners, accepted and outgoing
+    /// connections) and, if the node created it, shuts down the event loop group. Calls
+    /// waiting on replication end with `not-ready` (their change is applied here,
+    /// durability unknown); later calls fail with `not-ready`.
     public func shutdown() async {
-        let (server, datagram, tick) = state.withLockedValue { s -> ((any Channel)?, (any Channel)?, RepeatedTask?) in
-            guard !s.stopped else { return (nil, nil, nil) }
+        let (server, datagram, tick, children) = state.withLockedValue { s -> ((any Channel)?, (any Channel)?, RepeatedTask?, [any Channel]) in
+            guard !s.stopped else { return (nil, nil, nil, []) }
             s.stopped = true
-            return (s.server, s.datagram, s.tick)
+            defer { s.datagram = nil; s.children = [:] }
+            return (s.server, s.datagram, s.tick, Array(s.children.values))
         }
-        tick?.cancel()
+        if let tick {
+            let done = group.next().makePromise(of: Void.self)
+            tick.cancel(promise: done)
+            try? await done.futureResult.get()
+        }
+        for shard in shards { shard.close() }
         try? await server?.close()
         try? await datagram?.close()
-        for link in links.values { link.close() }
+        for child in children { try? await child.close() }
+        for link in links.values { await link.close() }
         if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    var isStopped: Bool { state.withLockedValue { $0.stopped } }
+
+    func checkRunning() throws {
+        if isStopped { throw SessionError(.shuttingDown, "the node is stopped") }
     }
 
     /// Runs the node until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`) or
@@ -209,9 +244,12 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
 
     /// Creates a session owned by this node and replicates it at once. In synchronous
     /// mode returns after `minSyncReplicas` backups applied it. Throws `SessionError`:
-    /// `capacity`, `payload-too-large`, `insufficient-replicas` (nothing created), or
-    /// `sync-timeout` (created, durability unknown).
+    /// `capacity`, `payload-too-large`, `invalid-attribute-name`, `bad-request` (idle
+    /// limit), `misdirected` (a `server` node), `insufficient-replicas`, `overloaded`
+    /// (a full queue), `not-ready` (stopped) with nothing created; or `sync-timeout`
+    /// (created, durability unknown).
     public func createSession(attributes: [String: [UInt8]] = [:], maxInactiveInterval: Duration? = nil) async throws -> WriteResult {
+        try checkRunning()
         var rng = SystemRandomNumberGenerator()
         let id = SessionID.random(using: &rng)
         let box = shard(for: id)
@@ -243,9 +281,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// (nothing applied).
     public func withSession<T: Sendable>(_ id: SessionID, ifMatch: Stamp? = nil,
                                          _ body: (inout SessionScope) throws -> T) async throws -> (value: T, result: WriteResult) {
+        try checkRunning()
         let box = shard(for: id)
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
+        try checkRunning()
         let wallNow = wall
         let current: SessionState? = box.withCore { $0.access(id, wall: wallNow) }
         guard let current else {
@@ -271,12 +311,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
 
     /// Sends what is pending for `id` (manual and time-based writes) and waits: for
     /// `minSyncReplicas` applies (synchronous), receipts from every reachable backup
-    /// (acknowledged), or nothing (best-effort). Throws `session-not-found` or
-    /// `sync-timeout`.
+    /// (acknowledged), or nothing (best-effort: the result names the replica set the
+    /// change was sent to, not a confirmation). Throws `session-not-found`,
+    /// `sync-timeout` or `not-ready` (stopped).
     public func sync(_ id: SessionID) async throws -> WriteResult {
+        try checkRunning()
         let box = shard(for: id)
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
+        try checkRunning()
         let outcome = try box.withCore { try $0.sync(id, now: now) }
         flushPending(box)
         if outcome.waiter == nil, let state = outcome.state {
@@ -292,7 +335,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     /// Calls `observer` with the new state each time this node applies a replicated
-    /// change to a backup copy (on a network thread: keep it short). Replaces any earlier
+    /// change (a delta, whole session or last-access update) to a backup copy, on a
+    /// network thread: keep it short. Replaces any earlier
     /// observer; `nil` removes it. Used by `drs bench` to measure replication lag.
     public func observeBackupApplies(_ observer: (@Sendable (SessionState) -> Void)?) {
         observerLock.withLock { applyObserver = observer }
@@ -340,6 +384,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         case .replicated(let names):
             return WriteResult(state: outcome.state, durability: names.isEmpty ? .local : .replicated(names))
         case .timedOut:
+            if isStopped { throw SessionError(.shuttingDown, "the node stopped before replication completed; the change is applied here, its durability unknown") }
             if !strict, !invalidation, configuration.replication.onSyncTimeout == .degrade {
                 box.withCore { $0.noteDegraded() }
                 return WriteResult(state: outcome.state, durability: .local)
@@ -359,7 +404,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     func scheduleFlush(_ peer: String) {
-        guard let link = links[peer], link.claimFlush() else { return }
+        guard !isStopped, let link = links[peer], link.claimFlush() else { return }
         link.eventLoop.execute { [self] in flush(link) }
     }
 
@@ -380,7 +425,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     func transmit(_ batches: [(UInt16, OutboundBatch)], control: [[UInt8]], to link: PeerLink) {
-        guard !batches.isEmpty || !control.isEmpty else { return }
+        guard !batches.isEmpty || !control.isEmpty, !isStopped else { return }
         let udp = datagramTransport
         let maxDatagram = configuration.replication.udpMaxPayload
         var stream = ByteBuffer()
@@ -428,7 +473,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         bound.connect(host: host, port: port).whenComplete { [self] result in
             switch result {
             case .success(let channel):
-                link.connected(channel)
+                guard link.connected(channel), !isStopped else { return }
                 setReachable(link.name, true)
                 channel.closeFuture.whenComplete { [self] _ in
                     link.disconnected(channel)
@@ -464,6 +509,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         // and everything in flight is resent when a connection is re-established.
         let reliable: Set<String> = udp ? [] : Set(links.values.filter(\.isConnected).map(\.name))
         var resend: [String: [(UInt16, OutboundBatch)]] = [:]
+        guard !isStopped else { return }
         for (lane, shard) in shards.enumerated() {
             let out = shard.withCore { $0.tick(now: t, wall: w, datagram: udp, reliable: reliable) }
             for (peer, batches) in out.resend { resend[peer, default: []] += batches.map { (UInt16(lane), $0) } }
@@ -494,6 +540,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     func receive(_ buffer: ByteBuffer, datagram: Bool) {
+        guard !isStopped else { return }
         let header: FrameHeader, body: FrameBody
         switch frameCodec.decode(buffer, datagram: datagram) {
         case .failure(let reason):
@@ -503,20 +550,29 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             (header, body) = frame
         }
         guard links[header.senderName] != nil else { countRejection(.unknownSender); return }
-        let accepted: Bool = inbound.withLockedValue { s in
+        let (accepted, restarted): (Bool, Bool) = inbound.withLockedValue { s in
+            guard !s.retired.contains(header.sender) else { return (false, false) }
             var window = s.windows[header.sender] ?? ReplayWindow()
             let ok = datagram ? window.acceptDatagram(header.counter) : window.acceptStream(header.counter)
-            guard ok else { return false }
+            guard ok else { return (false, false) }
             s.windows[header.sender] = window
+            var restarted = false
             if let previous = s.currentID[header.senderName], previous != header.sender {
-                // The peer restarted: its old streams and windows are gone for good.
+                // The peer restarted: its old streams and windows are gone for good, and
+                // frames of the old process are refused from now on.
                 s.streams = s.streams.filter { $0.key.sender != previous }
                 s.windows[previous] = nil
+                s.retired.insert(previous)
+                restarted = true
             }
             s.currentID[header.senderName] = header.sender
-            return true
+            return (true, restarted)
         }
         guard accepted else { countRejection(.replayed); return }
+        if restarted {
+            logger.info("peer restarted; re-sending the sessions it backs", metadata: ["drs.peer": "\(header.senderName)"])
+            for shard in shards { shard.withCore { $0.peerRestarted(header.senderName) } }
+        }
         transport.withLockedValue { $0.framesReceived += 1 }
         let t = now
         for message in body.control {
@@ -576,6 +632,14 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         let streamLane = lane ?? box.lane
         let held = box.stream.buffered > 0 ? box.stream.heldRanges() : []
         link.addControl(lane: streamLane, through: box.stream.deliveredThrough, held: held, resync: resync)
-        scheduleFlush(box.senderName)
+        if datagramTransport && resync.isEmpty && !d.reportGap {
+            // Over UDP a receipt waits up to 1 ms so that one covers many datagrams (half
+            // the packets otherwise). Over TCP it goes at once: synchronous writes wait on it.
+            if !isStopped, link.claimReceiptFlush() {
+                link.eventLoop.scheduleTask(in: .milliseconds(1)) { [self] in flush(link) }
+            }
+        } else {
+            scheduleFlush(box.senderName)
+        }
     }
 }

@@ -10,8 +10,25 @@ final class ShardBox: @unchecked Sendable {
     private var continuations: [WaiterID: CheckedContinuation<WaitResult, Never>] = [:]
     private var finished: [WaiterID: WaitResult] = [:]
     private var scopeQueues: [SessionID: Deque<CheckedContinuation<Void, Never>>] = [:]
+    private var closed = false
 
     init(core: ReplicaShard) { self.core = core }
+
+    /// Ends every wait (as timed out) and lets every queued scope proceed: the node is
+    /// stopping and nothing will complete them any more. Later waits return at once.
+    func close() {
+        let (waits, scopes): ([CheckedContinuation<WaitResult, Never>], [CheckedContinuation<Void, Never>]) = lock.withLock {
+            closed = true
+            let waits = Array(continuations.values)
+            let scopes = scopeQueues.values.flatMap { $0 }
+            continuations.removeAll()
+            finished.removeAll()
+            scopeQueues.removeAll()
+            return (waits, scopes)
+        }
+        for c in waits { c.resume(returning: .timedOut([])) }
+        for c in scopes { c.resume() }
+    }
 
     /// Runs `body` on the state machine under the lock.
     func withCore<T>(_ body: (inout ReplicaShard) throws -> T) rethrows -> T {
@@ -34,6 +51,7 @@ final class ShardBox: @unchecked Sendable {
     func wait(_ waiter: WaiterID) async -> WaitResult {
         await withCheckedContinuation { (c: CheckedContinuation<WaitResult, Never>) in
             let ready: WaitResult? = lock.withLock {
+                if closed { return .timedOut([]) }
                 if let r = finished.removeValue(forKey: waiter) { return r }
                 if let r = core.settledWait(waiter) { return r }
                 continuations[waiter] = c
@@ -47,6 +65,7 @@ final class ShardBox: @unchecked Sendable {
     func acquireScope(_ id: SessionID) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let proceed: Bool = lock.withLock {
+                if closed { return true }
                 if scopeQueues[id] != nil {
                     scopeQueues[id]!.append(c)
                     return false
@@ -61,14 +80,12 @@ final class ShardBox: @unchecked Sendable {
     /// Releases `id`, handing it to the next waiting scope.
     func releaseScope(_ id: SessionID) {
         let next: CheckedContinuation<Void, Never>? = lock.withLock {
-            guard var queue = scopeQueues[id] else { return nil }
-            if queue.isEmpty {
+            guard scopeQueues[id] != nil else { return nil }
+            if scopeQueues[id]!.isEmpty {
                 scopeQueues[id] = nil
                 return nil
             }
-            let first = queue.removeFirst()
-            scopeQueues[id] = queue
-            return first
+            return scopeQueues[id]!.removeFirst()
         }
         next?.resume()
     }

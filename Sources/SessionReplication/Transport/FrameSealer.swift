@@ -61,16 +61,27 @@ final class FrameSealer: Sendable {
     /// The next counter value: strictly increasing for this process.
     func nextCounter() -> UInt64 { counter.withLockedValue { $0 += 1; return $0 } }
 
-    private func subkey(sender: NodeID, fingerprint: UInt32) -> SymmetricKey? {
+    /// Derived keys cached at most. Default 1,024 (peers times key-ring entries).
+    static let maxCachedKeys = 1024
+
+    /// The subkey of `sender` under the key with `fingerprint`. Only keys of frames that
+    /// authenticated are cached (`remember`), so forged sender ids cost an HKDF each but
+    /// never grow the cache.
+    private func subkey(sender: NodeID, fingerprint: UInt32) -> (key: SymmetricKey, cached: Bool)? {
         let id = DerivedKeyID(sender: sender.rawValue, fingerprint: fingerprint)
-        if let k = derived.withLockedValue({ $0[id] }) { return k }
+        if let k = derived.withLockedValue({ $0[id] }) { return (k, true) }
         guard let master = keys.first(where: { $0.fingerprint == fingerprint })?.key else { return nil }
         var info = Array("drs".utf8)
         info.append(contentsOf: clusterID.utf8)
         withUnsafeBytes(of: sender.rawValue.littleEndian) { info.append(contentsOf: $0) }
-        let k = HKDF<SHA256>.deriveKey(inputKeyMaterial: master, info: info, outputByteCount: 32)
-        derived.withLockedValue { $0[id] = k }
-        return k
+        return (HKDF<SHA256>.deriveKey(inputKeyMaterial: master, info: info, outputByteCount: 32), false)
+    }
+
+    private func remember(_ key: SymmetricKey, sender: NodeID, fingerprint: UInt32) {
+        derived.withLockedValue { cache in
+            if cache.count >= Self.maxCachedKeys { cache.removeAll() }
+            cache[DerivedKeyID(sender: sender.rawValue, fingerprint: fingerprint)] = key
+        }
     }
 
     private func nonce(fingerprint: UInt32, counter: UInt64) -> AES.GCM.Nonce {
@@ -83,7 +94,8 @@ final class FrameSealer: Sendable {
     /// Seals `body` with `header` (whose `bodyLength` must already count the 16-byte tag)
     /// as authenticated data; returns ciphertext followed by the tag.
     func seal(body: [UInt8], headerBytes: [UInt8], counter: UInt64) -> [UInt8] {
-        guard let key = subkey(sender: selfID, fingerprint: currentFingerprint) else { return body }
+        guard let (key, cached) = subkey(sender: selfID, fingerprint: currentFingerprint) else { return body }
+        if !cached { remember(key, sender: selfID, fingerprint: currentFingerprint) }
         let box = try! AES.GCM.seal(body, using: key, nonce: nonce(fingerprint: currentFingerprint, counter: counter), authenticating: headerBytes)
         var out = [UInt8](box.ciphertext)
         out.append(contentsOf: box.tag)
@@ -92,12 +104,13 @@ final class FrameSealer: Sendable {
 
     /// Opens a sealed body; `nil` when the key is unknown or the tag does not verify.
     func open(body: UnsafeRawBufferPointer, header: FrameHeader, headerBytes: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard body.count >= 16, let key = subkey(sender: header.sender, fingerprint: header.keyFingerprint) else { return nil }
+        guard body.count >= 16, let (key, cached) = subkey(sender: header.sender, fingerprint: header.keyFingerprint) else { return nil }
         let ciphertext = UnsafeRawBufferPointer(rebasing: body[0..<(body.count - 16)])
         let tag = UnsafeRawBufferPointer(rebasing: body[(body.count - 16)...])
         guard let box = try? AES.GCM.SealedBox(nonce: nonce(fingerprint: header.keyFingerprint, counter: header.counter),
                                                 ciphertext: ciphertext, tag: tag),
               let plain = try? AES.GCM.open(box, using: key, authenticating: headerBytes) else { return nil }
+        if !cached { remember(key, sender: header.sender, fingerprint: header.keyFingerprint) }
         return [UInt8](plain)
     }
 }

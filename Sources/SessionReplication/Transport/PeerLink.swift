@@ -17,16 +17,20 @@ final class PeerLink: @unchecked Sendable {
     private var nextAttempt = NIODeadline.uptimeNanoseconds(0)
     private var backoff = TimeAmount.milliseconds(50)
     private var flushScheduled = false
+    private var receiptFlushScheduled = false
     private var receipts: [UInt16: Receipt] = [:]
     private var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
-    private(set) var datagramAddress: SocketAddress?
+    private var _datagramAddress: SocketAddress?
+    /// The peer's datagram address (its replication port).
+    var datagramAddress: SocketAddress? { lock.withLock { _datagramAddress } }
+    private var closed = false
 
     init(name: String, host: String, port: Int, eventLoop: any EventLoop) {
         self.name = name
         self.host = host
         self.port = port
         self.eventLoop = eventLoop
-        self.datagramAddress = try? SocketAddress(ipAddress: host, port: port)
+        self._datagramAddress = try? SocketAddress(ipAddress: host, port: port)
     }
 
     /// Points the link at a new address (tests binding port 0); drops the connection.
@@ -34,7 +38,7 @@ final class PeerLink: @unchecked Sendable {
         let old: (any Channel)? = lock.withLock {
             self.host = host
             self.port = port
-            self.datagramAddress = try? SocketAddress(ipAddress: host, port: port)
+            self._datagramAddress = try? SocketAddress(ipAddress: host, port: port)
             self.nextAttempt = .uptimeNanoseconds(0)
             defer { channel = nil }
             return channel
@@ -51,8 +55,22 @@ final class PeerLink: @unchecked Sendable {
         }
     }
 
-    /// Clears the flush flag (at the start of a flush).
-    func beginFlush() { lock.withLock { flushScheduled = false } }
+    /// Marks a delayed receipt flush as scheduled; returns `false` if one already is.
+    func claimReceiptFlush() -> Bool {
+        lock.withLock {
+            if receiptFlushScheduled || flushScheduled { return false }
+            receiptFlushScheduled = true
+            return true
+        }
+    }
+
+    /// Clears the flush flags (at the start of a flush).
+    func beginFlush() {
+        lock.withLock {
+            flushScheduled = false
+            receiptFlushScheduled = false
+        }
+    }
 
     /// Queues a receipt (replacing an older one for `lane`) and resync entries.
     func addControl(lane: UInt16, through: UInt64, held: [ClosedRange<UInt64>], resync: [ResyncRequest.Entry]) {
@@ -84,7 +102,7 @@ final class PeerLink: @unchecked Sendable {
             if let channel, channel.isActive { return (channel, nil) }
             channel = nil
             // Port 0 means "not known yet" (a test binds port 0 and tells us later).
-            guard port != 0, !connecting, NIODeadline.now() >= nextAttempt else { return (nil, nil) }
+            guard !closed, port != 0, !connecting, NIODeadline.now() >= nextAttempt else { return (nil, nil) }
             connecting = true
             return (nil, (host, port))
         }
@@ -92,10 +110,13 @@ final class PeerLink: @unchecked Sendable {
         return ch
     }
 
-    /// Records the outcome of a connection attempt.
-    func connected(_ channel: (any Channel)?) {
-        lock.withLock {
+    /// Records the outcome of a connection attempt; returns `false` (and closes the
+    /// channel) when the link was closed meanwhile.
+    @discardableResult
+    func connected(_ channel: (any Channel)?) -> Bool {
+        let accepted: Bool = lock.withLock {
             connecting = false
+            if closed { return false }
             if let channel {
                 self.channel = channel
                 backoff = .milliseconds(50)
@@ -103,7 +124,10 @@ final class PeerLink: @unchecked Sendable {
                 nextAttempt = .now() + backoff
                 backoff = min(backoff * 2, .seconds(1))
             }
+            return true
         }
+        if !accepted { channel?.close(promise: nil) }
+        return accepted
     }
 
     /// Whether a connection is up.
@@ -116,9 +140,13 @@ final class PeerLink: @unchecked Sendable {
         }
     }
 
-    /// Closes the connection.
-    func close() {
-        let ch = lock.withLock { defer { channel = nil }; return channel }
-        ch?.close(promise: nil)
+    /// Closes the connection for good.
+    func close() async {
+        let ch = lock.withLock { () -> (any Channel)? in
+            closed = true
+            defer { channel = nil }
+            return channel
+        }
+        try? await ch?.close()
     }
 }

@@ -37,8 +37,9 @@ public struct OutboundBatch: Sendable {
 /// sequence numbers, the unreceipted tail, retries and the bounded queue.
 ///
 /// Overflow policy: when queued bytes exceed the limit, best-effort drops the oldest
-/// droppable message (its session is marked for repair); the other modes report
-/// `isFull` so the writer waits (then fails with `overloaded`, nothing applied).
+/// droppable message (its session is marked for repair); in the other modes the shard
+/// refuses new writes while `queuedBytes` is over the limit (the writer waits, then fails
+/// with `overloaded`, nothing applied).
 public struct OutboundStream: Sendable {
     /// Unreceipted messages in sequence order; the first `sentCount` were transmitted.
     public private(set) var entries: Deque<OutboundEntry> = []
@@ -56,6 +57,7 @@ public struct OutboundStream: Sendable {
     private var earliestSent: MonotonicInstant?
     private var lastProbe: MonotonicInstant?
     private var lastProgress: MonotonicInstant?
+    private var heldCount = 0
 
     /// Creates an empty stream.
     public init() {}
@@ -76,6 +78,14 @@ public struct OutboundStream: Sendable {
         entries.append(OutboundEntry(sequence: seq, bytes: bytes, session: session, mustDeliver: mustDeliver, sentAt: nil, firstSentAt: nil, attempts: 0))
         queuedBytes += bytes.count
         return seq
+    }
+
+    /// Forgets everything the receiver reported holding (it restarted): in-flight
+    /// messages become eligible for retransmission again.
+    public mutating func receiverRestarted() {
+        for j in 0..<sentCount { entries[j].held = false }
+        heldCount = 0
+        lastProbe = nil
     }
 
     /// Drops the oldest droppable messages while over `limit` bytes; returns the sessions
@@ -174,15 +184,22 @@ public struct OutboundStream: Sendable {
                                  holeDelay: Duration, maxBatchBytes: Int) -> (covered: Int, resend: [OutboundBatch], resent: Int) {
         let covered = receipt(through: through)
         if covered > 0 { lastProgress = now }
-        guard let highest = held.last?.upperBound else { return (covered, [], 0) }
+        guard let highest = held.last?.upperBound else {
+            // No gap at the receiver: nothing is held there (it may also have restarted).
+            if heldCount > 0 { for j in 0..<sentCount { entries[j].held = false }; heldCount = 0 }
+            return (covered, [], 0)
+        }
+        // `held` is soft state: each ranged receipt replaces it.
         var due: [Int] = []
         var r = 0
+        heldCount = 0
         for j in 0..<sentCount {
             let seq = entries[j].sequence
             while r < held.count, held[r].upperBound < seq { r += 1 }
-            if r < held.count, held[r].contains(seq) {
-                entries[j].held = true
-            } else if seq < highest, !entries[j].held, let sentAt = entries[j].sentAt, now - sentAt >= holeDelay {
+            entries[j].held = r < held.count && held[r].contains(seq)
+            if entries[j].held {
+                heldCount += 1
+            } else if seq < highest, let sentAt = entries[j].sentAt, now - sentAt >= holeDelay {
                 due.append(j)
             }
         }

@@ -199,7 +199,7 @@ public struct ReplicaShard: Sendable {
     public mutating func invalidate(_ id: SessionID, reason: EndReason, now: MonotonicInstant, wait: Bool = true) throws(SessionError) -> CommitOutcome {
         guard let entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
         dirty.remove(id); accessed.remove(id); repair.remove(id)
-        addTombstone(id, entry.state.stamp, now: now)
+        addTombstone(id, entry.state.stamp, now: now, idle: entry.state.maxInactiveInterval)
         let message = MessageCodec.encode(.invalidate(Invalidation(id: id, stamp: entry.state.stamp, reason: reason)))
         var targets: [String: UInt64] = [:]
         for peer in entry.state.replicaSet {
@@ -241,6 +241,21 @@ public struct ReplicaShard: Sendable {
         return streams[peer]!.resendAllNow(now: now, maxBatchBytes: limit)
     }
 
+    /// This lane's share of the per-peer `maxQueueBytes`.
+    var laneQueueLimit: Int { max(1, settings.policy.maxQueueBytes / max(1, settings.lanes)) }
+
+    /// `peer` restarted (a new node id under its name): it holds nothing. Every owned
+    /// session it backs is re-sent whole at the next repair pass, and what it reported
+    /// holding is forgotten.
+    public mutating func peerRestarted(_ peer: String) {
+        streams[peer]?.receiverRestarted()
+        for (id, entry) in owned where entry.state.replicaSet.contains(peer) {
+            owned[id]!.needsFull = true
+            repair.insert(id)
+        }
+        if !repair.isEmpty { nextRepair = .zero }  // at the next tick
+    }
+
     func maxBatchBytes(datagram: Bool) -> Int {
         datagram ? max(64, settings.policy.udpMaxPayload - settings.datagramOverhead) : settings.maxStreamBatchBytes
     }
@@ -264,6 +279,12 @@ public struct ReplicaShard: Sendable {
                                            holeDelay: holeDelay, maxBatchBytes: limit)
             out.resend = r.resend
             counters.retries += r.resent
+            // The receiver still waits for sequences this stream abandoned (the bare
+            // watermark frame was lost): tell it again.
+            let low = streams[peer]!.lowWatermark
+            if receipt.through + 1 < low, r.resend.isEmpty {
+                out.resend = [OutboundBatch(firstSequence: 0, lowWatermark: low, messages: [], byteCount: 0)]
+            }
         }
         out.completed = completeWaiters(peer: peer, through: receipt.through)
         return out
@@ -361,9 +382,9 @@ public struct ReplicaShard: Sendable {
                 owned[i.id] = nil
             }
             if let b = backups[i.id], b.state.stamp > i.stamp { counters.staleIgnored += 1; return .ignored }
-            backups[i.id] = nil
+            let idle = backups.removeValue(forKey: i.id)?.state.maxInactiveInterval
             if let t = tombstones[i.id], t.stamp >= i.stamp { return .applied }
-            addTombstone(i.id, i.stamp, now: now)
+            addTombstone(i.id, i.stamp, now: now, idle: idle)
             counters.applied += 1
             return .applied
         case .touch(let t):
@@ -524,7 +545,8 @@ public struct ReplicaShard: Sendable {
     func checkSyncReplicas(_ replicaSet: [String]) throws(SessionError) -> Bool {
         guard settings.policy.mode == .synchronous else { return false }
         let reachable = replicaSet.filter { !unreachable.contains($0) }.count
-        let needed = settings.policy.syncReplicasNeeded(backups: replicaSet.count)
+        // Fewer eligible members than `replicas` means a smaller replica set, not a refusal.
+        let needed = min(settings.policy.syncReplicasNeeded(backups: replicaSet.count), replicaSet.count)
         guard reachable < needed else { return false }
         if settings.policy.onSyncTimeout == .degrade { return true }
         throw SessionError(.insufficientReplicas, "\(reachable) reachable backups, minSyncReplicas is \(needed)")
@@ -534,7 +556,7 @@ public struct ReplicaShard: Sendable {
     /// sheds instead).
     func checkQueues(_ replicaSet: [String]) throws(SessionError) {
         guard settings.policy.mode != .bestEffort else { return }
-        for peer in replicaSet where (streams[peer]?.queuedBytes ?? 0) > settings.policy.maxQueueBytes {
+        for peer in replicaSet where (streams[peer]?.queuedBytes ?? 0) > laneQueueLimit {
             throw SessionError(.overloaded, "replication queue to \(peer) is full")
         }
     }
@@ -599,7 +621,7 @@ public struct ReplicaShard: Sendable {
     mutating func enqueue(_ bytes: [UInt8], to peer: String, session: SessionID, mustDeliver: Bool) -> UInt64 {
         let seq = streams[peer, default: OutboundStream()].enqueue(bytes, session: session, mustDeliver: mustDeliver)
         if settings.policy.mode == .bestEffort {
-            let limit = settings.policy.maxQueueBytes
+            let limit = laneQueueLimit
             let dropped = streams[peer]!.shed(toFit: limit)
             counters.overflowDrops += dropped.count
             for id in dropped where owned[id] != nil { repair.insert(id) }
@@ -666,8 +688,10 @@ public struct ReplicaShard: Sendable {
         }
     }
 
-    mutating func addTombstone(_ id: SessionID, _ stamp: Stamp, now: MonotonicInstant) {
-        let until = now + settings.sessions.tombstoneLifetime(repairInterval: settings.policy.repairInterval)
+    mutating func addTombstone(_ id: SessionID, _ stamp: Stamp, now: MonotonicInstant, idle: Duration? = nil) {
+        var sessions = settings.sessions
+        if let idle { sessions.maxInactiveInterval = max(idle, sessions.maxInactiveInterval) }
+        let until = now + sessions.tombstoneLifetime(repairInterval: settings.policy.repairInterval)
         tombstones[id] = Tombstone(stamp: stamp, until: until)
         tombstoneExpiry.schedule(id, at: Int64(until.nanoseconds / 1_000_000_000) + 1)
     }

@@ -114,7 +114,9 @@ public struct ReplicationPolicy: Hashable, Sendable {
     public var writeInterval: Duration = .seconds(10)
     /// Default `updatedAttributes`.
     public var writeContents: WriteContents = .updatedAttributes
-    /// Resends of an unreceipted best-effort send before it is dropped. Default 3.
+    /// Best-effort: a message still unreceipted `retryInterval x (retryCount + 1)` after
+    /// its first transmission is dropped; the oldest unreceipted message is resent every
+    /// `retryInterval` meanwhile (so `retryCount` times). Default 3.
     public var retryCount: Int = 3
     /// Time without a receipt after which a send counts as failed. Default 200 ms.
     public var retryInterval: Duration = .milliseconds(200)
@@ -127,7 +129,9 @@ public struct ReplicationPolicy: Hashable, Sendable {
     public var repairInterval: Duration = .seconds(30)
     /// Default `sticky`.
     public var affinity: Affinity = .sticky
-    /// Bytes queued per peer before the overflow policy applies. Default 64 MiB.
+    /// Bytes of data messages queued per peer (shared by the node's shards) before the
+    /// overflow policy applies. Invalidations, last-access updates, resync and repair
+    /// messages are queued regardless. Default 64 MiB.
     public var maxQueueBytes: Int = 64 << 20
     /// Largest UDP payload; larger frames go over TCP. Default 1,400 bytes.
     public var udpMaxPayload: Int = 1400

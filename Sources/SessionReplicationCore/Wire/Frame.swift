@@ -10,6 +10,8 @@ public struct FrameHeader: Hashable, Sendable {
     public static let magic: UInt16 = 0x5244
     /// The protocol version this build speaks.
     public static let protocolVersion: UInt8 = 1
+    /// Sequences at or above this are refused (2^62).
+    public static let maxSequence: UInt64 = 1 << 62
     /// Bytes before the sender name.
     public static let fixedPrefix = 5
     /// Bytes after the sender name.
@@ -97,6 +99,11 @@ public struct FrameHeader: Hashable, Sendable {
             lowWatermark: try r.read(UInt64.self, "header.lowWatermark"),
             bodyLength: try r.read(UInt32.self, "header.bodyLength"))
         guard header.namespace == 0 else { throw .invalid(field: "header.namespace") }
+        // Sequences start at 1 and grow by one per message: anything near the top of the
+        // range is hostile, and arithmetic on it could overflow.
+        guard header.firstSequence < Self.maxSequence, header.lowWatermark < Self.maxSequence else {
+            throw .invalid(field: "header.sequence")
+        }
         let body = Int(header.bodyLength)
         guard body <= maxBodyBytes else { throw .tooLarge(field: "header.bodyLength", limit: maxBodyBytes, found: body) }
         guard body <= r.remaining else { throw .truncated(field: "frame.body") }

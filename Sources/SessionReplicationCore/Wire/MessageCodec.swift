@@ -136,6 +136,7 @@ public enum MessageCodec {
         case .receipt:
             let lane = try r.read(UInt16.self, "receipt.lane")
             let through = try r.read(UInt64.self, "receipt.through")
+            guard through < FrameHeader.maxSequence else { throw .invalid(field: "receipt.through") }
             let count = Int(try r.read(UInt8.self, "receipt.rangeCount"))
             guard count <= Receipt.maxRanges else { throw .tooLarge(field: "receipt.rangeCount", limit: Receipt.maxRanges, found: count) }
             var ranges: [ClosedRange<UInt64>] = []
@@ -143,7 +144,7 @@ public enum MessageCodec {
             for _ in 0..<count {
                 let lower = try r.read(UInt64.self, "receipt.range"), upper = try r.read(UInt64.self, "receipt.range")
                 // Ascending, disjoint, above `through`: anything else is malformed.
-                guard lower > floor, upper >= lower else { throw .invalid(field: "receipt.range") }
+                guard lower > floor, upper >= lower, upper < FrameHeader.maxSequence else { throw .invalid(field: "receipt.range") }
                 ranges.append(lower...upper)
                 floor = upper
             }
