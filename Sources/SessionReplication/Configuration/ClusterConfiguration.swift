@@ -32,7 +32,9 @@ public struct NodeEndpoint: Hashable, Sendable {
 public struct MembershipSettings: Hashable, Sendable {
     /// Whether a takeover needs a majority of voters.
     public enum Promotion: String, Hashable, Sendable, CaseIterable {
+        /// Any live backup may promote itself.
         case any
+        /// Only the side that sees a majority of the configured voters promotes.
         case majority
     }
     /// Period of failure-detector probes. Default 200 ms.

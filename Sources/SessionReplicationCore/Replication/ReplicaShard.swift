@@ -525,20 +525,11 @@ public struct ReplicaShard: Sendable {
         }
     }
 
+    /// Checks a new session's attributes (all of them are new).
     func checkSizes(_ attributes: [String: [UInt8]]) throws(SessionError) {
-        var total = 0
-        for (name, value) in attributes {
-            guard AttributeName.isValid(name) else {
-                throw SessionError(.invalidAttributeName, "attribute names are 1-256 bytes of UTF-8 without control characters")
-            }
-            guard value.count <= settings.sessions.maxAttributeBytes else {
-                throw SessionError(.payloadTooLarge, "attribute exceeds maxAttributeBytes (\(settings.sessions.maxAttributeBytes))")
-            }
-            total += name.utf8.count + value.count
-        }
-        guard total <= settings.sessions.maxSessionBytes else {
-            throw SessionError(.payloadTooLarge, "session exceeds maxSessionBytes (\(settings.sessions.maxSessionBytes))")
-        }
+        var all = ChangeSet()
+        all.updated = attributes
+        try checkSizes([:], applying: all)
     }
 
     /// Whether the write proceeds local-only (degrade); throws when it must fail.

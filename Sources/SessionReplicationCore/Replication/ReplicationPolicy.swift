@@ -51,7 +51,9 @@ public enum ReplicationMode: String, Hashable, Sendable, CaseIterable {
 /// The transport for deltas. Default `tcp`. `udp` is honoured only in best-effort mode;
 /// acknowledged and synchronous carry deltas over TCP whatever this says.
 public enum TransportKind: String, Hashable, Sendable, CaseIterable {
+    /// One TCP connection per peer; frames up to 16 MiB.
     case tcp
+    /// Datagrams up to `udpMaxPayload`, paced and windowed; larger frames go over TCP.
     case udp
 }
 
@@ -92,7 +94,9 @@ public enum SyncTimeoutAction: String, Hashable, Sendable, CaseIterable {
 
 /// Whether ownership follows requests. Default `sticky`.
 public enum Affinity: String, Hashable, Sendable, CaseIterable {
+    /// Ownership follows requests (takeover on a request elsewhere).
     case sticky
+    /// A live owner keeps its sessions; other nodes forward.
     case none
 }
 

@@ -48,6 +48,7 @@ public struct ByteWriter: Sendable {
         bytes.reserveCapacity(capacity)
     }
 
+    /// Appends `value` little-endian.
     @inlinable public mutating func write<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
@@ -92,6 +93,7 @@ public struct ByteReader {
     /// Bytes not yet read.
     public var remaining: Int { bytes.count - offset }
 
+    /// A little-endian integer; throws `truncated(field:)` when too few bytes remain.
     public mutating func read<T: FixedWidthInteger>(_: T.Type, _ field: String) throws(DecodeError) -> T {
         let size = MemoryLayout<T>.size
         guard remaining >= size else { throw .truncated(field: field) }

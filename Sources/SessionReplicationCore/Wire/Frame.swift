@@ -19,7 +19,9 @@ public struct FrameHeader: Hashable, Sendable {
 
     /// Flag bits.
     public struct Flags: OptionSet, Hashable, Sendable {
+        /// The flag bits.
         public var rawValue: UInt8
+        /// Wraps flag bits.
         public init(rawValue: UInt8) { self.rawValue = rawValue }
         /// The body is AES-GCM ciphertext followed by a 16-byte tag.
         public static let sealed = Flags(rawValue: 1)
@@ -27,6 +29,7 @@ public struct FrameHeader: Hashable, Sendable {
         public static let datagram = Flags(rawValue: 2)
     }
 
+    /// Sealed and datagram flags; other bits are refused.
     public var flags: Flags
     /// The sender's configured node name.
     public var senderName: String
