@@ -651,3 +651,51 @@ struct ReplicaShardBugTests {
         }
     }
 }
+
+@Suite("Replica shard: resync requests that get lost")
+struct LostResyncTests {
+    @Test("a synchronous wait is not confirmed by a receipt when the backup's resync request was lost; the repeated request moves it to the whole session")
+    func lostResyncDoesNotConfirm() throws {
+        var net = TwoNodes { p, _ in
+            p.mode = .synchronous
+            p.minSyncReplicas = 1
+        }
+        try net.create()
+        try net.flush()
+        // The backup loses its copy (it restarted, say): the next delta cannot apply.
+        net.n2 = ReplicaShard(settings: net.n2.settings)
+        var inbound = InboundStream()
+        let write = try net.commit { $0.set("b", [2]) }
+        let waiter = try #require(write.waiter)
+        let sent = try net.transmit()
+        let delivery = inbound.accept(firstSequence: sent[0].sequence, lowWatermark: sent[0].sequence, messages: sent.map(\.message),
+                                      now: net.clock.now, reorderFrames: 64, reorderDelay: .milliseconds(20))
+        #expect(net.deliver(delivery.messages.map { ($0.sequence, $0.message) }) == [.needsResync])
+        inbound.needsResync(TwoNodes.id, sequence: sent[0].sequence, now: net.clock.now)
+        // The frame with the resync request and its receipt is lost. The next receipt
+        // covers the sequence but repeats the request first, as every receipt does.
+        let repeated = inbound.pendingResyncs(now: net.clock.now)
+        #expect(repeated == [.init(sequence: sent[0].sequence, id: TwoNodes.id)])
+        net.n1.onResync(from: "n2", entries: repeated, now: net.clock.now)
+        #expect(net.receipt(through: sent[0].sequence).isEmpty, "confirmed a change the backup never applied")
+        // A second repeat does not queue a second copy of the session.
+        net.n1.onResync(from: "n2", entries: repeated, now: net.clock.now)
+        let full = try net.transmit()
+        #expect(full.count == 1)
+        guard case .full = full[0].message else { Issue.record("expected a whole session"); return }
+        #expect(net.deliver(full) == [.applied])
+        inbound.resolved(TwoNodes.id)
+        #expect(inbound.pendingResyncs(now: net.clock.now).isEmpty)
+        let done = net.receipt(through: full[0].sequence)
+        #expect(done.map(\.0) == [waiter])
+        #expect(done.first?.1 == .replicated(["n2"]))
+    }
+
+    @Test("a resync request is given up after resyncPatience")
+    func resyncPatience() {
+        var s = InboundStream()
+        s.needsResync(SessionID(high: 1, low: 1), sequence: 4, now: .zero)
+        #expect(s.pendingResyncs(now: .zero + .seconds(29)).count == 1)
+        #expect(s.pendingResyncs(now: .zero + .seconds(30)).isEmpty)
+    }
+}

@@ -612,7 +612,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// Applies delivered messages and queues the receipt (and resync requests) for the
     /// sender. Called with `box.lock` held, so one stream applies in order.
     private func deliver(_ d: InboundStream.Delivery, box: InboundBox, lane: UInt16?, t: MonotonicInstant) {
-        var resync: [ResyncRequest.Entry] = []
+        var newResyncs = 0
         let observer = observerLock.withLock { applyObserver }
         for (seq, message) in d.messages {
             guard let id = message.sessionID else { continue }
@@ -620,10 +620,19 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 let outcome = core.apply(message, from: box.senderName, now: t)
                 return (outcome, observer != nil && outcome == .applied ? core.copy(of: id) : nil)
             }
-            if outcome == .needsResync { resync.append(.init(sequence: seq, id: id)) }
+            switch (outcome, message) {
+            case (.needsResync, _):
+                box.stream.needsResync(id, sequence: seq, now: t)
+                newResyncs += 1
+            case (_, .full), (_, .invalidate):
+                box.stream.resolved(id)
+            default:
+                break
+            }
             if let observer, case .backup(let s) = state { observer(s) }
         }
-        if !resync.isEmpty { shard(for: resync[0].id).withCore { $0.noteResyncRequested(resync.count) } }
+        if newResyncs > 0 { shards[0].withCore { $0.noteResyncRequested(newResyncs) } }
+        let resync = box.stream.pendingResyncs(now: t)
         transport.withLockedValue {
             $0.duplicates += d.duplicates
             $0.skipped += Int(d.skipped)

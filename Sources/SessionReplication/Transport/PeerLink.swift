@@ -72,11 +72,14 @@ final class PeerLink: @unchecked Sendable {
         }
     }
 
-    /// Queues a receipt (replacing an older one for `lane`) and resync entries.
+    /// Queues a receipt and the stream's outstanding resync requests for `lane`, both
+    /// replacing older ones (resyncs go out before the receipt in the same frame).
     func addControl(lane: UInt16, through: UInt64, held: [ClosedRange<UInt64>], resync: [ResyncRequest.Entry]) {
         lock.withLock {
-            if through >= receipts[lane]?.through ?? 0 { receipts[lane] = Receipt(lane: lane, through: through, received: held) }
-            if !resync.isEmpty { resyncs[lane, default: []].append(contentsOf: resync) }
+            if through >= receipts[lane]?.through ?? 0 {
+                receipts[lane] = Receipt(lane: lane, through: through, received: held)
+                resyncs[lane] = resync.isEmpty ? nil : resync
+            }
         }
     }
 

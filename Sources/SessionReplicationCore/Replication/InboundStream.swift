@@ -14,6 +14,30 @@ public struct InboundStream: Sendable {
     private var gapSince: MonotonicInstant?
     /// Most out-of-order messages held before a gap is skipped. Default 65,536.
     public var maxHeld = 65_536
+    private var unresolved: [SessionID: (sequence: UInt64, since: MonotonicInstant)] = [:]
+    /// How long a resync request is repeated before it is given up. Default 30 s.
+    public static let resyncPatience: Duration = .seconds(30)
+    /// Most resync requests repeated at once. Default 1,024.
+    public static let maxUnresolved = 1024
+
+    /// Records that the message at `sequence` for `id` could not be applied: the request
+    /// for the whole session is repeated with every receipt until `resolved(_:)`. A
+    /// receipt without it could otherwise confirm a change this backup never applied.
+    public mutating func needsResync(_ id: SessionID, sequence: UInt64, now: MonotonicInstant) {
+        if unresolved[id] == nil, unresolved.count >= Self.maxUnresolved { return }
+        unresolved[id] = (unresolved[id].map { max($0.sequence, sequence) } ?? sequence, unresolved[id]?.since ?? now)
+    }
+
+    /// A whole session or an invalidation for `id` was applied (or found stale).
+    public mutating func resolved(_ id: SessionID) { unresolved[id] = nil }
+
+    /// The resync requests to repeat now, oldest session first; forgets those older
+    /// than `resyncPatience` (the owner no longer has them).
+    public mutating func pendingResyncs(now: MonotonicInstant) -> [ResyncRequest.Entry] {
+        guard !unresolved.isEmpty else { return [] }
+        unresolved = unresolved.filter { now - $0.value.since < Self.resyncPatience }
+        return unresolved.sorted { $0.key < $1.key }.map { .init(sequence: $0.value.sequence, id: $0.key) }
+    }
 
     /// Creates a stream that expects sequence 1 next.
     public init() {}

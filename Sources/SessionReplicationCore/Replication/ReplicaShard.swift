@@ -45,6 +45,9 @@ public struct ReplicaShard: Sendable {
     public private(set) var streams: [String: OutboundStream] = [:]
     var waiters: [UInt64: Waiter] = [:]
     var waitersByPeer: [String: Deque<(sequence: UInt64, waiter: UInt64)>] = [:]
+    /// Whole sessions queued to a peer in answer to a resync, by sequence: a repeated
+    /// request finds them instead of queueing another copy.
+    var resyncFulls: [String: [SessionID: UInt64]] = [:]
     var nextWaiter: UInt64 = 1
     var dirty: Set<SessionID> = []
     var accessed: Set<SessionID> = []
@@ -292,9 +295,10 @@ public struct ReplicaShard: Sendable {
 
     mutating func completeWaiters(peer: String, through: UInt64) -> [(WaiterID, WaitResult)] {
         var done: [(WaiterID, WaitResult)] = []
-        guard var queue = waitersByPeer[peer] else { return done }
-        while let first = queue.first, first.sequence <= through {
-            queue.removeFirst()
+        // In place: a copy of the queue per receipt would copy every waiter in it.
+        guard waitersByPeer[peer] != nil else { return done }
+        while let first = waitersByPeer[peer]!.first, first.sequence <= through {
+            waitersByPeer[peer]!.removeFirst()
             guard var w = waiters[first.waiter], w.targets[peer] == first.sequence else { continue }
             w.targets[peer] = nil
             w.acked.append(peer)
@@ -305,7 +309,6 @@ public struct ReplicaShard: Sendable {
                 waiters[first.waiter] = w
             }
         }
-        waitersByPeer[peer] = queue
         return done
     }
 
@@ -313,7 +316,14 @@ public struct ReplicaShard: Sendable {
     /// (waits on the failed sequence move to the new one); a session that ended is sent
     /// its invalidation.
     public mutating func onResync(from peer: String, entries: [ResyncRequest.Entry], now: MonotonicInstant) {
+        let receipted = streams[peer]?.receiptedThrough ?? 0
+        if let answered = resyncFulls[peer] { resyncFulls[peer] = answered.filter { $0.value > receipted } }
         for e in entries {
+            if let queued = resyncFulls[peer]?[e.id], queued > e.sequence {
+                // Already answered and not yet receipted: a repeat of the request.
+                retarget(peer: peer, session: e.id, upTo: e.sequence, to: queued)
+                continue
+            }
             counters.resyncsServed += 1
             let seq: UInt64
             if let o = owned[e.id], o.state.replicaSet.contains(peer) {
@@ -325,7 +335,8 @@ public struct ReplicaShard: Sendable {
             } else {
                 continue
             }
-            retarget(peer: peer, from: e.sequence, to: seq)
+            resyncFulls[peer, default: [:]][e.id] = seq
+            retarget(peer: peer, session: e.id, upTo: e.sequence, to: seq)
         }
     }
 
@@ -656,18 +667,21 @@ public struct ReplicaShard: Sendable {
         return .replicated(w.acked.sorted())
     }
 
-    mutating func retarget(peer: String, from old: UInt64, to new: UInt64) {
-        guard var queue = waitersByPeer[peer] else { return }
+    /// Moves every wait on `peer` for session `id` up to sequence `old` to `new` (the
+    /// whole session sent in answer to a resync), so that a receipt covering a message
+    /// the backup could not apply never confirms it.
+    mutating func retarget(peer: String, session id: SessionID, upTo old: UInt64, to new: UInt64) {
+        guard let count = waitersByPeer[peer]?.count, count > 0 else { return }
         var moved: [UInt64] = []
-        for (i, entry) in queue.enumerated() where entry.sequence == old {
-            if waiters[entry.waiter]?.targets[peer] == old {
-                waiters[entry.waiter]!.targets[peer] = new
-                moved.append(entry.waiter)
-            }
-            queue[i].sequence = 0
+        for i in 0..<count {
+            let entry = waitersByPeer[peer]![i]
+            guard entry.sequence > 0, entry.sequence <= old, let w = waiters[entry.waiter],
+                  w.session == id, w.targets[peer] == entry.sequence else { continue }
+            waiters[entry.waiter]!.targets[peer] = new
+            waitersByPeer[peer]![i].sequence = 0
+            moved.append(entry.waiter)
         }
-        for key in moved { queue.append((new, key)) }
-        waitersByPeer[peer] = queue
+        for key in moved { waitersByPeer[peer]!.append((new, key)) }
     }
 
     mutating func storeBackup(_ s: SessionState, now: MonotonicInstant) {
