@@ -458,8 +458,12 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             transport.withLockedValue { $0.streamFramesSent += streamFrames }
         }
         if !datagrams.isEmpty, let address = link.datagramAddress, let channel = state.withLockedValue({ $0.datagram }) {
-            for d in datagrams { channel.write(AddressedEnvelope(remoteAddress: address, data: d), promise: nil) }
-            channel.flush()
+            // One hop to the channel's loop for the whole batch (one sendmmsg), not one per
+            // datagram. Called on the link's loop, so a peer's datagrams keep their order.
+            channel.eventLoop.execute {
+                for d in datagrams { channel.write(AddressedEnvelope(remoteAddress: address, data: d), promise: nil) }
+                channel.flush()
+            }
             transport.withLockedValue { $0.datagramsSent += datagrams.count }
         }
     }

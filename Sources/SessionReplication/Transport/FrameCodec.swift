@@ -20,10 +20,11 @@ struct FrameCodec: Sendable {
                                  firstSequence: firstSequence, lowWatermark: lowWatermark, bodyLength: UInt32(bodyLength))
         var w = ByteWriter(capacity: header.encodedSize)
         header.encode(into: &w)
+        buffer.reserveCapacity(minimumWritableBytes: 4 + w.bytes.count + bodyLength)
         if !datagram { buffer.writeInteger(UInt32(w.bytes.count + bodyLength), endianness: .little) }
         buffer.writeBytes(w.bytes)
         if sealer.sealing {
-            buffer.writeBytes(sealer.seal(body: body, headerBytes: w.bytes, counter: counter))
+            sealer.seal(body: body, headerBytes: w.bytes, counter: counter, into: &buffer)
         } else {
             buffer.writeBytes(body)
         }

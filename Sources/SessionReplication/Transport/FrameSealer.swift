@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import SessionReplicationCore
 
 /// Why an incoming frame was dropped. Each reason is counted.
@@ -92,14 +93,16 @@ final class FrameSealer: Sendable {
     }
 
     /// Seals `body` with `header` (whose `bodyLength` must already count the 16-byte tag)
-    /// as authenticated data; returns ciphertext followed by the tag.
-    func seal(body: [UInt8], headerBytes: [UInt8], counter: UInt64) -> [UInt8] {
-        guard let (key, cached) = subkey(sender: selfID, fingerprint: currentFingerprint) else { return body }
+    /// as authenticated data, appending ciphertext and tag to `buffer`.
+    func seal(body: [UInt8], headerBytes: [UInt8], counter: UInt64, into buffer: inout ByteBuffer) {
+        guard let (key, cached) = subkey(sender: selfID, fingerprint: currentFingerprint) else {
+            buffer.writeBytes(body)
+            return
+        }
         if !cached { remember(key, sender: selfID, fingerprint: currentFingerprint) }
         let box = try! AES.GCM.seal(body, using: key, nonce: nonce(fingerprint: currentFingerprint, counter: counter), authenticating: headerBytes)
-        var out = [UInt8](box.ciphertext)
-        out.append(contentsOf: box.tag)
-        return out
+        buffer.writeBytes(box.ciphertext)
+        buffer.writeBytes(box.tag)
     }
 
     /// Opens a sealed body; `nil` when the key is unknown or the tag does not verify.

@@ -43,7 +43,10 @@ public enum AttributeName {
     /// Whether `name` is a valid attribute name.
     public static func isValid(_ name: String) -> Bool {
         let count = name.utf8.count
-        return count >= 1 && count <= maxBytes && !name.unicodeScalars.contains { $0.properties.generalCategory == .control }
+        guard count >= 1, count <= maxBytes else { return false }
+        // Printable ASCII (the usual case) needs no Unicode property lookup.
+        if name.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return true }
+        return !name.unicodeScalars.contains { $0.properties.generalCategory == .control }
     }
 }
 
