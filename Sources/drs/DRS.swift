@@ -7,6 +7,6 @@ struct DRS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drs",
         abstract: "Memory-to-memory session replication: nodes, demos and benchmarks.",
-        subcommands: [NodeCommand.self, DemoCommand.self, BenchCommand.self, CheckConfigCommand.self]
+        subcommands: [NodeCommand.self, ClusterCommand.self, DemoCommand.self, BenchCommand.self, CheckConfigCommand.self]
     )
 }

@@ -198,6 +198,14 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     var isStopped: Bool { state.withLockedValue { $0.stopped } }
+    var isStarted: Bool { state.withLockedValue { $0.started && $0.server != nil } }
+
+    /// The current node id of each peer heard from.
+    func knownPeerIDs() -> [String: NodeID] { inbound.withLockedValue { $0.currentID } }
+
+    func finishWait(_ outcome: CommitOutcome, box: ShardBox) async throws -> WriteResult {
+        try await finish(outcome, box: box, invalidation: true)
+    }
 
     func checkRunning() throws {
         if isStopped { throw SessionError(.shuttingDown, "the node is stopped") }

@@ -57,6 +57,10 @@ public struct OutboundStream: Sendable {
     private var earliestSent: MonotonicInstant?
     private var lastProbe: MonotonicInstant?
     private var lastProgress: MonotonicInstant?
+    private var latencies: [Duration] = []
+    private var latencyNext = 0
+    /// Send-to-receipt samples kept for `receiptLatencyP99`. Default 512.
+    public static let latencySamples = 512
     private var heldCount = 0
 
     /// Creates an empty stream.
@@ -78,6 +82,23 @@ public struct OutboundStream: Sendable {
         entries.append(OutboundEntry(sequence: seq, bytes: bytes, session: session, mustDeliver: mustDeliver, sentAt: nil, firstSentAt: nil, attempts: 0))
         queuedBytes += bytes.count
         return seq
+    }
+
+    private mutating func recordLatency(_ d: Duration) {
+        if latencies.count < Self.latencySamples {
+            latencies.append(d)
+        } else {
+            latencies[latencyNext] = d
+            latencyNext = (latencyNext + 1) % Self.latencySamples
+        }
+    }
+
+    /// The 99th percentile of the last `latencySamples` send-to-receipt times; `nil`
+    /// before the first receipt.
+    public var receiptLatencyP99: Duration? {
+        guard !latencies.isEmpty else { return nil }
+        let sorted = latencies.sorted()
+        return sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
     }
 
     /// Forgets everything the receiver reported holding (it restarted): in-flight
@@ -182,6 +203,15 @@ public struct OutboundStream: Sendable {
     /// `holeDelay` ago and not resent since) to resend at once.
     public mutating func receipt(through: UInt64, held: [ClosedRange<UInt64>], now: MonotonicInstant,
                                  holeDelay: Duration, maxBatchBytes: Int) -> (covered: Int, resend: [OutboundBatch], resent: Int) {
+        // Sample the send-to-receipt time of the newest message this receipt covers.
+        if through > receiptedThrough, sentCount > 0 {
+            var newest: MonotonicInstant?
+            for j in 0..<sentCount {
+                guard entries[j].sequence <= through else { break }
+                newest = entries[j].sentAt ?? newest
+            }
+            if let sentAt = newest { recordLatency(now - sentAt) }
+        }
         let covered = receipt(through: through)
         if covered > 0 { lastProgress = now }
         guard let highest = held.last?.upperBound else {

@@ -23,6 +23,8 @@ public struct ReplicaShard: Sendable {
     struct Backup: Sendable {
         var state: SessionState
         var lastHeard: MonotonicInstant
+        /// The node the copy came from.
+        var owner: String
     }
 
     struct Tombstone: Sendable {
@@ -111,6 +113,16 @@ public struct ReplicaShard: Sendable {
         owned[id]!.state.lastAccessedAt = max(owned[id]!.state.lastAccessedAt, wall)
         accessed.insert(id)
         return owned[id]!.state
+    }
+
+    /// The node a backup copy of `id` came from; `nil` when none is held.
+    public func backupOwner(of id: SessionID) -> String? { backups[id]?.owner }
+
+    /// Owned sessions with a replica set member the transport does not reach, or a copy
+    /// awaiting repair.
+    public var underReplicatedCount: Int {
+        guard !unreachable.isEmpty else { return repair.count }
+        return owned.values.filter { o in repair.contains(o.state.id) || o.state.replicaSet.contains { unreachable.contains($0) } }.count
     }
 
     /// This node's copy of `id` without touching it.
@@ -361,7 +373,7 @@ public struct ReplicaShard: Sendable {
                 return .ignored
             }
             tombstones[s.id] = nil
-            storeBackup(s, now: now)
+            storeBackup(s, from: peer, now: now)
             counters.appliedFull += 1
             return .applied
         case .delta(let d):
@@ -684,9 +696,9 @@ public struct ReplicaShard: Sendable {
         for key in moved { waitersByPeer[peer]!.append((new, key)) }
     }
 
-    mutating func storeBackup(_ s: SessionState, now: MonotonicInstant) {
+    mutating func storeBackup(_ s: SessionState, from owner: String, now: MonotonicInstant) {
         let isNew = backups[s.id] == nil
-        backups[s.id] = Backup(state: s, lastHeard: now)
+        backups[s.id] = Backup(state: s, lastHeard: now, owner: owner)
         if isNew {
             let deadline = now + s.maxInactiveInterval + settings.sessions.backupGrace
             backupExpiry.schedule(s.id, at: Int64(deadline.nanoseconds / 1_000_000_000) + 1)

@@ -1,0 +1,113 @@
+import SessionReplicationCore
+
+/// What this node knows of a session, for routing a request (never touches it).
+public enum SessionLookup: Hashable, Sendable {
+    /// This node owns it.
+    case owned(SessionState)
+    /// This node holds a backup copy; `owner` names the node it came from.
+    case backup(SessionState, owner: String)
+    /// It ended here (invalidated, expired or rotated) at this stamp: authoritative 404.
+    case ended(Stamp)
+    /// This node holds nothing about it.
+    case unknown
+}
+
+/// One member as `GET /cluster/members` lists it.
+public struct MemberInfo: Hashable, Sendable, Codable {
+    /// Configured name.
+    public var name: String
+    /// Per-process node id (hex), when known.
+    public var id: String?
+    /// `address:replicationPort`.
+    public var address: String
+    /// `alive`, `suspect`, `dead` or `left`.
+    public var state: String
+    /// Incarnation number (0 until membership gossip exists).
+    public var incarnation: UInt64
+    /// Whether this is the answering node.
+    public var isSelf: Bool
+
+    /// Creates a member entry.
+    public init(name: String, id: String?, address: String, state: String, incarnation: UInt64, isSelf: Bool) {
+        self.name = name
+        self.id = id
+        self.address = address
+        self.state = state
+        self.incarnation = incarnation
+        self.isSelf = isSelf
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, id, address, state, incarnation
+        case isSelf = "self"
+    }
+}
+
+/// The node's own state as `GET /cluster/status` reports it.
+public struct NodeStatus: Hashable, Sendable {
+    /// Configured name.
+    public var name: String
+    /// Per-process node id (hex).
+    public var id: String
+    /// `joining`, `serving`, `fenced` or `leaving`.
+    public var state: String
+    /// Milliseconds of lease left (0 until leases exist).
+    public var leaseRemainingMs: Int
+    /// Sessions owned.
+    public var primaries: Int
+    /// Backup copies held.
+    public var backups: Int
+    /// Owned sessions with a replica set member unreachable or a copy awaiting repair.
+    public var underReplicated: Int
+    /// Messages queued and unreceipted, by peer.
+    public var queues: [String: Int]
+    /// 99th percentile of recent send-to-receipt times, by peer, in milliseconds.
+    public var lagMsP99: [String: Double]
+    /// State transfer to this node: sessions pending and done (0 until joins exist).
+    public var stateTransferPending: Int
+    /// See `stateTransferPending`.
+    public var stateTransferDone: Int
+
+    /// Creates a status.
+    public init(name: String, id: String, state: String, leaseRemainingMs: Int, primaries: Int, backups: Int,
+                underReplicated: Int, queues: [String: Int], lagMsP99: [String: Double], stateTransferPending: Int, stateTransferDone: Int) {
+        self.name = name
+        self.id = id
+        self.state = state
+        self.leaseRemainingMs = leaseRemainingMs
+        self.primaries = primaries
+        self.backups = backups
+        self.underReplicated = underReplicated
+        self.queues = queues
+        self.lagMsP99 = lagMsP99
+        self.stateTransferPending = stateTransferPending
+        self.stateTransferDone = stateTransferDone
+    }
+}
+
+/// What the HTTP API needs from a node. `ReplicationNode` conforms; tests can supply
+/// their own. Every method throws `SessionError` with the codes of DESIGN section 8.
+public protocol SessionBackend: Sendable {
+    /// This node's configured name (the route in cookies).
+    var nodeName: String { get }
+    /// Whether the node serves: started, not stopping (`/readyz`).
+    var isReady: Bool { get }
+    /// Creates a session owned here (see `ReplicationNode.createSession`).
+    func createSession(attributes: [String: [UInt8]], maxInactiveInterval: Duration?) async throws -> WriteResult
+    /// What this node holds of `id`, without touching it.
+    func lookup(_ id: SessionID) -> SessionLookup
+    /// Reads an owned session, counting as an access; `nil` when not owned here.
+    func session(_ id: SessionID) async throws -> SessionState?
+    /// A change scope on an owned session (see `ReplicationNode.withSession`).
+    func withSession<T: Sendable>(_ id: SessionID, ifMatch: Stamp?, _ body: (inout SessionScope) throws -> T) async throws -> (value: T, result: WriteResult)
+    /// Sends pending changes and waits per mode (see `ReplicationNode.sync`).
+    func sync(_ id: SessionID) async throws -> WriteResult
+    /// Ends a session; returns once every reachable backup holds the tombstone.
+    func invalidate(_ id: SessionID) async throws
+    /// Gives the session a new id with the same attributes and tombstones the old one.
+    func rotate(_ id: SessionID) async throws -> WriteResult
+    /// The members, sorted by name.
+    func members() -> [MemberInfo]
+    /// This node's status.
+    func status() -> NodeStatus
+}

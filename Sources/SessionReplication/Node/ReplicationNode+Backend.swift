@@ -1,0 +1,75 @@
+import SessionReplicationCore
+
+extension ReplicationNode: SessionBackend {
+    /// This node's configured name.
+    public var nodeName: String { endpoint.name }
+
+    /// Whether the node was started and is not stopping.
+    public var isReady: Bool { isStarted && !isStopped }
+
+    /// What this node holds of `id`, without touching it.
+    public func lookup(_ id: SessionID) -> SessionLookup {
+        let box = shard(for: id)
+        return box.withCore { core in
+            switch core.copy(of: id) {
+            case .owner(let s): return .owned(s)
+            case .backup(let s): return .backup(s, owner: core.backupOwner(of: id) ?? "unknown")
+            case .tombstone(let stamp): return .ended(stamp)
+            case nil: return .unknown
+            }
+        }
+    }
+
+    /// Gives an owned session a new id with the same attributes and idle limit (defence
+    /// against fixation), then tombstones the old id on every backup. Throws like
+    /// `createSession` and `invalidate`; when the old id's invalidation times out the new
+    /// session exists and `sync-timeout` is thrown.
+    public func rotate(_ id: SessionID) async throws -> WriteResult {
+        try checkRunning()
+        let box = shard(for: id)
+        await box.acquireScope(id)
+        defer { box.releaseScope(id) }
+        guard let state = box.withCore({ $0.access(id, wall: wall) }) else {
+            if case .backup = copy(of: id) { throw SessionError(.notOwner, "this node holds a backup of \(id); ask its owner") }
+            throw SessionError(.sessionNotFound, "no session \(id)")
+        }
+        let created = try await createSession(attributes: state.attributes, maxInactiveInterval: state.maxInactiveInterval)
+        let outcome = try box.withCore { try $0.invalidate(id, reason: .rotated, now: now) }
+        flushPending(box)
+        _ = try await finishWait(outcome, box: box)
+        return created
+    }
+
+    /// The configured members, sorted by name. A peer is `alive` while its replication
+    /// connection is up and `dead` otherwise (static membership).
+    public func members() -> [MemberInfo] {
+        let ids = knownPeerIDs()
+        return configuration.nodes.sorted { $0.name < $1.name }.map { node in
+            let isSelf = node.name == endpoint.name
+            let port = isSelf ? (replicationPort ?? node.replicationPort) : node.replicationPort
+            let alive = isSelf || (links[node.name]?.isConnected ?? false)
+            return MemberInfo(name: node.name, id: isSelf ? nodeID.description : ids[node.name]?.description,
+                              address: "\(node.address):\(port)", state: alive ? "alive" : "dead", incarnation: 0, isSelf: isSelf)
+        }
+    }
+
+    /// This node's status.
+    public func status() -> NodeStatus {
+        var under = 0
+        var lag: [String: Double] = [:]
+        for shard in shards {
+            shard.withCore { core in
+                under += core.underReplicatedCount
+                for (peer, stream) in core.streams {
+                    if let p99 = stream.receiptLatencyP99 {
+                        lag[peer] = max(lag[peer] ?? 0, Double(p99.nanosecondsClamped) / 1e6)
+                    }
+                }
+            }
+        }
+        let c = counters
+        return NodeStatus(name: endpoint.name, id: nodeID.description, state: isStopped ? "leaving" : "serving",
+                          leaseRemainingMs: 0, primaries: c.primaries, backups: c.backups, underReplicated: under,
+                          queues: c.queueDepth, lagMsP99: lag, stateTransferPending: 0, stateTransferDone: 0)
+    }
+}

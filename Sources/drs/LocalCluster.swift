@@ -1,0 +1,139 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SessionReplication
+
+/// The processes of a local cluster: one `drs node` per configured node, each writing its
+/// log to `<folder>/<name>.log` and its pid to `<folder>/<name>.pid`.
+struct LocalCluster {
+    let config: ClusterConfiguration
+    let configPath: String
+    let folder: String
+
+    struct Running {
+        var name: String
+        var pid: Int32
+    }
+
+    func pidFile(_ name: String) -> String { "\(folder)/\(name).pid" }
+
+    /// Nodes whose pid file names a live process.
+    func runningNodes() -> [Running] {
+        config.nodes.compactMap { node in
+            guard let text = try? String(contentsOfFile: pidFile(node.name), encoding: .utf8),
+                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0 else { return nil }
+            return Running(name: node.name, pid: pid)
+        }
+    }
+
+    /// Starts every node as `drs node` in its own process group, detached from this one.
+    func start() throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        for node in config.nodes {
+            let log = "\(folder)/\(node.name).log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            let process = Process()
+            process.executableURL = executable
+            process.arguments = ["node", "--config", configPath, "--name", node.name]
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            try "\(process.processIdentifier)\n".write(toFile: pidFile(node.name), atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// Stops every running node: SIGTERM, then SIGKILL after 15 s. Returns their names.
+    @discardableResult
+    func stop() async -> [String] {
+        let running = runningNodes()
+        for node in running { kill(node.pid, SIGTERM) }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline, running.contains(where: { kill($0.pid, 0) == 0 }) {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for node in running where kill(node.pid, 0) == 0 { kill(node.pid, SIGKILL) }
+        for node in config.nodes { try? FileManager.default.removeItem(atPath: pidFile(node.name)) }
+        return running.map(\.name)
+    }
+
+    func baseURL(_ node: NodeEndpoint) -> String { "http://\(node.address):\(node.httpPort)" }
+
+    /// GETs `path` on `node`; `nil` on any failure.
+    func get(_ node: NodeEndpoint, _ path: String) async -> Data? {
+        guard let url = URL(string: baseURL(node) + path) else { return nil }
+        var request = URLRequest(url: url, timeoutInterval: 2)
+        if let token = config.http.token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        guard let (data, response) = try? await URLSession.shared.data(for: request),
+              (response as? HTTPURLResponse)?.statusCode == 200 else { return nil }
+        return data
+    }
+
+    /// Waits until every node answers and lists every member as alive.
+    func waitUntilAllSeeAll(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var all = true
+            for node in config.nodes {
+                guard let data = await get(node, "/cluster/members"),
+                      let members = try? JSONDecoder().decode([MemberInfo].self, from: data),
+                      members.count == config.nodes.count, members.allSatisfy({ $0.state == "alive" }) else { all = false; break }
+            }
+            if all { return true }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        return false
+    }
+
+    struct StatusRow: Codable {
+        var node: String
+        var pid: Int32?
+        var state: String
+        var primaries: Int?
+        var backups: Int?
+        var queued: Int?
+        var lagMsP99: Double?
+    }
+
+    func rows() async -> [StatusRow] {
+        let pids = Dictionary(uniqueKeysWithValues: runningNodes().map { ($0.name, $0.pid) })
+        var rows: [StatusRow] = []
+        for node in config.nodes {
+            var row = StatusRow(node: node.name, pid: pids[node.name], state: pids[node.name] == nil ? "stopped" : "unreachable")
+            if let data = await get(node, "/cluster/status"),
+               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+                row.state = object["state"] as? String ?? "?"
+                row.primaries = object["primaries"] as? Int
+                row.backups = object["backups"] as? Int
+                row.queued = (object["queues"] as? [String: Int])?.values.reduce(0, +)
+                row.lagMsP99 = (object["lagMsP99"] as? [String: Double])?.values.max()
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    func statusTable() async -> String {
+        var lines = ["node         pid      state        primaries  backups  queued  lag p99 ms"]
+        for r in await rows() {
+            func cell(_ v: Int?) -> String { v.map(String.init) ?? "-" }
+            lines.append(r.node.padding(toLength: 12, withPad: " ", startingAt: 0) + " "
+                + (r.pid.map(String.init) ?? "-").padding(toLength: 8, withPad: " ", startingAt: 0) + " "
+                + r.state.padding(toLength: 12, withPad: " ", startingAt: 0) + " "
+                + cell(r.primaries).padding(toLength: 10, withPad: " ", startingAt: 0) + " "
+                + cell(r.backups).padding(toLength: 8, withPad: " ", startingAt: 0) + " "
+                + cell(r.queued).padding(toLength: 7, withPad: " ", startingAt: 0) + " "
+                + (r.lagMsP99.map { String(format: "%.2f", $0) } ?? "-"))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    func statusJSON() async -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return (try? encoder.encode(await rows())).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+    }
+}
