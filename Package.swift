@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "SessionReplicationCore", targets: ["SessionReplicationCore"]),
         .library(name: "SessionReplication", targets: ["SessionReplication"]),
         .library(name: "SessionReplicationTestKit", targets: ["SessionReplicationTestKit"]),
+        .library(name: "SessionReplicationHummingbird", targets: ["SessionReplicationHummingbird"]),
         .executable(name: "drs", targets: ["drs"]),
     ],
     dependencies: [
@@ -19,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         .target(
@@ -42,6 +44,14 @@ let package = Package(
             ]
         ),
         .target(
+            name: "SessionReplicationHummingbird",
+            dependencies: [
+                "SessionReplication",
+                "SessionReplicationCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        .target(
             name: "SessionReplicationTestKit",
             dependencies: ["SessionReplicationCore"]
         ),
@@ -49,6 +59,8 @@ let package = Package(
             name: "drs",
             dependencies: [
                 "SessionReplication",
+                "SessionReplicationHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -58,8 +70,22 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["drs"]
+        ),
+        .testTarget(
             name: "SessionReplicationCoreTests",
             dependencies: ["SessionReplicationCore", "SessionReplicationTestKit"]
+        ),
+        .testTarget(
+            name: "SessionReplicationHummingbirdTests",
+            dependencies: [
+                "SessionReplicationHummingbird",
+                "SessionReplication",
+                "SessionReplicationCore",
+                "SessionReplicationTestKit",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(
             name: "SessionReplicationTests",

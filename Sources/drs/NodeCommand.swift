@@ -2,6 +2,8 @@ import ArgumentParser
 import Logging
 import SessionReplication
 import ServiceLifecycle
+import Hummingbird
+import SessionReplicationHummingbird
 
 /// `drs node --config FILE --name NAME`: one node in the foreground until SIGTERM/SIGINT.
 struct NodeCommand: AsyncParsableCommand {
@@ -22,11 +24,23 @@ struct NodeCommand: AsyncParsableCommand {
             printError("drs: invalid configuration: \(config): nodes: no node named \"\(name)\" (have \(configuration.nodes.map(\.name).joined(separator: ", ")))")
             throw ExitCode(2)
         }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "drs")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let endpoint = configuration.node(named: name)!
         let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
+        let router = Router()
+        SessionAPI(backend: node, settings: .init(
+            cookieName: configuration.http.cookieName, secureCookie: configuration.http.secureCookie,
+            bearerToken: configuration.http.token, maxAttributeBytes: configuration.sessions.maxAttributeBytes
+        )).addRoutes(to: router)
+        let http = Application(
+            router: router,
+            configuration: .init(address: .hostname(endpoint.address, port: endpoint.httpPort), serverName: "drs/\(name)"),
+            logger: logger)
+        // The node starts first and stops last: the API answers only while it runs.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: node)],
+            services: [.init(service: node), .init(service: http)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

@@ -1,0 +1,149 @@
+import HTTPTypes
+import Hummingbird
+import SessionReplication
+import SessionReplicationCore
+
+/// The handlers of the API's routes over one backend. Each handler re-validates its path
+/// segments (the gate already did, but a handler never relies on it).
+struct SessionHandlers: Sendable {
+    let backend: any SessionBackend
+    let settings: SessionAPI.Settings
+
+    /// Answers `request` on `route`.
+    func respond(_ route: APIRoute, _ request: Request, _ context: some RequestContext) async throws -> Response {
+        switch (route, request.method) {
+        case (.sessions, .post): return try await create(request)
+        case (.session, .get): return try await read(request, context)
+        case (.session, .delete): return try await delete(request, context)
+        case (.attribute, .get): return try await readAttribute(request, context)
+        case (.attribute, .put): return try await putAttribute(request, context)
+        case (.attribute, .delete): return try await deleteAttribute(request, context)
+        case (.rotate, .post): return try await rotate(request, context)
+        case (.sync, .post): return try await sync(request, context)
+        case (.members, .get): return APIResponse.json(SessionBodies.members(backend.members()))
+        case (.status, .get): return APIResponse.json(SessionBodies.status(backend.status()))
+        case (.clusterSession, .get): return try clusterCopy(context)
+        case (.healthz, .get): return APIResponse.json(.object([("status", .string("ok"))]))
+        case (.readyz, .get):
+            guard backend.isReady else { throw APIError.notReady }
+            return APIResponse.json(.object([("status", .string("ready"))]))
+        default: throw APIError.methodNotAllowed(route.methods)
+        }
+    }
+
+    // MARK: - Sessions
+
+    private func create(_ request: Request) async throws -> Response {
+        let body: [UInt8]
+        switch try await BoundedBody.read(request, limit: settings.maxCreateBodyBytes) {
+        case .complete(let bytes): body = bytes
+        case .tooLarge(let rest): return BoundedBody.refusal(rest, limit: settings.maxCreateBodyBytes, drainLimit: settings.maxDrainBytes)
+        }
+        let parsed = try CreateSessionRequest(body: body)
+        let result = try await backend.createSession(attributes: parsed.attributes, maxInactiveInterval: parsed.maxInactiveInterval)
+        guard let state = result.state else { throw APIError.internalError }
+        var headers = sessionHeaders(state, requestRoute: nil, durability: result.durability, forceCookie: true)
+        headers[.location] = "/sessions/\(state.id.hex)"
+        return APIResponse.json(.object(SessionBodies.creation(state, owner: backend.nodeName)), status: .created, headers: headers)
+    }
+
+    private func read(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let target = try pathID(context)
+        guard let state = try await owned(target, { try await backend.session(target.id) }) else { throw unavailability(target.id) }
+        let headers = sessionHeaders(state, requestRoute: requestRoute(target, request), durability: nil)
+        return APIResponse.json(SessionBodies.session(state, owner: backend.nodeName), headers: headers)
+    }
+
+    private func delete(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let target = try pathID(context)
+        try await owned(target) {
+            if let stamp = try ifMatch(request, target.id) {
+                _ = try await backend.withSession(target.id, ifMatch: stamp) { $0.invalidate() }
+            } else {
+                try await backend.invalidate(target.id)
+            }
+        }
+        var headers = HTTPFields()
+        headers[.drsOwner] = backend.nodeName
+        return Response(status: .noContent, headers: headers)
+    }
+
+    private func rotate(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let target = try pathID(context)
+        let result = try await owned(target) {
+            if let stamp = try ifMatch(request, target.id), case .owned(let current) = backend.lookup(target.id), current.stamp != stamp {
+                throw APIError.preconditionFailed
+            }
+            return try await backend.rotate(target.id)
+        }
+        guard let state = result.state else { throw APIError.internalError }
+        let headers = sessionHeaders(state, requestRoute: nil, durability: result.durability, forceCookie: true)
+        return APIResponse.json(.object(SessionBodies.creation(state, owner: backend.nodeName)), headers: headers)
+    }
+
+    private func sync(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let target = try pathID(context)
+        let result = try await owned(target) { try await backend.sync(target.id) }
+        guard let state = result.state else { throw APIError.sessionNotFound }
+        let headers = sessionHeaders(state, requestRoute: requestRoute(target, request), durability: result.durability)
+        return APIResponse.json(SessionBodies.sync(state.stamp, durability: result.durability), headers: headers)
+    }
+
+    private func clusterCopy(_ context: some RequestContext) throws -> Response {
+        let target = try pathID(context)
+        let lookup = backend.lookup(target.id)
+        var headers = HTTPFields()
+        switch lookup {
+        case .owned(let state):
+            headers[.drsOwner] = backend.nodeName
+            headers[.eTag] = "\"\(state.stamp.etag)\""
+        case .backup(let state, let owner):
+            headers[.drsOwner] = owner
+            headers[.eTag] = "\"\(state.stamp.etag)\""
+        case .ended, .unknown:
+            break
+        }
+        return APIResponse.json(SessionBodies.copy(lookup, selfName: backend.nodeName), headers: headers)
+    }
+
+    // MARK: - Attributes
+
+    private func readAttribute(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let (target, name) = try attributePath(context)
+        guard let state = try await owned(target, { try await backend.session(target.id) }) else { throw unavailability(target.id) }
+        var headers = sessionHeaders(state, requestRoute: requestRoute(target, request), durability: nil)
+        guard let value = state.attributes[name] else {
+            var error = APIError.attributeNotFound
+            error.headers.append(contentsOf: headers)
+            throw error
+        }
+        headers[.contentType] = "application/octet-stream"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: value)))
+    }
+
+    private func putAttribute(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let (target, name) = try attributePath(context)
+        try ensureOwned(target.id)
+        let value: [UInt8]
+        switch try await BoundedBody.read(request, limit: settings.maxAttributeBytes) {
+        case .complete(let bytes): value = bytes
+        case .tooLarge(let rest): return BoundedBody.refusal(rest, limit: settings.maxAttributeBytes, drainLimit: settings.maxDrainBytes)
+        }
+        return try await write(target, request) { $0.set(name, value) }
+    }
+
+    private func deleteAttribute(_ request: Request, _ context: some RequestContext) async throws -> Response {
+        let (target, name) = try attributePath(context)
+        return try await write(target, request) { $0.remove(name) }
+    }
+
+    /// A change scope honouring `If-Match`, answering `200 {"epoch","version","etag"}`.
+    private func write(_ target: SessionPathID, _ request: Request, _ change: (inout SessionScope) -> Void) async throws -> Response {
+        let (_, result) = try await owned(target) {
+            try await backend.withSession(target.id, ifMatch: try ifMatch(request, target.id)) { change(&$0) }
+        }
+        guard let state = result.state else { throw APIError.sessionNotFound }
+        let headers = sessionHeaders(state, requestRoute: requestRoute(target, request), durability: result.durability)
+        return APIResponse.json(.object(SessionBodies.write(state.stamp)), headers: headers)
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// Runs the real `drs` binary (built by `swift test` beside the tests).
+struct DRSBinary {
+    static var path: String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/drs").path
+    }
+
+    /// Runs `drs` with `arguments`; returns the exit code and the combined output.
+    @discardableResult
+    static func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A cluster of three `drs node` processes on loopback addresses and random ports,
+/// started with `drs cluster up --detach`; `cleanup()` kills whatever is left.
+struct ProcessCluster {
+    let directory: URL
+    let config: String
+    let addresses = ["127.0.0.61", "127.0.0.62", "127.0.0.63"]
+    let httpPorts: [Int]
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("drs-it-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let base = Int.random(in: 20_000...50_000)
+        httpPorts = [base, base + 1, base + 2]
+        let key = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        var yaml = "cluster: {id: it-3, key: \"\(key)\"}\nnodes:\n"
+        for i in 0..<3 {
+            yaml += "  - {name: n\(i + 1), address: \(addresses[i]), httpPort: \(httpPorts[i]), replicationPort: \(base + 10 + i), membershipPort: \(base + 20 + i)}\n"
+        }
+        yaml += "replication: {mode: synchronous, replicas: 1}\n"
+        config = "it-3.yaml"
+        try yaml.write(to: directory.appendingPathComponent(config), atomically: true, encoding: .utf8)
+    }
+
+    var pids: [Int32] {
+        let state = directory.appendingPathComponent(".drs/it-3")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: state.path)) ?? []).filter { $0.hasSuffix(".pid") }.compactMap {
+            (try? String(contentsOf: state.appendingPathComponent($0), encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+    }
+
+    func cleanup(_ pids: [Int32]) {
+        for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func url(_ node: Int, _ path: String) -> URL { URL(string: "http://\(addresses[node]):\(httpPorts[node])\(path)")! }
+
+    func request(_ method: String, _ node: Int, _ path: String, body: Data? = nil) async throws -> (Int, Data, HTTPURLResponse) {
+        var r = URLRequest(url: url(node, path), timeoutInterval: 10)
+        r.httpMethod = method
+        r.httpBody = body
+        let (data, response) = try await URLSession.shared.data(for: r)
+        let http = response as! HTTPURLResponse
+        return (http.statusCode, data, http)
+    }
+}
+
+@Suite("The drs binary: a local cluster of processes", .serialized, .timeLimit(.minutes(3)))
+struct ClusterProcessTests {
+    @Test("cluster up --detach starts three processes that replicate; status shows them; down stops every one")
+    func upStatusDown() async throws {
+        let cluster = try ProcessCluster()
+        var started: [Int32] = []
+        defer { cluster.cleanup(started) }
+        let up = try DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
+        started = cluster.pids
+        #expect(up.status == 0, "\(up.output)")
+        #expect(started.count == 3)
+        // A second up says so instead of starting duplicates.
+        let again = try DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach"], in: cluster.directory)
+        #expect(again.status == 1 && again.output.contains("already running"), "\(again.output)")
+        #expect(cluster.pids.sorted() == started.sorted())
+
+        let (created, body, response) = try await cluster.request("POST", 0, "/sessions", body: Data(#"{"attributes":{"cart":"YXBwbGVz"}}"#.utf8))
+        #expect(created == 201)
+        #expect(response.value(forHTTPHeaderField: "X-DRS-Durability") == "replicated")
+        let json = try JSONSerialization.jsonObject(with: body) as! [String: Any]
+        let id = try #require(json["id"] as? String)
+        let (put, _, _) = try await cluster.request("PUT", 0, "/sessions/\(id)/attributes/user", body: Data("ada".utf8))
+        #expect(put == 200)
+        // Synchronous mode: the backup applied it before the answer. Find it on another node.
+        var backups = 0
+        for node in 1...2 {
+            let (status, data, _) = try await cluster.request("GET", node, "/cluster/sessions/\(id)")
+            #expect(status == 200)
+            let info = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            if info["role"] as? String == "backup" {
+                backups += 1
+                #expect(info["version"] as? Int == 2)
+                #expect(info["owner"] as? String == "n1")
+            }
+        }
+        #expect(backups == 1)
+        let (read, readBody, _) = try await cluster.request("GET", 0, "/sessions/\(id)")
+        #expect(read == 200)
+        let attributes = (try JSONSerialization.jsonObject(with: readBody) as! [String: Any])["attributes"] as? [String: String]
+        #expect(attributes == ["cart": "YXBwbGVz", "user": "YWRh"])
+
+        let status = try DRSBinary.run(["cluster", "status", "--config", cluster.config, "--json"], in: cluster.directory)
+        #expect(status.status == 0)
+        let rows = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [[String: Any]]
+        #expect(rows?.map { $0["state"] as? String } == ["serving", "serving", "serving"])
+        #expect(rows?.compactMap { $0["primaries"] as? Int }.reduce(0, +) == 1)
+
+        let down = try DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
+        #expect(down.status == 0, "\(down.output)")
+        #expect(started.allSatisfy { kill($0, 0) != 0 }, "a node process survived `down`")
+    }
+
+    @Test("an invalid configuration exits 2 naming the file and the field")
+    func invalidConfig() throws {
+        let cluster = try ProcessCluster()
+        defer { cluster.cleanup([]) }
+        try "cluster: {id: x, insecure: true}\nnodes:\n  - {name: N1}\n".write(to: cluster.directory.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
+        let result = try DRSBinary.run(["node", "--config", "bad.yaml", "--name", "N1"], in: cluster.directory)
+        #expect(result.status == 2)
+        #expect(result.output.contains("bad.yaml") && result.output.contains("nodes[0].name"), "\(result.output)")
+    }
+}
