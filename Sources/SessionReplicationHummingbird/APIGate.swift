@@ -10,7 +10,7 @@ struct APIGate<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response = await answer(request, context: context, next: next)
-        // A HEAD answer carries no body (its headers still describe the one a GET would get).
+        // A HEAD answer carries no body; its status and headers stay as they are.
         return request.method == .head ? Response(status: response.status, headers: response.headers) : response
     }
 

@@ -63,9 +63,10 @@ struct SessionHandlers: Sendable {
                 try await backend.invalidate(target.id)
             }
         }
-        var headers = HTTPFields()
-        headers[.drsOwner] = backend.nodeName
-        return Response(status: .noContent, headers: headers)
+        var response = Response(status: .noContent)
+        response.headers[.contentLength] = nil  // a 204 has no body and no length (RFC 9110 8.6)
+        response.headers[.drsOwner] = backend.nodeName
+        return response
     }
 
     private func rotate(_ request: Request, _ context: some RequestContext) async throws -> Response {

@@ -34,6 +34,11 @@ struct NodeCommand: AsyncParsableCommand {
             cookieName: configuration.http.cookieName, secureCookie: configuration.http.secureCookie,
             bearerToken: configuration.http.token, maxAttributeBytes: configuration.sessions.maxAttributeBytes
         )).addRoutes(to: router)
+        let metrics = NodeMetrics(node: node)
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+        }
         let http = Application(
             router: router,
             configuration: .init(address: .hostname(endpoint.address, port: endpoint.httpPort), serverName: "drs/\(name)"),

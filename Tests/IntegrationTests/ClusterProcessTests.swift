@@ -116,6 +116,10 @@ struct ClusterProcessTests {
         let attributes = (try JSONSerialization.jsonObject(with: readBody) as! [String: Any])["attributes"] as? [String: String]
         #expect(attributes == ["cart": "YXBwbGVz", "user": "YWRh"])
 
+        let (metricsStatus, metricsBody, _) = try await cluster.request("GET", 0, "/metrics")
+        #expect(metricsStatus == 200)
+        #expect(String(decoding: metricsBody, as: UTF8.self).contains("drs_commits_total 1"))
+
         let status = try DRSBinary.run(["cluster", "status", "--config", cluster.config, "--json"], in: cluster.directory)
         #expect(status.status == 0)
         let rows = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [[String: Any]]

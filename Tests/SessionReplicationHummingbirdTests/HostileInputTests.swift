@@ -90,7 +90,11 @@ struct HostileInputTests {
         try await withAPI { client in
             for (uri, method, allow) in cases {
                 let response = try await client.execute(uri: uri, method: method)
-                #expect(response.isError(.methodNotAllowed, "method-not-allowed"), "\(method) \(uri): \(response.status)")
+                if method == .head {
+                    #expect(response.status == .methodNotAllowed && response.body.readableBytes == 0, "a HEAD answer has no body")
+                } else {
+                    #expect(response.isError(.methodNotAllowed, "method-not-allowed"), "\(method) \(uri): \(response.status)")
+                }
                 #expect(response.headers[.allow] == allow, "\(method) \(uri)")
             }
         }

@@ -145,7 +145,7 @@ struct SessionRouteTests {
             let id = try await client.newSession()
             let delete = try await client.execute(uri: "/sessions/\(id)", method: .delete)
             #expect(delete.status == .noContent)
-            #expect(delete.body.readableBytes == 0)
+            #expect(delete.body.readableBytes == 0 && delete.headers[.contentLength] == nil && delete.headers[.contentType] == nil)
             #expect(delete.headers[.owner] == "n1")
             let read = try await client.execute(uri: "/sessions/\(id)", method: .get)
             #expect(read.isError(.notFound, "session-not-found"))

@@ -51,3 +51,25 @@ struct BackendTests {
         }
     }
 }
+
+@Test("metrics render in Prometheus text, every name prefixed drs_, counters advancing between scrapes", .timeLimit(.minutes(1)))
+func metricsRender() async throws {
+    let config = TestCluster.configuration(names: ["n1", "n2"])
+    try await TestCluster.with(config) { cluster in
+        let n1 = cluster["n1"]
+        let metrics = NodeMetrics(node: n1)
+        let id = try #require(try await n1.createSession(attributes: ["a": [1]]).state?.id)
+        _ = try await n1.sync(id)
+        let first = metrics.render()
+        #expect(first.contains(#"drs_sessions{role="owner"} 1"#))
+        #expect(first.contains("drs_sessions_created_total 1"))
+        #expect(first.contains("drs_replication_lag_seconds_count{peer=\"n2\"}"))
+        for line in first.split(separator: "\n") where !line.hasPrefix("#") {
+            #expect(line.hasPrefix("drs_"), "\(line)")
+        }
+        for _ in 0..<3 { _ = try await n1.withSession(id) { $0.set("a", [UInt8.random(in: 2...255)]) } }
+        let second = metrics.render()
+        #expect(second.contains("drs_commits_total 3"))
+        #expect(second.contains(#"drs_messages_sent_total{kind="delta",mode="acknowledged",transport="tcp"} 3"#))
+    }
+}

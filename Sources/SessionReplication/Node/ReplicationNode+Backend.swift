@@ -53,6 +53,15 @@ extension ReplicationNode: SessionBackend {
         }
     }
 
+    /// Send-to-receipt samples per peer since the last call (for the lag histogram).
+    func takeLatencySamples() -> [String: [Duration]] {
+        var out: [String: [Duration]] = [:]
+        for shard in shards {
+            for (peer, samples) in shard.withCore({ $0.takeLatencySamples() }) { out[peer, default: []] += samples }
+        }
+        return out
+    }
+
     /// This node's status.
     public func status() -> NodeStatus {
         var under = 0

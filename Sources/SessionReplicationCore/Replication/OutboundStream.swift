@@ -84,7 +84,16 @@ public struct OutboundStream: Sendable {
         return seq
     }
 
+    private var unreported: [Duration] = []
+
+    /// Send-to-receipt samples since the last call (at most 4,096), for a histogram.
+    public mutating func takeLatencySamples() -> [Duration] {
+        defer { unreported.removeAll(keepingCapacity: true) }
+        return unreported
+    }
+
     private mutating func recordLatency(_ d: Duration) {
+        if unreported.count < 4096 { unreported.append(d) }
         if latencies.count < Self.latencySamples {
             latencies.append(d)
         } else {

@@ -115,6 +115,16 @@ public struct ReplicaShard: Sendable {
         return owned[id]!.state
     }
 
+    /// Send-to-receipt samples per peer since the last call.
+    public mutating func takeLatencySamples() -> [String: [Duration]] {
+        var out: [String: [Duration]] = [:]
+        for peer in streams.keys {
+            let samples = streams[peer]!.takeLatencySamples()
+            if !samples.isEmpty { out[peer] = samples }
+        }
+        return out
+    }
+
     /// The node a backup copy of `id` came from; `nil` when none is held.
     public func backupOwner(of id: SessionID) -> String? { backups[id]?.owner }
 

@@ -1,0 +1,90 @@
+import NIOConcurrencyHelpers
+import Prometheus
+import SessionReplicationCore
+
+/// Prometheus metrics of one node, every name prefixed `drs_`. The node's counters live in
+/// its state machines; each scrape (`render()`) brings the registry up to date: counters
+/// advance by what happened since the previous scrape (so they stay monotonic), gauges
+/// are set, and the replication lag histogram takes the send-to-receipt samples
+/// collected since then.
+public final class NodeMetrics: Sendable {
+    /// The registry; other metrics of the application may be added to it.
+    public let registry = PrometheusCollectorRegistry()
+    private let node: ReplicationNode
+    private let last = NIOLockedValueBox<[String: Int]>([:])
+    private let lagBuckets: [Duration] = [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+                                          .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                                          .milliseconds(250), .milliseconds(500), .seconds(1)]
+
+    /// Metrics of `node`.
+    public init(node: ReplicationNode) { self.node = node }
+
+    /// The metrics in Prometheus text format, updated now.
+    public func render() -> String {
+        update()
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    private func counter(_ name: String, _ labels: [(String, String)], _ help: String, total: Int) {
+        let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+        let delta = last.withLockedValue { last -> Int in
+            defer { last[key] = total }
+            return total - (last[key] ?? 0)
+        }
+        let c = registry.makeCounter(name: name, labels: labels, help: help)
+        if delta > 0 { c.increment(by: Int64(delta)) }
+    }
+
+    private func gauge(_ name: String, _ labels: [(String, String)], _ help: String, _ value: Double) {
+        registry.makeGauge(name: name, labels: labels, help: help).set(value)
+    }
+
+    func update() {
+        let c = node.counters
+        let r = c.replication
+        let policy = node.configuration.replication
+        let mt = [("mode", policy.mode.rawValue), ("transport", policy.effectiveTransport.rawValue)]
+        gauge("drs_sessions", [("role", "owner")], "Sessions held, by role.", Double(c.primaries))
+        gauge("drs_sessions", [("role", "backup")], "Sessions held, by role.", Double(c.backups))
+        counter("drs_sessions_created_total", [], "Sessions created on this node.", total: r.sessionsCreated)
+        counter("drs_commits_total", [], "Change scopes that changed a session.", total: r.commits)
+        for (kind, n) in [("delta", r.deltasSent), ("full", r.fullStatesSent), ("invalidation", r.invalidationsSent), ("touch", r.touchesSent)] {
+            counter("drs_messages_sent_total", [("kind", kind)] + mt, "Replication messages queued, one per backup.", total: n)
+        }
+        counter("drs_retries_total", mt, "Messages resent for want of a receipt.", total: r.retries)
+        counter("drs_drops_total", [("reason", "retries")] + mt, "Best-effort messages dropped.", total: r.drops)
+        counter("drs_drops_total", [("reason", "queue-full")] + mt, "Best-effort messages dropped.", total: r.overflowDrops)
+        counter("drs_repairs_total", [], "Sessions re-sent whole after a drop or a peer restart.", total: r.repairsSent)
+        counter("drs_resyncs_served_total", [], "Resync requests answered as owner.", total: r.resyncsServed)
+        counter("drs_resyncs_requested_total", [], "Resync requests sent as backup.", total: r.resyncsRequested)
+        counter("drs_applied_total", [("kind", "delta")], "Replicated changes applied to backup copies.", total: r.applied)
+        counter("drs_applied_total", [("kind", "full")], "Replicated changes applied to backup copies.", total: r.appliedFull)
+        counter("drs_stale_ignored_total", [], "Replicated messages ignored as duplicate or older.", total: r.staleIgnored)
+        counter("drs_fenced_rejected_total", [], "Replicated messages refused for an older epoch.", total: r.fencedRejected)
+        counter("drs_expired_total", [], "Sessions this owner expired.", total: r.expired)
+        counter("drs_backups_evicted_total", [], "Backup copies evicted without word from the owner.", total: r.backupsEvicted)
+        counter("drs_sync_timeouts_total", [], "Replication waits that timed out.", total: r.syncTimeouts)
+        counter("drs_sync_degraded_total", [], "Synchronous writes degraded to local durability.", total: r.syncDegraded)
+        counter("drs_frames_sent_total", [("transport", "tcp")], "Replication frames sent.", total: c.streamFramesSent)
+        counter("drs_frames_sent_total", [("transport", "udp")], "Replication frames sent.", total: c.datagramsSent)
+        counter("drs_frames_received_total", [], "Replication frames accepted.", total: c.framesReceived)
+        for reason in FrameRejection.allCases {
+            counter("drs_frames_rejected_total", [("reason", reason.rawValue)], "Replication frames dropped, by reason.", total: c.rejected[reason] ?? 0)
+        }
+        for (peer, depth) in c.queueDepth {
+            gauge("drs_queue_depth", [("peer", peer)], "Messages queued and unreceipted, by peer.", Double(depth))
+        }
+        var states: [String: Int] = [:]
+        for m in node.members() { states[m.state, default: 0] += 1 }
+        for state in ["alive", "suspect", "dead", "left"] {
+            gauge("drs_members", [("state", state)], "Members by state.", Double(states[state] ?? 0))
+        }
+        for (peer, samples) in node.takeLatencySamples() {
+            let h = registry.makeDurationHistogram(name: "drs_replication_lag_seconds", labels: [("peer", peer)], buckets: lagBuckets,
+                                                   help: "Time from sending a replication message to its receipt, by peer.")
+            for s in samples { h.record(s) }
+        }
+    }
+}
