@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test bench clean
+.PHONY: all build release demo test bench bench-http cluster clean
 
 all: build
 
@@ -27,3 +27,11 @@ bench: release
 
 clean:
 	rm -rf .build .drs
+
+# HTTP PUT throughput through one node of local-3.yaml vs replicas: 0 (wrk; installs it if missing).
+bench-http: release
+	./scripts/bench-http.sh
+
+# A local cluster for you: every node of $(CONFIG) as its own process; Ctrl-C stops it.
+cluster: release
+	./.build/release/drs cluster up --config $(CONFIG)

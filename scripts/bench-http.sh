@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# HTTP load through one node of local-3.yaml: PUT of a 1 KiB attribute on a few sessions
+# with wrk, against the same cluster with replicas: 0 in the same run. Release build.
+# Usage: scripts/bench-http.sh [seconds per run] [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN=${1:-10}
+RUNS=${2:-3}
+DRS=./.build/release/drs
+WORK=$(mktemp -d)
+trap '$DRS cluster down --config "$WORK/replicated.yaml" --state-dir "$WORK/state-replicated" >/dev/null 2>&1 || true;
+      $DRS cluster down --config "$WORK/local.yaml" --state-dir "$WORK/state-local" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package) for the HTTP load"
+  apt-get update && apt-get install -y wrk
+fi
+
+# Two copies of local-3 on other ports; one with replicas: 0.
+sed -e 's/808\([1-3]\)/818\1/; s/710\([1-3]\)/730\1/; s/720\([1-3]\)/740\1/' cluster-configs/local-3.yaml > "$WORK/replicated.yaml"
+sed -e 's/replicas: 1/replicas: 0/' "$WORK/replicated.yaml" > "$WORK/local.yaml"
+grep -q 'replicas: 0' "$WORK/local.yaml" || { echo "could not set replicas: 0"; exit 1; }
+
+body="$WORK/value"; head -c 1024 /dev/urandom > "$body"
+cat > "$WORK/put.lua" <<LUA
+local f = io.open("$body", "rb"); local value = f:read("*all"); f:close()
+local ids = {}
+for id in string.gmatch(os.getenv("DRS_IDS"), "[^,]+") do table.insert(ids, id) end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("PUT", "/sessions/" .. ids[(i % #ids) + 1] .. "/attributes/payload", nil, value)
+end
+LUA
+
+run_config() { # name config
+  local name=$1 config=$2
+  $DRS cluster up --config "$config" --state-dir "$WORK/state-$name" --detach --wait 30s >/dev/null
+  local ids=""
+  for _ in $(seq 1 64); do
+    id=$(curl -s -X POST http://127.0.0.11:8181/sessions | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
+    ids="$ids,$id"
+  done
+  export DRS_IDS=${ids#,}
+  for r in $(seq 1 "$RUNS"); do
+    out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/put.lua" http://127.0.0.11:8181)
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    echo "$name run $r: $rps req/s, p50 $p50, p99 $p99, non-2xx ${errors:-0}"
+    echo "$rps" >> "$WORK/$name.rps"
+  done
+  $DRS cluster down --config "$config" --state-dir "$WORK/state-$name" >/dev/null
+}
+
+# Both configurations one after the other in the same run (not interleaved).
+run_config replicated "$WORK/replicated.yaml"
+run_config local "$WORK/local.yaml"
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+rep=$(median "$WORK/replicated.rps"); loc=$(median "$WORK/local.rps")
+echo "median: replicated (local-3, acknowledged, 1 backup) $rep req/s; replicas 0 $loc req/s; ratio $(awk -v a="$rep" -v b="$loc" 'BEGIN {printf "%.2f", a/b}')"
