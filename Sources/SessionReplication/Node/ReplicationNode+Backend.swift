@@ -7,6 +7,11 @@ extension ReplicationNode: SessionBackend {
     /// Whether the node was started and is not stopping.
     public var isReady: Bool { isStarted && !isStopped }
 
+    /// Creates a session with a fresh id (the `SessionBackend` requirement).
+    public func createSession(attributes: [String: [UInt8]], maxInactiveInterval: Duration?) async throws -> WriteResult {
+        try await createSession(id: nil, attributes: attributes, maxInactiveInterval: maxInactiveInterval)
+    }
+
     /// What this node holds of `id`, without touching it.
     public func lookup(_ id: SessionID) -> SessionLookup {
         let box = shard(for: id)
@@ -50,6 +55,17 @@ extension ReplicationNode: SessionBackend {
             let alive = isSelf || (links[node.name]?.isConnected ?? false)
             return MemberInfo(name: node.name, id: isSelf ? nodeID.description : ids[node.name]?.description,
                               address: "\(node.address):\(port)", state: alive ? "alive" : "dead", incarnation: 0, isSelf: isSelf)
+        }
+    }
+
+    /// Invalidates `id` when this node owns it; a no-op when it holds nothing, only a
+    /// tombstone, or only a backup.
+    public func invalidateIfOwned(_ id: SessionID) async throws {
+        guard case .owned = lookup(id) else { return }
+        do {
+            try await invalidate(id)
+        } catch let error as SessionError where error.code == .sessionNotFound {
+            return
         }
     }
 

@@ -255,11 +255,13 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// `capacity`, `payload-too-large`, `invalid-attribute-name`, `bad-request` (idle
     /// limit), `misdirected` (a `server` node), `insufficient-replicas`, `overloaded`
     /// (a full queue), `not-ready` (stopped) with nothing created; or `sync-timeout`
-    /// (created, durability unknown).
-    public func createSession(attributes: [String: [UInt8]] = [:], maxInactiveInterval: Duration? = nil) async throws -> WriteResult {
+    /// (created, durability unknown). A given `id` (derived ids, such as the
+    /// `PersistDriver`'s) fails with `precondition-failed` when this node already holds
+    /// anything under it; by default the id is drawn from the system CSPRNG.
+    public func createSession(id given: SessionID? = nil, attributes: [String: [UInt8]] = [:], maxInactiveInterval: Duration? = nil) async throws -> WriteResult {
         try checkRunning()
         var rng = SystemRandomNumberGenerator()
-        let id = SessionID.random(using: &rng)
+        let id = given ?? SessionID.random(using: &rng)
         let box = shard(for: id)
         let count = sessionCount
         let outcome = try box.withCore { try $0.create(id: id, attributes: attributes, maxInactiveInterval: maxInactiveInterval, now: now, wall: wall, sessionCount: count) }

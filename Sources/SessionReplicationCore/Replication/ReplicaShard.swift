@@ -87,7 +87,10 @@ public struct ReplicaShard: Sendable {
                                 now: MonotonicInstant, wall: WallTime, sessionCount: Int) throws(SessionError) -> CommitOutcome {
         guard settings.policy.role.owns else { throw SessionError(.notOwner, "this node's role is server: it stores backups and owns no sessions") }
         guard sessionCount < settings.sessions.maxSessions else { throw SessionError(.capacity, "maxSessions (\(settings.sessions.maxSessions)) reached") }
-        guard owned[id] == nil, backups[id] == nil, tombstones[id] == nil else { throw SessionError(.preconditionFailed, "session id already in use") }
+        guard owned[id] == nil, backups[id] == nil else { throw SessionError(.preconditionFailed, "session id already in use") }
+        // An ended id (derived ids can come back) starts a new generation that beats its
+        // tombstone everywhere.
+        let generation = (tombstones[id]?.stamp.epoch.counter ?? 0) + 1
         if let maxInactiveInterval, !IdleLimit.isValid(maxInactiveInterval) {
             throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
         }
@@ -96,7 +99,8 @@ public struct ReplicaShard: Sendable {
         let replicaSet = Placement.choose(id, count: wanted, among: settings.backupCandidates)
         let localOnly = try checkSyncReplicas(replicaSet)
         try checkQueues(replicaSet)
-        let state = SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: 1, owner: settings.selfID), version: 1),
+        tombstones[id] = nil
+        let state = SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: generation, owner: settings.selfID), version: 1),
                                  attributes: attributes, createdAt: wall, lastAccessedAt: wall,
                                  maxInactiveInterval: maxInactiveInterval ?? settings.sessions.maxInactiveInterval,
                                  replicaSet: replicaSet)

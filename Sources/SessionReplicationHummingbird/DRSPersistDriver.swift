@@ -1,0 +1,119 @@
+import Crypto
+import Foundation
+import Hummingbird
+import SessionReplication
+import SessionReplicationCore
+import ServiceLifecycle
+
+/// A Hummingbird `PersistDriver` that keeps each key in the replicated session store, so
+/// that an application's `SessionMiddleware` (or anything else using `PersistDriver`)
+/// survives the loss of a node once its sessions fail over.
+///
+/// - A key maps to the session whose id is the first 128 bits of `SHA-256(key)`; the
+///   value is stored JSON-encoded as one attribute named after the key (so a key must be
+///   a valid attribute name: 1-256 bytes of UTF-8 without control characters, else
+///   `SessionError` `invalid-attribute-name`).
+/// - `expires` is an absolute deadline: reads do not touch the session, and every write
+///   sets its idle limit to the time left, so the owner expires it at the deadline. A
+///   value without `expires` lives 366 days (the longest idle limit) after its last write.
+///   `set` without `expires` keeps an existing deadline.
+/// - `create` throws `PersistError.duplicate` when this node holds a live copy of the key.
+///   Checking the other members needs the cluster-wide lookup that comes with takeover;
+///   until then a duplicate held only on another node is not detected. A key created again
+///   after `remove` or expiry starts a new generation that beats its tombstone.
+/// - Until takeover exists, a node holding only a backup copy reads that copy and cannot
+///   write it (`SessionError` `misdirected`).
+public struct DRSPersistDriver: PersistDriver {
+    /// The node the values live in.
+    public let node: ReplicationNode
+
+    /// The longest idle limit a session may have (366 days): "no expiry".
+    public static let noExpiry: Duration = .seconds(366 * 86_400)
+
+    /// A driver over `node` (which runs as its own service).
+    public init(node: ReplicationNode) { self.node = node }
+
+    /// The session id of `key`: the first 128 bits of `SHA-256(key)`.
+    public static func sessionID(for key: String) -> SessionID {
+        let digest = Array(SHA256.hash(data: Array(key.utf8)))
+        var high: UInt64 = 0, low: UInt64 = 0
+        for i in 0..<8 { high = high << 8 | UInt64(digest[i]) }
+        for i in 8..<16 { low = low << 8 | UInt64(digest[i]) }
+        return SessionID(high: high, low: low)
+    }
+
+    /// Waits for graceful shutdown; the node is a separate service.
+    public func run() async throws {
+        try? await gracefulShutdown()
+    }
+
+    /// Stores `value` under a new `key`; throws `PersistError.duplicate` if it exists here.
+    public func create<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
+        try await put(key: key, bytes: try encode(key: key, value), expires: expires, failIfLive: true)
+    }
+
+    /// Stores `value` under `key`, creating it if needed.
+    public func set<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
+        try await put(key: key, bytes: try encode(key: key, value), expires: expires, failIfLive: false)
+    }
+
+    private func put(key: String, bytes: [UInt8], expires: Duration?, failIfLive: Bool) async throws {
+        let id = Self.sessionID(for: key)
+        let found = node.lookup(id)
+        if let state = live(found) {
+            if failIfLive { throw PersistError.duplicate }
+            guard case .owned = found else {
+                throw SessionError(.notOwner, "this node holds only a backup of the key's session")
+            }
+            // Without `expires` the deadline stays: "none" stays none, a deadline stays put.
+            let left = expires ?? (state.maxInactiveInterval >= Self.noExpiry
+                ? Self.noExpiry : .milliseconds(max(1, state.expiresAt.milliseconds - nowMilliseconds)))
+            _ = try await node.withSession(id) { scope in
+                scope.set(key, bytes)
+                scope.maxInactiveInterval = Self.idleLimit(left)
+            }
+            return
+        }
+        // Expired but not yet swept by the owner: end it first, then start anew.
+        if case .owned = found { try await node.invalidateIfOwned(id) }
+        _ = try await node.createSession(id: id, attributes: [key: bytes], maxInactiveInterval: Self.idleLimit(expires ?? Self.noExpiry))
+    }
+
+    /// The value under `key` as `Object`, or `nil` (absent, expired, or not decodable).
+    public func get<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> Object? {
+        guard let state = live(node.lookup(Self.sessionID(for: key))), let bytes = state.attributes[key] else { return nil }
+        return try? JSONDecoder().decode(Object.self, from: Data(bytes))
+    }
+
+    /// The value and the time left to its deadline.
+    public func getWithTTL<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> (object: Object, ttl: Duration?)? {
+        guard let state = live(node.lookup(Self.sessionID(for: key))), let bytes = state.attributes[key],
+              let object = try? JSONDecoder().decode(Object.self, from: Data(bytes)) else { return nil }
+        let left = state.expiresAt.milliseconds - nowMilliseconds
+        return (object, state.maxInactiveInterval >= Self.noExpiry ? nil : .milliseconds(max(0, left)))
+    }
+
+    /// Removes `key` (a no-op when absent).
+    public func remove(key: String) async throws {
+        try await node.invalidateIfOwned(Self.sessionID(for: key))
+    }
+
+    /// The session's state when this node holds a copy whose deadline has not passed.
+    var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    func live(_ lookup: SessionLookup) -> SessionState? {
+        switch lookup {
+        case .owned(let s), .backup(let s, _): return s.expiresAt.milliseconds > nowMilliseconds ? s : nil
+        case .ended, .unknown: return nil
+        }
+    }
+
+    static func idleLimit(_ d: Duration) -> Duration { min(max(d, .milliseconds(1)), noExpiry) }
+
+    func encode<Object: Encodable>(key: String, _ value: Object) throws -> [UInt8] {
+        guard AttributeName.isValid(key) else {
+            throw SessionError(.invalidAttributeName, "persist keys become attribute names: 1-256 bytes of UTF-8 without control characters")
+        }
+        return Array(try JSONEncoder().encode(value))
+    }
+}

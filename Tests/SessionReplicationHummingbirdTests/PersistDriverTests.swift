@@ -1,0 +1,106 @@
+import Hummingbird
+import Logging
+import NIOPosix
+import SessionReplication
+import SessionReplicationCore
+import SessionReplicationHummingbird
+import Testing
+
+/// Two real nodes on 127.0.0.1, ports picked by the kernel.
+private func withTwoNodes(_ body: (ReplicationNode, ReplicationNode) async throws -> Void) async throws {
+    let config = ClusterConfiguration(
+        clusterID: "persist", keys: ClusterKeys(current: Array(repeating: 7, count: 32)),
+        nodes: ["n1", "n2"].map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) })
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var logger = Logger(label: "persist")
+    logger.logLevel = .warning
+    let n1 = try ReplicationNode(configuration: config, name: "n1", logger: logger, eventLoopGroup: group)
+    let n2 = try ReplicationNode(configuration: config, name: "n2", logger: logger, eventLoopGroup: group)
+    try await n1.start()
+    try await n2.start()
+    n1.setPeerEndpoint("n2", host: "127.0.0.1", port: n2.replicationPort!)
+    n2.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!)
+    do {
+        try await body(n1, n2)
+    } catch {
+        await n1.shutdown(); await n2.shutdown(); try? await group.shutdownGracefully()
+        throw error
+    }
+    await n1.shutdown(); await n2.shutdown(); try? await group.shutdownGracefully()
+}
+
+private struct Cart: Codable, Sendable, Equatable {
+    var items: [String]
+}
+
+@Suite("The PersistDriver over the replicated store", .timeLimit(.minutes(1)))
+struct PersistDriverTests {
+    @Test("a key's session id is the first 128 bits of SHA-256 of the key")
+    func keyToID() {
+        // SHA-256("") = e3b0c442 98fc1c14 9afbf4c8 996fb924 27ae41e4 ...
+        #expect(DRSPersistDriver.sessionID(for: "").hex == "e3b0c44298fc1c149afbf4c8996fb924")
+    }
+
+    @Test("set, get and remove round-trip a Codable value, and the backup holds it as one attribute")
+    func roundTrip() async throws {
+        try await withTwoNodes { n1, n2 in
+            let driver = DRSPersistDriver(node: n1)
+            try await driver.set(key: "cart-1", value: Cart(items: ["apples"]), expires: nil)
+            try await driver.set(key: "cart-1", value: Cart(items: ["apples", "pears"]), expires: nil)
+            #expect(try await driver.get(key: "cart-1", as: Cart.self) == Cart(items: ["apples", "pears"]))
+            let id = DRSPersistDriver.sessionID(for: "cart-1")
+            _ = try await n1.sync(id)
+            guard case .backup(let copy, let owner) = n2.lookup(id) else { Issue.record("no backup"); return }
+            #expect(owner == "n1")
+            #expect(copy.attributes.keys.sorted() == ["cart-1"])
+            #expect(try await driver.getWithTTL(key: "cart-1", as: Cart.self)?.ttl == nil)
+            try await driver.remove(key: "cart-1")
+            #expect(try await driver.get(key: "cart-1", as: Cart.self) == nil)
+            try await driver.remove(key: "cart-1")  // absent: a no-op
+        }
+    }
+
+    @Test("create refuses a live key and succeeds again after remove, in a new generation the backup accepts")
+    func createDuplicateAndRecreate() async throws {
+        try await withTwoNodes { n1, n2 in
+            let driver = DRSPersistDriver(node: n1)
+            try await driver.create(key: "k", value: 1, expires: nil)
+            await #expect(throws: PersistError.self) { try await driver.create(key: "k", value: 2, expires: nil) }
+            try await driver.remove(key: "k")
+            try await driver.create(key: "k", value: 3, expires: nil)
+            #expect(try await driver.get(key: "k", as: Int.self) == 3)
+            let id = DRSPersistDriver.sessionID(for: "k")
+            _ = try await n1.sync(id)
+            guard case .backup(let copy, _) = n2.lookup(id) else { Issue.record("the backup kept its tombstone"); return }
+            #expect(copy.stamp.epoch.counter == 2)
+            #expect(copy.attributes["k"] == Array("3".utf8))
+        }
+    }
+
+    @Test("expires is an absolute deadline: reads do not extend it and set without expires keeps it")
+    func absoluteDeadline() async throws {
+        try await withTwoNodes { n1, _ in
+            let driver = DRSPersistDriver(node: n1)
+            try await driver.set(key: "short", value: "v1", expires: .milliseconds(600))
+            for _ in 0..<3 {
+                #expect(try await driver.get(key: "short", as: String.self) == "v1")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await driver.set(key: "short", value: "v2", expires: nil)
+            let ttl = try #require(try await driver.getWithTTL(key: "short", as: String.self)?.ttl)
+            #expect(ttl <= .milliseconds(350), "set without expires moved the deadline: \(ttl) left")
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(try await driver.get(key: "short", as: String.self) == nil)
+        }
+    }
+
+    @Test("keys that cannot be attribute names are refused")
+    func invalidKeys() async throws {
+        try await withTwoNodes { n1, _ in
+            let driver = DRSPersistDriver(node: n1)
+            for key in ["", String(repeating: "k", count: 257), "tab\there"] {
+                await #expect(throws: SessionError.self) { try await driver.set(key: key, value: 1, expires: nil) }
+            }
+        }
+    }
+}
