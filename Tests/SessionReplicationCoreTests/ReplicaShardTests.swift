@@ -699,3 +699,33 @@ struct LostResyncTests {
         #expect(s.pendingResyncs(now: .zero + .seconds(30)).isEmpty)
     }
 }
+
+@Suite("Replica shard: resync answers never leak unflushed changes")
+struct ResyncUnflushedTests {
+    @Test("under manual writes a resync is answered with the whole session only when it is flushed")
+    func manualResyncWaitsForFlush() throws {
+        var net = TwoNodes { p, _ in p.writeFrequency = .manual }
+        try net.create()
+        try net.flush()
+        try net.commit { $0.set("secret", [9]) }
+        #expect(try net.transmit().isEmpty)
+        net.n1.onResync(from: "n2", entries: [.init(sequence: 1, id: TwoNodes.id)], now: net.clock.now)
+        #expect(try net.transmit().isEmpty, "the resync answer carried a change the application had not synced")
+        _ = try net.n1.sync(TwoNodes.id, now: net.clock.now)
+        let sent = try net.transmit()
+        #expect(sent.count == 1)
+        guard case .full(let s) = sent.first?.message else { Issue.record("expected the whole session"); return }
+        #expect(s.attributes["secret"] == [9] && s.stamp.version == 2)
+    }
+
+    @Test("with nothing unflushed a resync is answered at once with the whole session")
+    func resyncAnsweredAtOnce() throws {
+        var net = TwoNodes()
+        try net.create()
+        try net.flush()
+        net.n1.onResync(from: "n2", entries: [.init(sequence: 1, id: TwoNodes.id)], now: net.clock.now)
+        let sent = try net.transmit()
+        guard sent.count == 1, case .full(let s) = sent[0].message else { Issue.record("expected one whole session"); return }
+        #expect(s.stamp.version == 1)
+    }
+}

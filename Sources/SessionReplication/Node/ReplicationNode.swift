@@ -534,6 +534,14 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             guard let link = links[peer] else { continue }
             link.eventLoop.execute { [self] in transmit(batches, control: [], to: link) }
         }
+        // Streams of senders silent for a minute are forgotten (a peer that never came
+        // back); should it return, its next frame's low watermark starts a new one.
+        let idle = t + .seconds(-60)
+        if idle > .zero {
+            inbound.withLockedValue { s in
+                s.streams = s.streams.filter { _, box in box.lock.withLock { box.lastHeard >= idle } }
+            }
+        }
         // Gaps that waited out the reorder delay.
         let boxes = inbound.withLockedValue { Array($0.streams.values) }
         for box in boxes {
@@ -616,6 +624,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             return b
         }
         box.lock.withLock {
+            box.lastHeard = t
             let d = box.stream.accept(firstSequence: header.firstSequence, lowWatermark: header.lowWatermark, messages: body.data,
                                       now: t, reorderFrames: configuration.replication.reorderFrames,
                                       reorderDelay: configuration.replication.reorderDelay)

@@ -99,6 +99,8 @@ final class InboundBox: @unchecked Sendable {
     var stream = InboundStream()
     let senderName: String
     let lane: UInt16
+    /// When the stream last received a frame (guarded by `lock`).
+    var lastHeard: MonotonicInstant = .zero
     init(senderName: String, lane: UInt16) {
         self.senderName = senderName
         self.lane = lane

@@ -352,7 +352,16 @@ public struct ReplicaShard: Sendable {
             }
             counters.resyncsServed += 1
             let seq: UInt64
-            if let o = owned[e.id], o.state.replicaSet.contains(peer) {
+            if let o = owned[e.id], o.state.replicaSet.contains(peer), o.sentVersion < o.state.stamp.version {
+                // Changes not flushed yet (manual or time-based writes) must not leak out
+                // early: the whole session goes with the next flush; the backup keeps asking.
+                owned[e.id]!.needsFull = true
+                if settings.policy.writeFrequency == .timeBased {
+                    dirty.insert(e.id)
+                    if nextTimedWrite == nil { nextTimedWrite = now + settings.policy.writeInterval }
+                }
+                continue
+            } else if let o = owned[e.id], o.state.replicaSet.contains(peer) {
                 seq = enqueue(MessageCodec.encode(.full(replicable(o.state))), to: peer, session: e.id, mustDeliver: false)
                 counters.fullStatesSent += 1
             } else if let t = tombstones[e.id] {
