@@ -729,3 +729,23 @@ struct ResyncUnflushedTests {
         #expect(s.stamp.version == 1)
     }
 }
+
+@Suite("Replica shard: ended ids created again")
+struct NewGenerationTests {
+    @Test("creating an id that ended starts a new generation whose state beats the backup's tombstone")
+    func recreateAfterInvalidation() throws {
+        var net = TwoNodes()
+        try net.create(["a": [1]])
+        try net.flush()
+        _ = try net.n1.invalidate(TwoNodes.id, reason: .invalidated, now: net.clock.now)
+        try net.flush()
+        guard case .tombstone(let t) = net.n2.copy(of: TwoNodes.id) else { Issue.record("no tombstone on the backup"); return }
+        try net.create(["a": [2]])
+        let created = try #require(net.ownerState)
+        #expect(created.stamp.epoch.counter == t.epoch.counter + 1)
+        #expect(created.stamp > t)
+        try net.flush()
+        #expect(net.backupState?.attributes == ["a": [2]])
+        #expect(net.backupState?.stamp == created.stamp)
+    }
+}
