@@ -21,9 +21,9 @@ demo: release
 test:
 	SWIFT_DETERMINISTIC_HASHING=1 $(SWIFT) test
 
-# Replication throughput and lag (release build).
+# Replication throughput and lag (release build; its own two-node cluster in one process).
 bench: release
-	./.build/release/drs bench --config $(CONFIG)
+	./.build/release/drs bench
 
 clean:
 	rm -rf .build .drs

@@ -38,9 +38,6 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Write the results as JSON to this file.")
     var json: String?
 
-    @Option(help: "Accepted for symmetry with other commands; the bench uses its own two-node cluster.")
-    var config: String?
-
     struct Result: Codable {
         var workload: String
         /// Writes the owner committed per second (writers do not wait for replication

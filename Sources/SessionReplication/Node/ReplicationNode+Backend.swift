@@ -34,14 +34,11 @@ extension ReplicationNode: SessionBackend {
         let box = shard(for: id)
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
-        guard let state = box.withCore({ $0.access(id, wall: wall) }) else {
-            if case .backup = copy(of: id) { throw SessionError(.notOwner, "this node holds a backup of \(id); ask its owner") }
-            throw SessionError(.sessionNotFound, "no session \(id)")
-        }
+        guard let state = box.withCore({ $0.access(id, wall: wall) }) else { throw notOwnedHere(id) }
         let created = try await createSession(attributes: state.attributes, maxInactiveInterval: state.maxInactiveInterval)
         let outcome = try box.withCore { try $0.invalidate(id, reason: .rotated, now: now) }
         flushPending(box)
-        _ = try await finishWait(outcome, box: box)
+        _ = try await finish(outcome, box: box, invalidation: true)
         return created
     }
 

@@ -203,9 +203,6 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// The current node id of each peer heard from.
     func knownPeerIDs() -> [String: NodeID] { inbound.withLockedValue { $0.currentID } }
 
-    func finishWait(_ outcome: CommitOutcome, box: ShardBox) async throws -> WriteResult {
-        try await finish(outcome, box: box, invalidation: true)
-    }
 
     func checkRunning() throws {
         if isStopped { throw SessionError(.shuttingDown, "the node is stopped") }
@@ -279,6 +276,12 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         return box.withCore { $0.access(id, wall: wall) }
     }
 
+    /// Why `id` cannot be changed here: only a backup is held (`misdirected`), or nothing.
+    func notOwnedHere(_ id: SessionID) -> SessionError {
+        if case .backup = copy(of: id) { return SessionError(.notOwner, "this node holds a backup of \(id); ask its owner") }
+        return SessionError(.sessionNotFound, "no session \(id)")
+    }
+
     /// This node's own copy of `id` (owner, backup or tombstone), without touching it.
     public func copy(of id: SessionID) -> HeldCopy? { shard(for: id).withCore { $0.copy(of: id) } }
 
@@ -298,10 +301,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         try checkRunning()
         let wallNow = wall
         let current: SessionState? = box.withCore { $0.access(id, wall: wallNow) }
-        guard let current else {
-            if case .backup = copy(of: id) { throw SessionError(.notOwner, "this node holds a backup of \(id); ask its owner") }
-            throw SessionError(.sessionNotFound, "no session \(id)")
-        }
+        guard let current else { throw notOwnedHere(id) }
         if let ifMatch, ifMatch != current.stamp { throw SessionError(.preconditionFailed, "session is at \(current.stamp.etag)") }
         var scope = SessionScope(state: current)
         let value = try body(&scope)
@@ -388,7 +388,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         }
     }
 
-    private func finish(_ outcome: CommitOutcome, box: ShardBox, invalidation: Bool = false, strict: Bool = false) async throws -> WriteResult {
+    func finish(_ outcome: CommitOutcome, box: ShardBox, invalidation: Bool = false, strict: Bool = false) async throws -> WriteResult {
         guard let waiter = outcome.waiter else { return WriteResult(state: outcome.state, durability: .local) }
         switch await box.wait(waiter) {
         case .replicated(let names):
@@ -443,7 +443,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var streamFrames = 0
         for (lane, b) in batches {
             let body = FrameBody.encode(data: b.messages, control: [])
-            if udp, body.count + 128 <= maxDatagram {
+            if udp, body.count + FrameHeader.maxDatagramOverhead <= maxDatagram {
                 var d = ByteBuffer()
                 frameCodec.encode(lane: lane, firstSequence: b.firstSequence, lowWatermark: b.lowWatermark, body: body, datagram: true, into: &d)
                 datagrams.append(d)
@@ -454,7 +454,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         }
         if !control.isEmpty {
             let body = FrameBody.encode(data: [], control: control)
-            if udp, body.count + 128 <= maxDatagram {
+            if udp, body.count + FrameHeader.maxDatagramOverhead <= maxDatagram {
                 var d = ByteBuffer()
                 frameCodec.encode(lane: 0, firstSequence: 0, lowWatermark: 0, body: body, datagram: true, into: &d)
                 datagrams.append(d)
@@ -547,7 +547,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         for box in boxes {
             box.lock.withLock {
                 let d = box.stream.tick(now: t, reorderDelay: configuration.replication.reorderDelay)
-                if d.reportGap { deliver(d, box: box, lane: nil, t: t) }
+                if d.reportGap { deliver(d, box: box, t: t) }
             }
         }
         for link in links.values {
@@ -628,13 +628,13 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             let d = box.stream.accept(firstSequence: header.firstSequence, lowWatermark: header.lowWatermark, messages: body.data,
                                       now: t, reorderFrames: configuration.replication.reorderFrames,
                                       reorderDelay: configuration.replication.reorderDelay)
-            deliver(d, box: box, lane: header.lane, t: t)
+            deliver(d, box: box, t: t)
         }
     }
 
     /// Applies delivered messages and queues the receipt (and resync requests) for the
     /// sender. Called with `box.lock` held, so one stream applies in order.
-    private func deliver(_ d: InboundStream.Delivery, box: InboundBox, lane: UInt16?, t: MonotonicInstant) {
+    private func deliver(_ d: InboundStream.Delivery, box: InboundBox, t: MonotonicInstant) {
         var newResyncs = 0
         let observer = observerLock.withLock { applyObserver }
         for (seq, message) in d.messages {
@@ -661,9 +661,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             $0.skipped += Int(d.skipped)
         }
         guard let link = links[box.senderName] else { return }
-        let streamLane = lane ?? box.lane
         let held = box.stream.buffered > 0 ? box.stream.heldRanges() : []
-        link.addControl(lane: streamLane, through: box.stream.deliveredThrough, held: held, resync: resync)
+        link.addControl(lane: box.lane, through: box.stream.deliveredThrough, held: held, resync: resync)
         if datagramTransport && resync.isEmpty && !d.reportGap {
             // Over UDP a receipt waits up to 1 ms so that one covers many datagrams (half
             // the packets otherwise). Over TCP it goes at once: synchronous writes wait on it.

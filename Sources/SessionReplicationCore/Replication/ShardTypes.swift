@@ -13,8 +13,9 @@ public struct ShardSettings: Sendable {
     /// Other members that may hold backups (static membership: the configured nodes
     /// whose role stores backups).
     public var backupCandidates: [String]
-    /// Bytes reserved for frame header and seal in a datagram. Default 128.
-    public var datagramOverhead: Int = 128
+    /// Bytes reserved for frame header and seal in a datagram. Default
+    /// `FrameHeader.maxDatagramOverhead`.
+    public var datagramOverhead: Int = FrameHeader.maxDatagramOverhead
     /// Largest batch on TCP. Default 256 KiB.
     public var maxStreamBatchBytes: Int = 256 << 10
     /// Lanes (shards) sharing the UDP window and rate towards one peer. Default 1.

@@ -10,6 +10,10 @@ public struct FrameHeader: Hashable, Sendable {
     public static let magic: UInt16 = 0x5244
     /// The protocol version this build speaks.
     public static let protocolVersion: UInt8 = 1
+    /// Bytes a datagram spends beyond its body, rounded up: the largest header (a 32-byte
+    /// sender name), the 16-byte tag and the body's counts. Bodies larger than
+    /// `udpMaxPayload` minus this go over TCP.
+    public static let maxDatagramOverhead = 128
     /// Sequences at or above this are refused (2^62).
     public static let maxSequence: UInt64 = 1 << 62
     /// Bytes before the sender name.
