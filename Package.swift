@@ -29,7 +29,10 @@ let package = Package(
             name: "SessionReplicationCore",
             dependencies: [
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]
+            ],
+            // The simulator runs thousands of seeds in `make test` (a debug build): the
+            // protocol core is optimised there too.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
         .target(
             name: "SessionReplication",
@@ -59,7 +62,11 @@ let package = Package(
         ),
         .target(
             name: "SessionReplicationTestKit",
-            dependencies: ["SessionReplicationCore"]
+            dependencies: [
+                "SessionReplicationCore",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
         .executableTarget(
             name: "drs",

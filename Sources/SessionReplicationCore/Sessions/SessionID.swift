@@ -111,4 +111,12 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
     public var description: String { String(rawValue, radix: 16) }
+
+    /// A fresh id for a process starting at wall time `start`: the start in milliseconds
+    /// in the high bits and 20 random bits below, so a later start of a node has a larger
+    /// id and replaces the earlier one in every member's view (two starts within one
+    /// millisecond are ordered at random).
+    public static func fresh(start: WallTime, random: UInt64) -> NodeID {
+        NodeID(UInt64(max(0, start.milliseconds)) << 20 | (random & 0xF_FFFF) | 1)
+    }
 }
