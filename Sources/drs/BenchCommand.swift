@@ -153,8 +153,8 @@ struct BenchCommand: AsyncParsableCommand {
         let b = try ReplicationNode(configuration: config, name: "b", logger: logger, eventLoopGroup: group)
         try await a.start()
         try await b.start()
-        a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!)
-        b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!)
+        a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!, membershipPort: b.membershipPort)
+        b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!, membershipPort: a.membershipPort)
         let origin = ContinuousClock.now
         // Samples are taken by the observer itself (on a network thread) between the end of
         // the warm-up and the deadline: a task resetting them could starve behind the writers.

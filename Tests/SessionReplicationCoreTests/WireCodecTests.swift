@@ -202,7 +202,7 @@ struct WireCodecTests {
         #expect(throws: DecodeError.unsupportedVersion(0)) { try decodeFrame(frame) }
     }
 
-    @Test("unknown flag bits, an invalid sender name or a non-zero namespace are refused")
+    @Test("unknown flag bits, an invalid sender name or an unknown namespace are refused")
     func headerFields() {
         var frame = makeFrame(data: [], control: [])
         frame[3] = 0b100
@@ -216,7 +216,7 @@ struct WireCodecTests {
 
         let body = FrameBody.encode(data: [], control: [])
         var w = ByteWriter()
-        sampleHeader(bodyLength: body.count, namespace: 1).encode(into: &w)
+        sampleHeader(bodyLength: body.count, namespace: 2).encode(into: &w)
         w.writeRaw(body)
         #expect(throws: DecodeError.invalid(field: "header.namespace")) { try decodeFrame(w.bytes) }
     }

@@ -56,9 +56,10 @@ struct SessionLifecycleTests {
         }
     }
 
-    @Test("a backup evicts a copy after maxInactiveInterval + backupGrace without word from its owner")
+    @Test("a backup that may not own (role server) evicts a copy after maxInactiveInterval + backupGrace without word from its dead owner")
     func backupEviction() async throws {
         var config = TestCluster.configuration(names: ["n1", "n2"])
+        config.nodes[1].role = .server
         config.sessions.maxInactiveInterval = .seconds(1)
         config.sessions.backupGrace = .zero
         let cluster = try await TestCluster(config)
@@ -67,6 +68,7 @@ struct SessionLifecycleTests {
         await cluster["n1"].shutdown()
         let evicted = await eventually { cluster["n2"].copy(of: id) == nil }
         let counters = cluster["n2"].counters.replication
+        #expect(counters.promotions == 0)
         await cluster.shutdown()
         #expect(evicted)
         #expect(counters.backupsEvicted == 1)
@@ -83,8 +85,8 @@ struct SessionLifecycleTests {
         let n1 = try ReplicationNode(configuration: base, name: "n1", logger: Logger(label: "t"), eventLoopGroup: group)
         let n2 = try ReplicationNode(configuration: rotated, name: "n2", logger: Logger(label: "t"), eventLoopGroup: group)
         try await n1.start(); try await n2.start()
-        n1.setPeerEndpoint("n2", host: "127.0.0.1", port: n2.replicationPort!)
-        n2.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!)
+        n1.setPeerEndpoint("n2", host: "127.0.0.1", port: n2.replicationPort!, membershipPort: n2.membershipPort)
+        n2.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!, membershipPort: n1.membershipPort)
         let a = try await n1.createSession(attributes: ["x": [1]]).state!.id
         let b = try await n2.createSession(attributes: ["y": [2]]).state!.id
         let synced = (try await n1.sync(a).durability, try await n2.sync(b).durability)
@@ -131,8 +133,8 @@ struct ShutdownAndRestartTests {
         // A new n2 process: a fresh node id, nothing held.
         let fresh = try ReplicationNode(configuration: config, name: "n2", logger: .init(label: "t"), eventLoopGroup: cluster.group)
         try await fresh.start()
-        fresh.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!)
-        n1.setPeerEndpoint("n2", host: "127.0.0.1", port: fresh.replicationPort!)
+        fresh.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!, membershipPort: n1.membershipPort)
+        n1.setPeerEndpoint("n2", host: "127.0.0.1", port: fresh.replicationPort!, membershipPort: fresh.membershipPort)
         // One write makes n1 hear from the new process.
         _ = try await n1.withSession(ids[0]) { $0.set("b", [2]) }
         let all = ids

@@ -15,11 +15,13 @@ final class TestCluster: Sendable {
     static func configuration(names: [String], _ configure: (inout ReplicationPolicy) -> Void = { _ in }) -> ClusterConfiguration {
         var policy = ReplicationPolicy()
         configure(&policy)
-        return ClusterConfiguration(
+        var config = ClusterConfiguration(
             clusterID: "test",
             keys: ClusterKeys(current: key),
             nodes: names.map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) },
             replication: policy)
+        config.membership = testMembership
+        return config
     }
 
     /// Starts `names` (all of the configuration's nodes unless `only` says otherwise).
@@ -37,8 +39,15 @@ final class TestCluster: Sendable {
         self.nodes = nodes
         for a in nodes {
             for b in nodes where a !== b {
-                a.setPeerEndpoint(b.endpoint.name, host: "127.0.0.1", port: b.replicationPort!)
+                a.setPeerEndpoint(b.endpoint.name, host: "127.0.0.1", port: b.replicationPort!, membershipPort: b.membershipPort)
             }
+        }
+    }
+
+    /// Waits until every node lists every other as alive (membership joined, links up).
+    func joined(timeout: Duration = .seconds(10)) async -> Bool {
+        await eventually(timeout: timeout) {
+            nodes.allSatisfy { n in n.members().filter { m in nodes.contains { $0.endpoint.name == m.name } }.allSatisfy { $0.state == "alive" } }
         }
     }
 
@@ -62,6 +71,16 @@ final class TestCluster: Sendable {
         }
     }
 }
+
+/// The test suite runs dozens of clusters at once on two cores, in a debug build: a
+/// member's threads can be starved for longer than the default suspicion timeout
+/// (400 ms). Tests use a slower detector (1 s suspicion) so that only the faults they
+/// cause are detected; `drs bench` and the soak measure the defaults.
+let testMembership: MembershipSettings = {
+    var m = MembershipSettings()
+    m.probeInterval = .milliseconds(250)
+    return m
+}()
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.
 /// Used to wait for asynchronous replication; never to assert on timing.

@@ -37,8 +37,9 @@ public struct MembershipSettings: Hashable, Sendable {
         /// Only the side that sees a majority of the configured voters promotes.
         case majority
     }
-    /// Period of failure-detector probes. Default 200 ms.
-    public var probeInterval: Duration = .milliseconds(200)
+    /// Period of failure-detector probes; the direct-ack timeout is 40 % of it and the
+    /// shortest suspicion 4 periods. Default 100 ms.
+    public var probeInterval: Duration = .milliseconds(100)
     /// Lease length `L`. Default 500 ms.
     public var lease: Duration = .milliseconds(500)
     /// Default `any`.
@@ -48,6 +49,16 @@ public struct MembershipSettings: Hashable, Sendable {
 
     /// Creates the defaults.
     public init() {}
+
+    /// The failure detector's tunables derived from these settings.
+    public var tuning: MembershipTuning {
+        var t = MembershipTuning()
+        t.probeInterval = probeInterval
+        t.probeTimeout = probeInterval * 2 / 5
+        t.joinRetryInterval = max(.milliseconds(100), probeInterval * 5)
+        t.tombstoneTTL = tombstoneTTL
+        return t
+    }
 }
 
 /// HTTP settings (`http:` in the config file).

@@ -5,7 +5,7 @@ extension ReplicationNode: SessionBackend {
     public var nodeName: String { endpoint.name }
 
     /// Whether the node was started and is not stopping.
-    public var isReady: Bool { isStarted && !isStopped }
+    public var isReady: Bool { isStarted && !isStopped && !isDeclaredDead }
 
     /// Creates a session with a fresh id (the `SessionBackend` requirement).
     public func createSession(attributes: [String: [UInt8]], maxInactiveInterval: Duration?) async throws -> WriteResult {
@@ -40,19 +40,6 @@ extension ReplicationNode: SessionBackend {
         flushPending(box)
         _ = try await finish(outcome, box: box, invalidation: true)
         return created
-    }
-
-    /// The configured members, sorted by name. A peer is `alive` while its replication
-    /// connection is up and `dead` otherwise (static membership).
-    public func members() -> [MemberInfo] {
-        let ids = knownPeerIDs()
-        return configuration.nodes.sorted { $0.name < $1.name }.map { node in
-            let isSelf = node.name == endpoint.name
-            let port = isSelf ? (replicationPort ?? node.replicationPort) : node.replicationPort
-            let alive = isSelf || (links[node.name]?.isConnected ?? false)
-            return MemberInfo(name: node.name, id: isSelf ? nodeID.description : ids[node.name]?.description,
-                              address: "\(node.address):\(port)", state: alive ? "alive" : "dead", incarnation: 0, isSelf: isSelf)
-        }
     }
 
     /// Invalidates `id` when this node owns it; a no-op when it holds nothing, only a
@@ -90,7 +77,7 @@ extension ReplicationNode: SessionBackend {
             }
         }
         let c = counters
-        return NodeStatus(name: endpoint.name, id: nodeID.description, state: isStopped ? "leaving" : "serving",
+        return NodeStatus(name: endpoint.name, id: nodeID.description, state: isStopped ? "leaving" : isDeclaredDead ? "fenced" : "serving",
                           leaseRemainingMs: 0, primaries: c.primaries, backups: c.backups, underReplicated: under,
                           queues: c.queueDepth, lagMsP99: lag, stateTransferPending: 0, stateTransferDone: 0)
     }

@@ -14,8 +14,8 @@ import Glibc
 ///
 /// Create it from a validated `ClusterConfiguration` and the node's name, then either
 /// `run()` it as a swift-service-lifecycle `Service` (SIGTERM stops it) or call `start()`
-/// and `shutdown()` yourself. Membership is static in this version: peers come from the
-/// configuration and a peer counts as reachable while its TCP connection works.
+/// and `shutdown()` yourself. Members are the configured nodes; which of them are alive,
+/// and under which process id, is tracked by SWIM membership on `membershipPort`.
 public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable {
     /// The configuration the node runs with.
     public let configuration: ClusterConfiguration
@@ -32,7 +32,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     let origin = ContinuousClock.now
     private let state = NIOLockedValueBox(RuntimeState())
     private let inbound = NIOLockedValueBox(InboundState())
-    private let transport = NIOLockedValueBox(TransportCounters())
+    let transport = NIOLockedValueBox(TransportCounters())
+    /// The membership protocol's state; driven on `membershipLoop` only.
+    let membership: NIOLockedValueBox<Membership>
+    let membershipGroup: MultiThreadedEventLoopGroup
+    var membershipLoop: any EventLoop { membershipGroup.next() }
     // A plain stored closure: reading one through a generic box re-wraps it in a
     // reabstraction thunk on every call, which profiling showed stacking up.
     private let observerLock = NIOLock()
@@ -41,15 +45,22 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     struct RuntimeState {
         var started = false
         var stopped = false
+        /// Declared dead by the cluster: serves nothing.
+        var declaredDead = false
         var server: (any Channel)?
         var datagram: (any Channel)?
         var tick: RepeatedTask?
+        var membershipChannel: (any Channel)?
+        var membershipTick: RepeatedTask?
         /// Accepted connections, closed at shutdown (closing a listener leaves them open).
         var children: [ObjectIdentifier: any Channel] = [:]
     }
 
     struct InboundState {
         var windows: [NodeID: ReplayWindow] = [:]
+        /// Datagram counters seen on the membership socket (apart from replication
+        /// datagrams, so a flood of those never pushes a probe out of the window).
+        var membershipWindows: [NodeID: ReplayWindow] = [:]
         var currentID: [String: NodeID] = [:]
         /// Node ids replaced by a restart: their frames are refused for good.
         var retired: Set<NodeID> = []
@@ -79,8 +90,14 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         self.configuration = configuration
         self.endpoint = me
         var rng = SystemRandomNumberGenerator()
-        let id = NodeID(rng.next() | 1)
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let id = NodeID.fresh(start: WallTime(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000), random: rng.next())
         self.nodeID = id
+        self.membership = NIOLockedValueBox(Membership(
+            selfName: name, selfID: id, seeds: configuration.nodes.map(\.name), tuning: configuration.membership.tuning,
+            randomSeed: rng.next(), now: .zero))
+        self.membershipGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var logger = logger
         logger[metadataKey: "drs.node"] = "\(name)"
         self.logger = logger
@@ -103,7 +120,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         }
         var links: [String: PeerLink] = [:]
         for peer in configuration.nodes where peer.name != name {
-            links[peer.name] = PeerLink(name: peer.name, host: peer.address, port: peer.replicationPort, eventLoop: group.next())
+            links[peer.name] = PeerLink(name: peer.name, host: peer.address, port: peer.replicationPort,
+                                        membershipPort: peer.membershipPort, eventLoop: group.next())
         }
         self.links = links
         self.frameCodec = FrameCodec(sealer: FrameSealer(keys: configuration.keys, clusterID: configuration.clusterID, selfID: id),
@@ -154,9 +172,17 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 }
             }
             .bind(host: endpoint.address, port: server.localAddress?.port ?? endpoint.replicationPort).get()
+            try await startMembership()
         } catch {
             // Leave nothing bound behind a failed start.
             try? await server.close()
+            let (d, m, mt) = state.withLockedValue { s in
+                defer { s.datagram = nil; s.membershipChannel = nil; s.membershipTick = nil }
+                return (s.datagram, s.membershipChannel, s.membershipTick)
+            }
+            mt?.cancel()
+            try? await d?.close()
+            try? await m?.close()
             state.withLockedValue { $0.started = false }
             throw error
         }
@@ -178,23 +204,51 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// waiting on replication end with `not-ready` (their change is applied here,
     /// durability unknown); later calls fail with `not-ready`.
     public func shutdown() async {
-        let (server, datagram, tick, children) = state.withLockedValue { s -> ((any Channel)?, (any Channel)?, RepeatedTask?, [any Channel]) in
-            guard !s.stopped else { return (nil, nil, nil, []) }
+        let (server, datagram, tick, children, wasStopped) = state.withLockedValue { s -> ((any Channel)?, (any Channel)?, RepeatedTask?, [any Channel], Bool) in
+            guard !s.stopped else { return (nil, nil, nil, [], true) }
             s.stopped = true
             defer { s.datagram = nil; s.children = [:] }
-            return (s.server, s.datagram, s.tick, Array(s.children.values))
+            return (s.server, s.datagram, s.tick, Array(s.children.values), false)
         }
-        if let tick {
+        guard !wasStopped else { return }
+        let (membershipChannel, membershipTick) = state.withLockedValue { s in
+            defer { s.membershipChannel = nil; s.membershipTick = nil }
+            return (s.membershipChannel, s.membershipTick)
+        }
+        for task in [tick, membershipTick].compactMap({ $0 }) {
             let done = group.next().makePromise(of: Void.self)
-            tick.cancel(promise: done)
+            task.cancel(promise: done)
             try? await done.futureResult.get()
         }
+        try? await membershipChannel?.close()
         for shard in shards { shard.close() }
         try? await server?.close()
         try? await datagram?.close()
         for child in children { try? await child.close() }
         for link in links.values { await link.close() }
         if ownsGroup { try? await group.shutdownGracefully() }
+        try? await membershipGroup.shutdownGracefully()
+    }
+
+    /// The membership socket, once bound.
+    var membershipChannel: (any Channel)? { state.withLockedValue { $0.membershipChannel } }
+
+    func setMembershipChannel(_ channel: any Channel, tick: RepeatedTask) {
+        state.withLockedValue {
+            $0.membershipChannel = channel
+            $0.membershipTick = tick
+        }
+    }
+
+    /// Whether a membership datagram's counter is new for its sender.
+    func acceptMembershipCounter(_ header: FrameHeader) -> Bool {
+        inbound.withLockedValue { s in
+            guard !s.retired.contains(header.sender) else { return false }
+            var window = s.membershipWindows[header.sender] ?? ReplayWindow()
+            guard window.acceptDatagram(header.counter) else { return false }
+            s.membershipWindows[header.sender] = window
+            return true
+        }
     }
 
     var isStopped: Bool { state.withLockedValue { $0.stopped } }
@@ -206,7 +260,13 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
 
     func checkRunning() throws {
         if isStopped { throw SessionError(.shuttingDown, "the node is stopped") }
+        if isDeclaredDead { throw SessionError(.fenced, "the cluster declared this node dead; it serves nothing until restarted") }
     }
+
+    /// Whether the cluster declared this process dead.
+    public var isDeclaredDead: Bool { state.withLockedValue { $0.declaredDead } }
+
+    func markDeclaredDead() { state.withLockedValue { $0.declaredDead = true } }
 
     /// Runs the node until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`) or
     /// task cancellation.
@@ -222,9 +282,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// The port replication is bound to (useful when configured as 0).
     public var replicationPort: Int? { state.withLockedValue { $0.server?.localAddress?.port } }
 
-    /// Points this node at a peer's replication endpoint (tests that bind port 0).
-    public func setPeerEndpoint(_ name: String, host: String, port: Int) {
-        links[name]?.setEndpoint(host: host, port: port)
+    /// Points this node at a peer's replication endpoint, and its membership port when
+    /// given (tests that bind port 0).
+    public func setPeerEndpoint(_ name: String, host: String, port: Int, membershipPort: Int? = nil) {
+        links[name]?.setEndpoint(host: host, port: port, membershipPort: membershipPort)
         setReachable(name, true)
     }
 
@@ -564,12 +625,18 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     func receive(_ buffer: ByteBuffer, datagram: Bool) {
         guard !isStopped else { return }
         let header: FrameHeader, body: FrameBody
+        var membershipMessage: MembershipMessage?
         switch frameCodec.decode(buffer, datagram: datagram) {
         case .failure(let reason):
             countRejection(reason)
             return
-        case .success(let frame):
-            (header, body) = frame
+        case .success(.replication(let h, let b)):
+            (header, body) = (h, b)
+        case .success(.membership(let h, let m)):
+            // Membership datagrams belong on the membership socket.
+            guard !datagram else { countRejection(.malformed); return }
+            (header, body) = (h, FrameBody())
+            membershipMessage = m
         }
         guard links[header.senderName] != nil else { countRejection(.unknownSender); return }
         let (accepted, restarted): (Bool, Bool) = inbound.withLockedValue { s in
@@ -596,6 +663,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             for shard in shards { shard.withCore { $0.peerRestarted(header.senderName) } }
         }
         transport.withLockedValue { $0.framesReceived += 1 }
+        if let membershipMessage {
+            receiveMembership(membershipMessage, header: header, reliable: true)
+            return
+        }
         let t = now
         for message in body.control {
             switch message {

@@ -1,22 +1,36 @@
 import NIOCore
 import SessionReplicationCore
 
-/// Builds and parses replication frames: header, body, seal. TCP frames carry a 4-byte
-/// little-endian length prefix; datagrams do not.
+/// A frame that opened and decoded.
+enum DecodedFrame {
+    /// Replication data and control messages.
+    case replication(FrameHeader, FrameBody)
+    /// One membership message.
+    case membership(FrameHeader, MembershipMessage)
+
+    var header: FrameHeader {
+        switch self {
+        case .replication(let h, _), .membership(let h, _): return h
+        }
+    }
+}
+
+/// Builds and parses frames (replication and membership): header, body, seal. TCP
+/// frames carry a 4-byte little-endian length prefix; datagrams do not.
 struct FrameCodec: Sendable {
     let sealer: FrameSealer
     let selfName: String
     let limits: WireLimits
 
     /// Encodes one frame into `buffer`.
-    func encode(lane: UInt16, firstSequence: UInt64, lowWatermark: UInt64, body: [UInt8], datagram: Bool,
-                into buffer: inout ByteBuffer) {
+    func encode(namespace: UInt16 = FrameHeader.replicationNamespace, lane: UInt16, firstSequence: UInt64,
+                lowWatermark: UInt64, body: [UInt8], datagram: Bool, into buffer: inout ByteBuffer) {
         let counter = sealer.nextCounter()
         var flags: FrameHeader.Flags = datagram ? [.datagram] : []
         if sealer.sealing { flags.insert(.sealed) }
         let bodyLength = body.count + (sealer.sealing ? 16 : 0)
         let header = FrameHeader(flags: flags, senderName: selfName, clusterTag: sealer.clusterTag, sender: sealer.selfID,
-                                 keyFingerprint: sealer.currentFingerprint, counter: counter, lane: lane,
+                                 keyFingerprint: sealer.currentFingerprint, counter: counter, namespace: namespace, lane: lane,
                                  firstSequence: firstSequence, lowWatermark: lowWatermark, bodyLength: UInt32(bodyLength))
         var w = ByteWriter(capacity: header.encodedSize)
         header.encode(into: &w)
@@ -32,8 +46,8 @@ struct FrameCodec: Sendable {
 
     /// Decodes one frame (without length prefix). Checks cluster, seal and body; replay
     /// is checked by the caller, which holds the per-sender windows.
-    func decode(_ buffer: ByteBuffer, datagram: Bool) -> Result<(FrameHeader, FrameBody), FrameRejection> {
-        buffer.withUnsafeReadableBytes { raw -> Result<(FrameHeader, FrameBody), FrameRejection> in
+    func decode(_ buffer: ByteBuffer, datagram: Bool) -> Result<DecodedFrame, FrameRejection> {
+        buffer.withUnsafeReadableBytes { raw -> Result<DecodedFrame, FrameRejection> in
             var r = ByteReader(raw)
             let header: FrameHeader
             do {
@@ -49,17 +63,23 @@ struct FrameCodec: Sendable {
             guard header.senderName != selfName, header.sender != sealer.selfID else { return .failure(.selfSent) }
             let headerBytes = UnsafeRawBufferPointer(rebasing: raw[0..<r.offset])
             let bodyBytes = UnsafeRawBufferPointer(rebasing: raw[r.offset...])
-            let decoded: Result<FrameBody, DecodeError>
+            let membership = header.namespace == FrameHeader.membershipNamespace
+            func parse(_ p: UnsafeRawBufferPointer) -> Result<DecodedFrame, DecodeError> {
+                Result { () throws(DecodeError) in
+                    membership ? .membership(header, try MembershipCodec.decode(p)) : .replication(header, try FrameBody.decode(p, limits: limits))
+                }
+            }
+            let decoded: Result<DecodedFrame, DecodeError>
             if sealer.sealing {
                 guard header.flags.contains(.sealed) else { return .failure(.sealMismatch) }
                 guard let plain = sealer.open(body: bodyBytes, header: header, headerBytes: headerBytes) else { return .failure(.badSeal) }
-                decoded = plain.withUnsafeBytes { p in Result { () throws(DecodeError) in try FrameBody.decode(p, limits: limits) } }
+                decoded = plain.withUnsafeBytes { p in parse(p) }
             } else {
                 guard !header.flags.contains(.sealed) else { return .failure(.sealMismatch) }
-                decoded = Result { () throws(DecodeError) in try FrameBody.decode(bodyBytes, limits: limits) }
+                decoded = parse(bodyBytes)
             }
             switch decoded {
-            case .success(let body): return .success((header, body))
+            case .success(let frame): return .success(frame)
             case .failure(.tooLarge): return .failure(.oversized)
             case .failure: return .failure(.malformed)
             }

@@ -21,24 +21,29 @@ final class PeerLink: @unchecked Sendable {
     private var receipts: [UInt16: Receipt] = [:]
     private var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
     private var _datagramAddress: SocketAddress?
+    private var _membershipAddress: SocketAddress?
     /// The peer's datagram address (its replication port).
     var datagramAddress: SocketAddress? { lock.withLock { _datagramAddress } }
+    /// The peer's membership socket (`nil` while its port is unknown).
+    var membershipAddress: SocketAddress? { lock.withLock { _membershipAddress } }
     private var closed = false
 
-    init(name: String, host: String, port: Int, eventLoop: any EventLoop) {
+    init(name: String, host: String, port: Int, membershipPort: Int, eventLoop: any EventLoop) {
         self.name = name
         self.host = host
         self.port = port
         self.eventLoop = eventLoop
         self._datagramAddress = try? SocketAddress(ipAddress: host, port: port)
+        self._membershipAddress = membershipPort == 0 ? nil : try? SocketAddress(ipAddress: host, port: membershipPort)
     }
 
     /// Points the link at a new address (tests binding port 0); drops the connection.
-    func setEndpoint(host: String, port: Int) {
+    func setEndpoint(host: String, port: Int, membershipPort: Int?) {
         let old: (any Channel)? = lock.withLock {
             self.host = host
             self.port = port
             self._datagramAddress = try? SocketAddress(ipAddress: host, port: port)
+            if let membershipPort { self._membershipAddress = try? SocketAddress(ipAddress: host, port: membershipPort) }
             self.nextAttempt = .uptimeNanoseconds(0)
             defer { channel = nil }
             return channel

@@ -227,6 +227,9 @@ public struct Membership: Sendable {
     /// the sweep of old dead members.
     public mutating func tick(now: MonotonicInstant) {
         guard status != .dead else { return }
+        // A timer that fires late means this process is starved (a loaded host, a
+        // pause): a local-health signal like a missed nack.
+        if now - nextDeadline > tuning.probeTimeout { bumpHealth(1) }
         for name in suspicions.keys.sorted() {
             guard let s = suspicions[name], now >= s.deadline, let m = members[name], m.status == .suspect else { continue }
             counters.deathsDeclared += 1
@@ -285,7 +288,8 @@ public struct Membership: Sendable {
             guard now >= p.endAt else { return }
             probe = nil
             counters.probesFailed += 1
-            bumpHealth(max(0, p.expectedNacks - p.nacks))
+            // Without relays no nack can vouch for this node's health: count the failure.
+            bumpHealth(p.expectedNacks == 0 ? 1 : max(0, p.expectedNacks - p.nacks))
             if let m = members[p.target], m.id == p.id, m.status == .alive {
                 counters.suspicionsRaised += 1
                 apply(MemberUpdate(status: .suspect, name: m.name, id: m.id, incarnation: m.incarnation, from: selfName), now: now)
@@ -469,8 +473,11 @@ public struct Membership: Sendable {
         let min = Duration.nanoseconds(Int64(Double(tuning.probeInterval.nanosecondsClamped) * Double(tuning.suspicionMultiplier) * scale))
         var k = tuning.suspicionMultiplier - 2
         if n - 2 < k { k = 0 }
-        suspicions[name] = Suspicion(start: now, confirmers: [from], k: Swift.max(0, k), min: min,
-                                     max: min * tuning.suspicionMaxMultiplier)
+        // A node in poor health gives suspects longer to refute (Lifeguard scales probes;
+        // this scales the verdict the same way).
+        let health = localHealth + 1
+        suspicions[name] = Suspicion(start: now, confirmers: [from], k: Swift.max(0, k), min: min * health,
+                                     max: min * tuning.suspicionMaxMultiplier * health)
     }
 
     // MARK: - Gossip

@@ -9,7 +9,7 @@ public struct ReplicaShard: Sendable {
     /// The settings.
     public private(set) var settings: ShardSettings
     /// Counters since start.
-    public private(set) var counters = ReplicationCounters()
+    public internal(set) var counters = ReplicationCounters()
 
     struct Owned: Sendable {
         var state: SessionState
@@ -44,7 +44,7 @@ public struct ReplicaShard: Sendable {
     var backups: [SessionID: Backup] = [:]
     var tombstones: [SessionID: Tombstone] = [:]
     /// Outbound streams by peer name.
-    public private(set) var streams: [String: OutboundStream] = [:]
+    public internal(set) var streams: [String: OutboundStream] = [:]
     var waiters: [UInt64: Waiter] = [:]
     var waitersByPeer: [String: Deque<(sequence: UInt64, waiter: UInt64)>] = [:]
     /// Whole sessions queued to a peer in answer to a resync, by sequence: a repeated
@@ -61,9 +61,15 @@ public struct ReplicaShard: Sendable {
     var nextAccessFlush: MonotonicInstant?
     var nextRepair: MonotonicInstant?
     /// Peers whose streams hold never-sent messages.
-    public private(set) var peersWithUnsent: Set<String> = []
+    public internal(set) var peersWithUnsent: Set<String> = []
     /// Peers the transport currently reaches (static membership: all until told otherwise).
     public private(set) var unreachable: Set<String> = []
+    /// Members membership holds dead or left: no placement names them, and copies they
+    /// owned are promoted by their first live backup.
+    public internal(set) var departed: Set<String> = []
+    /// Owned sessions short of backups since a member (re)joined, filled a slice per tick.
+    var refill: [SessionID] = []
+    var refillIndex = 0
 
     /// Creates an empty shard.
     public init(settings: ShardSettings) {
@@ -95,8 +101,7 @@ public struct ReplicaShard: Sendable {
             throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
         }
         try checkSizes(attributes)
-        let wanted = settings.policy.replicas.resolve(eligible: settings.backupCandidates.count)
-        let replicaSet = Placement.choose(id, count: wanted, among: settings.backupCandidates)
+        let replicaSet = placement(for: id, keeping: [])
         let localOnly = try checkSyncReplicas(replicaSet)
         try checkQueues(replicaSet)
         tombstones[id] = nil
@@ -513,6 +518,7 @@ public struct ReplicaShard: Sendable {
             counters.syncTimeouts += 1
             out.completed.append((WaiterID(rawValue: key), .timedOut(w.acked.sorted())))
         }
+        runRefill(now: now, budget: Self.refillSlice)
         out.expired = expireOwned(wall: wall, now: now)
         evictBackups(now: now)
         for id in tombstoneExpiry.popDue(Int64(now.nanoseconds / 1_000_000_000)) {

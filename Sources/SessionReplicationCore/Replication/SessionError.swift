@@ -19,6 +19,7 @@ public struct SessionError: Error, Hashable, Sendable, CustomStringConvertible {
             case preconditionFailed = "precondition-failed"
             case shuttingDown = "not-ready"
             case badRequest = "bad-request"
+            case fenced
         }
         let value: Value
         /// The session does not exist (or is tombstoned) on this node.
@@ -43,6 +44,9 @@ public struct SessionError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let badRequest = Code(value: .badRequest)
         /// The node is stopping.
         public static let shuttingDown = Code(value: .shuttingDown)
+        /// This node may not act as owner now (declared dead by the cluster, or its
+        /// leases lapsed); nothing applied. Another node may own the session.
+        public static let fenced = Code(value: .fenced)
         public var description: String { value.rawValue }
     }
 

@@ -74,6 +74,12 @@ public struct ReplicationCounters: Hashable, Sendable {
     public var syncTimeouts = 0
     /// Synchronous writes that degraded to local durability.
     public var syncDegraded = 0
+    /// Backup copies this node promoted to owned sessions after their owner departed.
+    public var promotions = 0
+    /// Owned sessions given a new backup after one departed.
+    public var rereplications = 0
+    /// Owned sessions sent whole to a member that (re)joined and now backs them.
+    public var stateTransfers = 0
     /// All zero.
     public init() {}
 
@@ -85,6 +91,7 @@ public struct ReplicationCounters: Hashable, Sendable {
         resyncsServed += o.resyncsServed; resyncsRequested += o.resyncsRequested; applied += o.applied
         appliedFull += o.appliedFull; staleIgnored += o.staleIgnored; fencedRejected += o.fencedRejected
         expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
+        promotions += o.promotions; rereplications += o.rereplications; stateTransfers += o.stateTransfers
     }
 }
 

@@ -14,6 +14,10 @@ public struct FrameHeader: Hashable, Sendable {
     /// sender name), the 16-byte tag and the body's counts. Bodies larger than
     /// `udpMaxPayload` minus this go over TCP.
     public static let maxDatagramOverhead = 128
+    /// Namespace of replication frames (the body is a `FrameBody`).
+    public static let replicationNamespace: UInt16 = 0
+    /// Namespace of membership frames (the body is one `MembershipMessage`).
+    public static let membershipNamespace: UInt16 = 1
     /// Sequences at or above this are refused (2^62).
     public static let maxSequence: UInt64 = 1 << 62
     /// Bytes before the sender name.
@@ -45,7 +49,8 @@ public struct FrameHeader: Hashable, Sendable {
     public var keyFingerprint: UInt32
     /// Per-sender counter: the AES-GCM nonce and the anti-replay sequence.
     public var counter: UInt64
-    /// Reserved; always 0.
+    /// What the body holds: `replicationNamespace` (a `FrameBody`) or
+    /// `membershipNamespace` (one `MembershipMessage`).
     public var namespace: UInt16
     /// The sender's stream lane (its shard index).
     public var lane: UInt16
@@ -105,7 +110,7 @@ public struct FrameHeader: Hashable, Sendable {
             firstSequence: try r.read(UInt64.self, "header.firstSequence"),
             lowWatermark: try r.read(UInt64.self, "header.lowWatermark"),
             bodyLength: try r.read(UInt32.self, "header.bodyLength"))
-        guard header.namespace == 0 else { throw .invalid(field: "header.namespace") }
+        guard header.namespace <= membershipNamespace else { throw .invalid(field: "header.namespace") }
         // Sequences start at 1 and grow by one per message: anything near the top of the
         // range is hostile, and arithmetic on it could overflow.
         guard header.firstSequence < Self.maxSequence, header.lowWatermark < Self.maxSequence else {

@@ -1,0 +1,192 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SessionReplicationCore
+
+/// The NIO shell of `Membership`: its own UDP socket (`membershipPort`) and its own event
+/// loop, so a flood of replication traffic never delays a probe or its ack. Reliable
+/// membership messages (the TCP fallback ping, push-pull) ride the replication TCP
+/// connection to the peer, sealed like every frame.
+extension ReplicationNode {
+    /// Binds the membership socket and starts the membership timer. Throws if the
+    /// socket cannot be bound.
+    func startMembership() async throws {
+        let channel = try await DatagramBootstrap(group: membershipLoop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: 1 << 20)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: MembershipReceiver(node: self)))
+                }
+            }
+            .bind(host: endpoint.address, port: endpoint.membershipPort).get()
+        let tick = membershipLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(2)) { [weak self] _ in
+            self?.membershipTick()
+        }
+        setMembershipChannel(channel, tick: tick)
+    }
+
+    /// The port the membership socket is bound to (useful when configured as 0).
+    public var membershipPort: Int? { membershipChannel?.localAddress?.port }
+
+    /// Every member this node knows of, itself included, as the membership protocol sees
+    /// them; configured nodes never heard from are listed as `dead` without an id.
+    public func members() -> [MemberInfo] {
+        let view = membership.withLockedValue { $0.list }
+        var byName: [String: Member] = [:]
+        for m in view { byName[m.name] = m }
+        return configuration.nodes.sorted { $0.name < $1.name }.map { node in
+            let isSelf = node.name == endpoint.name
+            let port = isSelf ? (replicationPort ?? node.replicationPort) : node.replicationPort
+            let m = byName[node.name]
+            return MemberInfo(name: node.name, id: m?.id.description, address: "\(node.address):\(port)",
+                              state: m?.status.description ?? "dead", incarnation: m?.incarnation ?? 0, isSelf: isSelf)
+        }
+    }
+
+    /// The membership state of `peer` (`nil` when never heard of).
+    public func memberStatus(_ peer: String) -> MemberStatus? {
+        membership.withLockedValue { $0.member(peer)?.status }
+    }
+
+    /// Counters of the membership protocol.
+    public var membershipCounters: MembershipCounters { membership.withLockedValue { $0.counters } }
+
+    /// Leaves the cluster gracefully: every live member is told at once.
+    public func leaveCluster() {
+        membershipLoop.execute { [self] in
+            let t = now
+            let out = membership.withLockedValue { m in
+                m.leave(now: t)
+                return m.takeOutput()
+            }
+            perform(out)
+        }
+    }
+
+    func membershipTick() {
+        guard !isStopped else { return }
+        let t = now
+        let out = membership.withLockedValue { m -> (outgoing: [MembershipOutgoing], events: [MembershipEvent]) in
+            guard t >= m.nextDeadline else { return ([], []) }
+            m.tick(now: t)
+            return m.takeOutput()
+        }
+        perform(out)
+    }
+
+    /// Hands a membership message to the machine (on the membership loop).
+    func receiveMembership(_ message: MembershipMessage, header: FrameHeader, reliable: Bool) {
+        let work = { [self] in
+            let t = now
+            let out = membership.withLockedValue { m in
+                m.receive(message, from: header.senderName, id: header.sender, reliable: reliable, now: t)
+                return m.takeOutput()
+            }
+            perform(out)
+        }
+        if membershipLoop.inEventLoop { work() } else { membershipLoop.execute(work) }
+    }
+
+    func perform(_ out: (outgoing: [MembershipOutgoing], events: [MembershipEvent])) {
+        for o in out.outgoing { sendMembership(o) }
+        for e in out.events { handle(e) }
+    }
+
+    func sendMembership(_ o: MembershipOutgoing) {
+        guard !isStopped, let link = links[o.to] else { return }
+        let body = MembershipCodec.encode(o.message)
+        if o.reliable {
+            // Encoded on the link's loop, like every frame of that connection, so counters
+            // reach the peer in increasing order.
+            link.eventLoop.execute { [self] in
+                guard let channel = link.connectedChannel(connect: { host, port in connect(link, host: host, port: port) }) else { return }
+                var buffer = ByteBuffer()
+                frameCodec.encode(namespace: FrameHeader.membershipNamespace, lane: 0, firstSequence: 0, lowWatermark: 0,
+                                  body: body, datagram: false, into: &buffer)
+                channel.writeAndFlush(buffer, promise: nil)
+            }
+            return
+        }
+        guard let address = link.membershipAddress, let channel = membershipChannel else { return }
+        var buffer = ByteBuffer()
+        frameCodec.encode(namespace: FrameHeader.membershipNamespace, lane: 0, firstSequence: 0, lowWatermark: 0,
+                          body: body, datagram: true, into: &buffer)
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
+    }
+
+    func handle(_ event: MembershipEvent) {
+        switch event {
+        case .alive(let name, let id):
+            logger.info("member alive", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
+            for shard in shards { shard.withCore { $0.memberReturned(name) } }
+            refreshReachability(name)
+        case .suspect(let name, let id):
+            logger.info("member suspected", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
+        case .dead(let name, let id), .left(let name, let id):
+            logger.notice("member \(event.isLeft ? "left" : "declared dead")", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
+            refreshReachability(name)
+            memberGone(name, id: id)
+        case .selfDeclaredDead:
+            logger.warning("this node was declared dead by the cluster; it stops serving until it rejoins")
+            selfDeclaredDead()
+        }
+    }
+
+    /// A peer counts as reachable while its connection is up and membership does not
+    /// hold it dead or left.
+    func refreshReachability(_ peer: String) {
+        let live = membership.withLockedValue { $0.member(peer)?.status.isLive ?? true }
+        setReachable(peer, live && (links[peer]?.isConnected ?? false))
+    }
+
+    /// Checks and routes a datagram that arrived on the membership socket.
+    func receiveMembershipDatagram(_ buffer: ByteBuffer) {
+        guard !isStopped else { return }
+        let header: FrameHeader, message: MembershipMessage
+        switch frameCodec.decode(buffer, datagram: true) {
+        case .failure(let reason): countRejection(reason); return
+        case .success(.replication): countRejection(.malformed); return
+        case .success(.membership(let h, let m)): (header, message) = (h, m)
+        }
+        guard links[header.senderName] != nil else { countRejection(.unknownSender); return }
+        guard acceptMembershipCounter(header) else { countRejection(.replayed); return }
+        transport.withLockedValue { $0.framesReceived += 1 }
+        receiveMembership(message, header: header, reliable: false)
+    }
+}
+
+extension ReplicationNode {
+    /// A member was declared dead or left: its streams end, sessions it backed get new
+    /// backups, and sessions it owned whose first live backup is this node are promoted.
+    func memberGone(_ name: String, id: NodeID) {
+        let t = now
+        var promoted = 0, rereplicated = 0
+        for shard in shards {
+            let out = shard.withCore { $0.memberDeparted(name, now: t) }
+            shard.complete(out.completed)
+            flushPending(shard)
+            promoted += out.promoted.count
+            rereplicated += out.rereplicated.count
+        }
+        logger.notice("failover", metadata: ["drs.peer": "\(name)", "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
+    }
+
+    /// Another member declared this process dead: its sessions may be owned elsewhere
+    /// under a higher epoch, so it stops serving (`fenced`) from now on.
+    func selfDeclaredDead() {
+        markDeclaredDead()
+    }
+}
+
+extension MembershipEvent {
+    var isLeft: Bool { if case .left = self { return true } else { return false } }
+}
+
+/// Receives datagrams on the membership socket.
+final class MembershipReceiver: FrameReceiver {
+    weak let node: ReplicationNode?
+    init(node: ReplicationNode) { self.node = node }
+    func receive(_ buffer: ByteBuffer, datagram: Bool) { node?.receiveMembershipDatagram(buffer) }
+}
