@@ -113,4 +113,38 @@ struct FailoverIntegrationTests {
             await cluster["n2"].shutdown()
         }
     }
+
+    @Test("a member declared dead while cut off learns it when it gets through, drops what it held and rejoins under a new id")
+    func declaredDeadMemberRejoins() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2", "n3"])
+        try await TestCluster.with(config) { cluster in
+            let joined = await cluster.joined()
+            #expect(joined)
+            let n3 = cluster["n3"]
+            let oldID = n3.nodeID
+            let created = try await n3.createSession(attributes: ["a": [7]])
+            let id = try #require(created.state?.id)
+            _ = try await n3.sync(id)
+            // n1 and n2 lose their way to n3 (n3 still reaches them).
+            let (r3, m3) = (n3.replicationPort!, n3.membershipPort!)
+            for name in ["n1", "n2"] {
+                cluster[name].setPeerEndpoint("n3", host: "127.0.0.1", port: try closedPort(), membershipPort: try closedPort())
+            }
+            let dead = await eventually { state(cluster["n1"], of: "n3") == "dead" && state(cluster["n2"], of: "n3") == "dead" }
+            #expect(dead)
+            let promoted = await eventually { [cluster["n1"], cluster["n2"]].contains { $0.copy(of: id)?.ownerState != nil } }
+            #expect(promoted)
+            for name in ["n1", "n2"] { cluster[name].setPeerEndpoint("n3", host: "127.0.0.1", port: r3, membershipPort: m3) }
+            let rejoined = await eventually {
+                n3.rejoins == 1 && ["n1", "n2"].allSatisfy { name in
+                    cluster[name].members().first { $0.name == "n3" }.map { $0.state == "alive" && $0.id == n3.nodeID.description } ?? false
+                }
+            }
+            #expect(rejoined)
+            #expect(n3.nodeID > oldID)
+            #expect(n3.copy(of: id)?.ownerState == nil, "the old owner dropped its copy")
+            let owner = try #require([cluster["n1"], cluster["n2"]].first { $0.copy(of: id)?.ownerState != nil })
+            #expect(owner.copy(of: id)?.ownerState?.attributes["a"] == [7])
+        }
+    }
 }

@@ -129,7 +129,6 @@ extension ReplicationNode {
             refreshReachability(name)
             memberGone(name, id: id)
         case .selfDeclaredDead:
-            logger.warning("this node was declared dead by the cluster; it stops serving until it rejoins")
             selfDeclaredDead()
         }
     }
@@ -173,10 +172,10 @@ extension ReplicationNode {
         logger.notice("failover", metadata: ["drs.peer": "\(name)", "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
     }
 
-    /// Another member declared this process dead: its sessions may be owned elsewhere
-    /// under a higher epoch, so it stops serving (`fenced`) from now on.
+    /// Another member declared this process dead: it drops what it holds and rejoins
+    /// under a new node id (see `rejoin`).
     func selfDeclaredDead() {
-        markDeclaredDead()
+        rejoin()
     }
 }
 

@@ -21,8 +21,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     public let configuration: ClusterConfiguration
     /// This node's endpoint.
     public let endpoint: NodeEndpoint
-    /// This process's node id (fresh at every start of a process).
-    public let nodeID: NodeID
+    /// This process's node id: fresh at every start of a process, and again when the
+    /// node rejoins after the cluster declared it dead.
+    public var nodeID: NodeID { frameCodec.sealer.selfID }
     let logger: Logger
     let group: any EventLoopGroup
     let ownsGroup: Bool
@@ -45,8 +46,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     struct RuntimeState {
         var started = false
         var stopped = false
-        /// Declared dead by the cluster: serves nothing.
+        /// Declared dead by the cluster: serves nothing until it has rejoined.
         var declaredDead = false
+        /// Times this node rejoined under a new id.
+        var rejoins = 0
         var server: (any Channel)?
         var datagram: (any Channel)?
         var tick: RepeatedTask?
@@ -93,7 +96,6 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let id = NodeID.fresh(start: WallTime(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000), random: rng.next())
-        self.nodeID = id
         self.membership = NIOLockedValueBox(Membership(
             selfName: name, selfID: id, seeds: configuration.nodes.map(\.name), tuning: configuration.membership.tuning,
             randomSeed: rng.next(), now: .zero))
@@ -266,7 +268,38 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// Whether the cluster declared this process dead.
     public var isDeclaredDead: Bool { state.withLockedValue { $0.declaredDead } }
 
-    func markDeclaredDead() { state.withLockedValue { $0.declaredDead = true } }
+    /// Times this node rejoined under a new id after being declared dead.
+    public var rejoins: Int { state.withLockedValue { $0.rejoins } }
+
+    /// Another member declared this process dead, so its sessions may be owned elsewhere
+    /// under a higher epoch. It serves nothing from now on, drops everything it holds
+    /// (owned sessions, backups, tombstones, streams), takes a new node id and joins
+    /// again: its peers see a new process and send it the sessions it should back.
+    func rejoin() {
+        state.withLockedValue { $0.declaredDead = true }
+        let old = nodeID
+        var rng = SystemRandomNumberGenerator()
+        let id = NodeID(max(old.rawValue + 1, NodeID.fresh(start: wall, random: rng.next()).rawValue))
+        frameCodec.sealer.setSelfID(id)
+        for shard in shards {
+            shard.reset { old in
+                var settings = old.settings
+                settings.selfID = id
+                return ReplicaShard(settings: settings)
+            }
+        }
+        inbound.withLockedValue { $0.streams = [:] }
+        let t = now
+        membership.withLockedValue { m in
+            m = Membership(selfName: m.selfName, selfID: id, seeds: m.seeds, tuning: m.tuning, randomSeed: rng.next(), now: t)
+        }
+        state.withLockedValue {
+            $0.declaredDead = false
+            $0.rejoins += 1
+        }
+        logger.warning("declared dead by the cluster: dropped every session held and rejoined under a new node id",
+                       metadata: ["drs.id.old": "\(old)", "drs.id": "\(id)"])
+    }
 
     /// Runs the node until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`) or
     /// task cancellation.

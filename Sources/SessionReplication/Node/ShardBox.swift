@@ -30,6 +30,19 @@ final class ShardBox: @unchecked Sendable {
         for c in scopes { c.resume() }
     }
 
+    /// Replaces the state machine (a rejoin under a new node id drops everything held):
+    /// every wait ends as timed out; scopes in progress run on and find nothing.
+    func reset(_ make: (ReplicaShard) -> ReplicaShard) {
+        let waits: [CheckedContinuation<WaitResult, Never>] = lock.withLock {
+            core = make(core)
+            let waits = Array(continuations.values)
+            continuations.removeAll()
+            finished.removeAll()
+            return waits
+        }
+        for c in waits { c.resume(returning: .timedOut([])) }
+    }
+
     /// Runs `body` on the state machine under the lock.
     func withCore<T>(_ body: (inout ReplicaShard) throws -> T) rethrows -> T {
         try lock.withLock { try body(&core) }

@@ -26,10 +26,11 @@ struct FrameCodec: Sendable {
     func encode(namespace: UInt16 = FrameHeader.replicationNamespace, lane: UInt16, firstSequence: UInt64,
                 lowWatermark: UInt64, body: [UInt8], datagram: Bool, into buffer: inout ByteBuffer) {
         let counter = sealer.nextCounter()
+        let sender = sealer.selfID
         var flags: FrameHeader.Flags = datagram ? [.datagram] : []
         if sealer.sealing { flags.insert(.sealed) }
         let bodyLength = body.count + (sealer.sealing ? 16 : 0)
-        let header = FrameHeader(flags: flags, senderName: selfName, clusterTag: sealer.clusterTag, sender: sealer.selfID,
+        let header = FrameHeader(flags: flags, senderName: selfName, clusterTag: sealer.clusterTag, sender: sender,
                                  keyFingerprint: sealer.currentFingerprint, counter: counter, namespace: namespace, lane: lane,
                                  firstSequence: firstSequence, lowWatermark: lowWatermark, bodyLength: UInt32(bodyLength))
         var w = ByteWriter(capacity: header.encodedSize)
@@ -38,7 +39,7 @@ struct FrameCodec: Sendable {
         if !datagram { buffer.writeInteger(UInt32(w.bytes.count + bodyLength), endianness: .little) }
         buffer.writeBytes(w.bytes)
         if sealer.sealing {
-            sealer.seal(body: body, headerBytes: w.bytes, counter: counter, into: &buffer)
+            sealer.seal(body: body, headerBytes: w.bytes, counter: counter, sender: sender, into: &buffer)
         } else {
             buffer.writeBytes(body)
         }

@@ -32,7 +32,9 @@ public enum FrameRejection: String, Error, Hashable, Sendable, CaseIterable {
 final class FrameSealer: Sendable {
     let clusterID: String
     let clusterTag: UInt64
-    let selfID: NodeID
+    private let identity: NIOLockedValueBox<NodeID>
+    /// This process's current node id (changes when the node rejoins).
+    var selfID: NodeID { identity.withLockedValue { $0 } }
     /// Keys by fingerprint; the first is the sealing key.
     let keys: [(fingerprint: UInt32, key: SymmetricKey)]
     private let counter = NIOLockedValueBox<UInt64>(0)
@@ -43,7 +45,7 @@ final class FrameSealer: Sendable {
     init(keys: ClusterKeys, clusterID: String, selfID: NodeID) {
         self.clusterID = clusterID
         self.clusterTag = NodeName.stableHash(clusterID)
-        self.selfID = selfID
+        self.identity = NIOLockedValueBox(selfID)
         var ring: [(UInt32, SymmetricKey)] = []
         for raw in ([keys.current].compactMap { $0 } + keys.keyring) {
             let digest = Array(SHA256.hash(data: raw))
@@ -52,6 +54,9 @@ final class FrameSealer: Sendable {
         }
         self.keys = ring
     }
+
+    /// Seals later frames as `id` (a rejoin under a new node id).
+    func setSelfID(_ id: NodeID) { identity.withLockedValue { $0 = id } }
 
     /// Whether frames are sealed.
     var sealing: Bool { !keys.isEmpty }
@@ -94,12 +99,12 @@ final class FrameSealer: Sendable {
 
     /// Seals `body` with `header` (whose `bodyLength` must already count the 16-byte tag)
     /// as authenticated data, appending ciphertext and tag to `buffer`.
-    func seal(body: [UInt8], headerBytes: [UInt8], counter: UInt64, into buffer: inout ByteBuffer) {
-        guard let (key, cached) = subkey(sender: selfID, fingerprint: currentFingerprint) else {
+    func seal(body: [UInt8], headerBytes: [UInt8], counter: UInt64, sender: NodeID, into buffer: inout ByteBuffer) {
+        guard let (key, cached) = subkey(sender: sender, fingerprint: currentFingerprint) else {
             buffer.writeBytes(body)
             return
         }
-        if !cached { remember(key, sender: selfID, fingerprint: currentFingerprint) }
+        if !cached { remember(key, sender: sender, fingerprint: currentFingerprint) }
         let box = try! AES.GCM.seal(body, using: key, nonce: nonce(fingerprint: currentFingerprint, counter: counter), authenticating: headerBytes)
         buffer.writeBytes(box.ciphertext)
         buffer.writeBytes(box.tag)
