@@ -58,8 +58,20 @@ struct ProcessCluster {
         }
     }
 
+    /// The pid of node `name` from its pid file.
+    func pid(of name: String) -> Int32? {
+        let file = directory.appendingPathComponent(".drs/it-3/\(name).pid")
+        return (try? String(contentsOf: file, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// `GET /cluster/sessions/{id}` on `node` as JSON (nil on any failure).
+    func held(_ node: Int, _ id: String) async -> [String: Any]? {
+        guard let (status, data, _) = try? await request("GET", node, "/cluster/sessions/\(id)"), status == 200 else { return nil }
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
     func cleanup(_ pids: [Int32]) {
-        for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGCONT); kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -129,6 +141,53 @@ struct ClusterProcessTests {
         let down = try DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
         #expect(down.status == 0, "\(down.output)")
         #expect(started.allSatisfy { kill($0, 0) != 0 }, "a node process survived `down`")
+    }
+
+    @Test("an owner paused with SIGSTOP is failed over, and once resumed never serves the stale session")
+    func pausedOwnerNeverServesStale() async throws {
+        let cluster = try ProcessCluster()
+        var started: [Int32] = []
+        defer { cluster.cleanup(started) }
+        let up = try DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
+        started = cluster.pids
+        #expect(up.status == 0, "\(up.output)")
+        let (created, body, _) = try await cluster.request("POST", 0, "/sessions", body: Data(#"{"attributes":{"cart":"djE="}}"#.utf8))
+        #expect(created == 201)
+        let id = try #require((try JSONSerialization.jsonObject(with: body) as? [String: Any])?["id"] as? String)
+        var backupNode: Int?
+        for node in 1...2 where await cluster.held(node, id)?["role"] as? String == "backup" { backupNode = node }
+        let taker = try #require(backupNode)
+        let n1 = try #require(cluster.pid(of: "n1"))
+        kill(n1, SIGSTOP)
+        // The backup is promoted once n1 is declared dead.
+        var promoted = false
+        for _ in 0..<400 where !promoted {
+            promoted = await cluster.held(taker, id)?["role"] as? String == "owner"
+            if !promoted { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(promoted, "the backup did not take over within 20 s")
+        let (put, _, _) = try await cluster.request("PUT", taker, "/sessions/\(id)/attributes/cart", body: Data("v2".utf8))
+        #expect(put == 200)
+        kill(n1, SIGCONT)
+        // From the moment it resumes, n1 must never answer with the old cart.
+        var answers: [Int] = []
+        for _ in 0..<20 {
+            if let (status, data, _) = try? await cluster.request("GET", 0, "/sessions/\(id)") {
+                answers.append(status)
+                if status == 200 {
+                    let attributes = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["attributes"] as? [String: String]
+                    #expect(attributes?["cart"] != "djE=", "n1 served the stale session after resuming")
+                }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(!answers.isEmpty, "n1 never answered after resuming")
+        // The new owner still has the write.
+        let (read, readBody, _) = try await cluster.request("GET", taker, "/sessions/\(id)")
+        #expect(read == 200)
+        let attributes = (try JSONSerialization.jsonObject(with: readBody) as? [String: Any])?["attributes"] as? [String: String]
+        #expect(attributes?["cart"] == "djI=")
+        _ = try DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
     }
 
     @Test("an invalid configuration exits 2 naming the file and the field")

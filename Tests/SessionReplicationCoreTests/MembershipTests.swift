@@ -271,6 +271,7 @@ struct MembershipTests {
             .ping(sequence: 1, target: Self.a, updates: u), .ping(sequence: .max, target: Self.b, updates: []),
             .ack(sequence: 2, updates: u), .pingRequest(sequence: 3, target: "n3", targetID: Self.c, updates: u),
             .nack(sequence: 4, updates: []), .sync(members: u, reply: true), .sync(members: [], reply: false),
+            .leaseRequest(sequence: 5), .leaseGrant(sequence: .max),
         ]
         for message in messages {
             let bytes = MembershipCodec.encode(message)

@@ -34,6 +34,7 @@ extension ReplicationNode: SessionBackend {
         let box = shard(for: id)
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
+        try await awaitServing(id)
         guard let state = box.withCore({ $0.access(id, wall: wall) }) else { throw notOwnedHere(id) }
         let created = try await createSession(attributes: state.attributes, maxInactiveInterval: state.maxInactiveInterval)
         let outcome = try box.withCore { try $0.invalidate(id, reason: .rotated, now: now) }
@@ -77,8 +78,14 @@ extension ReplicationNode: SessionBackend {
             }
         }
         let c = counters
-        return NodeStatus(name: endpoint.name, id: nodeID.description, state: isStopped ? "leaving" : isDeclaredDead ? "fenced" : "serving",
-                          leaseRemainingMs: 0, primaries: c.primaries, backups: c.backups, underReplicated: under,
+        let live = Array(livePeers.withLockedValue { $0 }).sorted()
+        let t = now
+        let remaining = leases.withLockedValue { $0.remaining(among: live, now: t) }
+        let leaseMs = remaining.map { Int($0.millisecondsClamped) } ?? 0
+        let fenced = isDeclaredDead || (remaining.map { $0 <= .zero } ?? false)
+        return NodeStatus(name: endpoint.name, id: nodeID.description,
+                          state: isStopped ? "leaving" : fenced ? "fenced" : membership.withLockedValue({ $0.joined }) ? "serving" : "joining",
+                          leaseRemainingMs: leaseMs, primaries: c.primaries, backups: c.backups, underReplicated: under,
                           queues: c.queueDepth, lagMsP99: lag, stateTransferPending: 0, stateTransferDone: 0)
     }
 }

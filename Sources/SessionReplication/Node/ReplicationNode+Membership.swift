@@ -68,23 +68,38 @@ extension ReplicationNode {
     func membershipTick() {
         guard !isStopped else { return }
         let t = now
-        let out = membership.withLockedValue { m -> (outgoing: [MembershipOutgoing], events: [MembershipEvent]) in
-            guard t >= m.nextDeadline else { return ([], []) }
+        let (out, live) = membership.withLockedValue { m -> ((outgoing: [MembershipOutgoing], events: [MembershipEvent]), [String]) in
+            guard t >= m.nextDeadline else { return (([], []), m.liveNames) }
             m.tick(now: t)
-            return m.takeOutput()
+            return (m.takeOutput(), m.liveNames)
         }
         perform(out)
+        for r in leases.withLockedValue({ $0.requests(to: live, now: t) }) {
+            sendMembership(MembershipOutgoing(to: r.peer, message: .leaseRequest(sequence: r.sequence), reliable: false))
+        }
     }
 
     /// Hands a membership message to the machine (on the membership loop).
     func receiveMembership(_ message: MembershipMessage, header: FrameHeader, reliable: Bool) {
         let work = { [self] in
             let t = now
-            let out = membership.withLockedValue { m in
+            let (out, heldDead) = membership.withLockedValue { m in
                 m.receive(message, from: header.senderName, id: header.sender, reliable: reliable, now: t)
-                return m.takeOutput()
+                let known = m.member(header.senderName)
+                let dead = known.map { $0.id > header.sender || ($0.id == header.sender && !$0.status.isLive) } ?? false
+                return (m.takeOutput(), dead || m.status != .alive)
             }
             perform(out)
+            switch message {
+            case .leaseRequest(let seq):
+                if leases.withLockedValue({ $0.onRequest(from: header.senderName, heldDead: heldDead, now: t) }) {
+                    sendMembership(MembershipOutgoing(to: header.senderName, message: .leaseGrant(sequence: seq), reliable: reliable))
+                }
+            case .leaseGrant(let seq):
+                leases.withLockedValue { $0.onGrant(from: header.senderName, sequence: seq) }
+            default:
+                break
+            }
         }
         if membershipLoop.inEventLoop { work() } else { membershipLoop.execute(work) }
     }
@@ -120,12 +135,16 @@ extension ReplicationNode {
         switch event {
         case .alive(let name, let id):
             logger.info("member alive", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
+            let isNew = livePeers.withLockedValue { $0.insert(name).inserted }
+            if isNew { leases.withLockedValue { $0.restore(name) } }
             for shard in shards { shard.withCore { $0.memberReturned(name) } }
             refreshReachability(name)
         case .suspect(let name, let id):
             logger.info("member suspected", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
+            _ = livePeers.withLockedValue { $0.insert(name) }
         case .dead(let name, let id), .left(let name, let id):
             logger.notice("member \(event.isLeft ? "left" : "declared dead")", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
+            _ = livePeers.withLockedValue { $0.remove(name) }
             refreshReachability(name)
             memberGone(name, id: id)
         case .selfDeclaredDead:

@@ -37,6 +37,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// The membership protocol's state; driven on `membershipLoop` only.
     let membership: NIOLockedValueBox<Membership>
     let membershipGroup: MultiThreadedEventLoopGroup
+    /// Leases asked of and granted to peers; driven on `membershipLoop`.
+    let leases: NIOLockedValueBox<LeaseTable>
+    /// Members membership holds alive or suspect (a copy kept for the serving check).
+    let livePeers = NIOLockedValueBox<Set<String>>([])
     var membershipLoop: any EventLoop { membershipGroup.next() }
     // A plain stored closure: reading one through a generic box re-wraps it in a
     // reabstraction thunk on every call, which profiling showed stacking up.
@@ -100,6 +104,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             selfName: name, selfID: id, seeds: configuration.nodes.map(\.name), tuning: configuration.membership.tuning,
             randomSeed: rng.next(), now: .zero))
         self.membershipGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.leases = NIOLockedValueBox(LeaseTable(lease: configuration.membership.lease))
         var logger = logger
         logger[metadataKey: "drs.node"] = "\(name)"
         self.logger = logger
@@ -293,6 +298,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         membership.withLockedValue { m in
             m = Membership(selfName: m.selfName, selfID: id, seeds: m.seeds, tuning: m.tuning, randomSeed: rng.next(), now: t)
         }
+        leases.withLockedValue { $0 = LeaseTable(lease: configuration.membership.lease) }
+        livePeers.withLockedValue { $0 = [] }
         state.withLockedValue {
             $0.declaredDead = false
             $0.rejoins += 1
@@ -362,11 +369,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
 
     /// Reads an owned session, counting as an access. Returns `nil` when this node does
     /// not own it; waits for a scope in progress on it (so no read sees an unreplicated
-    /// synchronous write).
-    public func session(_ id: SessionID) async -> SessionState? {
+    /// synchronous write) and for this node to pass the serving check (leases from its
+    /// live backups). Throws `fenced` when the check still fails after `4 x lease`, and
+    /// `not-ready` once stopped.
+    public func session(_ id: SessionID) async throws -> SessionState? {
+        try checkRunning()
         let box = shard(for: id)
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
+        try await awaitServing(id)
         return box.withCore { $0.access(id, wall: wall) }
     }
 
@@ -393,6 +404,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
         try checkRunning()
+        try await awaitServing(id)
         let wallNow = wall
         let current: SessionState? = box.withCore { $0.access(id, wall: wallNow) }
         guard let current else { throw notOwnedHere(id) }
@@ -406,7 +418,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             let changes = scope.changes
             let mii = changes.maxInactiveIntervalChanged ? scope.maxInactiveInterval : nil
             outcome = try await commitWaitingForQueue(box) { [self] core in
-                try core.commit(id, changes: changes, maxInactiveInterval: mii, now: now, wall: wall)
+                // Checked again at the commit itself, never trusted from earlier.
+                if case .owner(let s)? = core.copy(of: id), !mayServe(s) { throw fencedError() }
+                return try core.commit(id, changes: changes, maxInactiveInterval: mii, now: now, wall: wall)
             }
         }
         flushPending(box)
@@ -424,6 +438,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
         try checkRunning()
+        try await awaitServing(id)
         let outcome = try box.withCore { try $0.sync(id, now: now) }
         flushPending(box)
         if outcome.waiter == nil, let state = outcome.state {
@@ -469,6 +484,32 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     // MARK: - Internals: writes
+
+    /// Whether this node may serve `state` now: a lease from every member of its replica
+    /// set that membership holds alive or suspect (DESIGN section 6, serving rule).
+    func mayServe(_ state: SessionState) -> Bool {
+        guard !state.replicaSet.isEmpty else { return true }
+        let live = livePeers.withLockedValue { $0 }
+        let t = now
+        return leases.withLockedValue { $0.mayServe(replicaSet: state.replicaSet, live: live, now: t) }
+    }
+
+    func fencedError() -> SessionError {
+        SessionError(.fenced, "no current lease from every live backup of the session; another node may own it now")
+    }
+
+    /// Waits until this node passes the serving check for `id` when it owns it: a lease
+    /// lapses while a backup is unreachable, until that backup answers again or is
+    /// declared dead. Throws `fenced` after `4 x lease`.
+    func awaitServing(_ id: SessionID) async throws {
+        let deadline = ContinuousClock.now + configuration.membership.lease * 4
+        while true {
+            guard case .owner(let s)? = copy(of: id), !mayServe(s) else { return }
+            try checkRunning()
+            guard ContinuousClock.now < deadline else { throw fencedError() }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
 
     /// Retries a commit refused as `overloaded` until `syncTimeout`.
     private func commitWaitingForQueue(_ box: ShardBox, _ body: (inout ReplicaShard) throws -> CommitOutcome) async throws -> CommitOutcome {

@@ -143,6 +143,12 @@ public struct Membership: Sendable {
     /// Names of other members that are alive or suspect, sorted.
     public var liveNames: [String] { members.values.filter { $0.status.isLive }.map(\.name).sorted() }
 
+    /// Whether `name` is held alive or suspect under process `id`.
+    public func isLive(_ name: String, id: NodeID) -> Bool {
+        guard let m = members[name] else { return false }
+        return m.id == id && m.status.isLive
+    }
+
     /// Live members including this node: the `n` of the protocol's formulas.
     var liveCount: Int { 1 + members.values.reduce(0) { $0 + ($1.status.isLive ? 1 : 0) } }
 
@@ -220,6 +226,8 @@ public struct Membership: Sendable {
             send(.ping(sequence: mine, target: targetID, updates: piggyback()), to: target, reliable: false)
         case .sync(_, let reply):
             if reply { send(.sync(members: fullList, reply: false), to: name, reliable: true) }
+        case .leaseRequest, .leaseGrant:
+            break  // the node's `LeaseTable` handles these; the sender is alive all the same
         }
     }
 

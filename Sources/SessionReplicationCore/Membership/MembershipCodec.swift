@@ -3,7 +3,7 @@
 /// `u8 length | bytes`. Decoding checks every length and name and refuses trailing bytes.
 public enum MembershipCodec {
     enum Tag: UInt8 {
-        case ping = 32, ack = 33, pingRequest = 34, nack = 35, sync = 36
+        case ping = 32, ack = 33, pingRequest = 34, nack = 35, sync = 36, leaseRequest = 37, leaseGrant = 38
     }
 
     /// Most updates in one message. Default 4,096 members.
@@ -23,6 +23,10 @@ public enum MembershipCodec {
             w.write(Tag.nack.rawValue); w.write(seq); writeUpdates(updates, &w)
         case .sync(let members, let reply):
             w.write(Tag.sync.rawValue); w.write(UInt8(reply ? 1 : 0)); writeUpdates(members, &w)
+        case .leaseRequest(let seq):
+            w.write(Tag.leaseRequest.rawValue); w.write(seq)
+        case .leaseGrant(let seq):
+            w.write(Tag.leaseGrant.rawValue); w.write(seq)
         }
         return w.bytes
     }
@@ -55,6 +59,10 @@ public enum MembershipCodec {
             let flag = try r.read(UInt8.self, "sync.reply")
             guard flag <= 1 else { throw .invalid(field: "sync.reply") }
             message = .sync(members: try readUpdates(&r), reply: flag == 1)
+        case .leaseRequest:
+            message = .leaseRequest(sequence: try r.read(UInt64.self, "leaseRequest.sequence"))
+        case .leaseGrant:
+            message = .leaseGrant(sequence: try r.read(UInt64.self, "leaseGrant.sequence"))
         }
         guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
         return message

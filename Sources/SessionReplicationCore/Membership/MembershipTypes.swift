@@ -86,12 +86,17 @@ public enum MembershipMessage: Hashable, Sendable {
     case nack(sequence: UInt64, updates: [MemberUpdate])
     /// Push-pull: the sender's whole member list; `reply` asks for the receiver's.
     case sync(members: [MemberUpdate], reply: Bool)
+    /// Asks the receiver for a lease (`LeaseTable`).
+    case leaseRequest(sequence: UInt64)
+    /// Grants the lease asked for by request `sequence`.
+    case leaseGrant(sequence: UInt64)
 
     /// The piggybacked updates (the list itself for `sync`).
     public var updates: [MemberUpdate] {
         switch self {
         case .ping(_, _, let u), .ack(_, let u), .pingRequest(_, _, _, let u), .nack(_, let u): return u
         case .sync(let m, _): return m
+        case .leaseRequest, .leaseGrant: return []
         }
     }
 }
@@ -119,6 +124,12 @@ public struct MembershipOutgoing: Hashable, Sendable {
     public var message: MembershipMessage
     /// Send on the reliable stream (TCP fallback ping, push-pull) instead of a datagram.
     public var reliable: Bool
+    /// Creates an outgoing message.
+    public init(to: String, message: MembershipMessage, reliable: Bool) {
+        self.to = to
+        self.message = message
+        self.reliable = reliable
+    }
 }
 
 /// Tunables of the failure detector, with defaults tuned for a LAN (and loopback):

@@ -1,0 +1,111 @@
+/// Leases for self-fencing (DESIGN section 6), both sides of them, as a value type with
+/// `now` passed in.
+///
+/// - Asking: every `lease / 4` this node asks each live peer for a grant. A grant for
+///   request `r` extends `grantedUntil[peer]` to *the instant `r` was sent* plus `lease`:
+///   arrival never extends a lease, so however long the request and the answer took, the
+///   lease ends no later than the grantor's own view of it.
+/// - Granting: a peer is granted unless this node holds it dead or has revoked it (it
+///   promised a takeover of one of its sessions). `lastGranted[peer]` is kept so a taker
+///   can wait until every lease it gave the old owner has run out.
+/// - Serving: an owner may serve a session only while, at that instant, every member of
+///   its replica set it does not hold dead has an unexpired grant (`mayServe`).
+///
+/// The clock must keep running while the process is stopped (`ContinuousClock`), so a
+/// process resumed after SIGSTOP finds its leases expired before it touches a session.
+public struct LeaseTable: Sendable {
+    /// The lease length `L`.
+    public let lease: Duration
+    /// Until when each peer's grant runs (asker side).
+    public private(set) var grantedUntil: [String: MonotonicInstant] = [:]
+    /// When this node last granted each peer (grantor side).
+    public private(set) var lastGranted: [String: MonotonicInstant] = [:]
+    /// Peers this node will not grant (it promised a takeover of their sessions).
+    public private(set) var revoked: Set<String> = []
+    /// Requests answered with a grant, refused.
+    public private(set) var granted = 0, refused = 0
+
+    var sequence: UInt64 = 0
+    var outstanding: [UInt64: (peer: String, sentAt: MonotonicInstant)] = [:]
+    var nextRequest: MonotonicInstant = .zero
+
+    /// A table for leases of length `lease` (default 500 ms).
+    public init(lease: Duration = .milliseconds(500)) {
+        self.lease = lease
+    }
+
+    /// The request period: a quarter of the lease.
+    public var requestInterval: Duration { lease / 4 }
+
+    /// When `requests` has work next.
+    public var nextDeadline: MonotonicInstant { nextRequest }
+
+    /// The lease requests due now, one per peer in `peers`, as `(peer, sequence)`.
+    /// Requests older than one lease that were never answered are forgotten.
+    public mutating func requests(to peers: [String], now: MonotonicInstant) -> [(peer: String, sequence: UInt64)] {
+        guard now >= nextRequest else { return [] }
+        nextRequest = now + requestInterval
+        let stale = now + (.zero - lease)
+        outstanding = outstanding.filter { $0.value.sentAt >= stale }
+        var out: [(String, UInt64)] = []
+        for peer in peers.sorted() {
+            sequence += 1
+            outstanding[sequence] = (peer, now)
+            out.append((peer, sequence))
+        }
+        return out
+    }
+
+    /// A grant from `peer` for request `sequence`: the lease runs until the request's
+    /// send time plus `lease`. Unknown or mismatched sequences are ignored.
+    public mutating func onGrant(from peer: String, sequence: UInt64) {
+        guard let r = outstanding.removeValue(forKey: sequence), r.peer == peer else { return }
+        let until = r.sentAt + lease
+        if until > grantedUntil[peer] ?? .zero { grantedUntil[peer] = until }
+    }
+
+    /// A lease request from `peer`: whether to grant it. Refused when `heldDead` (this
+    /// node holds the asker dead) or the peer is revoked; granted otherwise, recording
+    /// the grant time.
+    public mutating func onRequest(from peer: String, heldDead: Bool, now: MonotonicInstant) -> Bool {
+        guard !heldDead, !revoked.contains(peer) else { refused += 1; return false }
+        lastGranted[peer] = now
+        granted += 1
+        return true
+    }
+
+    /// Stops granting `peer` (a takeover of its sessions was promised).
+    public mutating func revoke(_ peer: String) { revoked.insert(peer) }
+
+    /// Grants `peer` again (it rejoined under a new process id).
+    public mutating func restore(_ peer: String) {
+        revoked.remove(peer)
+        grantedUntil[peer] = nil
+        lastGranted[peer] = nil
+    }
+
+    /// The instant after which no lease this node granted `peer` can still be running
+    /// anywhere, allowing for clock-rate drift of 10^-3 and 10 ms of scheduling slack:
+    /// a taker waits for it before serving the old owner's sessions.
+    public func grantsExpire(for peer: String) -> MonotonicInstant {
+        guard let last = lastGranted[peer] else { return .zero }
+        return last + lease + lease / 1000 + .milliseconds(10)
+    }
+
+    /// Whether an owner may serve a session with `replicaSet` now: every member in
+    /// `live` (the members membership holds alive or suspect) has an unexpired grant.
+    /// Members held dead, or never heard of, need none: neither can have taken the
+    /// session over.
+    public func mayServe(replicaSet: [String], live: Set<String>, now: MonotonicInstant) -> Bool {
+        for p in replicaSet where live.contains(p) {
+            guard let until = grantedUntil[p], now < until else { return false }
+        }
+        return true
+    }
+
+    /// The shortest remaining lease among `peers` (for `/cluster/status`); `nil` without peers.
+    public func remaining(among peers: [String], now: MonotonicInstant) -> Duration? {
+        guard !peers.isEmpty else { return nil }
+        return peers.map { (grantedUntil[$0] ?? .zero) - now }.min().map { max(.zero, $0) }
+    }
+}

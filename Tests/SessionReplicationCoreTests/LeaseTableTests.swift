@@ -1,0 +1,61 @@
+import Testing
+@testable import SessionReplicationCore
+import SessionReplicationTestKit
+
+struct LeaseTableTests {
+    @Test func aGrantRunsFromTheRequestsSendTimeNotItsArrival() {
+        var clock = ManualClock()
+        var t = LeaseTable(lease: .milliseconds(500))
+        let requests = t.requests(to: ["n3", "n2"], now: clock.now)
+        #expect(requests.map(\.peer) == ["n2", "n3"])
+        let early = t.requests(to: ["n2"], now: clock.now)
+        #expect(early.isEmpty, "one round per lease / 4")
+        clock.advance(by: .milliseconds(300))  // a slow answer
+        t.onGrant(from: "n2", sequence: requests[0].sequence)
+        #expect(t.grantedUntil["n2"] == .zero + .milliseconds(500))
+        #expect(t.mayServe(replicaSet: ["n2"], live: ["n2"], now: clock.now))
+        clock.advance(by: .milliseconds(200))
+        #expect(!t.mayServe(replicaSet: ["n2"], live: ["n2"], now: clock.now), "expired at send time + L")
+        // A grant from the wrong peer, or for an unknown request, changes nothing.
+        t.onGrant(from: "n2", sequence: requests[1].sequence)
+        t.onGrant(from: "n2", sequence: 999)
+        #expect(t.grantedUntil["n2"] == .zero + .milliseconds(500))
+    }
+
+    @Test func membersHeldDeadOrNeverHeardOfNeedNoLease() {
+        let t = LeaseTable()
+        #expect(t.mayServe(replicaSet: ["n2", "n3"], live: [], now: .zero))
+        #expect(!t.mayServe(replicaSet: ["n2", "n3"], live: ["n3"], now: .zero))
+        #expect(t.mayServe(replicaSet: [], live: ["n3"], now: .zero))
+    }
+
+    @Test func grantorRefusesMembersHeldDeadOrRevokedAndRemembersItsLastGrant() {
+        var clock = ManualClock()
+        var t = LeaseTable(lease: .milliseconds(500))
+        let g1 = t.onRequest(from: "n1", heldDead: false, now: clock.now)
+        #expect(g1)
+        clock.advance(by: .milliseconds(100))
+        let g2 = t.onRequest(from: "n1", heldDead: false, now: clock.now)
+        #expect(g2)
+        #expect(t.grantsExpire(for: "n1") == clock.now + .milliseconds(500) + .microseconds(500) + .milliseconds(10))
+        let g3 = t.onRequest(from: "n1", heldDead: true, now: clock.now)
+        #expect(!g3)
+        t.revoke("n2")
+        let g4 = t.onRequest(from: "n2", heldDead: false, now: clock.now)
+        #expect(!g4)
+        t.restore("n2")
+        let g5 = t.onRequest(from: "n2", heldDead: false, now: clock.now)
+        #expect(g5)
+        #expect(t.granted == 3 && t.refused == 2)
+        #expect(t.grantsExpire(for: "n9") == .zero)
+    }
+
+    @Test func remainingIsTheShortestLeaseAmongPeers() {
+        var t = LeaseTable(lease: .milliseconds(400))
+        let r = t.requests(to: ["a", "b"], now: .zero)
+        t.onGrant(from: "a", sequence: r[0].sequence)
+        #expect(t.remaining(among: ["a"], now: .zero + .milliseconds(100)) == .milliseconds(300))
+        #expect(t.remaining(among: ["a", "b"], now: .zero + .milliseconds(100)) == .zero)
+        #expect(t.remaining(among: [], now: .zero) == nil)
+    }
+}
