@@ -96,7 +96,7 @@ struct MembershipSimulationTests {
 
     static var seedCount: Int {
         if let s = Environment.value("DRS_SIM_SEEDS"), let n = Int(s) { return n }
-        return 2_000
+        return 1_000  // the cluster scenario runs membership too, 2,000 seeds of it
     }
 
     @Test func randomSeedsOfTheThreeNodeScenario() {

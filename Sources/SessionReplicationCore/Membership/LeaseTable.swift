@@ -103,6 +103,14 @@ public struct LeaseTable: Sendable {
         return true
     }
 
+    /// `mayServe` with liveness given by `isLive` (no set to build).
+    public func mayServe(replicaSet: [String], now: MonotonicInstant, isLive: (String) -> Bool) -> Bool {
+        for p in replicaSet where isLive(p) {
+            guard let until = grantedUntil[p], now < until else { return false }
+        }
+        return true
+    }
+
     /// The shortest remaining lease among `peers` (for `/cluster/status`); `nil` without peers.
     public func remaining(among peers: [String], now: MonotonicInstant) -> Duration? {
         guard !peers.isEmpty else { return nil }

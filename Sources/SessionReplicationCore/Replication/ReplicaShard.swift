@@ -144,6 +144,9 @@ public struct ReplicaShard: Sendable {
         return owned.values.filter { o in repair.contains(o.state.id) || o.state.replicaSet.contains { unreachable.contains($0) } }.count
     }
 
+    /// The replica set of `id` when this node owns it (cheaper than `copy(of:)`).
+    public func ownedReplicaSet(of id: SessionID) -> [String]? { owned[id]?.state.replicaSet }
+
     /// This node's copy of `id` without touching it.
     public func copy(of id: SessionID) -> HeldCopy? {
         if let o = owned[id] { return .owner(o.state) }

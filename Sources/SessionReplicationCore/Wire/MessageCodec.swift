@@ -168,6 +168,19 @@ public enum MessageCodec {
         return message
     }
 
+    /// Decodes one message filling all of `bytes`.
+    public static func decode(_ bytes: [UInt8], limits: WireLimits = WireLimits()) throws(DecodeError) -> ReplicationMessage {
+        let result: Result<ReplicationMessage, DecodeError> = bytes.withUnsafeBytes { raw in
+            Result { () throws(DecodeError) in
+                var r = ByteReader(raw)
+                let m = try decode(&r, limits: limits)
+                guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
+                return m
+            }
+        }
+        return try result.get()
+    }
+
     static func writeID(_ id: SessionID, _ w: inout ByteWriter) { w.write(id.high); w.write(id.low) }
     static func writeEpoch(_ e: Epoch, _ w: inout ByteWriter) { w.write(e.counter); w.write(e.owner.rawValue) }
     static func writeStamp(_ s: Stamp, _ w: inout ByteWriter) { writeEpoch(s.epoch, &w); w.write(s.version) }

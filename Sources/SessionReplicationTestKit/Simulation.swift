@@ -1,0 +1,845 @@
+// The simulator, the simulated processes and the scenarios live in one file on
+// purpose: `make test` is a debug build, compiled file by file, and the generic
+// simulator is only specialised for its processes when they share a file (about 10x
+// faster than unspecialised code, which copies each process on every event).
+import HeapModule
+import SessionReplicationCore
+
+// MARK: - Simulator
+/// A process the simulator runs: a core state machine (or several) behind one name,
+/// fed messages and timer ticks, returning what it wants to send.
+public protocol SimulatedProcess {
+    /// The messages processes exchange.
+    associatedtype Message
+    /// This process's node id (fresh per start).
+    var id: NodeID { get }
+    /// The earliest instant its `tick` has work.
+    var nextDeadline: MonotonicInstant { get }
+    /// Runs due timers.
+    mutating func tick(now: MonotonicInstant, wall: WallTime)
+    /// Handles one message from `from` (process `id`); `reliable` says it came on a stream.
+    mutating func receive(_ message: Message, from: String, id: NodeID, reliable: Bool, now: MonotonicInstant, wall: WallTime)
+    /// Messages to send, drained.
+    mutating func takeOutgoing() -> [SimulatedSend<Message>]
+}
+
+/// One message a simulated process sends.
+public struct SimulatedSend<Message> {
+    /// Receiver name.
+    public var to: String
+    /// The message.
+    public var message: Message
+    /// Stream (TCP: never randomly lost, in order per pair) rather than datagram.
+    public var reliable: Bool
+    /// Creates a send.
+    public init(to: String, message: Message, reliable: Bool) {
+        self.to = to
+        self.message = message
+        self.reliable = reliable
+    }
+}
+
+/// How the simulated network misbehaves. Partitions are set on the simulator.
+public struct NetworkModel: Hashable, Sendable {
+    /// Probability a datagram is lost. Default 0.
+    public var dropRate = 0.0
+    /// Probability a datagram arrives twice. Default 0.
+    public var duplicateRate = 0.0
+    /// Shortest one-way delay. Default 100 us.
+    public var minDelay: Duration = .microseconds(100)
+    /// Longest one-way delay; datagrams reorder within the spread. Default 2 ms.
+    public var maxDelay: Duration = .milliseconds(2)
+    /// The defaults: a clean LAN.
+    public init() {}
+}
+
+/// A deterministic discrete-event simulator: processes under a virtual monotonic clock
+/// (wall clocks skewed per process), a seeded network that drops, delays, duplicates,
+/// reorders and partitions (asymmetric too), and crashes, pauses and restarts. A paused
+/// process's clock keeps running; messages queue and are delivered before its due
+/// timers when it resumes. Every choice comes from the seed and no decision iterates
+/// an unordered collection, so a seed replays exactly.
+public final class Simulator<Process: SimulatedProcess> {
+    struct Delivery {
+        var to: String
+        var from: String
+        var fromID: NodeID
+        var message: Process.Message
+        var reliable: Bool
+    }
+
+    enum Kind {
+        case deliver(Delivery)
+        case timer(Int)
+    }
+
+    struct Event: Comparable {
+        var time: MonotonicInstant
+        var order: UInt64
+        var kind: Kind
+        static func < (a: Event, b: Event) -> Bool { (a.time, a.order) < (b.time, b.order) }
+        static func == (a: Event, b: Event) -> Bool { a.time == b.time && a.order == b.order }
+    }
+
+    /// A reference, so that a process is mutated in place and never copied (the
+    /// simulator is generic and often runs unspecialised).
+    final class Slot {
+        let name: String
+        var process: Process?
+        var paused = false
+        var queued: [Delivery] = []
+        var scheduled: MonotonicInstant?
+        let skew: Duration
+        init(name: String, skew: Duration) {
+            self.name = name
+            self.skew = skew
+        }
+    }
+
+    struct Pair: Hashable { var from: String; var to: String }
+
+    /// The virtual monotonic clock.
+    public private(set) var now: MonotonicInstant = .zero
+    /// The network's behaviour; may change between runs.
+    public var network: NetworkModel
+    /// The random source of every simulator choice.
+    public var random: SeededGenerator
+    /// Datagrams and stream messages delivered, dropped (loss, partition, dead receiver).
+    public private(set) var delivered = 0, dropped = 0
+    /// Called after every event with the simulator (to check invariants at every instant).
+    public var observer: ((Simulator) -> Void)?
+    /// The process the last event ran on (`nil` for a message to a crashed or paused one).
+    public private(set) var lastTouched: String?
+
+    let base = WallTime(milliseconds: 1_700_000_000_000)
+    let make: (String, NodeID, MonotonicInstant, WallTime, inout SeededGenerator) -> Process
+    var slots: [Slot] = []
+    var index: [String: Int] = [:]
+    var heap = Heap<Event>()
+    var order: UInt64 = 0
+    var blocked: Set<Pair> = []
+    var lastStreamArrival: [Pair: MonotonicInstant] = [:]
+    var starts: UInt64 = 0
+
+    /// A simulator for processes named `names`, all started at time zero by `make`
+    /// (name, fresh id, now, wall, random). Wall clocks are skewed by up to `maxSkew`.
+    public init(seed: UInt64, names: [String], network: NetworkModel = .init(), maxSkew: Duration = .milliseconds(50),
+                make: @escaping (String, NodeID, MonotonicInstant, WallTime, inout SeededGenerator) -> Process) {
+        self.random = SeededGenerator(seed: seed)
+        self.network = network
+        self.make = make
+        let skewSpan = UInt64(max(1, maxSkew.nanosecondsClamped))
+        for name in names.sorted() {
+            let skew = Duration.nanoseconds(Int64(random.next() % (2 * skewSpan)) - Int64(skewSpan))
+            index[name] = slots.count
+            slots.append(Slot(name: name, skew: skew))
+        }
+        for name in names.sorted() { start(name) }
+    }
+
+    /// Every process name, sorted.
+    public var names: [String] { slots.map(\.name) }
+
+    /// The wall clock of `name` now.
+    public func wall(_ name: String) -> WallTime { base + (now - .zero) + (index[name].map { slots[$0].skew } ?? .zero) }
+
+    /// The running (or paused) process named `name`; `nil` while crashed. A copy: use
+    /// `inspect` in hot loops.
+    public func process(_ name: String) -> Process? { index[name].flatMap { slots[$0].process } }
+
+    /// Reads the process `name` without copying it; `nil` while crashed.
+    public func inspect<T>(_ name: String, _ body: (borrowing Process) -> T) -> T? {
+        guard let i = index[name], slots[i].process != nil else { return nil }
+        return body(slots[i].process!)
+    }
+
+    /// Whether `name` is running and not paused.
+    public func isRunning(_ name: String) -> Bool { index[name].map { slots[$0].process != nil && !slots[$0].paused } ?? false }
+
+    /// Whether `name` is paused.
+    public func isPaused(_ name: String) -> Bool { index[name].map { slots[$0].paused } ?? false }
+
+    /// Acts on the process `name` (a client request, say), then sends what it produced.
+    /// Returns `nil` when it is crashed or paused.
+    @discardableResult
+    public func with<T>(_ name: String, _ body: (inout Process, MonotonicInstant, WallTime) -> T) -> T? {
+        guard let i = index[name], slots[i].process != nil, !slots[i].paused else { return nil }
+        let (n, w) = (now, wall(name))
+        let slot = slots[i]
+        let out = body(&slot.process!, n, w)
+        afterTouch(i)
+        return out
+    }
+
+    // MARK: - Faults
+
+    /// Starts `name` as a new process with a fresh, larger node id.
+    public func start(_ name: String) {
+        starts += 1
+        let i = index[name]!
+        let id = NodeID.fresh(start: wall(name) + .milliseconds(Int64(starts)), random: random.next())
+        slots[i].process = make(name, id, now, wall(name), &random)
+        slots[i].paused = false
+        slots[i].queued = []
+        slots[i].scheduled = nil
+        afterTouch(i)
+    }
+
+    /// Crashes `name`: its state is gone; messages to it are lost from now on.
+    public func crash(_ name: String) {
+        let i = index[name]!
+        slots[i].process = nil
+        slots[i].paused = false
+        slots[i].queued = []
+        slots[i].scheduled = nil
+        for key in lastStreamArrival.keys.sorted(by: { ($0.from, $0.to) < ($1.from, $1.to) }) where key.to == name || key.from == name {
+            lastStreamArrival[key] = nil
+        }
+    }
+
+    /// Crashes `name` and starts it again at once under a new id.
+    public func restart(_ name: String) {
+        crash(name)
+        start(name)
+    }
+
+    /// Pauses `name` (SIGSTOP): its timers stop, messages to it queue.
+    public func pause(_ name: String) {
+        guard let i = index[name], slots[i].process != nil else { return }
+        slots[i].paused = true
+    }
+
+    /// Resumes `name` (SIGCONT): queued messages are delivered first, then due timers run.
+    public func resume(_ name: String) {
+        guard let i = index[name], slots[i].paused, slots[i].process != nil else { return }
+        slots[i].paused = false
+        let queued = slots[i].queued
+        slots[i].queued = []
+        let w = wall(name)
+        for d in queued {
+            slots[i].process!.receive(d.message, from: d.from, id: d.fromID, reliable: d.reliable, now: now, wall: w)
+        }
+        if slots[i].process!.nextDeadline <= now { slots[i].process!.tick(now: now, wall: w) }
+        slots[i].scheduled = nil
+        afterTouch(i)
+    }
+
+    /// Cuts traffic from `from` to `to` (one direction).
+    public func block(from: String, to: String) { blocked.insert(Pair(from: from, to: to)) }
+
+    /// Cuts all traffic between the two groups, both directions.
+    public func partition(_ a: [String], _ b: [String]) {
+        for x in a { for y in b { block(from: x, to: y); block(from: y, to: x) } }
+    }
+
+    /// Removes every cut.
+    public func heal() { blocked = [] }
+
+    // MARK: - Running
+
+    /// Runs events until the clock reaches `deadline`.
+    public func run(until deadline: MonotonicInstant) {
+        while let first = heap.min, first.time <= deadline {
+            let event = heap.removeMin()
+            now = max(now, event.time)
+            lastTouched = nil
+            switch event.kind {
+            case .deliver(let d):
+                deliver(d)
+            case .timer(let i):
+                let slot = slots[i]
+                guard slot.scheduled == event.time, !slot.paused, slot.process != nil else { continue }
+                slot.scheduled = nil
+                slot.process!.tick(now: now, wall: base + (now - .zero) + slot.skew)
+                lastTouched = slot.name
+                afterTouch(i)
+            }
+            observer?(self)
+        }
+        now = max(now, deadline)
+    }
+
+    /// Runs for `duration` of virtual time.
+    public func run(for duration: Duration) { run(until: now + duration) }
+
+    func deliver(_ d: Delivery) {
+        guard let i = index[d.to], slots[i].process != nil else { dropped += 1; return }
+        if slots[i].paused {
+            slots[i].queued.append(d)
+            return
+        }
+        delivered += 1
+        let w = wall(d.to)
+        let slot = slots[i]
+        slot.process!.receive(d.message, from: d.from, id: d.fromID, reliable: d.reliable, now: now, wall: w)
+        lastTouched = slot.name
+        afterTouch(i)
+    }
+
+    /// Sends what slot `i` produced and schedules its next timer.
+    func afterTouch(_ i: Int) {
+        let slot = slots[i]
+        guard slot.process != nil else { return }
+        let out = slot.process!.takeOutgoing()
+        let id = slot.process!.id
+        let deadline = max(slot.process!.nextDeadline, now + .microseconds(1))
+        for send in out { transmit(send, from: slot.name, id: id) }
+        if slot.scheduled != deadline {
+            slot.scheduled = deadline
+            push(deadline, .timer(i))
+        }
+    }
+
+    func transmit(_ send: SimulatedSend<Process.Message>, from: String, id: NodeID) {
+        let pair = Pair(from: from, to: send.to)
+        guard index[send.to] != nil, !blocked.contains(pair) else { dropped += 1; return }
+        let d = Delivery(to: send.to, from: from, fromID: id, message: send.message, reliable: send.reliable)
+        if send.reliable {
+            let at = max(now + delay(), lastStreamArrival[pair] ?? .zero)
+            lastStreamArrival[pair] = at
+            push(at, .deliver(d))
+            return
+        }
+        if chance(network.dropRate) { dropped += 1; return }
+        push(now + delay(), .deliver(d))
+        if chance(network.duplicateRate) { push(now + delay(), .deliver(d)) }
+    }
+
+    func delay() -> Duration {
+        let lo = network.minDelay.nanosecondsClamped, hi = max(lo, network.maxDelay.nanosecondsClamped)
+        return .nanoseconds(lo + Int64(random.next() % UInt64(hi - lo + 1)))
+    }
+
+    func chance(_ p: Double) -> Bool {
+        p > 0 && Double(random.next() >> 11) / Double(1 << 53) < p
+    }
+
+    func push(_ time: MonotonicInstant, _ kind: Kind) {
+        order += 1
+        heap.insert(Event(time: time, order: order, kind: kind))
+    }
+}
+
+// MARK: - SimulatedNode
+/// What simulated nodes exchange: membership messages, and replication frames carrying
+/// encoded messages exactly as the wire does.
+public enum SimulatedMessage {
+    /// A membership (or lease) message.
+    case membership(MembershipMessage)
+    /// A replication frame: sequenced data messages (encoded) and control messages.
+    case replication(firstSequence: UInt64, lowWatermark: UInt64, data: [[UInt8]], control: [ReplicationMessage])
+}
+
+/// Everything the simulated cluster did that the invariants look at, shared across
+/// crashes and restarts.
+public final class ClusterLog {
+    /// A client write the cluster answered.
+    public struct Ack: Sendable {
+        public var session: SessionID
+        public var value: UInt64
+        public var stamp: Stamp
+        public var replicated: Bool
+        public var at: MonotonicInstant
+        public var node: String
+    }
+    /// A client read the cluster answered.
+    public struct Read: Sendable {
+        public var session: SessionID
+        public var value: UInt64
+        public var stamp: Stamp
+        public var began: MonotonicInstant
+        public var node: String
+    }
+    /// Acknowledged writes in order.
+    public var acks: [Ack] = []
+    /// Answered reads in order.
+    public var reads: [Read] = []
+    /// Every state seen by `(session, epoch, version)`: the value it held.
+    public var states: [SessionID: [Stamp: UInt64]] = [:]
+    /// Violations found while running (a state stamp reused for another value).
+    public var violations: [String] = []
+    /// Creates an empty log.
+    public init() {}
+
+    func saw(_ state: SessionState, at node: String) {
+        let value = SimulatedNode.value(of: state)
+        if let old = states[state.id]?[state.stamp], old != value {
+            violations.append("\(node): \(state.id) at \(state.stamp.etag) holds \(value), elsewhere \(old)")
+        }
+        states[state.id, default: [:]][state.stamp] = value
+    }
+}
+
+/// One whole node of the core state machines, as `ReplicationNode` composes them:
+/// membership with leases, one replica shard, inbound streams, the serving rule,
+/// failover on death and rejoin under a new id. Client writes and reads come from the
+/// scenario through `write` and `read`.
+public struct SimulatedNode: SimulatedProcess {
+    public private(set) var id: NodeID
+    public let name: String
+    public private(set) var membership: Membership
+    public private(set) var leases: LeaseTable
+    public private(set) var shard: ReplicaShard
+    /// Times this node rejoined after being declared dead.
+    public private(set) var rejoins = 0
+    let log: ClusterLog
+    let settingsTemplate: ShardSettings
+    let peers: [String]
+    var random: SplitMix64
+    var inbound: [NodeID: InboundStream] = [:]
+    var senderIDs: [String: NodeID] = [:]
+    var waits: [WaiterID: (session: SessionID, value: UInt64, stamp: Stamp)] = [:]
+    var pending: [SimulatedSend<SimulatedMessage>] = []
+    var nextShardTick: MonotonicInstant
+    static let shardTick: Duration = .milliseconds(20)
+
+    /// A node named `name` among `names` with process id `id`.
+    public init(name: String, id: NodeID, names: [String], policy: ReplicationPolicy, tuning: MembershipTuning,
+                lease: Duration, randomSeed: UInt64, now: MonotonicInstant, log: ClusterLog) {
+        self.name = name
+        self.id = id
+        self.peers = names.filter { $0 != name }.sorted()
+        self.log = log
+        self.random = SplitMix64(seed: randomSeed)
+        var sessions = SessionPolicy()
+        sessions.maxInactiveInterval = .seconds(3600)
+        settingsTemplate = ShardSettings(selfName: name, selfID: id, policy: policy, sessions: sessions, backupCandidates: peers)
+        membership = Membership(selfName: name, selfID: id, seeds: names, tuning: tuning, randomSeed: random.next(), now: now)
+        leases = LeaseTable(lease: lease)
+        shard = ReplicaShard(settings: settingsTemplate)
+        nextShardTick = now + Self.shardTick
+    }
+
+    /// The value a state holds (attribute `v`, 8 bytes little-endian; 0 when absent).
+    public static func value(of state: SessionState) -> UInt64 {
+        guard let raw = state.attributes["v"], raw.count == 8 else { return 0 }
+        return raw.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+    }
+
+    static func bytes(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
+
+    public var nextDeadline: MonotonicInstant { min(membership.nextDeadline, leases.nextDeadline, nextShardTick) }
+
+    /// Whether this node owns `session` and passes the serving check now.
+    public func serves(_ session: SessionID, now: MonotonicInstant) -> Bool {
+        guard membership.status == .alive, let set = shard.ownedReplicaSet(of: session) else { return false }
+        return leases.mayServe(replicaSet: set, now: now) { membership.member($0)?.status.isLive == true }
+    }
+
+    // MARK: - Clients
+
+    /// Creates `session` here with value 0. Returns whether it was created.
+    public mutating func create(_ session: SessionID, now: MonotonicInstant, wall: WallTime) -> Bool {
+        guard membership.status == .alive,
+              let out = try? shard.create(id: session, attributes: ["v": Self.bytes(0)], maxInactiveInterval: nil, now: now,
+                                          wall: wall, sessionCount: shard.ownedCount) else { return false }
+        if let s = out.state { log.saw(s, at: name) }
+        flush(now: now)
+        return true
+    }
+
+    /// Writes `value` to `session` if this node serves it; the ack is logged when the
+    /// cluster answers (at once when local, after replication when synchronous).
+    @discardableResult
+    public mutating func write(_ session: SessionID, value: UInt64, now: MonotonicInstant, wall: WallTime) -> Bool {
+        guard serves(session, now: now) else { return false }
+        var changes = ChangeSet()
+        changes.updated["v"] = Self.bytes(value)
+        guard let out = try? shard.commit(session, changes: changes, maxInactiveInterval: nil, now: now, wall: wall),
+              let state = out.state else { return false }
+        log.saw(state, at: name)
+        if let w = out.waiter {
+            if let done = shard.settledWait(w) { finish(w, done, session: session, value: value, stamp: state.stamp, now: now) } else {
+                waits[w] = (session, value, state.stamp)
+            }
+        } else {
+            log.acks.append(.init(session: session, value: value, stamp: state.stamp, replicated: false, at: now, node: name))
+        }
+        flush(now: now)
+        return true
+    }
+
+    /// Reads `session` if this node serves it, logging the answer.
+    @discardableResult
+    public mutating func read(_ session: SessionID, now: MonotonicInstant, wall: WallTime) -> UInt64? {
+        guard serves(session, now: now), let s = shard.access(session, wall: wall) else { return nil }
+        let v = Self.value(of: s)
+        log.reads.append(.init(session: session, value: v, stamp: s.stamp, began: now, node: name))
+        return v
+    }
+
+    mutating func finish(_ w: WaiterID, _ result: WaitResult, session: SessionID, value: UInt64, stamp: Stamp, now: MonotonicInstant) {
+        if case .replicated(let names) = result {
+            log.acks.append(.init(session: session, value: value, stamp: stamp, replicated: !names.isEmpty, at: now, node: name))
+        }
+    }
+
+    mutating func complete(_ results: [(WaiterID, WaitResult)], now: MonotonicInstant) {
+        for (w, r) in results {
+            guard let op = waits.removeValue(forKey: w) else { continue }
+            finish(w, r, session: op.session, value: op.value, stamp: op.stamp, now: now)
+        }
+    }
+
+    // MARK: - Process
+
+    public mutating func tick(now: MonotonicInstant, wall: WallTime) {
+        membership.tick(now: now)
+        handleMembershipOutput(now: now)
+        for r in leases.requests(to: membership.liveNames, now: now) {
+            pending.append(SimulatedSend(to: r.peer, message: .membership(.leaseRequest(sequence: r.sequence)), reliable: false))
+        }
+        if now >= nextShardTick {
+            nextShardTick = now + Self.shardTick
+            let out = shard.tick(now: now, wall: wall, datagram: false)
+            for (peer, batches) in out.resend { send(batches, to: peer) }
+            complete(out.completed, now: now)
+            for (sender, _) in inbound.sorted(by: { $0.key < $1.key }) {
+                let d = inbound[sender]!.tick(now: now, reorderDelay: shard.settings.policy.reorderDelay)
+                if d.reportGap, let peer = senderIDs.first(where: { $0.value == sender })?.key { deliver(d, from: peer, sender: sender, now: now) }
+            }
+        }
+        flush(now: now)
+    }
+
+    public mutating func receive(_ message: SimulatedMessage, from peer: String, id sender: NodeID, reliable: Bool,
+                                 now: MonotonicInstant, wall: WallTime) {
+        switch message {
+        case .membership(let m):
+            guard membership.status != .dead else { return }
+            membership.receive(m, from: peer, id: sender, reliable: reliable, now: now)
+            let known = membership.member(peer)
+            let heldDead = known.map { $0.id > sender || ($0.id == sender && !$0.status.isLive) } ?? false
+            handleMembershipOutput(now: now)
+            switch m {
+            case .leaseRequest(let seq):
+                if leases.onRequest(from: peer, heldDead: heldDead || membership.status != .alive, now: now) {
+                    pending.append(SimulatedSend(to: peer, message: .membership(.leaseGrant(sequence: seq)), reliable: false))
+                }
+            case .leaseGrant(let seq):
+                leases.onGrant(from: peer, sequence: seq)
+            default:
+                break
+            }
+        case .replication(let first, let low, let data, let control):
+            guard membership.status == .alive else { return }
+            if let previous = senderIDs[peer], previous != sender {
+                guard sender > previous else { return }  // a retired process
+                inbound[previous] = nil
+                shard.peerRestarted(peer)
+            }
+            senderIDs[peer] = sender
+            for c in control {
+                switch c {
+                case .receipt(let r):
+                    let out = shard.onReceipt(from: peer, r, now: now, datagram: false)
+                    complete(out.completed, now: now)
+                    send(out.resend, to: peer)
+                case .resync(let r):
+                    shard.onResync(from: peer, entries: r.entries, now: now)
+                default:
+                    break
+                }
+            }
+            guard !data.isEmpty || low > 1 else { break }
+            let messages = data.compactMap { try? MessageCodec.decode($0) }
+            guard messages.count == data.count else { log.violations.append("\(name): undecodable replication message"); return }
+            var stream = inbound.removeValue(forKey: sender) ?? InboundStream()
+            let d = stream.accept(firstSequence: first, lowWatermark: low, messages: messages, now: now,
+                                  reorderFrames: shard.settings.policy.reorderFrames, reorderDelay: shard.settings.policy.reorderDelay)
+            inbound[sender] = stream
+            deliver(d, from: peer, sender: sender, now: now)
+        }
+        flush(now: now)
+    }
+
+    mutating func deliver(_ d: InboundStream.Delivery, from peer: String, sender: NodeID, now: MonotonicInstant) {
+        guard var stream = inbound.removeValue(forKey: sender) else { return }
+        for (seq, message) in d.messages {
+            guard let sid = message.sessionID else { continue }
+            let outcome = shard.apply(message, from: peer, now: now)
+            switch (outcome, message) {
+            case (.needsResync, _): stream.needsResync(sid, sequence: seq, now: now)
+            case (_, .full), (_, .invalidate): stream.resolved(sid)
+            default: break
+            }
+            if outcome == .applied, case .backup(let s)? = shard.copy(of: sid) { log.saw(s, at: name) }
+        }
+        let resync = stream.pendingResyncs(now: now)
+        var control: [ReplicationMessage] = []
+        if !resync.isEmpty { control.append(.resync(ResyncRequest(lane: 0, entries: resync))) }
+        control.append(.receipt(Receipt(lane: 0, through: stream.deliveredThrough, received: stream.buffered > 0 ? stream.heldRanges() : [])))
+        inbound[sender] = stream
+        pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: control), reliable: true))
+    }
+
+    mutating func handleMembershipOutput(now: MonotonicInstant) {
+        let (out, events) = membership.takeOutput()
+        for o in out { pending.append(SimulatedSend(to: o.to, message: .membership(o.message), reliable: o.reliable)) }
+        for e in events {
+            switch e {
+            case .alive(let peer, _):
+                leases.restore(peer)
+                shard.memberReturned(peer)
+            case .dead(let peer, _), .left(let peer, _):
+                let out = shard.memberDeparted(peer, now: now)
+                complete(out.completed, now: now)
+                for sid in out.promoted { if case .owner(let s)? = shard.copy(of: sid) { log.saw(s, at: name) } }
+            case .suspect:
+                break
+            case .selfDeclaredDead:
+                rejoin(now: now)
+                return
+            }
+        }
+    }
+
+    /// Declared dead: drop everything and join again under a new, larger id.
+    mutating func rejoin(now: MonotonicInstant) {
+        rejoins += 1
+        id = NodeID(id.rawValue + 1 + random.next() % 1_000)
+        var settings = settingsTemplate
+        settings.selfID = id
+        shard = ReplicaShard(settings: settings)
+        membership = Membership(selfName: name, selfID: id, seeds: membership.seeds, tuning: membership.tuning,
+                                randomSeed: random.next(), now: now)
+        leases = LeaseTable(lease: leases.lease)
+        inbound = [:]
+        senderIDs = [:]
+        waits = [:]
+    }
+
+    /// Sends whatever the shard has queued.
+    mutating func flush(now: MonotonicInstant) {
+        for peer in shard.peersWithUnsent.sorted() {
+            send(shard.takeBatches(for: peer, now: now, datagram: false), to: peer)
+        }
+    }
+
+    mutating func send(_ batches: [OutboundBatch], to peer: String) {
+        for b in batches {
+            pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: b.firstSequence, lowWatermark: b.lowWatermark,
+                                                                         data: b.messages, control: []), reliable: true))
+        }
+    }
+
+    public mutating func takeOutgoing() -> [SimulatedSend<SimulatedMessage>] {
+        defer { pending = [] }
+        return pending
+    }
+}
+
+// MARK: - ClusterScenario
+/// The standard simulated scenario of whole clusters (DESIGN section 9): 3 nodes,
+/// synchronous replication to 1 backup, 30 virtual seconds, client writes and reads,
+/// one crash (with or without restart) or one pause, datagram loss, duplication and
+/// reordering in the first 20 s, then healing and quiet. Checked: the serving rule at
+/// every instant, no `(epoch, version)` holding two states, no replicated write lost,
+/// no stale read, one owner per session and a full replica set after healing.
+public enum ClusterScenario {
+    public struct Outcome: Sendable {
+        /// What went wrong (empty when every invariant held).
+        public var failures: [String] = []
+        /// Writes issued, writes acknowledged, sessions promoted.
+        public var writes = 0, acked = 0, promotions = 0
+    }
+
+    /// The scenario's replication settings: synchronous to one backup.
+    public static func policy() -> ReplicationPolicy {
+        var p = ReplicationPolicy()
+        p.mode = .synchronous
+        p.replicas = .count(1)
+        p.minSyncReplicas = 1
+        p.syncTimeout = .milliseconds(500)
+        p.retryInterval = .milliseconds(50)
+        p.repairInterval = .seconds(2)
+        return p
+    }
+
+    /// Runs seed `seed`; `observe` checks the serving rule after every event (slow).
+    public static func run(seed: UInt64, observe: Bool = true) -> Outcome {
+        var out = Outcome()
+        var random = SeededGenerator(seed: seed &* 0xD1B5_4A32_D192_ED03 &+ 1)
+        var network = NetworkModel()
+        network.dropRate = Double(random.next() % 30) / 1000
+        network.duplicateRate = Double(random.next() % 20) / 1000
+        network.maxDelay = .microseconds(Int64(200 + random.next() % 2_800))
+        let names = ["n1", "n2", "n3"]
+        let log = ClusterLog()
+        let policy = Self.policy()
+        let sim = Simulator<SimulatedNode>(seed: seed, names: names, network: network) { name, id, now, _, random in
+            SimulatedNode(name: name, id: id, names: names, policy: policy, tuning: MembershipTuning(), lease: .milliseconds(500),
+                          randomSeed: random.next(), now: now, log: log)
+        }
+        // At no instant do two running nodes pass the serving check for one session.
+        var sessions: [SessionID] = []
+        // A node starts serving only on an event of its own (leases only lapse with
+        // time), so after each event the node it ran on is checked against the others.
+        if observe { sim.observer = { sim in
+            guard log.violations.count < 5, let touched = sim.lastTouched, sim.isRunning(touched) else { return }
+            for s in sessions where sim.inspect(touched, { $0.serves(s, now: sim.now) }) == true {
+                let others = names.filter { n in n != touched && sim.isRunning(n) && sim.inspect(n, { $0.serves(s, now: sim.now) }) == true }
+                if !others.isEmpty { log.violations.append("at \(sim.now) \([touched] + others) all serve \(s)") }
+            }
+        } }
+        sim.run(for: .seconds(1))
+        for i in 0..<9 {
+            let id = SessionID(high: seed, low: UInt64(i))
+            if sim.with(names[i % 3], { p, now, wall in p.create(id, now: now, wall: wall) }) == true { sessions.append(id) }
+        }
+        var next: [SessionID: UInt64] = [:]
+        let faultAt = MonotonicInstant.zero + .milliseconds(Int64(3_000 + random.next() % 10_000))
+        let victim = names[Int(random.next() % 3)]
+        let kind = random.next() % 3
+        var faulted = false, healAt: MonotonicInstant?
+        while sim.now < .zero + .seconds(30) {
+            sim.run(for: .milliseconds(Int64(5 + random.next() % 20)))
+            if !faulted, sim.now >= faultAt {
+                faulted = true
+                switch kind {
+                case 0:  // crash, restart later
+                    sim.crash(victim)
+                    healAt = sim.now + .milliseconds(Int64(1_000 + random.next() % 6_000))
+                case 1:  // crash for good
+                    sim.crash(victim)
+                default:  // pause
+                    sim.pause(victim)
+                    healAt = sim.now + .milliseconds(Int64(100 + random.next() % 3_000))
+                }
+            }
+            if let h = healAt, sim.now >= h {
+                healAt = nil
+                if sim.isPaused(victim) { sim.resume(victim) } else { sim.start(victim) }
+            }
+            if sim.now >= .zero + .seconds(20) { sim.network = NetworkModel() }
+            guard sim.now < .zero + .seconds(22), !sessions.isEmpty else { continue }
+            let s = sessions[Int(random.next() % UInt64(sessions.count))]
+            guard let node = names.first(where: { n in sim.isRunning(n) && sim.inspect(n, { $0.serves(s, now: sim.now) }) == true }) else { continue }
+            if random.next() % 3 == 0 {
+                sim.with(node) { p, now, wall in p.read(s, now: now, wall: wall) }
+            } else {
+                let v = (next[s] ?? 0) + 1
+                if sim.with(node, { p, now, wall in p.write(s, value: v, now: now, wall: wall) }) == true {
+                    next[s] = v
+                    out.writes += 1
+                }
+            }
+        }
+        out.failures += log.violations
+        // Replicated writes are never lost (at most one holder failed), reads are never
+        // stale, and the cluster converges.
+        var lastReplicated: [SessionID: UInt64] = [:]
+        for a in log.acks where a.replicated { lastReplicated[a.session] = max(lastReplicated[a.session] ?? 0, a.value) }
+        out.acked = log.acks.count
+        var replicatedAcks: [SessionID: [ClusterLog.Ack]] = [:]
+        for a in log.acks where a.replicated { replicatedAcks[a.session, default: []].append(a) }
+        for r in log.reads {
+            let before = (replicatedAcks[r.session] ?? []).filter { $0.at < r.began }.map(\.value).max() ?? 0
+            if r.value < before { out.failures.append("stale read of \(r.session) on \(r.node): \(r.value) < acknowledged \(before)") }
+        }
+        let running = names.filter { sim.isRunning($0) }
+        for s in sessions {
+            let owners = running.filter { if case .owner? = sim.process($0)!.shard.copy(of: s) { return true } else { return false } }
+            guard owners.count == 1, case .owner(let state)? = sim.process(owners[0])!.shard.copy(of: s) else {
+                out.failures.append("\(s) has owners \(owners) after healing")
+                continue
+            }
+            let value = SimulatedNode.value(of: state)
+            if value < (lastReplicated[s] ?? 0) { out.failures.append("\(s): replicated write \(lastReplicated[s]!) lost, owner holds \(value)") }
+            let copies = running.filter { n in
+                if case .backup(let b)? = sim.process(n)!.shard.copy(of: s) { return b.stamp == state.stamp } else { return false }
+            }
+            let wanted = min(1, running.count - 1)
+            if copies.count != wanted || state.replicaSet.sorted() != copies.sorted() {
+                out.failures.append("\(s): owner \(owners[0]) at \(state.stamp.etag) with replica set \(state.replicaSet), backups at that stamp \(copies)")
+            }
+        }
+        out.promotions = running.reduce(0) { $0 + sim.process($1)!.shard.counters.promotions }
+        return out
+    }
+
+}
+
+// MARK: - MembershipProcess
+/// A record of membership events seen by every simulated process, shared across
+/// restarts (a crash loses the process, not the log).
+public final class MembershipLog {
+    /// One event as one process saw it.
+    public struct Entry: Hashable, Sendable {
+        /// When.
+        public var at: MonotonicInstant
+        /// Who saw it.
+        public var observer: String
+        /// What.
+        public var event: MembershipEvent
+    }
+    /// Every event in order.
+    public private(set) var entries: [Entry] = []
+    /// Creates an empty log.
+    public init() {}
+    /// Appends an event.
+    public func record(_ event: MembershipEvent, by observer: String, at: MonotonicInstant) {
+        entries.append(Entry(at: at, observer: observer, event: event))
+    }
+}
+
+/// One simulated node running only the membership protocol.
+public struct MembershipProcess: SimulatedProcess {
+    /// The state machine.
+    public private(set) var membership: Membership
+    /// Times this process rejoined under a new id after being declared dead.
+    public private(set) var rejoins = 0
+    let log: MembershipLog
+    var random: SplitMix64
+
+    /// A process named `name` with id `id`, seeding from `seeds`.
+    public init(name: String, id: NodeID, seeds: [String], tuning: MembershipTuning, randomSeed: UInt64,
+                now: MonotonicInstant, log: MembershipLog) {
+        membership = Membership(selfName: name, selfID: id, seeds: seeds, tuning: tuning, randomSeed: randomSeed, now: now)
+        self.log = log
+        self.random = SplitMix64(seed: randomSeed ^ 0x5eed)
+    }
+
+    public var id: NodeID { membership.selfID }
+    public var nextDeadline: MonotonicInstant { membership.nextDeadline }
+
+    public mutating func tick(now: MonotonicInstant, wall: WallTime) {
+        membership.tick(now: now)
+        flushEvents(now, wall: wall)
+    }
+
+    public mutating func receive(_ message: MembershipMessage, from: String, id: NodeID, reliable: Bool,
+                                 now: MonotonicInstant, wall: WallTime) {
+        membership.receive(message, from: from, id: id, reliable: reliable, now: now)
+        flushEvents(now, wall: wall)
+    }
+
+    /// Leaves gracefully.
+    public mutating func leave(now: MonotonicInstant) {
+        membership.leave(now: now)
+    }
+
+    var pending: [MembershipOutgoing] = []
+
+    mutating func flushEvents(_ now: MonotonicInstant, wall: WallTime) {
+        let (out, events) = membership.takeOutput()
+        pending.append(contentsOf: out)
+        for e in events { log.record(e, by: membership.selfName, at: now) }
+        if events.contains(.selfDeclaredDead) {
+            // As the node does: drop everything and rejoin under a new, larger id.
+            rejoins += 1
+            let old = membership
+            let id = NodeID(max(old.selfID.rawValue + 1, NodeID.fresh(start: wall, random: random.next()).rawValue))
+            membership = Membership(selfName: old.selfName, selfID: id, seeds: old.seeds, tuning: old.tuning,
+                                    randomSeed: random.next(), now: now)
+        }
+    }
+
+    public mutating func takeOutgoing() -> [SimulatedSend<MembershipMessage>] {
+        let (out, events) = membership.takeOutput()
+        pending.append(contentsOf: out)
+        precondition(events.isEmpty, "events are flushed on every call")
+        defer { pending = [] }
+        return pending.map { SimulatedSend(to: $0.to, message: $0.message, reliable: $0.reliable) }
+    }
+}
