@@ -72,6 +72,7 @@ let package = Package(
             name: "drs",
             dependencies: [
                 "SessionReplication",
+                "SessionReplicationTestKit",
                 "SessionReplicationHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// `drs`: run session replication nodes, local clusters, demos and benchmarks.
 /// Exit codes: 0 success; 1 the run failed; 2 bad usage or an invalid configuration.
@@ -7,6 +8,28 @@ struct DRS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drs",
         abstract: "Memory-to-memory session replication: nodes, demos and benchmarks.",
-        subcommands: [NodeCommand.self, ClusterCommand.self, DemoCommand.self, BenchCommand.self, CheckConfigCommand.self]
+        subcommands: [NodeCommand.self, ClusterCommand.self, DemoCommand.self, BenchCommand.self, SimulateCommand.self, CheckConfigCommand.self]
     )
+
+    /// Runs the command, mapping ArgumentParser's usage exit code (64) to the
+    /// contract's 2.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure || code.rawValue == 64 {
+                // Prints the message and usage as ArgumentParser would, then exits 2.
+                let message = fullMessage(for: error)
+                if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

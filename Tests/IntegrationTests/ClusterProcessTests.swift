@@ -200,3 +200,22 @@ struct ClusterProcessTests {
         #expect(result.output.contains("bad.yaml") && result.output.contains("nodes[0].name"), "\(result.output)")
     }
 }
+
+@Suite("drs simulate")
+struct SimulateCommandTests {
+    @Test("measures detection on a simulated cluster, the same numbers for the same seed, and refuses bad options")
+    func simulate() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let a = try DRSBinary.run(["simulate", "--members", "5", "--trials", "3", "--json"], in: dir)
+        #expect(a.status == 0, "\(a.output)")
+        let json = try JSONSerialization.jsonObject(with: Data(a.output.utf8)) as? [String: Any]
+        let detection = json?["detectionMs"] as? [String: Double]
+        #expect((detection?["p50"] ?? 0) > 0)
+        #expect(json?["falseDeaths"] as? Int == 0)
+        let b = try DRSBinary.run(["simulate", "--members", "5", "--trials", "3", "--json"], in: dir)
+        #expect(a.output == b.output)
+        let bad = try DRSBinary.run(["simulate", "--members", "1"], in: dir)
+        #expect(bad.status == 2, "\(bad.output)")
+        #expect(bad.output.contains("--members"))
+    }
+}

@@ -173,7 +173,7 @@ struct MembershipTests {
         let suspect = MemberUpdate(status: .suspect, name: "n5", id: NodeID(203), incarnation: 0, from: "n2")
         m.receive(.ack(sequence: 0, updates: [suspect]), from: "n2", id: NodeID(200), now: clock.now)
         let alone = m.suspicions["n5"]!.deadline
-        #expect(alone == clock.now + .milliseconds(2_400), "no confirmations: the longest timeout (6 x 400 ms)")
+        #expect(alone == clock.now + .milliseconds(1_200), "no confirmations: the longest timeout (3 x 400 ms)")
         var confirm = suspect
         confirm.from = "n3"
         m.receive(.ack(sequence: 0, updates: [confirm]), from: "n3", id: NodeID(201), now: clock.now)

@@ -143,8 +143,9 @@ public struct MembershipTuning: Hashable, Sendable {
     public var indirectChecks = 3
     /// Suspicion timeout in probe intervals, times `max(1, log10(n))`. Default 4.
     public var suspicionMultiplier = 4
-    /// The longest suspicion (no confirmations), as a multiple of the shortest. Default 6.
-    public var suspicionMaxMultiplier = 6
+    /// The longest suspicion (no confirmations), as a multiple of the shortest. Default 3
+    /// (memberlist uses 6 with a 1 s probe; with 100 ms probes 3 keeps detection near 1 s).
+    public var suspicionMaxMultiplier = 3
     /// Each update is piggybacked `retransmitMultiplier * ceil(log10(n + 1))` times. Default 4.
     public var retransmitMultiplier = 4
     /// Highest Lifeguard local health score. Default 8.
