@@ -60,13 +60,14 @@ struct SessionLifecycleTests {
     func backupEviction() async throws {
         var config = TestCluster.configuration(names: ["n1", "n2"])
         config.nodes[1].role = .server
-        config.sessions.maxInactiveInterval = .seconds(1)
+        config.sessions.maxInactiveInterval = .seconds(3)
         config.sessions.backupGrace = .zero
         let cluster = try await TestCluster(config)
+        #expect(await cluster.joined())
         let id = try #require(try await cluster["n1"].createSession(attributes: ["a": [1]]).state?.id)
         #expect(await eventually { cluster["n2"].copy(of: id)?.backupState != nil })
         await cluster["n1"].shutdown()
-        let evicted = await eventually { cluster["n2"].copy(of: id) == nil }
+        let evicted = await eventually(timeout: .seconds(30)) { cluster["n2"].copy(of: id) == nil }
         let counters = cluster["n2"].counters.replication
         #expect(counters.promotions == 0)
         await cluster.shutdown()

@@ -65,11 +65,12 @@ extension ReplicationNode: SessionBackend {
 
     /// This node's status.
     public func status() -> NodeStatus {
-        var under = 0
+        var under = 0, transferPending = 0
         var lag: [String: Double] = [:]
         for shard in shards {
             shard.withCore { core in
                 under += core.underReplicatedCount
+                transferPending += core.stateTransferPending
                 for (peer, stream) in core.streams {
                     if let p99 = stream.receiptLatencyP99 {
                         lag[peer] = max(lag[peer] ?? 0, Double(p99.nanosecondsClamped) / 1e6)
@@ -86,6 +87,6 @@ extension ReplicationNode: SessionBackend {
         return NodeStatus(name: endpoint.name, id: nodeID.description,
                           state: isStopped ? "leaving" : fenced ? "fenced" : membership.withLockedValue({ $0.joined }) ? "serving" : "joining",
                           leaseRemainingMs: leaseMs, primaries: c.primaries, backups: c.backups, underReplicated: under,
-                          queues: c.queueDepth, lagMsP99: lag, stateTransferPending: 0, stateTransferDone: 0)
+                          queues: c.queueDepth, lagMsP99: lag, stateTransferPending: transferPending, stateTransferDone: c.replication.stateTransfers)
     }
 }

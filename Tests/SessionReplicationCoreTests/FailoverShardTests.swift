@@ -1,0 +1,58 @@
+import Testing
+@testable import SessionReplicationCore
+import SessionReplicationTestKit
+
+/// `ReplicaShard` failover with a manual clock: promotion, replacement and refill.
+struct FailoverShardTests {
+    func shard(_ name: String, id: UInt64, candidates: [String], role: NodeRole = .both) -> ReplicaShard {
+        var policy = ReplicationPolicy()
+        policy.replicas = .count(1)
+        policy.role = role
+        return ReplicaShard(settings: ShardSettings(selfName: name, selfID: NodeID(id), policy: policy, sessions: SessionPolicy(),
+                                                    backupCandidates: candidates))
+    }
+
+    @Test func aJoiningMemberIsSentTheSessionsShortOfBackupsASlicePerTick() throws {
+        var clock = ManualClock()
+        var s = shard("n1", id: 1, candidates: ["n2", "n3"])
+        _ = s.memberDeparted("n2", now: clock.now)
+        _ = s.memberDeparted("n3", now: clock.now)
+        for i in 0..<5 {
+            let out = try s.create(id: SessionID(high: 1, low: UInt64(i)), attributes: ["a": [1]], maxInactiveInterval: nil,
+                                   now: clock.now, wall: clock.wall, sessionCount: i)
+            #expect(out.state?.replicaSet == [])
+        }
+        s.memberReturned("n2")
+        #expect(s.stateTransferPending == 5)
+        clock.advance(by: .milliseconds(5))
+        _ = s.tick(now: clock.now, wall: clock.wall, datagram: false)
+        #expect(s.stateTransferPending == 0)
+        #expect(s.counters.stateTransfers == 5)
+        for i in 0..<5 { #expect(s.ownedReplicaSet(of: SessionID(high: 1, low: UInt64(i))) == ["n2"]) }
+        #expect(s.streams["n2"]?.entries.count == 5, "each session sent whole to the joiner")
+    }
+
+    @Test func theFirstLiveBackupPromotesUnderANewEpochAndAServerNodeNever() throws {
+        let clock = ManualClock()
+        var owner = shard("n1", id: 1, candidates: ["n2"])
+        let id = SessionID(high: 9, low: 9)
+        _ = try owner.create(id: id, attributes: ["a": [1]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let full = try #require(owner.takeBatches(for: "n2", now: clock.now, datagram: false).first?.messages.first)
+        let message = try MessageCodec.decode(full)
+        var backup = shard("n2", id: 2, candidates: ["n1", "n3"])
+        #expect(backup.apply(message, from: "n1", now: clock.now) == .applied)
+        var server = shard("n2", id: 2, candidates: ["n1", "n3"], role: .server)
+        #expect(server.apply(message, from: "n1", now: clock.now) == .applied)
+        let out = backup.memberDeparted("n1", now: clock.now)
+        #expect(out.promoted == [id])
+        guard case .owner(let promoted)? = backup.copy(of: id) else { Issue.record("not promoted"); return }
+        #expect(promoted.stamp.epoch == Epoch(counter: 2, owner: NodeID(2)))
+        #expect(promoted.replicaSet == ["n3"])
+        #expect(promoted.attributes == ["a": [1]])
+        #expect(server.memberDeparted("n1", now: clock.now).promoted.isEmpty)
+        guard case .backup? = server.copy(of: id) else { Issue.record("a server node must keep a backup"); return }
+        // The old owner, should it come back with its copy, is fenced by the new epoch.
+        let newer = promoted
+        #expect(owner.apply(.full(newer), from: "n2", now: clock.now) == .applied, "a higher epoch replaces the stale owner")
+    }
+}
