@@ -25,6 +25,23 @@ struct ClusterSimulationTests {
         #expect(acked > writes / 2)
     }
 
+    /// Two backups, one needed for an acknowledgement: the taker must adopt the other
+    /// holder's fresher copy (prepare round), or acknowledged writes are lost.
+    @Test func seedsWithTwoBackups() {
+        let count = Int(Environment.value("DRS_SIM_TWO_BACKUP_SEEDS") ?? "") ?? 300
+        var base = SeededGenerator(seed: 99)
+        var failed = 0
+        for _ in 0..<count {
+            let seed = base.next() % 1_000_000_000
+            let o = ClusterScenario.run(seed: seed, observe: true, replicas: 2)
+            if !o.failures.isEmpty {
+                failed += 1
+                Issue.record("seed \(seed) (replicas 2) failed: \(o.failures.prefix(5))")
+                if failed >= 3 { break }
+            }
+        }
+    }
+
     /// The seeds run in four chunks, in parallel (2,000 by default; `DRS_SIM_CLUSTER_SEEDS`
     /// and `DRS_SIM_BASE` change the count and the seed sequence).
     @Test(arguments: 0..<4) func randomSeedsOfTheStandardScenario(chunk: Int) {

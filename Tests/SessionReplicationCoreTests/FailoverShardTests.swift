@@ -55,4 +55,23 @@ struct FailoverShardTests {
         let newer = promoted
         #expect(owner.apply(.full(newer), from: "n2", now: clock.now) == .applied, "a higher epoch replaces the stale owner")
     }
+
+    @Test func promotionWaitsUntilTheLeasesGrantedToTheDeadOwnerRanOut() throws {
+        var clock = ManualClock()
+        var owner = shard("n1", id: 1, candidates: ["n2"])
+        let id = SessionID(high: 7, low: 7)
+        _ = try owner.create(id: id, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let full = try #require(owner.takeBatches(for: "n2", now: clock.now, datagram: false).first?.messages.first)
+        var backup = shard("n2", id: 2, candidates: ["n1"])
+        #expect(backup.apply(try MessageCodec.decode(full), from: "n1", now: clock.now) == .applied)
+        let out = backup.memberDeparted("n1", now: clock.now, promoteAfter: clock.now + .milliseconds(300))
+        #expect(out.promoted.isEmpty)
+        #expect(backup.promotionsPending == 1)
+        clock.advance(by: .milliseconds(200))
+        #expect(backup.tick(now: clock.now, wall: clock.wall, datagram: false).promoted.isEmpty)
+        guard case .backup? = backup.copy(of: id) else { Issue.record("promoted before the old owner's lease ran out"); return }
+        clock.advance(by: .milliseconds(100))
+        #expect(backup.tick(now: clock.now, wall: clock.wall, datagram: false).promoted == [id])
+        guard case .owner? = backup.copy(of: id) else { Issue.record("not promoted"); return }
+    }
 }

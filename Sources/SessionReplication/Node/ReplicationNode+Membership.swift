@@ -180,13 +180,20 @@ extension ReplicationNode {
     /// backups, and sessions it owned whose first live backup is this node are promoted.
     func memberGone(_ name: String, id: NodeID) {
         let t = now
+        let after = leases.withLockedValue { $0.grantsExpire(for: name) }
         var promoted = 0, rereplicated = 0
+        var prepares: [String: [PrepareRequest.Entry]] = [:]
         for shard in shards {
-            let out = shard.withCore { $0.memberDeparted(name, now: t) }
+            let out = shard.withCore { $0.memberDeparted(name, now: t, promoteAfter: after) }
             shard.complete(out.completed)
             flushPending(shard)
+            for (holder, entries) in out.prepares { prepares[holder, default: []] += entries }
             promoted += out.promoted.count
             rereplicated += out.rereplicated.count
+        }
+        for (holder, entries) in prepares.sorted(by: { $0.key < $1.key }) {
+            links[holder]?.addControl(.prepare(PrepareRequest(oldOwner: name, entries: entries)))
+            scheduleFlush(holder)
         }
         logger.notice("failover", metadata: ["drs.peer": "\(name)", "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
     }
@@ -195,6 +202,37 @@ extension ReplicationNode {
     /// under a new node id (see `rejoin`).
     func selfDeclaredDead() {
         rejoin()
+    }
+}
+
+extension ReplicationNode {
+    /// A taker's prepare: each shard answers for its sessions; this node stops granting
+    /// the old owner leases and tells how long ago it last did.
+    func onPrepare(_ request: PrepareRequest, from taker: String) {
+        var entries: [PromiseReply.Entry] = []
+        var byShard: [Int: [PrepareRequest.Entry]] = [:]
+        for e in request.entries { byShard[Int(e.id.stableHash % UInt64(shards.count)), default: []].append(e) }
+        for (i, part) in byShard.sorted(by: { $0.key < $1.key }) {
+            entries += shards[i].withCore { $0.onPrepare(from: taker, PrepareRequest(oldOwner: request.oldOwner, entries: part)) }
+        }
+        let t = now
+        let since = leases.withLockedValue { l -> UInt32 in
+            l.revoke(request.oldOwner)
+            return l.lastGranted[request.oldOwner].map { UInt32(clamping: (t - $0).millisecondsClamped) } ?? .max
+        }
+        links[taker]?.addControl(.promise(PromiseReply(oldOwner: request.oldOwner, sinceGrantMs: since, entries: entries)))
+        scheduleFlush(taker)
+    }
+
+    /// A holder's promise: each shard adopts fresher copies and schedules promotions.
+    func onPromise(_ reply: PromiseReply, from holder: String) {
+        var byShard: [Int: [PromiseReply.Entry]] = [:]
+        for e in reply.entries { byShard[Int(e.id.stableHash % UInt64(shards.count)), default: []].append(e) }
+        let t = now
+        for (i, part) in byShard.sorted(by: { $0.key < $1.key }) {
+            let r = PromiseReply(oldOwner: reply.oldOwner, sinceGrantMs: reply.sinceGrantMs, entries: part)
+            shards[i].withCore { $0.onPromise(from: holder, r, now: t, lease: configuration.membership.lease) }
+        }
     }
 }
 

@@ -755,6 +755,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 let shard = shards[Int(r.lane)]
                 shard.withCore { $0.onResync(from: header.senderName, entries: r.entries, now: t) }
                 flushPending(shard)
+            case .prepare(let p):
+                onPrepare(p, from: header.senderName)
+            case .promise(let p):
+                onPromise(p, from: header.senderName)
             default:
                 countRejection(.malformed)
             }

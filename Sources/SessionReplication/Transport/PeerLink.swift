@@ -20,6 +20,7 @@ final class PeerLink: @unchecked Sendable {
     private var receiptFlushScheduled = false
     private var receipts: [UInt16: Receipt] = [:]
     private var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
+    private var extra: [[UInt8]] = []
     private var _datagramAddress: SocketAddress?
     private var _membershipAddress: SocketAddress?
     /// The peer's datagram address (its replication port).
@@ -88,10 +89,18 @@ final class PeerLink: @unchecked Sendable {
         }
     }
 
-    /// Takes the queued control messages, encoded, resyncs before receipts.
+    /// Queues one more control message (a prepare or a promise), sent in order.
+    func addControl(_ message: ReplicationMessage) {
+        let bytes = MessageCodec.encode(message)
+        lock.withLock { extra.append(bytes) }
+    }
+
+    /// Takes the queued control messages, encoded: prepares and promises, then resyncs
+    /// before receipts.
     func takeControl() -> [[UInt8]] {
         lock.withLock {
-            var out: [[UInt8]] = []
+            var out: [[UInt8]] = extra
+            extra.removeAll(keepingCapacity: true)
             for lane in resyncs.keys.sorted() {
                 out.append(MessageCodec.encode(.resync(ResyncRequest(lane: lane, entries: resyncs[lane]!))))
             }

@@ -8,6 +8,15 @@ extension ReplicaShard {
         public var rereplicated: [SessionID] = []
         /// Waits that can no longer complete (their only remaining target departed).
         public var completed: [(WaiterID, WaitResult)] = []
+        /// Prepare requests to send, by holder: sessions this node takes over that other
+        /// live holders also back; it promotes each once they all answered (or died).
+        public var prepares: [String: [PrepareRequest.Entry]] = [:]
+    }
+
+    struct Takeover: Sendable {
+        var owner: String
+        var waiting: Set<String>
+        var after: MonotonicInstant
     }
 
     /// Backup candidates not departed, in configuration order.
@@ -31,10 +40,22 @@ extension ReplicaShard {
     /// promoted here when this node is the first live member of their replica set (a
     /// new epoch `(counter + 1, this node)`, a new replica set, replicated whole at once).
     /// Copies whose first live member is another node wait for that node's full state.
-    public mutating func memberDeparted(_ member: String, now: MonotonicInstant) -> FailoverOutcome {
+    ///
+    /// `promoteAfter` is when every lease this node granted `member` has run out
+    /// (`LeaseTable.grantsExpire`): promotions wait until then (in `tick`), so the old
+    /// owner can no longer pass its serving check when the new owner starts serving.
+    public mutating func memberDeparted(_ member: String, now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
         var out = FailoverOutcome()
         guard member != settings.selfName else { return out }
         departed.insert(member)
+        // Takeovers waiting for this member's promise need it no more.
+        for id in takeovers.keys.sorted() where takeovers[id]!.waiting.contains(member) {
+            takeovers[id]!.waiting.remove(member)
+            if takeovers[id]!.waiting.isEmpty {
+                let t = takeovers.removeValue(forKey: id)!
+                pendingPromotions.append((id, t.owner, t.after))
+            }
+        }
         streams[member] = nil
         resyncFulls[member] = nil
         peersWithUnsent.remove(member)
@@ -69,10 +90,75 @@ extension ReplicaShard {
                 if let next = holders.first { backups[id]!.owner = next }
                 continue
             }
-            promote(id, now: now)
-            out.promoted.append(id)
+            let others = holders.filter { $0 != settings.selfName }
+            if !others.isEmpty {
+                // Other holders may hold a fresher copy: ask them first.
+                takeovers[id] = Takeover(owner: member, waiting: Set(others), after: promoteAfter)
+                for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }
+            } else if now >= promoteAfter {
+                promote(id, now: now)
+                out.promoted.append(id)
+            } else {
+                pendingPromotions.append((id, member, promoteAfter))
+            }
         }
         return out
+    }
+
+    /// A taker's prepare: for each session, this node's copy when it is fresher than the
+    /// taker's. This node stops treating the old owner as the copy's source (the taker
+    /// will send the whole session under its new epoch) and never promotes it itself.
+    public mutating func onPrepare(from taker: String, _ request: PrepareRequest) -> [PromiseReply.Entry] {
+        request.entries.map { e in
+            guard let b = backups[e.id] else { return .init(id: e.id, fresher: nil) }
+            backups[e.id]!.owner = taker
+            takeovers[e.id] = nil
+            return .init(id: e.id, fresher: b.state.stamp > e.stamp ? replicable(b.state) : nil)
+        }
+    }
+
+    /// A holder's promise: adopts its copy when fresher, and promotes each session once
+    /// every holder answered, no earlier than `lease (1 + 10^-3) + 10 ms` after the
+    /// holder's last grant to the old owner.
+    public mutating func onPromise(from holder: String, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) {
+        let since = Duration.milliseconds(Int64(reply.sinceGrantMs))
+        let wait = lease + lease / 1000 + .milliseconds(10) - since
+        for e in reply.entries {
+            guard var t = takeovers[e.id], t.waiting.contains(holder) else { continue }
+            if let s = e.fresher, let b = backups[e.id], s.stamp > b.state.stamp {
+                backups[e.id]!.state = s
+            }
+            t.waiting.remove(holder)
+            if wait > .zero { t.after = max(t.after, now + wait) }
+            if t.waiting.isEmpty {
+                takeovers[e.id] = nil
+                pendingPromotions.append((e.id, t.owner, t.after))
+            } else {
+                takeovers[e.id] = t
+            }
+        }
+    }
+
+    /// Takeovers waiting for promises.
+    public var takeoversPending: Int { takeovers.count }
+
+    /// Promotions still waiting for the departed owner's leases to run out.
+    public var promotionsPending: Int { pendingPromotions.count }
+
+    /// Promotes the copies whose wait is over; returns their ids.
+    mutating func runPendingPromotions(now: MonotonicInstant) -> [SessionID] {
+        guard !pendingPromotions.isEmpty else { return [] }
+        var done: [SessionID] = []
+        var waiting: [(id: SessionID, owner: String, after: MonotonicInstant)] = []
+        for p in pendingPromotions {
+            guard now >= p.after else { waiting.append(p); continue }
+            // Still a backup of that owner (nothing newer arrived meanwhile).
+            guard backups[p.id]?.owner == p.owner else { continue }
+            promote(p.id, now: now)
+            done.append(p.id)
+        }
+        pendingPromotions = waiting
+        return done
     }
 
     /// `member` is alive (joined, or a new process under its name): placement may name

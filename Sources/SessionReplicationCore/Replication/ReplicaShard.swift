@@ -67,6 +67,10 @@ public struct ReplicaShard: Sendable {
     /// Members membership holds dead or left: no placement names them, and copies they
     /// owned are promoted by their first live backup.
     public internal(set) var departed: Set<String> = []
+    /// Takeovers waiting for the other holders' promises.
+    var takeovers: [SessionID: Takeover] = [:]
+    /// Backup copies to promote once the departed owner's leases have run out.
+    var pendingPromotions: [(id: SessionID, owner: String, after: MonotonicInstant)] = []
     /// Owned sessions short of backups since a member (re)joined, filled a slice per tick.
     var refill: [SessionID] = []
     var refillIndex = 0
@@ -450,7 +454,7 @@ public struct ReplicaShard: Sendable {
                 return .applied
             }
             return b.state.stamp < t.stamp ? .needsResync : .ignored
-        case .receipt, .resync:
+        case .receipt, .resync, .prepare, .promise:
             return .ignored
         }
     }
@@ -465,6 +469,8 @@ public struct ReplicaShard: Sendable {
         public var completed: [(WaiterID, WaitResult)] = []
         /// Sessions that expired on this owner.
         public var expired: [SessionID] = []
+        /// Backup copies promoted (their old owner's leases ran out).
+        public var promoted: [SessionID] = []
     }
 
     /// Advances time: retries and drops, time-based writes, access replication, repair,
@@ -521,6 +527,7 @@ public struct ReplicaShard: Sendable {
             counters.syncTimeouts += 1
             out.completed.append((WaiterID(rawValue: key), .timedOut(w.acked.sorted())))
         }
+        out.promoted = runPendingPromotions(now: now)
         runRefill(now: now, budget: Self.refillSlice)
         out.expired = expireOwned(wall: wall, now: now)
         evictBackups(now: now)

@@ -19,7 +19,7 @@ public struct WireLimits: Hashable, Sendable {
 /// Binary encoding of `ReplicationMessage`: `type u8 | length u32 | body`, little-endian.
 public enum MessageCodec {
     enum Tag: UInt8 {
-        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17
+        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19
     }
 
     /// Encodes one message with its type and length prefix.
@@ -39,6 +39,8 @@ public enum MessageCodec {
         case .touch: tag = .touch
         case .receipt: tag = .receipt
         case .resync: tag = .resync
+        case .prepare: tag = .prepare
+        case .promise: tag = .promise
         }
         w.write(tag.rawValue)
         let lengthAt = w.bytes.count
@@ -73,6 +75,23 @@ public enum MessageCodec {
         case .resync(let r):
             w.write(r.lane); w.write(UInt32(r.entries.count))
             for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
+        case .prepare(let p):
+            writeNames([p.oldOwner], &w)
+            w.write(UInt32(p.entries.count))
+            for e in p.entries { writeID(e.id, &w); writeStamp(e.stamp, &w) }
+        case .promise(let p):
+            writeNames([p.oldOwner], &w)
+            w.write(p.sinceGrantMs)
+            w.write(UInt32(p.entries.count))
+            for e in p.entries {
+                writeID(e.id, &w)
+                if let s = e.fresher {
+                    w.write(UInt8(1))
+                    encode(.full(s), into: &w)
+                } else {
+                    w.write(UInt8(0))
+                }
+            }
         }
         w.patch(UInt32(w.bytes.count - lengthAt - 4), at: lengthAt)
     }
@@ -160,6 +179,34 @@ public enum MessageCodec {
                 entries.append(.init(sequence: try r.read(UInt64.self, "resync.sequence"), id: try readID(&r)))
             }
             message = .resync(ResyncRequest(lane: lane, entries: entries))
+        case .prepare:
+            let owner = try readNames(&r, limits)
+            guard owner.count == 1 else { throw .invalid(field: "prepare.oldOwner") }
+            let count = Int(try r.read(UInt32.self, "prepare.count"))
+            guard count <= limits.maxMessages else { throw .tooLarge(field: "prepare.count", limit: limits.maxMessages, found: count) }
+            guard count * 40 <= r.remaining else { throw .truncated(field: "prepare.entries") }
+            var entries: [PrepareRequest.Entry] = []
+            for _ in 0..<count { entries.append(.init(id: try readID(&r), stamp: try readStamp(&r))) }
+            message = .prepare(PrepareRequest(oldOwner: owner[0], entries: entries))
+        case .promise:
+            let owner = try readNames(&r, limits)
+            guard owner.count == 1 else { throw .invalid(field: "promise.oldOwner") }
+            let since = try r.read(UInt32.self, "promise.sinceGrantMs")
+            let count = Int(try r.read(UInt32.self, "promise.count"))
+            guard count <= limits.maxMessages else { throw .tooLarge(field: "promise.count", limit: limits.maxMessages, found: count) }
+            guard count * 17 <= r.remaining else { throw .truncated(field: "promise.entries") }
+            var entries: [PromiseReply.Entry] = []
+            for _ in 0..<count {
+                let id = try readID(&r)
+                switch try r.read(UInt8.self, "promise.hasState") {
+                case 0: entries.append(.init(id: id, fresher: nil))
+                case 1:
+                    guard case .full(let s) = try decode(&r, limits: limits), s.id == id else { throw .invalid(field: "promise.state") }
+                    entries.append(.init(id: id, fresher: s))
+                default: throw .invalid(field: "promise.hasState")
+                }
+            }
+            message = .promise(PromiseReply(oldOwner: owner[0], sinceGrantMs: since, entries: entries))
         }
         guard r.offset == end else {
             if r.offset > end { throw .invalid(field: "message.length") }

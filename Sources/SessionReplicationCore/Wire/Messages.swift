@@ -124,6 +124,62 @@ public struct ResyncRequest: Hashable, Sendable {
     }
 }
 
+/// A taker asks another holder of sessions whose owner died to promise (DESIGN section
+/// 6, takeover): it reports the copy it holds, and whether it is fresher.
+public struct PrepareRequest: Hashable, Sendable {
+    /// The owner that died.
+    public var oldOwner: String
+    /// The sessions and the stamp of the taker's own copy of each.
+    public var entries: [Entry]
+    /// One session.
+    public struct Entry: Hashable, Sendable {
+        /// The session.
+        public var id: SessionID
+        /// The taker's copy's stamp.
+        public var stamp: Stamp
+        /// Creates an entry.
+        public init(id: SessionID, stamp: Stamp) {
+            self.id = id
+            self.stamp = stamp
+        }
+    }
+    /// Creates a request.
+    public init(oldOwner: String, entries: [Entry]) {
+        self.oldOwner = oldOwner
+        self.entries = entries
+    }
+}
+
+/// A holder's answer to `PrepareRequest`: for each session, its own copy when that is
+/// fresher than the taker's, and how long ago it last granted the old owner a lease.
+public struct PromiseReply: Hashable, Sendable {
+    /// The owner that died.
+    public var oldOwner: String
+    /// Milliseconds since this holder last granted the old owner a lease (it grants no
+    /// more from now on); `UInt32.max` when it never did.
+    public var sinceGrantMs: UInt32
+    /// The sessions asked about.
+    public var entries: [Entry]
+    /// One session.
+    public struct Entry: Hashable, Sendable {
+        /// The session.
+        public var id: SessionID
+        /// The holder's copy when it is fresher than the taker's; `nil` otherwise.
+        public var fresher: SessionState?
+        /// Creates an entry.
+        public init(id: SessionID, fresher: SessionState?) {
+            self.id = id
+            self.fresher = fresher
+        }
+    }
+    /// Creates a reply.
+    public init(oldOwner: String, sinceGrantMs: UInt32, entries: [Entry]) {
+        self.oldOwner = oldOwner
+        self.sinceGrantMs = sinceGrantMs
+        self.entries = entries
+    }
+}
+
 /// Every message that travels in a replication frame.
 public enum ReplicationMessage: Hashable, Sendable {
     /// A whole session (creation, all-attributes, resync, repair). Sequenced.
@@ -138,6 +194,10 @@ public enum ReplicationMessage: Hashable, Sendable {
     case receipt(Receipt)
     /// Control: a request for full states.
     case resync(ResyncRequest)
+    /// Control: a taker's request to the other holders of a dead owner's sessions.
+    case prepare(PrepareRequest)
+    /// Control: a holder's answer to `prepare`.
+    case promise(PromiseReply)
 
     /// The session a data message is about; `nil` for control messages.
     public var sessionID: SessionID? {
@@ -146,7 +206,7 @@ public enum ReplicationMessage: Hashable, Sendable {
         case .delta(let d): return d.id
         case .invalidate(let i): return i.id
         case .touch(let t): return t.id
-        case .receipt, .resync: return nil
+        case .receipt, .resync, .prepare, .promise: return nil
         }
     }
 
