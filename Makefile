@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test bench bench-http cluster clean
+.PHONY: all build release demo test simulate failover-timing bench bench-http cluster clean
 
 all: build
 
@@ -21,12 +21,25 @@ demo: release
 test:
 	SWIFT_DETERMINISTIC_HASHING=1 $(SWIFT) test
 
+# Many more simulated seeds than `make test`, in an optimised test build of its own
+# (SEEDS standard-scenario seeds; the other scenarios scale with it). A failing seed prints
+# its replay command.
+SEEDS ?= 20000
+simulate:
+	SWIFT_DETERMINISTIC_HASHING=1 DRS_SIM_CLUSTER_SEEDS=$(SEEDS) DRS_SIM_SEEDS=$$(( $(SEEDS) / 4 )) \
+	DRS_SIM_TWO_BACKUP_SEEDS=$$(( $(SEEDS) / 4 )) \
+	$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path .build-simulate --filter 'SimulationTests'
+
+# Crash-to-dead and crash-to-promoted with real drs processes of $(CONFIG) (release).
+failover-timing: release
+	./scripts/failover-timing.py --config $(CONFIG)
+
 # Replication throughput and lag (release build; its own two-node cluster in one process).
 bench: release
 	./.build/release/drs bench
 
 clean:
-	rm -rf .build .drs
+	rm -rf .build .build-simulate .drs
 
 # HTTP PUT throughput through one node of local-3.yaml vs replicas: 0 (wrk; installs it if missing).
 bench-http: release

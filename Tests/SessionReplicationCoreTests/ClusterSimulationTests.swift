@@ -11,10 +11,10 @@ import SessionReplicationTestKit
 struct ClusterSimulationTests {
     static var seedCount: Int { Int(Environment.value("DRS_SIM_CLUSTER_SEEDS") ?? "") ?? 2_000 }
 
-    @Test func scenarioExercisesFailover() {
+    @Test func scenarioExercisesFailover() async {
+        let outcomes = await onOwnThread { (UInt64(1)...12).map { ($0, ClusterScenario.run(seed: $0)) } }
         var promotions = 0, writes = 0, acked = 0
-        for seed in UInt64(1)...12 {
-            let o = ClusterScenario.run(seed: seed)
+        for (seed, o) in outcomes {
             #expect(o.failures.isEmpty, "seed \(seed): \(o.failures.prefix(5))")
             promotions += o.promotions
             writes += o.writes
@@ -25,45 +25,50 @@ struct ClusterSimulationTests {
         #expect(acked > writes / 2)
     }
 
+    /// Runs `count` seeds drawn from `base` on a thread of its own; returns the failed
+    /// seeds (at most `maxFailures`) with their first failures, and the writes acknowledged.
+    static func sweep(count: Int, base: UInt64, replicas: Int = 1, maxFailures: Int = 5) async -> (failed: [(UInt64, [String])], acked: Int) {
+        let observe = Environment.value("DRS_SIM_NO_OBSERVER") == nil
+        return await onOwnThread {
+            var random = SeededGenerator(seed: base)
+            var failed: [(UInt64, [String])] = []
+            var acked = 0
+            for _ in 0..<count {
+                let seed = random.next() % 1_000_000_000
+                let o = ClusterScenario.run(seed: seed, observe: observe, replicas: replicas)
+                acked += o.acked
+                if !o.failures.isEmpty {
+                    failed.append((seed, Array(o.failures.prefix(5))))
+                    if failed.count >= maxFailures { break }
+                }
+            }
+            return (failed, acked)
+        }
+    }
+
     /// Two backups, one needed for an acknowledgement: the taker must adopt the other
     /// holder's fresher copy (prepare round), or acknowledged writes are lost.
-    @Test func seedsWithTwoBackups() {
+    @Test func seedsWithTwoBackups() async {
         let count = Int(Environment.value("DRS_SIM_TWO_BACKUP_SEEDS") ?? "") ?? 300
-        var base = SeededGenerator(seed: 99)
-        var failed = 0
-        for _ in 0..<count {
-            let seed = base.next() % 1_000_000_000
-            let o = ClusterScenario.run(seed: seed, observe: true, replicas: 2)
-            if !o.failures.isEmpty {
-                failed += 1
-                Issue.record("seed \(seed) (replicas 2) failed: \(o.failures.prefix(5))")
-                if failed >= 3 { break }
-            }
-        }
+        let r = await Self.sweep(count: count, base: 99, replicas: 2, maxFailures: 3)
+        for (seed, failures) in r.failed { Issue.record("seed \(seed) (replicas 2) failed: \(failures)") }
+        #expect(r.acked > 0)
     }
 
     /// The seeds run in four chunks, in parallel (2,000 by default; `DRS_SIM_CLUSTER_SEEDS`
     /// and `DRS_SIM_BASE` change the count and the seed sequence).
-    @Test(arguments: 0..<4) func randomSeedsOfTheStandardScenario(chunk: Int) {
+    @Test(arguments: 0..<4) func randomSeedsOfTheStandardScenario(chunk: Int) async {
         if let s = Environment.value("DRS_SIM_SEED"), let seed = UInt64(s) {
             guard chunk == 0 else { return }
-            let o = ClusterScenario.run(seed: seed, observe: Environment.value("DRS_SIM_NO_OBSERVER") == nil)
+            let o = await onOwnThread { ClusterScenario.run(seed: seed, observe: Environment.value("DRS_SIM_NO_OBSERVER") == nil) }
             #expect(o.failures.isEmpty, "seed \(seed): \(o.failures.prefix(8))")
             return
         }
-        var base = SeededGenerator(seed: (UInt64(Environment.value("DRS_SIM_BASE") ?? "") ?? 7) &+ UInt64(chunk) &* 0x9E37_79B9)
-        var failed = 0, writes = 0, acked = 0
-        for _ in 0..<(Self.seedCount + 3) / 4 {
-            let seed = base.next() % 1_000_000_000
-            let o = ClusterScenario.run(seed: seed, observe: Environment.value("DRS_SIM_NO_OBSERVER") == nil)
-            writes += o.writes
-            acked += o.acked
-            if !o.failures.isEmpty {
-                failed += 1
-                Issue.record("seed \(seed) failed (replay: DRS_SIM_SEED=\(seed) swift test --filter ClusterSimulationTests): \(o.failures.prefix(5))")
-                if failed >= 5 { break }
-            }
+        let base = (UInt64(Environment.value("DRS_SIM_BASE") ?? "") ?? 7) &+ UInt64(chunk) &* 0x9E37_79B9
+        let r = await Self.sweep(count: (Self.seedCount + 3) / 4, base: base)
+        for (seed, failures) in r.failed {
+            Issue.record("seed \(seed) failed (replay: DRS_SIM_SEED=\(seed) swift test --filter ClusterSimulationTests): \(failures)")
         }
-        #expect(writes > 0 && acked > 0)
+        #expect(r.acked > 0)
     }
 }

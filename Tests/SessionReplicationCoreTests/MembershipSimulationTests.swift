@@ -13,7 +13,7 @@ struct MembershipSimulationTests {
     }
 
     /// What one seed did and what went wrong.
-    struct Outcome {
+    struct Outcome: Sendable {
         var failures: [String] = []
         var detections: [Duration] = []
     }
@@ -99,37 +99,44 @@ struct MembershipSimulationTests {
         return 1_000  // the cluster scenario runs membership too, 2,000 seeds of it
     }
 
-    @Test func randomSeedsOfTheThreeNodeScenario() {
+    @Test func randomSeedsOfTheThreeNodeScenario() async {
         if let s = Environment.value("DRS_SIM_SEED"), let seed = UInt64(s) {
-            let o = Self.scenario(seed: seed)
+            let o = await onOwnThread { Self.scenario(seed: seed) }
             #expect(o.failures.isEmpty, "seed \(seed): \(o.failures)")
             return
         }
-        var base = SeededGenerator(seed: UInt64(Environment.value("DRS_SIM_BASE") ?? "") ?? 2026)
-        var failed: [UInt64] = []
-        var detections: [Duration] = []
-        for _ in 0..<Self.seedCount {
-            let seed = base.next() % 1_000_000_000
-            let o = Self.scenario(seed: seed)
-            detections += o.detections
-            if !o.failures.isEmpty {
-                failed.append(seed)
-                Issue.record("seed \(seed) failed (replay: DRS_SIM_SEED=\(seed) swift test --filter MembershipSimulationTests): \(o.failures.prefix(5))")
-                if failed.count >= 5 { break }
+        let baseSeed = UInt64(Environment.value("DRS_SIM_BASE") ?? "") ?? 2026
+        let count = Self.seedCount
+        let (failed, detections) = await onOwnThread { () -> ([(UInt64, [String])], Int) in
+            var base = SeededGenerator(seed: baseSeed)
+            var failed: [(UInt64, [String])] = []
+            var detections = 0
+            for _ in 0..<count {
+                let seed = base.next() % 1_000_000_000
+                let o = Self.scenario(seed: seed)
+                detections += o.detections.count
+                if !o.failures.isEmpty {
+                    failed.append((seed, Array(o.failures.prefix(5))))
+                    if failed.count >= 5 { break }
+                }
             }
+            return (failed, detections)
         }
-        #expect(!detections.isEmpty)
+        for (seed, failures) in failed {
+            Issue.record("seed \(seed) failed (replay: DRS_SIM_SEED=\(seed) swift test --filter MembershipSimulationTests): \(failures)")
+        }
+        #expect(detections > 0)
     }
 
-    @Test func aSeedReplaysExactly() {
-        let a = Self.scenario(seed: 12345), b = Self.scenario(seed: 12345)
+    @Test func aSeedReplaysExactly() async {
+        let (a, b) = await onOwnThread { (Self.scenario(seed: 12345), Self.scenario(seed: 12345)) }
         #expect(a.failures == b.failures)
         #expect(a.detections == b.detections)
     }
 
-    @Test func fiveNodeSeedsConvergeToo() {
-        for seed in 1...UInt64(60) {
-            let o = Self.scenario(seed: seed, members: 5)
+    @Test func fiveNodeSeedsConvergeToo() async {
+        let outcomes = await onOwnThread { (1...UInt64(60)).map { ($0, Self.scenario(seed: $0, members: 5)) } }
+        for (seed, o) in outcomes {
             #expect(o.failures.isEmpty, "seed \(seed) (5 members): \(o.failures.prefix(5))")
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 @testable import SessionReplicationCore
 import SessionReplicationTestKit
 
@@ -158,4 +159,15 @@ var encodedHeaderSize: Int {
     var w = ByteWriter()
     sampleHeader(bodyLength: 0).encode(into: &w)
     return w.bytes.count
+}
+
+/// Runs CPU-bound simulation work on a thread of its own, so that it never holds the
+/// cooperative pool (two threads on a 2-core machine) that the suite's async tests
+/// need to resume: blocking it for minutes starved loopback tests into timeouts.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.stackSize = 16 << 20
+        thread.start()
+    }
 }

@@ -309,10 +309,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     /// Runs the node until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`) or
-    /// task cancellation.
+    /// task cancellation. A graceful shutdown announces the leave to every live member
+    /// and gives it two probe periods to spread before the sockets close, so the others
+    /// list this node as `left` and take its sessions over at once. (Handing each session
+    /// to its first backup before leaving, DESIGN's drain, is not built yet.)
     public func run() async throws {
         try await start()
         try? await gracefulShutdown()
+        leaveCluster()
+        try? await Task.sleep(for: configuration.membership.probeInterval * 2)
         await shutdown()
     }
 

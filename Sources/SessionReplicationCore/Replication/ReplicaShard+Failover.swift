@@ -22,16 +22,21 @@ extension ReplicaShard {
     /// Backup candidates not departed, in configuration order.
     var liveCandidates: [String] { settings.backupCandidates.filter { !departed.contains($0) } }
 
-    /// The replica set for `id`: the live members of `keeping` first, then the first live
-    /// eligible members in rendezvous order, up to `replicas`. Never this node.
+    /// The replica set for `id`: the live members of `keeping` first, then the first
+    /// eligible members in rendezvous order, up to `replicas`: members membership holds
+    /// alive before members never heard of (a configured node that is not running yet
+    /// is chosen only when no running one is left). Never this node.
     func placement(for id: SessionID, keeping: [String]) -> [String] {
         let live = liveCandidates
         let wanted = settings.policy.replicas.resolve(eligible: live.count)
         var set = keeping.filter { $0 != settings.selfName && !departed.contains($0) && live.contains($0) }
         if set.count > wanted { set = Array(set.prefix(wanted)) }
         guard set.count < wanted else { return set }
-        let others = live.filter { !set.contains($0) }
-        set += Placement.choose(id, count: wanted - set.count, among: others)
+        let known = live.filter { !set.contains($0) && heardAlive.contains($0) }
+        set += Placement.choose(id, count: wanted - set.count, among: known)
+        guard set.count < wanted else { return set }
+        let unknown = live.filter { !set.contains($0) && !heardAlive.contains($0) }
+        set += Placement.choose(id, count: wanted - set.count, among: unknown)
         return set
     }
 
@@ -48,6 +53,7 @@ extension ReplicaShard {
         var out = FailoverOutcome()
         guard member != settings.selfName else { return out }
         departed.insert(member)
+        heardAlive.remove(member)
         // Takeovers waiting for this member's promise need it no more.
         for id in takeovers.keys.sorted() where takeovers[id]!.waiting.contains(member) {
             takeovers[id]!.waiting.remove(member)
@@ -166,6 +172,7 @@ extension ReplicaShard {
     /// a slice per tick (`stateTransferPending` shows progress).
     public mutating func memberReturned(_ member: String) {
         departed.remove(member)
+        heardAlive.insert(member)
         guard settings.backupCandidates.contains(member) else { return }
         let wanted = settings.policy.replicas.resolve(eligible: liveCandidates.count)
         let short = owned.keys.filter { id in

@@ -67,6 +67,8 @@ public struct ReplicaShard: Sendable {
     /// Members membership holds dead or left: no placement names them, and copies they
     /// owned are promoted by their first live backup.
     public internal(set) var departed: Set<String> = []
+    /// Members membership has reported alive: placement prefers them.
+    public internal(set) var heardAlive: Set<String> = []
     /// Takeovers waiting for the other holders' promises.
     var takeovers: [SessionID: Takeover] = [:]
     /// Backup copies to promote once the departed owner's leases have run out.
