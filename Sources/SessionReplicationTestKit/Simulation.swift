@@ -335,19 +335,30 @@ public enum SimulatedMessage {
 public final class ClusterLog {
     /// A client write the cluster answered.
     public struct Ack: Sendable {
+        /// The session.
         public var session: SessionID
+        /// The value written or read.
         public var value: UInt64
+        /// Its stamp.
         public var stamp: Stamp
+        /// Whether replication was confirmed (synchronous, at least one backup).
         public var replicated: Bool
+        /// When the cluster answered.
         public var at: MonotonicInstant
+        /// The node that answered.
         public var node: String
     }
     /// A client read the cluster answered.
     public struct Read: Sendable {
+        /// The session.
         public var session: SessionID
+        /// The value written or read.
         public var value: UInt64
+        /// Its stamp.
         public var stamp: Stamp
+        /// When the read began.
         public var began: MonotonicInstant
+        /// The node that answered.
         public var node: String
     }
     /// Acknowledged writes in order.
@@ -376,6 +387,7 @@ public final class ClusterLog {
 /// scenario through `write` and `read`.
 public struct SimulatedNode: SimulatedProcess {
     public private(set) var id: NodeID
+    /// This node's name.
     public let name: String
     public private(set) var membership: Membership
     public private(set) var leases: LeaseTable
@@ -418,6 +430,7 @@ public struct SimulatedNode: SimulatedProcess {
 
     static func bytes(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
 
+    /// The earliest instant its timers have work.
     public var nextDeadline: MonotonicInstant { min(membership.nextDeadline, leases.nextDeadline, nextShardTick) }
 
     /// Whether this node owns `session` and passes the serving check now.
@@ -483,6 +496,7 @@ public struct SimulatedNode: SimulatedProcess {
 
     // MARK: - Process
 
+    /// Runs due timers.
     public mutating func tick(now: MonotonicInstant, wall: WallTime) {
         membership.tick(now: now)
         handleMembershipOutput(now: now)
@@ -503,6 +517,7 @@ public struct SimulatedNode: SimulatedProcess {
         flush(now: now)
     }
 
+    /// Handles one message from `from`.
     public mutating func receive(_ message: SimulatedMessage, from peer: String, id sender: NodeID, reliable: Bool,
                                  now: MonotonicInstant, wall: WallTime) {
         switch message {
@@ -636,6 +651,7 @@ public struct SimulatedNode: SimulatedProcess {
         }
     }
 
+    /// Messages to send, drained.
     public mutating func takeOutgoing() -> [SimulatedSend<SimulatedMessage>] {
         defer { pending = [] }
         return pending
@@ -650,6 +666,7 @@ public struct SimulatedNode: SimulatedProcess {
 /// every instant, no `(epoch, version)` holding two states, no replicated write lost,
 /// no stale read, one owner per session and a full replica set after healing.
 public enum ClusterScenario {
+    /// What one seed did and what went wrong.
     public struct Outcome: Sendable {
         /// What went wrong (empty when every invariant held).
         public var failures: [String] = []
@@ -822,14 +839,18 @@ public struct MembershipProcess: SimulatedProcess {
         self.random = SplitMix64(seed: randomSeed ^ 0x5eed)
     }
 
+    /// This process's node id.
     public var id: NodeID { membership.selfID }
+    /// The earliest instant its timers have work.
     public var nextDeadline: MonotonicInstant { membership.nextDeadline }
 
+    /// Runs due timers.
     public mutating func tick(now: MonotonicInstant, wall: WallTime) {
         membership.tick(now: now)
         flushEvents(now, wall: wall)
     }
 
+    /// Handles one message from `from`.
     public mutating func receive(_ message: MembershipMessage, from: String, id: NodeID, reliable: Bool,
                                  now: MonotonicInstant, wall: WallTime) {
         membership.receive(message, from: from, id: id, reliable: reliable, now: now)
@@ -857,6 +878,7 @@ public struct MembershipProcess: SimulatedProcess {
         }
     }
 
+    /// Messages to send, drained.
     public mutating func takeOutgoing() -> [SimulatedSend<MembershipMessage>] {
         let (out, events) = membership.takeOutput()
         pending.append(contentsOf: out)

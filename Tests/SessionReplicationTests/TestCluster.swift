@@ -42,6 +42,9 @@ final class TestCluster: Sendable {
                 a.setPeerEndpoint(b.endpoint.name, host: "127.0.0.1", port: b.replicationPort!, membershipPort: b.membershipPort)
             }
         }
+        // A whole cluster starts joined (every node lists every other alive), so tests
+        // begin from the same state however loaded the machine is.
+        if only == nil { _ = await joined(timeout: .seconds(30)) }
     }
 
     /// Waits until every node lists every other as alive (membership joined, links up).
