@@ -90,7 +90,8 @@ extension APIError {
             return
         }
         self.init(status: status, code: code, message: error.message)
-        if code == "session-unavailable" || code == "overloaded" { headers[.retryAfter] = "1" }
+        if code == "session-unavailable" || code == "overloaded" || code == "not-ready" { headers[.retryAfter] = "1" }
+        if let owner = error.owner { headers[.drsOwner] = owner }
     }
 
     /// Maps Hummingbird's own errors (its not-found fallback, other routes' errors).

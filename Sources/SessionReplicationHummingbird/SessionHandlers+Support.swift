@@ -19,14 +19,22 @@ extension SessionHandlers {
         return (target, name)
     }
 
-    /// Throws the contract's answer unless this node owns `id`.
-    func ensureOwned(_ id: SessionID) throws {
+    /// Makes this node the owner of `id` (takeover on request, see
+    /// `SessionBackend.takeOver`), or throws the contract's answer: `404
+    /// session-not-found` when authoritative, `421 misdirected` or `503
+    /// session-unavailable` naming the owner when known.
+    func ensureOwned(_ id: SessionID) async throws {
         if case .owned = backend.lookup(id) { return }
-        throw unavailability(id)
+        do {
+            try await backend.takeOver(id)
+        } catch {
+            throw APIError(error)
+        }
     }
 
-    /// Why `id` cannot be served here: `503 session-unavailable` naming the owner when
-    /// only a backup is held, `404 session-not-found` when it ended or is unknown.
+    /// Why `id` cannot be served here after all (it moved away meanwhile): `503
+    /// session-unavailable` naming the owner when only a backup is held, `404
+    /// session-not-found` when it ended or is unknown.
     func unavailability(_ id: SessionID) -> APIError {
         switch backend.lookup(id) {
         case .backup(_, let owner): .sessionUnavailable(owner: owner)
@@ -35,21 +43,28 @@ extension SessionHandlers {
         }
     }
 
-    /// Runs `operation` on a session that must be owned here, turning any error into the
-    /// contract's answer. Errors about a session still owned here carry `X-DRS-Owner` and
-    /// its current `ETag`.
+    /// Runs `operation` on a session this node owns (taking it over first when another
+    /// node owns it), turning any error into the contract's answer. When the session
+    /// moved away between the takeover and the operation, it is taken over once more.
+    /// Errors about a session still owned here carry `X-DRS-Owner` and its current `ETag`.
     func owned<T>(_ target: SessionPathID, _ operation: () async throws -> T) async throws -> T {
-        try ensureOwned(target.id)
-        do {
-            return try await operation()
-        } catch {
-            var answer = APIError(error)
-            if let error = error as? SessionError, error.code == .notOwner { answer = unavailability(target.id) }
-            if answer.status != .notFound, answer.headers[.drsOwner] == nil, case .owned(let state) = backend.lookup(target.id) {
-                answer.headers[.drsOwner] = backend.nodeName
-                answer.headers[.eTag] = Self.quotedETag(state.stamp)
+        var attempts = 0
+        while true {
+            attempts += 1
+            try await ensureOwned(target.id)
+            do {
+                return try await operation()
+            } catch let error as SessionError where error.code == .notOwner && attempts < 2 {
+                continue
+            } catch {
+                var answer = APIError(error)
+                if let error = error as? SessionError, error.code == .notOwner { answer = unavailability(target.id) }
+                if answer.status != .notFound, answer.headers[.drsOwner] == nil, case .owned(let state) = backend.lookup(target.id) {
+                    answer.headers[.drsOwner] = backend.nodeName
+                    answer.headers[.eTag] = Self.quotedETag(state.stamp)
+                }
+                throw answer
             }
-            throw answer
         }
     }
 

@@ -124,7 +124,7 @@ struct SessionHandlers: Sendable {
 
     private func putAttribute(_ request: Request, _ context: some RequestContext) async throws -> Response {
         let (target, name) = try attributePath(context)
-        try ensureOwned(target.id)
+        try await ensureOwned(target.id)
         let value: [UInt8]
         switch try await BoundedBody.read(request, limit: settings.maxAttributeBytes) {
         case .complete(let bytes): value = bytes

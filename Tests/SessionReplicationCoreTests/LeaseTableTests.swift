@@ -58,4 +58,19 @@ struct LeaseTableTests {
         #expect(t.remaining(among: ["a", "b"], now: .zero + .milliseconds(100)) == .zero)
         #expect(t.remaining(among: [], now: .zero) == nil)
     }
+
+    @Test func aQuorumLeaseNeedsGrantsFromAMajorityOfTheVotersCountingItself() {
+        var t = LeaseTable(lease: .milliseconds(500))
+        let voters = ["n1", "n2", "n3", "n4", "n5"]
+        #expect(!t.hasQuorum(voters: voters, selfName: "n1", now: .zero))
+        let r = t.requests(to: ["n2", "n3"], now: .zero)
+        t.onGrant(from: "n2", sequence: r[0].sequence)
+        #expect(!t.hasQuorum(voters: voters, selfName: "n1", now: .zero + .milliseconds(10)), "2 of 5")
+        t.onGrant(from: "n3", sequence: r[1].sequence)
+        #expect(t.hasQuorum(voters: voters, selfName: "n1", now: .zero + .milliseconds(10)), "3 of 5")
+        #expect(!t.hasQuorum(voters: voters, selfName: "n1", now: .zero + .milliseconds(500)), "the grants ran out")
+        #expect(!t.hasQuorum(voters: ["n2", "n3", "n4", "n5"], selfName: "x", now: .zero + .milliseconds(10)),
+                "a non-voter counts only the grants: 2 of 4 is no majority")
+        #expect(!t.hasQuorum(voters: [], selfName: "n1", now: .zero))
+    }
 }

@@ -19,7 +19,9 @@ struct ErrorMappingTests {
             (.insufficientReplicas, .serviceUnavailable, "insufficient-replicas", false),
             (.overloaded, .serviceUnavailable, "overloaded", true),
             (.capacity, .serviceUnavailable, "capacity", false),
-            (.shuttingDown, .serviceUnavailable, "not-ready", false),
+            (.shuttingDown, .serviceUnavailable, "not-ready", true),
+            (.sessionUnavailable, .serviceUnavailable, "session-unavailable", true),
+            (.noQuorum, .serviceUnavailable, "no-quorum", false),
             (.payloadTooLarge, .contentTooLarge, "payload-too-large", false),
             (.badRequest, .badRequest, "bad-request", false),
             (.invalidAttributeName, .badRequest, "invalid-attribute-name", false),
@@ -43,7 +45,7 @@ struct ErrorMappingTests {
         }
     }
 
-    @Test("misdirected maps to 421 on creation and to 503 session-unavailable on a session", .timeLimit(.minutes(1)))
+    @Test("misdirected maps to 421 on creation; on a session it is retried once (the session may have moved), then 503 session-unavailable", .timeLimit(.minutes(1)))
     func misdirected() async throws {
         let backend = FakeBackend()
         try await withAPI(backend) { client in
@@ -51,7 +53,10 @@ struct ErrorMappingTests {
             backend.failNext(SessionError(.notOwner, "server role"))
             let create = try await client.create()
             #expect(create.isError(.misdirectedRequest, "misdirected"))
-            backend.failNext(SessionError(.notOwner, "lost it"))
+            backend.failNext(SessionError(.notOwner, "moved"))
+            let retried = try await client.execute(uri: "/sessions/\(id)", method: .get)
+            #expect(retried.status == .ok)
+            backend.failNext(SessionError(.notOwner, "lost it"), times: 2)
             let read = try await client.execute(uri: "/sessions/\(id)", method: .get)
             #expect(read.isError(.serviceUnavailable, "session-unavailable"))
             #expect(read.headers[.retryAfter] == "1")

@@ -22,6 +22,7 @@ final class FakeBackend: SessionBackend {
         var wallMilliseconds: Int64 = 1_795_321_800_123
         var random = SeededGenerator(seed: 7)
         var failure: (any Error)?
+        var failuresLeft = 0
     }
 
     init(nodeName: String = "n1", replicaSet: [String] = ["n2"]) {
@@ -35,7 +36,12 @@ final class FakeBackend: SessionBackend {
     var isReady: Bool { store.withLock { $0.ready } }
     func setReady(_ ready: Bool) { store.withLock { $0.ready = ready } }
     /// The next backend call (other than lookups) throws `error`.
-    func failNext(_ error: any Error) { store.withLock { $0.failure = error } }
+    func failNext(_ error: any Error, times: Int = 1) {
+        store.withLock {
+            $0.failure = error
+            $0.failuresLeft = times
+        }
+    }
     func advanceClock(milliseconds: Int64) { store.withLock { $0.wallMilliseconds += milliseconds } }
     /// Adds a backup copy of a fresh session owned by `owner`.
     func addBackup(owner: String) -> SessionState {
@@ -153,7 +159,8 @@ final class FakeBackend: SessionBackend {
 
     private static func takeFailure(_ store: inout Store) throws {
         if let failure = store.failure {
-            store.failure = nil
+            store.failuresLeft -= 1
+            if store.failuresLeft <= 0 { store.failure = nil }
             throw failure
         }
     }

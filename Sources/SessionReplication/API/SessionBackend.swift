@@ -96,6 +96,11 @@ public protocol SessionBackend: Sendable {
     func createSession(attributes: [String: [UInt8]], maxInactiveInterval: Duration?) async throws -> WriteResult
     /// What this node holds of `id`, without touching it.
     func lookup(_ id: SessionID) -> SessionLookup
+    /// Makes this node the owner of `id` if it is not (see `ReplicationNode.takeOver`);
+    /// throws `session-not-found`, `misdirected` or `session-unavailable` (naming the
+    /// owner when known). The default (for backends without a cluster) only checks that
+    /// this node owns `id`.
+    func takeOver(_ id: SessionID) async throws
     /// Reads an owned session, counting as an access; `nil` when not owned here.
     func session(_ id: SessionID) async throws -> SessionState?
     /// A change scope on an owned session (see `ReplicationNode.withSession`).
@@ -110,4 +115,18 @@ public protocol SessionBackend: Sendable {
     func members() -> [MemberInfo]
     /// This node's status.
     func status() -> NodeStatus
+}
+
+extension SessionBackend {
+    /// The default `takeOver`: returns when `id` is owned here; else throws
+    /// `session-unavailable` naming the owner of a backup copy, or `session-not-found`.
+    public func takeOver(_ id: SessionID) async throws {
+        switch lookup(id) {
+        case .owned: return
+        case .backup(_, let owner):
+            throw SessionError(.sessionUnavailable, "this node holds only a backup of \(id)", owner: owner)
+        case .ended, .unknown:
+            throw SessionError(.sessionNotFound, "no session \(id)")
+        }
+    }
 }

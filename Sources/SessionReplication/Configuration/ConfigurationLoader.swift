@@ -123,6 +123,9 @@ extension ClusterConfiguration {
         try positive(r.retryInterval, "replication.retryInterval")
         try positive(r.syncTimeout, "replication.syncTimeout")
         try positive(r.repairInterval, "replication.repairInterval")
+        try nonNegative(r.takeoverCooldown, "replication.takeoverCooldown")
+        try positive(r.handoverTimeout, "replication.handoverTimeout")
+        try nonNegative(r.drainTimeout, "replication.drainTimeout")
         try atLeast(1, r.maxQueueBytes, "replication.maxQueueBytes")
         try check(ConfigSyntax.udpPayload.contains(r.udpMaxPayload), "replication.udpMaxPayload",
                   "expected a whole number from 512 to 65000, found \(r.udpMaxPayload)")
@@ -452,7 +455,7 @@ private struct ConfigReader {
         let r = try Section(top.node("replication"), path: "replication", file: file, keys: [
             "replicas", "role", "mode", "minSyncReplicas", "transport", "writeFrequency", "writeInterval", "writeContents",
             "retryCount", "retryInterval", "syncTimeout", "onSyncTimeout", "repairInterval", "affinity",
-            "maxQueueBytes", "udpMaxPayload", "udpWindow", "udpRate", "reorderFrames", "reorderDelay",
+            "takeoverCooldown", "handoverTimeout", "drainTimeout", "maxQueueBytes", "udpMaxPayload", "udpWindow", "udpRate", "reorderFrames", "reorderDelay",
         ])
         try r.set(&config.replication.replicas, "replicas", .replicas)
         try r.set(&config.replication.role, "role", .choice)
@@ -468,6 +471,9 @@ private struct ConfigReader {
         try r.set(&config.replication.onSyncTimeout, "onSyncTimeout", .choice)
         try r.set(&config.replication.repairInterval, "repairInterval", .duration)
         try r.set(&config.replication.affinity, "affinity", .choice)
+        try r.set(&config.replication.takeoverCooldown, "takeoverCooldown", .duration)
+        try r.set(&config.replication.handoverTimeout, "handoverTimeout", .duration)
+        try r.set(&config.replication.drainTimeout, "drainTimeout", .duration)
         try r.set(&config.replication.maxQueueBytes, "maxQueueBytes", .size)
         try r.set(&config.replication.udpMaxPayload, "udpMaxPayload", .int(ConfigSyntax.udpPayload))
         try r.set(&config.replication.udpWindow, "udpWindow", .int(1...Int.max))

@@ -5,7 +5,7 @@ extension ReplicationNode: SessionBackend {
     public var nodeName: String { endpoint.name }
 
     /// Whether the node was started and is not stopping.
-    public var isReady: Bool { isStarted && !isStopped && !isDeclaredDead }
+    public var isReady: Bool { isStarted && !isStopped && !isDraining && !isDeclaredDead }
 
     /// Creates a session with a fresh id (the `SessionBackend` requirement).
     public func createSession(attributes: [String: [UInt8]], maxInactiveInterval: Duration?) async throws -> WriteResult {
@@ -83,9 +83,9 @@ extension ReplicationNode: SessionBackend {
         let t = now
         let remaining = leases.withLockedValue { $0.remaining(among: live, now: t) }
         let leaseMs = remaining.map { Int($0.millisecondsClamped) } ?? 0
-        let fenced = isDeclaredDead || (remaining.map { $0 <= .zero } ?? false)
+        let fenced = isDeclaredDead || (remaining.map { $0 <= .zero } ?? false) || (requiresQuorum && !hasQuorum())
         return NodeStatus(name: endpoint.name, id: nodeID.description,
-                          state: isStopped ? "leaving" : fenced ? "fenced" : membership.withLockedValue({ $0.joined }) ? "serving" : "joining",
+                          state: isStopped || isDraining ? "leaving" : fenced ? "fenced" : membership.withLockedValue({ $0.joined }) ? "serving" : "joining",
                           leaseRemainingMs: leaseMs, primaries: c.primaries, backups: c.backups, underReplicated: under,
                           queues: c.queueDepth, lagMsP99: lag, stateTransferPending: transferPending, stateTransferDone: c.replication.stateTransfers)
     }

@@ -139,6 +139,7 @@ extension ReplicationNode {
             if isNew { leases.withLockedValue { $0.restore(name) } }
             for shard in shards { shard.withCore { $0.memberReturned(name) } }
             refreshReachability(name)
+            resumeDeferredFailovers(returning: name, id: id)
         case .suspect(let name, let id):
             logger.info("member suspected", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
             _ = livePeers.withLockedValue { $0.insert(name) }
@@ -181,10 +182,16 @@ extension ReplicationNode {
     func memberGone(_ name: String, id: NodeID) {
         let t = now
         let after = leases.withLockedValue { $0.grantsExpire(for: name) }
+        let mayPromote = !requiresQuorum || seesMajority()
+        if !mayPromote {
+            state.withLockedValue { $0.deferredFailovers[name] = id }
+            logger.warning("no majority of voters alive: not promoting the sessions of a departed member (promotion: majority)",
+                           metadata: ["drs.peer": "\(name)"])
+        }
         var promoted = 0, rereplicated = 0
         var prepares: [String: [PrepareRequest.Entry]] = [:]
         for shard in shards {
-            let out = shard.withCore { $0.memberDeparted(name, now: t, promoteAfter: after) }
+            let out = shard.withCore { $0.memberDeparted(name, now: t, promoteAfter: after, mayPromote: mayPromote) }
             shard.complete(out.completed)
             flushPending(shard)
             for (holder, entries) in out.prepares { prepares[holder, default: []] += entries }
@@ -196,6 +203,25 @@ extension ReplicationNode {
             scheduleFlush(holder)
         }
         logger.notice("failover", metadata: ["drs.peer": "\(name)", "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
+    }
+
+    /// A member is alive: if it is the same process whose failover was deferred, it kept
+    /// its sessions and nothing is promoted; and once this node sees a majority again,
+    /// deferred failovers of members still gone run.
+    func resumeDeferredFailovers(returning name: String, id: NodeID) {
+        guard requiresQuorum else { return }
+        let due: [String: NodeID] = state.withLockedValue { s in
+            if s.deferredFailovers[name] == id { s.deferredFailovers[name] = nil }
+            return s.deferredFailovers
+        }
+        guard !due.isEmpty, seesMajority() else { return }
+        let statuses = peerStatuses()
+        for (member, old) in due.sorted(by: { $0.key < $1.key }) where statuses[member] != .alive || member == name {
+            state.withLockedValue { $0.deferredFailovers[member] = nil }
+            memberGone(member, id: old)
+            // A new process under the same name: it backs sessions again.
+            if member == name { for shard in shards { shard.withCore { $0.memberReturned(name) } } }
+        }
     }
 
     /// Another member declared this process dead: it drops what it holds and rejoins

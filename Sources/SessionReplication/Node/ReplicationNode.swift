@@ -31,7 +31,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     let links: [String: PeerLink]
     let frameCodec: FrameCodec
     let origin = ContinuousClock.now
-    private let state = NIOLockedValueBox(RuntimeState())
+    let state = NIOLockedValueBox(RuntimeState())
     private let inbound = NIOLockedValueBox(InboundState())
     let transport = NIOLockedValueBox(TransportCounters())
     /// The membership protocol's state; driven on `membershipLoop` only.
@@ -41,6 +41,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     let leases: NIOLockedValueBox<LeaseTable>
     /// Members membership holds alive or suspect (a copy kept for the serving check).
     let livePeers = NIOLockedValueBox<Set<String>>([])
+    /// Handover requests this node is waiting on.
+    let handoverWaits = NIOLockedValueBox(HandoverWaits())
     var membershipLoop: any EventLoop { membershipGroup.next() }
     // A plain stored closure: reading one through a generic box re-wraps it in a
     // reabstraction thunk on every call, which profiling showed stacking up.
@@ -54,6 +56,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var declaredDead = false
         /// Times this node rejoined under a new id.
         var rejoins = 0
+        /// Handing its sessions over before leaving (SIGTERM): serves nothing new.
+        var draining = false
+        /// Under `promotion: majority`: members declared gone while this node saw no
+        /// majority, whose sessions it has not promoted yet (by process id).
+        var deferredFailovers: [String: NodeID] = [:]
         var server: (any Channel)?
         var datagram: (any Channel)?
         var tick: RepeatedTask?
@@ -259,6 +266,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     var isStopped: Bool { state.withLockedValue { $0.stopped } }
+    /// Whether the node is draining before it leaves (see `drain()`).
+    public var isDraining: Bool { state.withLockedValue { $0.draining } }
+    func setDraining() { state.withLockedValue { $0.draining = true } }
     var isStarted: Bool { state.withLockedValue { $0.started && $0.server != nil } }
 
     /// The current node id of each peer heard from.
@@ -267,6 +277,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
 
     func checkRunning() throws {
         if isStopped { throw SessionError(.shuttingDown, "the node is stopped") }
+        if isDraining { throw SessionError(.shuttingDown, "the node is leaving: it hands its sessions to their backups; retry") }
         if isDeclaredDead { throw SessionError(.fenced, "the cluster declared this node dead; it serves nothing until restarted") }
     }
 
@@ -309,13 +320,16 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     }
 
     /// Runs the node until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`) or
-    /// task cancellation. A graceful shutdown announces the leave to every live member
-    /// and gives it two probe periods to spread before the sockets close, so the others
-    /// list this node as `left` and take its sessions over at once. (Handing each session
-    /// to its first backup before leaving, DESIGN's drain, is not built yet.)
+    /// task cancellation. A graceful shutdown first drains (`drain()`: every owned
+    /// session handed to the first live member of its replica set, within
+    /// `drainTimeout`), then announces the leave to every live member and gives it two
+    /// probe periods to spread before the sockets close, so the others list this node as
+    /// `left` and take over at once whatever was not handed over.
     public func run() async throws {
         try await start()
         try? await gracefulShutdown()
+        let handed = await drain()
+        logger.notice("drained", metadata: ["drs.handedOver": "\(handed)"])
         leaveCluster()
         try? await Task.sleep(for: configuration.membership.probeInterval * 2)
         await shutdown()
@@ -357,12 +371,14 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// mode returns after `minSyncReplicas` backups applied it. Throws `SessionError`:
     /// `capacity`, `payload-too-large`, `invalid-attribute-name`, `bad-request` (idle
     /// limit), `misdirected` (a `server` node), `insufficient-replicas`, `overloaded`
-    /// (a full queue), `not-ready` (stopped) with nothing created; or `sync-timeout`
+    /// (a full queue), `not-ready` (stopped), `no-quorum` (`promotion: majority` and no
+    /// quorum lease within `4 x lease`) with nothing created; or `sync-timeout`
     /// (created, durability unknown). A given `id` (derived ids, such as the
     /// `PersistDriver`'s) fails with `precondition-failed` when this node already holds
     /// anything under it; by default the id is drawn from the system CSPRNG.
     public func createSession(id given: SessionID? = nil, attributes: [String: [UInt8]] = [:], maxInactiveInterval: Duration? = nil) async throws -> WriteResult {
         try checkRunning()
+        if requiresQuorum { try await awaitQuorum() }
         var rng = SystemRandomNumberGenerator()
         let id = given ?? SessionID.random(using: &rng)
         let box = shard(for: id)
@@ -492,15 +508,42 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
 
     /// Whether this node may serve `state` now: a lease from every member of its replica
     /// set that membership holds alive or suspect (DESIGN section 6, serving rule).
+    /// Under `promotion: majority` it also needs a quorum lease (grants from a majority
+    /// of the configured voters, itself included), checked as well as (not instead of)
+    /// the replica-set leases: a backup that holds the owner dead stops granting it at
+    /// once, while a majority of voters can still grant an owner cut off from that backup.
     func mayServe(_ state: SessionState) -> Bool {
+        guard !requiresQuorum || hasQuorum() else { return false }
         guard !state.replicaSet.isEmpty else { return true }
         let live = livePeers.withLockedValue { $0 }
         let t = now
         return leases.withLockedValue { $0.mayServe(replicaSet: state.replicaSet, live: live, now: t) }
     }
 
+    /// Whether `promotion: majority` is configured.
+    var requiresQuorum: Bool { configuration.membership.promotion == .majority }
+
+    /// Whether this node holds a quorum lease (see `mayServe`).
+    func hasQuorum() -> Bool {
+        let voters = configuration.nodes.map(\.name)
+        let t = now
+        return leases.withLockedValue { $0.hasQuorum(voters: voters, selfName: endpoint.name, now: t) }
+    }
+
+    /// Whether this node sees a majority of the configured voters alive (itself
+    /// included): under `promotion: majority` only such a node promotes.
+    func seesMajority() -> Bool {
+        let statuses = peerStatuses()
+        let voters = configuration.nodes.map(\.name)
+        let alive = voters.filter { $0 == endpoint.name || statuses[$0] == .alive }.count
+        return alive > voters.count / 2
+    }
+
     func fencedError() -> SessionError {
-        SessionError(.fenced, "no current lease from every live backup of the session; another node may own it now")
+        if requiresQuorum, !hasQuorum() {
+            return SessionError(.noQuorum, "no current lease from a majority of the voters (promotion: majority); this side of a partition serves nothing")
+        }
+        return SessionError(.fenced, "no current lease from every live backup of the session; another node may own it now")
     }
 
     /// Waits until this node passes the serving check for `id` when it owns it: a lease
@@ -510,6 +553,17 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         let deadline = ContinuousClock.now + configuration.membership.lease * 4
         while true {
             guard case .owner(let s)? = copy(of: id), !mayServe(s) else { return }
+            try checkRunning()
+            guard ContinuousClock.now < deadline else { throw fencedError() }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// Under `promotion: majority`, waits up to `4 x lease` for a quorum lease; throws
+    /// `no-quorum` then.
+    func awaitQuorum() async throws {
+        let deadline = ContinuousClock.now + configuration.membership.lease * 4
+        while !hasQuorum() {
             try checkRunning()
             guard ContinuousClock.now < deadline else { throw fencedError() }
             try await Task.sleep(for: .milliseconds(1))
@@ -764,6 +818,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 onPrepare(p, from: header.senderName)
             case .promise(let p):
                 onPromise(p, from: header.senderName)
+            case .handover(let h):
+                onHandover(h, from: header.senderName)
+            case .handoverReply(let h):
+                onHandoverReply(h, from: header.senderName)
             default:
                 countRejection(.malformed)
             }

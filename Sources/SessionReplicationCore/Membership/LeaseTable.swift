@@ -111,6 +111,19 @@ public struct LeaseTable: Sendable {
         return true
     }
 
+    /// Whether this node holds a quorum lease (`promotion: majority`): itself (when a
+    /// voter) and the voters with an unexpired grant are more than half of `voters`.
+    /// False without voters.
+    public func hasQuorum(voters: [String], selfName: String, now: MonotonicInstant) -> Bool {
+        guard !voters.isEmpty else { return false }
+        var count = 0
+        for v in voters {
+            if v == selfName { count += 1; continue }
+            if let until = grantedUntil[v], now < until { count += 1 }
+        }
+        return count > voters.count / 2
+    }
+
     /// The shortest remaining lease among `peers` (for `/cluster/status`); `nil` without peers.
     public func remaining(among peers: [String], now: MonotonicInstant) -> Duration? {
         guard !peers.isEmpty else { return nil }

@@ -25,9 +25,9 @@ extension ReplicaShard {
     /// The replica set for `id`: the live members of `keeping` first, then the first
     /// eligible members in rendezvous order, up to `replicas`: members membership holds
     /// alive before members never heard of (a configured node that is not running yet
-    /// is chosen only when no running one is left). Never this node.
-    func placement(for id: SessionID, keeping: [String]) -> [String] {
-        let live = liveCandidates
+    /// is chosen only when no running one is left). Never this node, nor `excluding`.
+    func placement(for id: SessionID, keeping: [String], excluding: String? = nil) -> [String] {
+        let live = liveCandidates.filter { $0 != excluding }
         let wanted = settings.policy.replicas.resolve(eligible: live.count)
         var set = keeping.filter { $0 != settings.selfName && !departed.contains($0) && live.contains($0) }
         if set.count > wanted { set = Array(set.prefix(wanted)) }
@@ -49,7 +49,12 @@ extension ReplicaShard {
     /// `promoteAfter` is when every lease this node granted `member` has run out
     /// (`LeaseTable.grantsExpire`): promotions wait until then (in `tick`), so the old
     /// owner can no longer pass its serving check when the new owner starts serving.
-    public mutating func memberDeparted(_ member: String, now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
+    ///
+    /// With `mayPromote` false (under `promotion: majority` on a side that sees no
+    /// majority) copies it owned stay backups of `member`; calling again with true
+    /// promotes them.
+    public mutating func memberDeparted(_ member: String, now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero,
+                                        mayPromote: Bool = true) -> FailoverOutcome {
         var out = FailoverOutcome()
         guard member != settings.selfName else { return out }
         departed.insert(member)
@@ -88,7 +93,7 @@ extension ReplicaShard {
             counters.rereplications += 1
             out.rereplicated.append(id)
         }
-        for id in backups.keys.sorted() where backups[id]!.owner == member {
+        for id in backups.keys.sorted() where mayPromote && backups[id]!.owner == member {
             // Only nodes that may own take over (a `server` node keeps its copy, which is
             // evicted after maxInactiveInterval + backupGrace if nobody claims it).
             let holders = backups[id]!.state.replicaSet.filter { !departed.contains($0) }
@@ -116,6 +121,10 @@ extension ReplicaShard {
     /// will send the whole session under its new epoch) and never promotes it itself.
     public mutating func onPrepare(from taker: String, _ request: PrepareRequest) -> [PromiseReply.Entry] {
         request.entries.map { e in
+            if let o = owned[e.id] {
+                // Taken over here meanwhile (on request): the taker must not promote.
+                return .init(id: e.id, fresher: replicable(o.state), ownedByHolder: true)
+            }
             guard let b = backups[e.id] else { return .init(id: e.id, fresher: nil) }
             backups[e.id]!.owner = taker
             takeovers[e.id] = nil
@@ -131,6 +140,13 @@ extension ReplicaShard {
         let wait = lease + lease / 1000 + .milliseconds(10) - since
         for e in reply.entries {
             guard var t = takeovers[e.id], t.waiting.contains(holder) else { continue }
+            if e.ownedByHolder, let s = e.fresher {
+                // The holder owns it now: keep a backup of its copy, promote nothing.
+                takeovers[e.id] = nil
+                if let b = backups[e.id], s.stamp > b.state.stamp { backups[e.id]!.state = s }
+                backups[e.id]?.owner = holder
+                continue
+            }
             if let s = e.fresher, let b = backups[e.id], s.stamp > b.state.stamp {
                 backups[e.id]!.state = s
             }

@@ -74,6 +74,9 @@ public struct ReplicaShard: Sendable {
     /// Backup copies to promote once the departed owner's leases have run out.
     var pendingPromotions: [(id: SessionID, owner: String, after: MonotonicInstant)] = []
     /// Owned sessions short of backups since a member (re)joined, filled a slice per tick.
+    /// When this node last handed each session away (for `takeoverCooldown`).
+    var handedAway: [SessionID: MonotonicInstant] = [:]
+    var nextCooldownSweep: MonotonicInstant = .zero
     var refill: [SessionID] = []
     var refillIndex = 0
 
@@ -456,7 +459,7 @@ public struct ReplicaShard: Sendable {
                 return .applied
             }
             return b.state.stamp < t.stamp ? .needsResync : .ignored
-        case .receipt, .resync, .prepare, .promise:
+        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply:
             return .ignored
         }
     }
@@ -530,6 +533,7 @@ public struct ReplicaShard: Sendable {
             out.completed.append((WaiterID(rawValue: key), .timedOut(w.acked.sorted())))
         }
         out.promoted = runPendingPromotions(now: now)
+        sweepHandedAway(now: now)
         runRefill(now: now, budget: Self.refillSlice)
         out.expired = expireOwned(wall: wall, now: now)
         evictBackups(now: now)

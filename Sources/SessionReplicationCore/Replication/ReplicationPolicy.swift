@@ -133,6 +133,18 @@ public struct ReplicationPolicy: Hashable, Sendable {
     public var repairInterval: Duration = .seconds(30)
     /// Default `sticky`.
     public var affinity: Affinity = .sticky
+    /// A node that handed a session away less than this long ago refers requests for it
+    /// to the new owner (`421 misdirected` naming it) instead of taking it back.
+    /// Default 5 s.
+    public var takeoverCooldown: Duration = .seconds(5)
+    /// How long a node asking for a session (takeover on request) keeps asking before it
+    /// answers `503 session-unavailable`; also how long an owner waits for a change in
+    /// progress before handing over. Default 1 s.
+    public var handoverTimeout: Duration = .seconds(1)
+    /// On SIGTERM a node hands each owned session to the first live member of its
+    /// replica set, answering `503` meanwhile, for at most this long; what is left is
+    /// taken over by failover once the node has left. Default 10 s.
+    public var drainTimeout: Duration = .seconds(10)
     /// Bytes of data messages queued per peer (shared by the node's shards) before the
     /// overflow policy applies. Invalidations, last-access updates, resync and repair
     /// messages are queued regardless. Default 64 MiB.

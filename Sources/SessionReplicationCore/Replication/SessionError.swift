@@ -4,6 +4,9 @@ public struct SessionError: Error, Hashable, Sendable, CustomStringConvertible {
     public var code: Code
     /// A human-readable message; never contains attribute values.
     public var message: String
+    /// The node believed to own the session, when known (`misdirected`,
+    /// `session-unavailable`); `nil` otherwise.
+    public var owner: String?
 
     /// Error codes; new ones may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -20,6 +23,8 @@ public struct SessionError: Error, Hashable, Sendable, CustomStringConvertible {
             case shuttingDown = "not-ready"
             case badRequest = "bad-request"
             case fenced
+            case sessionUnavailable = "session-unavailable"
+            case noQuorum = "no-quorum"
         }
         let value: Value
         /// The session does not exist (or is tombstoned) on this node.
@@ -47,13 +52,20 @@ public struct SessionError: Error, Hashable, Sendable, CustomStringConvertible {
         /// This node may not act as owner now (declared dead by the cluster, or its
         /// leases lapsed); nothing applied. Another node may own the session.
         public static let fenced = Code(value: .fenced)
+        /// No node could be found serving the session right now (its owner is suspect,
+        /// a takeover is under way, or holders did not answer in time); retry.
+        public static let sessionUnavailable = Code(value: .sessionUnavailable)
+        /// Under `promotion: majority`, this node does not hold leases from a majority of
+        /// the voters; nothing applied.
+        public static let noQuorum = Code(value: .noQuorum)
         public var description: String { value.rawValue }
     }
 
     /// Creates an error.
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, owner: String? = nil) {
         self.code = code
         self.message = message
+        self.owner = owner
     }
 
     public var description: String { "\(code): \(message)" }

@@ -78,6 +78,10 @@ public struct ReplicationCounters: Hashable, Sendable {
     public var promotions = 0
     /// Owned sessions given a new backup after one departed.
     public var rereplications = 0
+    /// Sessions this node took over on request or was handed by a draining owner.
+    public var takeovers = 0
+    /// Sessions this node handed over to a node that asked for them (or while draining).
+    public var handoversGiven = 0
     /// Owned sessions sent whole to a member that (re)joined and now backs them.
     public var stateTransfers = 0
     /// All zero.
@@ -91,7 +95,7 @@ public struct ReplicationCounters: Hashable, Sendable {
         resyncsServed += o.resyncsServed; resyncsRequested += o.resyncsRequested; applied += o.applied
         appliedFull += o.appliedFull; staleIgnored += o.staleIgnored; fencedRejected += o.fencedRejected
         expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
-        promotions += o.promotions; rereplications += o.rereplications; stateTransfers += o.stateTransfers
+        promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; stateTransfers += o.stateTransfers
     }
 }
 

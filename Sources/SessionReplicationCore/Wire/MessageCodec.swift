@@ -19,7 +19,7 @@ public struct WireLimits: Hashable, Sendable {
 /// Binary encoding of `ReplicationMessage`: `type u8 | length u32 | body`, little-endian.
 public enum MessageCodec {
     enum Tag: UInt8 {
-        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19
+        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19, handover = 20, handoverReply = 21
     }
 
     /// Encodes one message with its type and length prefix.
@@ -41,6 +41,8 @@ public enum MessageCodec {
         case .resync: tag = .resync
         case .prepare: tag = .prepare
         case .promise: tag = .promise
+        case .handover: tag = .handover
+        case .handoverReply: tag = .handoverReply
         }
         w.write(tag.rawValue)
         let lengthAt = w.bytes.count
@@ -86,11 +88,22 @@ public enum MessageCodec {
             for e in p.entries {
                 writeID(e.id, &w)
                 if let s = e.fresher {
-                    w.write(UInt8(1))
+                    w.write(UInt8(e.ownedByHolder ? 2 : 1))
                     encode(.full(s), into: &w)
                 } else {
                     w.write(UInt8(0))
                 }
+            }
+        case .handover(let h):
+            w.write(h.requestID); writeID(h.id, &w)
+        case .handoverReply(let h):
+            w.write(h.requestID); writeID(h.id, &w)
+            switch h.answer {
+            case .none: w.write(UInt8(0))
+            case .ended(let stamp): w.write(UInt8(1)); writeStamp(stamp, &w)
+            case .backup(let stamp, let owner): w.write(UInt8(2)); writeStamp(stamp, &w); writeNames([owner], &w)
+            case .kept(let stamp): w.write(UInt8(3)); writeStamp(stamp, &w)
+            case .transferred(let state): w.write(UInt8(4)); encode(.full(state), into: &w)
             }
         }
         w.patch(UInt32(w.bytes.count - lengthAt - 4), at: lengthAt)
@@ -200,13 +213,34 @@ public enum MessageCodec {
                 let id = try readID(&r)
                 switch try r.read(UInt8.self, "promise.hasState") {
                 case 0: entries.append(.init(id: id, fresher: nil))
-                case 1:
+                case let kind where kind == 1 || kind == 2:
                     guard case .full(let s) = try decode(&r, limits: limits), s.id == id else { throw .invalid(field: "promise.state") }
-                    entries.append(.init(id: id, fresher: s))
+                    entries.append(.init(id: id, fresher: s, ownedByHolder: kind == 2))
                 default: throw .invalid(field: "promise.hasState")
                 }
             }
             message = .promise(PromiseReply(oldOwner: owner[0], sinceGrantMs: since, entries: entries))
+        case .handover:
+            message = .handover(HandoverRequest(requestID: try r.read(UInt64.self, "handover.requestID"), id: try readID(&r)))
+        case .handoverReply:
+            let requestID = try r.read(UInt64.self, "handoverReply.requestID")
+            let id = try readID(&r)
+            let answer: HandoverReply.Answer
+            switch try r.read(UInt8.self, "handoverReply.answer") {
+            case 0: answer = .none
+            case 1: answer = .ended(try readStamp(&r))
+            case 2:
+                let stamp = try readStamp(&r)
+                let owner = try readNames(&r, limits)
+                guard owner.count == 1 else { throw .invalid(field: "handoverReply.owner") }
+                answer = .backup(stamp, owner: owner[0])
+            case 3: answer = .kept(try readStamp(&r))
+            case 4:
+                guard case .full(let s) = try decode(&r, limits: limits), s.id == id else { throw .invalid(field: "handoverReply.state") }
+                answer = .transferred(s)
+            default: throw .invalid(field: "handoverReply.answer")
+            }
+            message = .handoverReply(HandoverReply(requestID: requestID, id: id, answer: answer))
         }
         guard r.offset == end else {
             if r.offset > end { throw .invalid(field: "message.length") }

@@ -166,10 +166,14 @@ public struct PromiseReply: Hashable, Sendable {
         public var id: SessionID
         /// The holder's copy when it is fresher than the taker's; `nil` otherwise.
         public var fresher: SessionState?
-        /// Creates an entry.
-        public init(id: SessionID, fresher: SessionState?) {
+        /// Whether the holder owns the session (it took it over meanwhile): the taker
+        /// then gives up its takeover and keeps a backup of `fresher`.
+        public var ownedByHolder: Bool
+        /// Creates an entry; `ownedByHolder` defaults to false.
+        public init(id: SessionID, fresher: SessionState?, ownedByHolder: Bool = false) {
             self.id = id
             self.fresher = fresher
+            self.ownedByHolder = ownedByHolder && fresher != nil
         }
     }
     /// Creates a reply.
@@ -177,6 +181,52 @@ public struct PromiseReply: Hashable, Sendable {
         self.oldOwner = oldOwner
         self.sinceGrantMs = sinceGrantMs
         self.entries = entries
+    }
+}
+
+/// A node asks for a session it was asked to serve (DESIGN section 6, takeover on
+/// request and handover): the owner hands it over, any other node says what it holds.
+public struct HandoverRequest: Hashable, Sendable {
+    /// Matches the reply to the request (chosen by the asker; never 0).
+    public var requestID: UInt64
+    /// The session.
+    public var id: SessionID
+    /// Creates a request.
+    public init(requestID: UInt64, id: SessionID) {
+        self.requestID = requestID
+        self.id = id
+    }
+}
+
+/// The answer to `HandoverRequest`, or (with `requestID` 0) a draining owner's unasked
+/// handover of a session to the first member of its replica set.
+public struct HandoverReply: Hashable, Sendable {
+    /// What the answering node holds.
+    public enum Answer: Hashable, Sendable {
+        /// Nothing under this id.
+        case none
+        /// The session ended here at this stamp.
+        case ended(Stamp)
+        /// A backup copy at this stamp, of a session owned by `owner`.
+        case backup(Stamp, owner: String)
+        /// This node owns the session and keeps it (`affinity: none`, it took it less
+        /// than `takeoverCooldown` ago, or it is fenced or stopping); ask again later.
+        case kept(Stamp)
+        /// The whole session: the asker owns it from now on under a higher epoch. The
+        /// sender keeps a backup copy until the new owner's own copy supersedes it.
+        case transferred(SessionState)
+    }
+    /// The request answered; 0 for a drain handover nobody asked for.
+    public var requestID: UInt64
+    /// The session.
+    public var id: SessionID
+    /// The answer.
+    public var answer: Answer
+    /// Creates a reply.
+    public init(requestID: UInt64, id: SessionID, answer: Answer) {
+        self.requestID = requestID
+        self.id = id
+        self.answer = answer
     }
 }
 
@@ -198,6 +248,10 @@ public enum ReplicationMessage: Hashable, Sendable {
     case prepare(PrepareRequest)
     /// Control: a holder's answer to `prepare`.
     case promise(PromiseReply)
+    /// Control: a request to hand a session over, or to say what is held of it.
+    case handover(HandoverRequest)
+    /// Control: the answer to `handover` (or a draining owner's handover).
+    case handoverReply(HandoverReply)
 
     /// The session a data message is about; `nil` for control messages.
     public var sessionID: SessionID? {
@@ -206,7 +260,7 @@ public enum ReplicationMessage: Hashable, Sendable {
         case .delta(let d): return d.id
         case .invalidate(let i): return i.id
         case .touch(let t): return t.id
-        case .receipt, .resync, .prepare, .promise: return nil
+        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply: return nil
         }
     }
 

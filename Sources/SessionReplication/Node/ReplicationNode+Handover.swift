@@ -1,0 +1,237 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import SessionReplicationCore
+
+/// Handover requests a node is waiting on: answers collected per request id.
+struct HandoverWaits {
+    var nextID: UInt64 = 1
+    var pending: [UInt64: Pending] = [:]
+
+    struct Pending {
+        var expected: Set<String>
+        var answers: [String: HandoverReply.Answer] = [:]
+        var continuation: CheckedContinuation<[String: HandoverReply.Answer], Never>
+    }
+}
+
+extension ReplicationNode {
+    /// Makes this node the owner of `id` when another node owns it (DESIGN section 6,
+    /// takeover on request and handover): asks the owner named by this node's backup
+    /// copy, or every live member when it holds nothing, follows referrals to the
+    /// owner, and adopts the whole state the owner hands over (under a higher epoch).
+    /// Returns at once when this node owns `id`.
+    ///
+    /// Throws `session-not-found` when authoritative (a tombstone here or at a member,
+    /// or every live member answered that it holds nothing while none is suspect);
+    /// `misdirected` naming the owner when this node may not take it (`affinity: none`,
+    /// a `server` node, or it handed the session away less than `takeoverCooldown`
+    /// ago); `session-unavailable` (naming the owner when known) when no owner handed it
+    /// over within `handoverTimeout` (the owner is suspect and failover is under way, or
+    /// it is fenced); `not-ready` while stopping.
+    public func takeOver(_ id: SessionID) async throws {
+        let policy = configuration.replication
+        let deadline = ContinuousClock.now + policy.handoverTimeout
+        var referred: [String] = []
+        var knownOwner: String?
+        while true {
+            try checkRunning()
+            let box = shard(for: id)
+            let t = now
+            let (held, backupOwner, cooled) = box.withCore { c in
+                (c.copy(of: id), c.backupOwner(of: id), c.handedAwayRecently(id, now: t, cooldown: policy.takeoverCooldown))
+            }
+            let statuses = peerStatuses()
+            var targets: [String]
+            switch held {
+            case .owner?:
+                return
+            case .tombstone?:
+                throw SessionError(.sessionNotFound, "session \(id) ended")
+            case .backup?:
+                let owner = backupOwner ?? "unknown"
+                knownOwner = owner
+                if cooled {
+                    throw SessionError(.notOwner, "this node handed session \(id) to \(owner) less than takeoverCooldown ago", owner: owner)
+                }
+                if policy.affinity == .none || !policy.role.owns {
+                    throw SessionError(.notOwner, "session \(id) is owned by \(owner)", owner: owner)
+                }
+                targets = statuses[owner] == .alive ? [owner] : []
+            case nil:
+                targets = referred.isEmpty ? statuses.filter { $0.value.isLive }.map(\.key).sorted() : referred
+                if !policy.role.owns, targets.isEmpty {
+                    throw SessionError(.sessionUnavailable, "this node stores backups only and holds no copy of \(id)")
+                }
+            }
+            referred = []
+            if targets.isEmpty {
+                // The owner is suspect or was just declared dead: failover decides.
+                guard ContinuousClock.now < deadline else { throw unavailable(id, owner: knownOwner) }
+                try await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            let left = deadline - ContinuousClock.now
+            let answers = await askHandover(id, of: targets, timeout: min(max(left, .milliseconds(50)), .milliseconds(500)))
+            // A handed-over session was adopted as its answer arrived.
+            if case .owner? = copy(of: id) { return }
+            var none = 0, ended = false, kept: String?
+            for (peer, answer) in answers.sorted(by: { $0.key < $1.key }) {
+                switch answer {
+                case .none: none += 1
+                case .ended: ended = true
+                case .backup(_, let owner):
+                    knownOwner = owner
+                    if owner != endpoint.name, !targets.contains(owner) || targets.count > 1, !referred.contains(owner) { referred.append(owner) }
+                case .kept:
+                    kept = peer
+                    knownOwner = peer
+                case .transferred:
+                    break
+                }
+            }
+            if let kept, policy.affinity == .none || !policy.role.owns {
+                throw SessionError(.notOwner, "session \(id) is owned by \(kept)", owner: kept)
+            }
+            if held == nil, kept == nil, referred.isEmpty {
+                if ended { throw SessionError(.sessionNotFound, "session \(id) ended") }
+                let suspect = statuses.values.contains(.suspect)
+                if none == targets.count, !suspect { throw SessionError(.sessionNotFound, "no member holds session \(id)") }
+            }
+            if !referred.isEmpty { continue }
+            guard ContinuousClock.now < deadline else { throw unavailable(id, owner: knownOwner) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func unavailable(_ id: SessionID, owner: String?) -> SessionError {
+        SessionError(.sessionUnavailable, "no node handed session \(id) over within handoverTimeout; retry", owner: owner)
+    }
+
+    /// Each peer's membership status (never this node).
+    func peerStatuses() -> [String: MemberStatus] {
+        let names = Array(links.keys)
+        return membership.withLockedValue { m in
+            var out: [String: MemberStatus] = [:]
+            for n in names { if let s = m.member(n)?.status { out[n] = s } }
+            return out
+        }
+    }
+
+    /// Sends a `HandoverRequest` for `id` to each of `targets` and returns the answers
+    /// that arrived within `timeout` (or as soon as all did).
+    func askHandover(_ id: SessionID, of targets: [String], timeout: Duration) async -> [String: HandoverReply.Answer] {
+        guard !targets.isEmpty else { return [:] }
+        return await withCheckedContinuation { continuation in
+            let request = handoverWaits.withLockedValue { w -> UInt64 in
+                let r = w.nextID
+                w.nextID += 1
+                w.pending[r] = HandoverWaits.Pending(expected: Set(targets), continuation: continuation)
+                return r
+            }
+            for peer in targets {
+                links[peer]?.addControl(.handover(HandoverRequest(requestID: request, id: id)))
+                scheduleFlush(peer)
+            }
+            group.next().scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) { [self] in
+                finishHandoverWait(request)
+            }
+        }
+    }
+
+    func finishHandoverWait(_ request: UInt64) {
+        guard let p = handoverWaits.withLockedValue({ $0.pending.removeValue(forKey: request) }) else { return }
+        p.continuation.resume(returning: p.answers)
+    }
+
+    /// Another node asks for a session: the owner waits for the change in progress on
+    /// it, checks that it may still serve it (leases), and hands it over; any other
+    /// node says what it holds.
+    func onHandover(_ request: HandoverRequest, from requester: String) {
+        Task { [self] in
+            let id = request.id
+            let box = shard(for: id)
+            let answer: HandoverReply.Answer
+            if case .owner? = copy(of: id) {
+                await box.acquireScope(id)
+                var may = false
+                if case .owner(let s)? = copy(of: id) { may = !isStopped && !isDraining && !isDeclaredDead && mayServe(s) }
+                let t = now
+                answer = box.withCore { $0.answerHandover(id, to: requester, now: t, mayHandOver: may) }
+                box.releaseScope(id)
+                if case .transferred = answer {
+                    logger.debug("handed a session over", metadata: ["drs.peer": "\(requester)", "drs.session": "\(id)"])
+                }
+            } else {
+                let t = now
+                answer = box.withCore { $0.answerHandover(id, to: requester, now: t, mayHandOver: false) }
+            }
+            links[requester]?.addControl(.handoverReply(HandoverReply(requestID: request.requestID, id: id, answer: answer)))
+            scheduleFlush(requester)
+        }
+    }
+
+    /// An answer to a handover request (or a draining owner's handover): a whole
+    /// session is adopted at once, whether or not anyone still waits for it, so a late
+    /// answer never leaves a session without an owner.
+    func onHandoverReply(_ reply: HandoverReply, from giver: String) {
+        if case .transferred(let state) = reply.answer, state.id == reply.id, !isStopped, !isDeclaredDead {
+            let box = shard(for: reply.id)
+            let t = now
+            let adopted = box.withCore { $0.adoptHandover(state, from: giver, giverStays: reply.requestID != 0, now: t) }
+            if adopted { flushPending(box) }
+        }
+        guard reply.requestID != 0 else { return }
+        let done: HandoverWaits.Pending? = handoverWaits.withLockedValue { w in
+            guard var p = w.pending[reply.requestID], p.expected.contains(giver) else { return nil }
+            p.answers[giver] = reply.answer
+            if p.answers.count == p.expected.count {
+                w.pending[reply.requestID] = nil
+                return p
+            }
+            w.pending[reply.requestID] = p
+            return nil
+        }
+        done?.continuation.resume(returning: done!.answers)
+    }
+
+    /// Hands every owned session to the first live member of its replica set, which
+    /// already holds its copy (an epoch change, no data transfer beyond the last
+    /// changes), one session scope at a time, for at most `drainTimeout`; requests
+    /// answer `503 not-ready` with `Retry-After` meanwhile. Returns how many sessions
+    /// were handed over. Sessions without a live backup stay (failover or loss).
+    public func drain() async -> Int {
+        setDraining()
+        let deadline = ContinuousClock.now + configuration.replication.drainTimeout
+        var handed = 0
+        for box in shards {
+            var skip: Set<SessionID> = []
+            while ContinuousClock.now < deadline {
+                let live = livePeers.withLockedValue { $0 }
+                let notLive = Set(links.keys).subtracting(live)
+                let batch = box.withCore { $0.drainTargets(limit: 256 + skip.count, excluding: notLive) }.filter { !skip.contains($0.0) }
+                if batch.isEmpty { break }
+                var takers: Set<String> = []
+                for (id, taker) in batch {
+                    await box.acquireScope(id)
+                    let t = now
+                    let state: SessionState? = box.withCore { c in
+                        guard case .owner? = c.copy(of: id) else { return nil }
+                        return c.handOff(id, to: taker, now: t)
+                    }
+                    box.releaseScope(id)
+                    if let state {
+                        links[taker]?.addControl(.handoverReply(HandoverReply(requestID: 0, id: id, answer: .transferred(state))))
+                        takers.insert(taker)
+                        handed += 1
+                    } else {
+                        skip.insert(id)
+                    }
+                }
+                for taker in takers.sorted() { scheduleFlush(taker) }
+            }
+        }
+        // Let the last handovers leave before the leave announcement overtakes them.
+        try? await Task.sleep(for: .milliseconds(50))
+        return handed
+    }
+}

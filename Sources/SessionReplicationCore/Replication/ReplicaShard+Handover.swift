@@ -1,0 +1,95 @@
+/// Takeover on request and handover from a live owner (DESIGN section 6): a node asked
+/// for a session it does not own asks the owner, which hands over its whole current
+/// state; the asker owns it from then on under a higher epoch.
+extension ReplicaShard {
+    /// Whether this node handed `id` away less than `cooldown` ago: it then refers
+    /// requests to the new owner instead of taking the session back (no ping-pong when
+    /// two routes alternate).
+    public func handedAwayRecently(_ id: SessionID, now: MonotonicInstant, cooldown: Duration) -> Bool {
+        guard let at = handedAway[id] else { return false }
+        return now < at + cooldown
+    }
+
+    /// Answers another node's `HandoverRequest` for `id`. An owner hands the session
+    /// over when `mayHandOver` (the shell checked the serving rule and holds the
+    /// session's scope, so no change is in flight) and `affinity` is `sticky`; it keeps
+    /// a backup copy whose owner is the asker, until the asker's own copy supersedes it.
+    /// Otherwise: what this node holds (a backup and its owner, a tombstone, or nothing).
+    /// A backup whose owner is the asker itself is sent whole (the asker lost an
+    /// earlier answer, or restarted before anyone declared it dead).
+    public mutating func answerHandover(_ id: SessionID, to requester: String, now: MonotonicInstant,
+                                        mayHandOver: Bool) -> HandoverReply.Answer {
+        if let o = owned[id] {
+            guard mayHandOver, settings.policy.affinity == .sticky else { return .kept(o.state.stamp) }
+            return .transferred(handOff(id, to: requester, now: now))
+        }
+        if let b = backups[id] {
+            if b.owner == requester { return .transferred(replicable(b.state)) }
+            return .backup(b.state.stamp, owner: b.owner)
+        }
+        if let t = tombstones[id] { return .ended(t.stamp) }
+        return .none
+    }
+
+    /// Gives up ownership of `id` to `taker`, keeping the current state as a backup of
+    /// `taker`'s; returns the state to send. Unflushed changes travel with it.
+    /// Precondition: `id` is owned here.
+    public mutating func handOff(_ id: SessionID, to taker: String, now: MonotonicInstant) -> SessionState {
+        let o = owned.removeValue(forKey: id)!
+        dirty.remove(id); accessed.remove(id); repair.remove(id)
+        storeBackup(o.state, from: taker, now: now)
+        handedAway[id] = now
+        counters.handoversGiven += 1
+        return replicable(o.state)
+    }
+
+    /// Adopts a session `giver` handed over: owned here under epoch `(highest counter
+    /// seen + 1, this node)`, with the replica set of the old owner where this node is
+    /// replaced by `giver` (when `giverStays`; a draining giver is left out), filled up
+    /// to `replicas` by placement, and sent whole to it at once, so that every old holder
+    /// ends up with the new epoch. Returns false (nothing changes) when this node cannot
+    /// own (`server` role), already owns it, or holds a tombstone at least as new.
+    public mutating func adoptHandover(_ state: SessionState, from giver: String, giverStays: Bool, now: MonotonicInstant) -> Bool {
+        let id = state.id
+        guard settings.policy.role.owns, owned[id] == nil else { return false }
+        if let t = tombstones[id], t.stamp >= state.stamp { return false }
+        var s = state
+        let counter = max(s.stamp.epoch.counter, backups[id]?.state.stamp.epoch.counter ?? 0)
+        s.stamp = Stamp(epoch: Epoch(counter: counter + 1, owner: settings.selfID), version: s.stamp.version)
+        var keep = s.replicaSet
+        if keep.contains(settings.selfName) {
+            keep = keep.map { $0 == settings.selfName ? giver : $0 }
+        }
+        if !giverStays { keep.removeAll { $0 == giver } }
+        s.replicaSet = placement(for: id, keeping: keep, excluding: giverStays ? nil : giver)
+        backups[id] = nil
+        tombstones[id] = nil
+        takeovers[id] = nil
+        pendingPromotions.removeAll { $0.id == id }
+        owned[id] = Owned(state: s, sentVersion: 0, accessSent: s.lastAccessedAt)
+        ownerExpiry.schedule(id, at: s.expiresAt.milliseconds / 1000 + 1)
+        counters.takeovers += 1
+        _ = send(id, now: now)
+        return true
+    }
+
+    /// The first member of the replica set of each owned session that may take it over
+    /// now (not departed), for draining: `(session, taker)` pairs, at most `limit`.
+    public func drainTargets(limit: Int, excluding: Set<String> = []) -> [(SessionID, String)] {
+        var out: [(SessionID, String)] = []
+        for (id, o) in owned {
+            guard let taker = o.state.replicaSet.first(where: { !departed.contains($0) && !excluding.contains($0) }) else { continue }
+            out.append((id, taker))
+            if out.count >= limit { break }
+        }
+        return out
+    }
+
+    /// Forgets hand-overs older than the longest cooldown anyone uses (once a second).
+    mutating func sweepHandedAway(now: MonotonicInstant) {
+        guard !handedAway.isEmpty, now >= nextCooldownSweep else { return }
+        nextCooldownSweep = now + .seconds(1)
+        let horizon = settings.policy.takeoverCooldown
+        handedAway = handedAway.filter { now < $0.value + horizon }
+    }
+}

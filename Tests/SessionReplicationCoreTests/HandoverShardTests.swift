@@ -1,0 +1,200 @@
+import Testing
+@testable import SessionReplicationCore
+import SessionReplicationTestKit
+
+/// Takeover on request and drain handover in `ReplicaShard`, with a manual clock.
+struct HandoverShardTests {
+    func shard(_ name: String, id: UInt64, candidates: [String], replicas: Int = 1,
+               configure: (inout ReplicationPolicy) -> Void = { _ in }) -> ReplicaShard {
+        var policy = ReplicationPolicy()
+        policy.replicas = .count(replicas)
+        configure(&policy)
+        return ReplicaShard(settings: ShardSettings(selfName: name, selfID: NodeID(id), policy: policy, sessions: SessionPolicy(),
+                                                    backupCandidates: candidates))
+    }
+
+    /// Delivers every unsent message from `from` to `to`.
+    func deliver(_ from: inout ReplicaShard, _ fromName: String, to: inout ReplicaShard, _ toName: String, now: MonotonicInstant) throws {
+        for batch in from.takeBatches(for: toName, now: now, datagram: false) {
+            for bytes in batch.messages { _ = to.apply(try MessageCodec.decode(bytes), from: fromName, now: now) }
+        }
+    }
+
+    @Test func anOwnerHandsItsSessionToTheBackupThatAskedAndBecomesItsBackup() throws {
+        var clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"])
+        var n2 = shard("n2", id: 2, candidates: ["n1", "n3"])
+        let id = SessionID(high: 5, low: 5)
+        let created = try n1.create(id: id, attributes: ["cart": [1, 2]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let backupName = try #require(created.state?.replicaSet.first)
+        #expect(backupName == "n2" || backupName == "n3")
+        // Make n2 the holder regardless of placement: it asks either way.
+        if backupName == "n2" { try deliver(&n1, "n1", to: &n2, "n2", now: clock.now) }
+        clock.advance(by: .milliseconds(1))
+        let answer = n1.answerHandover(id, to: "n2", now: clock.now, mayHandOver: true)
+        guard case .transferred(let state) = answer else { Issue.record("expected the whole session, got \(answer)"); return }
+        #expect(state.attributes == ["cart": [1, 2]])
+        guard case .backup(let kept)? = n1.copy(of: id) else { Issue.record("the giver must keep a backup"); return }
+        #expect(kept.stamp == state.stamp)
+        #expect(n1.backupOwner(of: id) == "n2")
+        #expect(n1.handedAwayRecently(id, now: clock.now, cooldown: .seconds(5)))
+        #expect(!n1.handedAwayRecently(id, now: clock.now + .seconds(6), cooldown: .seconds(5)))
+
+        let adopted = n2.adoptHandover(state, from: "n1", giverStays: true, now: clock.now)
+        #expect(adopted)
+        guard case .owner(let owned)? = n2.copy(of: id) else { Issue.record("not adopted"); return }
+        #expect(owned.stamp.epoch == Epoch(counter: 2, owner: NodeID(2)))
+        #expect(owned.stamp.version == state.stamp.version)
+        if backupName == "n2" {
+            #expect(owned.replicaSet == ["n1"], "the asker's place in the replica set goes to the giver, which has the copy")
+        } else {
+            #expect(owned.replicaSet == ["n3"], "the old replica set is kept so that every old holder gets the new epoch")
+        }
+        // The new owner's whole state supersedes the giver's copy; old deltas are refused.
+        try deliver(&n2, "n2", to: &n1, "n1", now: clock.now)
+        if backupName == "n2" {
+            guard case .backup(let b)? = n1.copy(of: id) else { Issue.record("giver lost its copy"); return }
+            #expect(b.stamp == owned.stamp)
+        }
+        let again = n2.adoptHandover(state, from: "n1", giverStays: true, now: clock.now)
+        #expect(!again, "adopting twice changes nothing")
+    }
+
+    @Test func nonOwnersSayWhatTheyHoldAndAffinityNoneKeepsTheSession() throws {
+        let clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2"]) { $0.affinity = .none }
+        var n2 = shard("n2", id: 2, candidates: ["n1"])
+        let id = SessionID(high: 6, low: 6)
+        _ = try n1.create(id: id, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        guard case .kept = n1.answerHandover(id, to: "n3", now: clock.now, mayHandOver: true) else {
+            Issue.record("affinity none must keep the session"); return
+        }
+        guard case .kept = n2.answerHandover(id, to: "n3", now: clock.now, mayHandOver: true) else {
+            // n2 holds nothing yet.
+            try deliver(&n1, "n1", to: &n2, "n2", now: clock.now)
+            guard case .backup(_, let owner) = n2.answerHandover(id, to: "n3", now: clock.now, mayHandOver: true) else {
+                Issue.record("a backup names its owner"); return
+            }
+            #expect(owner == "n1")
+            // The owner itself asking again (it lost an answer): the copy goes back whole.
+            guard case .transferred = n2.answerHandover(id, to: "n1", now: clock.now, mayHandOver: false) else {
+                Issue.record("a copy whose owner asks is sent whole"); return
+            }
+            guard case .none = n2.answerHandover(SessionID(high: 1, low: 1), to: "n3", now: clock.now, mayHandOver: true) else {
+                Issue.record("nothing held"); return
+            }
+            _ = try n1.invalidate(id, reason: .invalidated, now: clock.now)
+            guard case .ended = n1.answerHandover(id, to: "n3", now: clock.now, mayHandOver: true) else {
+                Issue.record("a tombstone answers ended"); return
+            }
+            return
+        }
+        Issue.record("a node holding nothing must not claim the session")
+    }
+
+    @Test func aFencedOwnerKeepsItsSession() throws {
+        let clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2"])
+        let id = SessionID(high: 8, low: 8)
+        _ = try n1.create(id: id, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        guard case .kept = n1.answerHandover(id, to: "n2", now: clock.now, mayHandOver: false) else {
+            Issue.record("an owner that may not serve must not hand over"); return
+        }
+        guard case .owner? = n1.copy(of: id) else { Issue.record("ownership lost"); return }
+    }
+
+    @Test func aTakeoverByPrepareStopsWhenAHolderOwnsTheSession() throws {
+        let clock = ManualClock()
+        // n1 owned S with two backups; the second took S over on request; n1 dies; the
+        // first (first live holder) prepares and must learn that the second owns S
+        // instead of promoting its own copy.
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 2)
+        var holders = ["n2": shard("n2", id: 2, candidates: ["n1", "n3"], replicas: 2),
+                       "n3": shard("n3", id: 3, candidates: ["n1", "n2"], replicas: 2)]
+        let id = SessionID(high: 3, low: 3)
+        let created = try n1.create(id: id, attributes: ["a": [1]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let set = try #require(created.state?.replicaSet)
+        #expect(Set(set) == ["n2", "n3"])
+        let (first, second) = (set[0], set[1])
+        var a = holders[first]!, b = holders[second]!
+        try deliver(&n1, "n1", to: &a, first, now: clock.now)
+        try deliver(&n1, "n1", to: &b, second, now: clock.now)
+        guard case .transferred(let state) = n1.answerHandover(id, to: second, now: clock.now, mayHandOver: true) else {
+            Issue.record("no handover"); return
+        }
+        let adopted = b.adoptHandover(state, from: "n1", giverStays: true, now: clock.now)
+        #expect(adopted)
+        // The new owner's whole state to the first holder is still in flight when n1 dies.
+        let out = a.memberDeparted("n1", now: clock.now)
+        let entries = try #require(out.prepares[second])
+        let promises = b.onPrepare(from: first, PrepareRequest(oldOwner: "n1", entries: entries))
+        #expect(promises.first?.ownedByHolder == true)
+        a.onPromise(from: second, PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: promises), now: clock.now, lease: .milliseconds(500))
+        let promoted = a.tick(now: clock.now + .seconds(1), wall: clock.wall, datagram: false).promoted
+        #expect(promoted.isEmpty)
+        guard case .backup? = a.copy(of: id) else { Issue.record("a holder promoted a session another holder owns"); return }
+        #expect(a.backupOwner(of: id) == second)
+        holders = [:]
+        // The encoded promise keeps the flag.
+        let decoded = try MessageCodec.decode(MessageCodec.encode(.promise(PromiseReply(oldOwner: "n1", sinceGrantMs: 3, entries: promises))))
+        guard case .promise(let p) = decoded else { Issue.record("not a promise"); return }
+        #expect(p.entries.first?.ownedByHolder == true)
+    }
+
+    @Test func drainTargetsNameTheFirstLiveMemberOfEachReplicaSet() throws {
+        let clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 2)
+        var n2 = shard("n2", id: 2, candidates: ["n1", "n3"], replicas: 2)
+        let id = SessionID(high: 4, low: 4)
+        let created = try n1.create(id: id, attributes: ["a": [9]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let set = try #require(created.state?.replicaSet)
+        let targets = n1.drainTargets(limit: 10, excluding: [set[0]])
+        #expect(targets.count == 1 && targets[0].1 == set[1])
+        let state = n1.handOff(id, to: "n2", now: clock.now)
+        let adopted = n2.adoptHandover(state, from: "n1", giverStays: false, now: clock.now)
+        #expect(adopted)
+        guard case .owner(let s)? = n2.copy(of: id) else { Issue.record("not adopted"); return }
+        #expect(!s.replicaSet.contains("n1"), "a draining giver is left out of the new replica set")
+        #expect(s.replicaSet == ["n3"])
+        #expect(n1.drainTargets(limit: 10).isEmpty)
+
+        // With one backup, the taker's place goes to the next member, never back to the
+        // leaving giver (which would leave the session without a backup once it is gone).
+        var m1 = shard("n1", id: 1, candidates: ["n2", "n3"])
+        var m2 = shard("n2", id: 2, candidates: ["n1", "n3"])
+        let other = SessionID(high: 4, low: 5)
+        let one = try m1.create(id: other, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let taker = try #require(one.state?.replicaSet.first)
+        var m = taker == "n2" ? m2 : shard(taker, id: 3, candidates: ["n1", "n2"])
+        let handed = m1.handOff(other, to: taker, now: clock.now)
+        let took = m.adoptHandover(handed, from: "n1", giverStays: false, now: clock.now)
+        #expect(took)
+        guard case .owner(let t)? = m.copy(of: other) else { Issue.record("not adopted"); return }
+        #expect(t.replicaSet.count == 1 && !t.replicaSet.contains("n1") && !t.replicaSet.contains(taker))
+        m2 = m
+    }
+
+    @Test func handoverMessagesRoundTrip() throws {
+        let state = SessionState(id: SessionID(high: 1, low: 2), stamp: Stamp(epoch: Epoch(counter: 3, owner: NodeID(4)), version: 5),
+                                 attributes: ["x": [1]], createdAt: WallTime(milliseconds: 1), lastAccessedAt: WallTime(milliseconds: 2),
+                                 maxInactiveInterval: .seconds(60), replicaSet: ["n2"])
+        let stamp = state.stamp
+        let messages: [ReplicationMessage] = [
+            .handover(HandoverRequest(requestID: 7, id: state.id)),
+            .handoverReply(HandoverReply(requestID: 7, id: state.id, answer: .none)),
+            .handoverReply(HandoverReply(requestID: 7, id: state.id, answer: .ended(stamp))),
+            .handoverReply(HandoverReply(requestID: 7, id: state.id, answer: .backup(stamp, owner: "n3"))),
+            .handoverReply(HandoverReply(requestID: 7, id: state.id, answer: .kept(stamp))),
+            .handoverReply(HandoverReply(requestID: 0, id: state.id, answer: .transferred(state))),
+        ]
+        for m in messages {
+            #expect(try MessageCodec.decode(MessageCodec.encode(m)) == m)
+        }
+        var bad = MessageCodec.encode(messages[1])
+        bad[bad.count - 1] = 9
+        #expect(throws: DecodeError.self) { try MessageCodec.decode(bad) }
+        var mismatched = MessageCodec.encode(messages[5])
+        mismatched[13] ^= 1 // the reply's id no longer matches the state's
+        #expect(throws: DecodeError.self) { try MessageCodec.decode(mismatched) }
+    }
+}

@@ -1,0 +1,140 @@
+import SessionReplication
+import SessionReplicationCore
+import Testing
+
+/// Takeover on request, handover from a live owner, authoritative 404, affinity and the
+/// drain on leave, with real nodes on loopback.
+@Suite("Takeover on request and drain on loopback", .timeLimit(.minutes(1)))
+struct TakeoverIntegrationTests {
+    /// The node of `cluster` that owns `id`, if any.
+    func owner(of id: SessionID, in cluster: TestCluster) -> ReplicationNode? {
+        cluster.nodes.first { $0.copy(of: id)?.ownerState != nil }
+    }
+
+    func sessionError(_ body: () async throws -> Void) async -> SessionError? {
+        do { try await body() } catch let e as SessionError { return e } catch { return nil }
+        return nil
+    }
+
+    /// Like `sessionError`, asking again while the answer is `session-unavailable` (a
+    /// member starved by the test run's load can be suspect for a moment, and nothing is
+    /// authoritative then).
+    func settledError(_ body: () async throws -> Void) async -> SessionError? {
+        var last: SessionError?
+        for _ in 0..<10 {
+            last = await sessionError(body)
+            if last?.code != .sessionUnavailable { return last }
+        }
+        return last
+    }
+
+    @Test("a node asked for a session owned elsewhere takes it over with its last attributes, from a backup copy or from nothing")
+    func takeoverOnRequest() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2", "n3"]) { $0.takeoverCooldown = .seconds(30) }
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"]
+            let created = try await n1.createSession(attributes: ["cart": Array("one".utf8)])
+            let id = try #require(created.state?.id)
+            _ = try await n1.withSession(id) { $0.set("cart", Array("two".utf8)) }
+            let backupName = try #require(created.state?.replicaSet.first)
+            let other = try #require(["n2", "n3"].first { $0 != backupName })
+            // The node holding nothing asks everyone, is referred to the owner, takes over.
+            try await cluster[other].takeOver(id)
+            let taken = try #require(cluster[other].copy(of: id)?.ownerState)
+            #expect(taken.attributes["cart"] == Array("two".utf8))
+            #expect(taken.stamp.epoch.counter == 2)
+            #expect(n1.copy(of: id)?.ownerState == nil, "the old owner no longer owns it")
+            let write = try await cluster[other].withSession(id) { $0.set("cart", Array("three".utf8)) }
+            #expect(write.result.state?.stamp.epoch.counter == 2)
+            // The old owner handed it away less than takeoverCooldown ago: it refers.
+            let refused = await sessionError { try await n1.takeOver(id) }
+            #expect(refused?.code == .notOwner)
+            #expect(refused?.owner == other)
+            // The backup holder takes it over from the new owner in turn.
+            try await cluster[backupName].takeOver(id)
+            let again = try #require(cluster[backupName].copy(of: id)?.ownerState)
+            #expect(again.attributes["cart"] == Array("three".utf8))
+            #expect(again.stamp.epoch.counter == 3)
+            let single = cluster.nodes.filter { $0.copy(of: id)?.ownerState != nil }.count
+            #expect(single == 1, "exactly one owner")
+            // Every other holder converges on the new epoch.
+            let converged = await eventually {
+                cluster.nodes.filter { $0.endpoint.name != backupName }.allSatisfy { n in
+                    guard let b = n.copy(of: id)?.backupState else { return true }
+                    return b.stamp == again.stamp || !again.replicaSet.contains(n.endpoint.name)
+                } && again.replicaSet.allSatisfy { cluster[$0].copy(of: id)?.backupState?.stamp == again.stamp }
+            }
+            #expect(converged)
+        }
+    }
+
+    @Test("an id no member holds is an authoritative session-not-found; an ended one too")
+    func unknownIsNotFound() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2", "n3"])
+        try await TestCluster.with(config) { cluster in
+            let unknown = await settledError { try await cluster["n2"].takeOver(SessionID(high: 42, low: 42)) }
+            #expect(unknown?.code == .sessionNotFound)
+            let created = try await cluster["n1"].createSession(attributes: [:])
+            let id = try #require(created.state?.id)
+            try await cluster["n1"].invalidate(id)
+            let other = cluster.nodes.first { $0.endpoint.name != "n1" && $0.copy(of: id) == nil }
+            if let other {
+                let ended = await settledError { try await other.takeOver(id) }
+                #expect(ended?.code == .sessionNotFound)
+            }
+        }
+    }
+
+    @Test("with affinity none a live owner keeps its sessions and other nodes are told who owns them")
+    func affinityNoneRefers() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2", "n3"]) { $0.affinity = .none }
+        try await TestCluster.with(config) { cluster in
+            let created = try await cluster["n1"].createSession(attributes: ["a": [1]])
+            let id = try #require(created.state?.id)
+            for name in ["n2", "n3"] {
+                let error = await sessionError { try await cluster[name].takeOver(id) }
+                #expect(error?.code == .notOwner)
+                #expect(error?.owner == "n1")
+            }
+            #expect(cluster["n1"].copy(of: id)?.ownerState != nil)
+        }
+    }
+
+    @Test("takeoverCooldown 0 lets the old owner take its session straight back")
+    func cooldownZeroTakesBack() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) { $0.takeoverCooldown = .zero }
+        try await TestCluster.with(config) { cluster in
+            let created = try await cluster["n1"].createSession(attributes: ["a": [1]])
+            let id = try #require(created.state?.id)
+            try await cluster["n2"].takeOver(id)
+            try await cluster["n1"].takeOver(id)
+            #expect(cluster["n1"].copy(of: id)?.ownerState?.stamp.epoch.counter == 3)
+        }
+    }
+
+    @Test("a draining node hands every session to its backup, which serves it with its last attributes")
+    func drainHandsOver() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2", "n3"])
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"]
+            var ids: [SessionID] = []
+            for i in 0..<40 {
+                let created = try await n1.createSession(attributes: ["v": Array("\(i)".utf8)])
+                ids.append(try #require(created.state?.id))
+            }
+            let handed = await n1.drain()
+            #expect(handed == 40)
+            #expect(n1.isDraining)
+            let refused = await sessionError { _ = try await n1.session(ids[0]) }
+            #expect(refused?.code == .shuttingDown)
+            let moved = await eventually { ids.allSatisfy { id in owner(of: id, in: cluster).map { $0 !== n1 } ?? false } }
+            #expect(moved)
+            for (i, id) in ids.enumerated() {
+                guard let o = owner(of: id, in: cluster) else { continue }
+                let s = try await o.session(id)
+                #expect(s?.attributes["v"] == Array("\(i)".utf8))
+                #expect(s?.replicaSet.contains("n1") == false)
+            }
+        }
+    }
+}
