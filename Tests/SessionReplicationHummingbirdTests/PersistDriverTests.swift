@@ -23,6 +23,15 @@ private func withTwoNodes(_ body: (ReplicationNode, ReplicationNode) async throw
     try await n2.start()
     n1.setPeerEndpoint("n2", host: "127.0.0.1", port: n2.replicationPort!, membershipPort: n2.membershipPort)
     n2.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!, membershipPort: n1.membershipPort)
+    // Start joined, with leases granted both ways, however loaded the machine is.
+    let deadline = ContinuousClock.now + .seconds(30)
+    while ContinuousClock.now < deadline {
+        let ready = [n1, n2].allSatisfy { n in
+            n.members().allSatisfy { $0.state == "alive" } && n.status().leaseRemainingMs > 0
+        }
+        if ready { break }
+        try await Task.sleep(for: .milliseconds(10))
+    }
     do {
         try await body(n1, n2)
     } catch {

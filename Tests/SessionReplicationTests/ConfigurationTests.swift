@@ -111,7 +111,8 @@ struct ConfigurationTests {
                           writeFrequency: manual, writeInterval: 1.5s, writeContents: all-attributes,
                           retryCount: 7, retryInterval: 50ms, syncTimeout: 2s, onSyncTimeout: degrade,
                           repairInterval: 1m, affinity: none, maxQueueBytes: 8MiB, udpMaxPayload: 9000,
-                          udpWindow: 16, udpRate: 500, reorderFrames: 8, reorderDelay: 5ms}
+                          udpWindow: 16, udpRate: 500, reorderFrames: 8, reorderDelay: 5ms,
+                          takeoverCooldown: 0s, handoverTimeout: 250ms, drainTimeout: 3s}
             membership: {probeInterval: 100ms, lease: 1s, promotion: majority, tombstoneTTL: 2m}
             sessions: {maxInactiveInterval: 1h, backupGrace: 0s, transientAttributes: ["tmp.*", csrf],
                        maxAttributeBytes: 64KiB, maxSessionBytes: 1_000_000, maxSessions: 500,
@@ -127,6 +128,7 @@ struct ConfigurationTests {
         #expect(r.syncTimeout == .seconds(2) && r.onSyncTimeout == .degrade && r.repairInterval == .seconds(60))
         #expect(r.affinity == .none && r.maxQueueBytes == 8 << 20 && r.udpMaxPayload == 9000)
         #expect(r.udpWindow == 16 && r.udpRate == 500 && r.reorderFrames == 8 && r.reorderDelay == .milliseconds(5))
+        #expect(r.takeoverCooldown == .zero && r.handoverTimeout == .milliseconds(250) && r.drainTimeout == .seconds(3))
         #expect(config.membership.probeInterval == .milliseconds(100) && config.membership.lease == .seconds(1))
         #expect(config.membership.promotion == .majority && config.membership.tombstoneTTL == .seconds(120))
         let s = config.sessions
@@ -305,6 +307,8 @@ struct ConfigurationTests {
         ("replication: {syncTimeout: 0s}", "replication.syncTimeout"),
         ("replication: {writeInterval: 0s}", "replication.writeInterval"),
         ("replication: {repairInterval: 0m}", "replication.repairInterval"),
+        ("replication: {handoverTimeout: 0s}", "replication.handoverTimeout"),
+        ("replication: {takeoverCooldown: -1s}", "replication.takeoverCooldown"),
         ("membership: {lease: 0ms}", "membership.lease"),
         ("membership: {probeInterval: 0ms}", "membership.probeInterval"),
         ("sessions: {maxInactiveInterval: 0s}", "sessions.maxInactiveInterval"),

@@ -137,4 +137,24 @@ struct TakeoverIntegrationTests {
             }
         }
     }
+
+    @Test("anti-entropy releases the copy a giver kept when the new owner does not list it, and finds every copy in sync")
+    func antiEntropyCleansUpAfterTakeover() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2", "n3"]) { $0.repairInterval = .milliseconds(200) }
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"]
+            let created = try await n1.createSession(attributes: ["a": [1]])
+            let id = try #require(created.state?.id)
+            let backupName = try #require(created.state?.replicaSet.first)
+            let taker = try #require(["n2", "n3"].first { $0 != backupName })
+            try await cluster[taker].takeOver(id)
+            #expect(cluster[taker].copy(of: id)?.ownerState?.replicaSet == [backupName])
+            let released = await eventually { n1.copy(of: id) == nil }
+            #expect(released, "the giver's stray copy is released by the new owner's digests")
+            #expect(n1.counters.replication.released >= 1)
+            let rounds = await eventually { cluster[taker].counters.replication.digestRounds > 0 }
+            #expect(rounds)
+            #expect(cluster[backupName].copy(of: id)?.backupState?.stamp == cluster[taker].copy(of: id)?.ownerState?.stamp)
+        }
+    }
 }

@@ -235,3 +235,22 @@ extension ReplicationNode {
         return handed
     }
 }
+
+extension ReplicationNode {
+    /// An owner's anti-entropy digests for one of its lanes: this node computes the same
+    /// digests over the copies it holds of that owner's sessions and, when buckets
+    /// differ, answers with them and what it holds there.
+    func onDigest(_ request: DigestRequest, from owner: String) {
+        var mine = [UInt64](repeating: 0, count: DigestRequest.bucketCount)
+        let lanes = Int(request.lanes), lane = Int(request.lane)
+        for shard in shards { shard.withCore { $0.addDigests(owner: owner, lanes: lanes, lane: lane, into: &mine) } }
+        let differing = (0..<DigestRequest.bucketCount).filter { mine[$0] != request.buckets[$0] }
+        guard !differing.isEmpty else { return }
+        let buckets = Set(differing)
+        var held: [DigestReply.Entry] = []
+        for shard in shards { held += shard.withCore { $0.heldEntries(owner: owner, lanes: lanes, lane: lane, buckets: buckets) } }
+        let reply = DigestReply(round: request.round, lane: request.lane, buckets: differing.map { UInt16($0) }, held: held)
+        links[owner]?.addControl(.digestReply(reply))
+        scheduleFlush(owner)
+    }
+}

@@ -723,6 +723,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             for (peer, batches) in out.resend { resend[peer, default: []] += batches.map { (UInt16(lane), $0) } }
             shard.complete(out.completed)
             flushPending(shard)
+            for (peer, request) in out.digests {
+                links[peer]?.addControl(.digest(request))
+                scheduleFlush(peer)
+            }
         }
         for (peer, batches) in resend {
             guard let link = links[peer] else { continue }
@@ -822,6 +826,20 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 onHandover(h, from: header.senderName)
             case .handoverReply(let h):
                 onHandoverReply(h, from: header.senderName)
+            case .digest(let d):
+                onDigest(d, from: header.senderName)
+            case .digestReply(let d) where Int(d.lane) < shards.count:
+                let shard = shards[Int(d.lane)]
+                let release = shard.withCore { $0.onDigestReply(from: header.senderName, d, now: t) }
+                flushPending(shard)
+                if !release.isEmpty {
+                    links[header.senderName]?.addControl(.release(ReleaseRequest(entries: release)))
+                    scheduleFlush(header.senderName)
+                }
+            case .release(let r):
+                var byShard: [Int: [DigestReply.Entry]] = [:]
+                for e in r.entries { byShard[Int(e.id.stableHash % UInt64(shards.count)), default: []].append(e) }
+                for (i, part) in byShard { shards[i].withCore { $0.release(part, from: header.senderName) } }
             default:
                 countRejection(.malformed)
             }

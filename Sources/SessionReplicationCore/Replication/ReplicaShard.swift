@@ -77,6 +77,7 @@ public struct ReplicaShard: Sendable {
     /// When this node last handed each session away (for `takeoverCooldown`).
     var handedAway: [SessionID: MonotonicInstant] = [:]
     var nextCooldownSweep: MonotonicInstant = .zero
+    var digestRound: UInt64 = 0
     var refill: [SessionID] = []
     var refillIndex = 0
 
@@ -459,7 +460,7 @@ public struct ReplicaShard: Sendable {
                 return .applied
             }
             return b.state.stamp < t.stamp ? .needsResync : .ignored
-        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply:
+        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply, .digest, .digestReply, .release:
             return .ignored
         }
     }
@@ -476,6 +477,8 @@ public struct ReplicaShard: Sendable {
         public var expired: [SessionID] = []
         /// Backup copies promoted (their old owner's leases ran out).
         public var promoted: [SessionID] = []
+        /// Anti-entropy digests to send, by backup.
+        public var digests: [(peer: String, request: DigestRequest)] = []
     }
 
     /// Advances time: retries and drops, time-based writes, access replication, repair,
@@ -526,6 +529,7 @@ public struct ReplicaShard: Sendable {
             }
             repair.removeAll()
             nextRepair = now + p.repairInterval
+            out.digests = digestRequests()
         }
         for (key, w) in waiters.sorted(by: { $0.key < $1.key }) where now >= w.deadline {
             waiters[key] = nil

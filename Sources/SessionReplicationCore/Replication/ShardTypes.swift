@@ -78,6 +78,12 @@ public struct ReplicationCounters: Hashable, Sendable {
     public var promotions = 0
     /// Owned sessions given a new backup after one departed.
     public var rereplications = 0
+    /// Anti-entropy digest requests sent (one per backup per lane per round).
+    public var digestRounds = 0
+    /// Buckets a backup reported as differing from this owner's digests.
+    public var digestMismatches = 0
+    /// Backup copies dropped because their owner said this node should not hold them.
+    public var released = 0
     /// Sessions this node took over on request or was handed by a draining owner.
     public var takeovers = 0
     /// Sessions this node handed over to a node that asked for them (or while draining).
@@ -95,7 +101,7 @@ public struct ReplicationCounters: Hashable, Sendable {
         resyncsServed += o.resyncsServed; resyncsRequested += o.resyncsRequested; applied += o.applied
         appliedFull += o.appliedFull; staleIgnored += o.staleIgnored; fencedRejected += o.fencedRejected
         expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
-        promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; stateTransfers += o.stateTransfers
+        promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; digestRounds += o.digestRounds; digestMismatches += o.digestMismatches; released += o.released; stateTransfers += o.stateTransfers
     }
 }
 

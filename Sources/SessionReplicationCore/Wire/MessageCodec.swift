@@ -19,7 +19,7 @@ public struct WireLimits: Hashable, Sendable {
 /// Binary encoding of `ReplicationMessage`: `type u8 | length u32 | body`, little-endian.
 public enum MessageCodec {
     enum Tag: UInt8 {
-        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19, handover = 20, handoverReply = 21
+        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19, handover = 20, handoverReply = 21, digest = 22, digestReply = 23, release = 24
     }
 
     /// Encodes one message with its type and length prefix.
@@ -43,6 +43,9 @@ public enum MessageCodec {
         case .promise: tag = .promise
         case .handover: tag = .handover
         case .handoverReply: tag = .handoverReply
+        case .digest: tag = .digest
+        case .digestReply: tag = .digestReply
+        case .release: tag = .release
         }
         w.write(tag.rawValue)
         let lengthAt = w.bytes.count
@@ -105,6 +108,19 @@ public enum MessageCodec {
             case .kept(let stamp): w.write(UInt8(3)); writeStamp(stamp, &w)
             case .transferred(let state): w.write(UInt8(4)); encode(.full(state), into: &w)
             }
+        case .digest(let d):
+            w.write(d.round); w.write(d.lanes); w.write(d.lane)
+            w.write(UInt16(truncatingIfNeeded: d.buckets.count))
+            for b in d.buckets { w.write(b) }
+        case .digestReply(let d):
+            w.write(d.round); w.write(d.lane)
+            w.write(UInt32(d.buckets.count))
+            for b in d.buckets { w.write(b) }
+            w.write(UInt32(d.held.count))
+            for e in d.held { writeID(e.id, &w); writeStamp(e.stamp, &w) }
+        case .release(let r):
+            w.write(UInt32(r.entries.count))
+            for e in r.entries { writeID(e.id, &w); writeStamp(e.stamp, &w) }
         }
         w.patch(UInt32(w.bytes.count - lengthAt - 4), at: lengthAt)
     }
@@ -241,6 +257,33 @@ public enum MessageCodec {
             default: throw .invalid(field: "handoverReply.answer")
             }
             message = .handoverReply(HandoverReply(requestID: requestID, id: id, answer: answer))
+        case .digest:
+            let round = try r.read(UInt64.self, "digest.round")
+            let lanes = try r.read(UInt16.self, "digest.lanes")
+            let lane = try r.read(UInt16.self, "digest.lane")
+            guard lanes > 0, lane < lanes else { throw .invalid(field: "digest.lane") }
+            let count = Int(try r.read(UInt16.self, "digest.count"))
+            guard count == DigestRequest.bucketCount else { throw .invalid(field: "digest.count") }
+            guard count * 8 <= r.remaining else { throw .truncated(field: "digest.buckets") }
+            var buckets: [UInt64] = []
+            buckets.reserveCapacity(count)
+            for _ in 0..<count { buckets.append(try r.read(UInt64.self, "digest.bucket")) }
+            message = .digest(DigestRequest(round: round, lanes: lanes, lane: lane, buckets: buckets))
+        case .digestReply:
+            let round = try r.read(UInt64.self, "digestReply.round")
+            let lane = try r.read(UInt16.self, "digestReply.lane")
+            let count = Int(try r.read(UInt32.self, "digestReply.bucketCount"))
+            guard count <= DigestRequest.bucketCount else { throw .tooLarge(field: "digestReply.bucketCount", limit: DigestRequest.bucketCount, found: count) }
+            guard count * 2 <= r.remaining else { throw .truncated(field: "digestReply.buckets") }
+            var buckets: [UInt16] = []
+            for _ in 0..<count {
+                let b = try r.read(UInt16.self, "digestReply.bucket")
+                guard Int(b) < DigestRequest.bucketCount else { throw .invalid(field: "digestReply.bucket") }
+                buckets.append(b)
+            }
+            message = .digestReply(DigestReply(round: round, lane: lane, buckets: buckets, held: try readEntries(&r, limits, "digestReply")))
+        case .release:
+            message = .release(ReleaseRequest(entries: try readEntries(&r, limits, "release")))
         }
         guard r.offset == end else {
             if r.offset > end { throw .invalid(field: "message.length") }
@@ -260,6 +303,16 @@ public enum MessageCodec {
             }
         }
         return try result.get()
+    }
+
+    static func readEntries(_ r: inout ByteReader, _ limits: WireLimits, _ field: String) throws(DecodeError) -> [DigestReply.Entry] {
+        let count = Int(try r.read(UInt32.self, "\(field).count"))
+        guard count <= limits.maxMessages else { throw .tooLarge(field: "\(field).count", limit: limits.maxMessages, found: count) }
+        guard count * 40 <= r.remaining else { throw .truncated(field: "\(field).entries") }
+        var entries: [DigestReply.Entry] = []
+        entries.reserveCapacity(count)
+        for _ in 0..<count { entries.append(.init(id: try readID(&r), stamp: try readStamp(&r))) }
+        return entries
     }
 
     static func writeID(_ id: SessionID, _ w: inout ByteWriter) { w.write(id.high); w.write(id.low) }

@@ -230,6 +230,71 @@ public struct HandoverReply: Hashable, Sendable {
     }
 }
 
+/// Anti-entropy (DESIGN section 5): an owner's digests of the sessions one backup should
+/// hold, in one of the owner's lanes, as `buckets` XORs of `(id, epoch, version)` hashes.
+public struct DigestRequest: Hashable, Sendable {
+    /// Buckets per lane.
+    public static let bucketCount = 1024
+    /// Matches the reply; chosen by the owner.
+    public var round: UInt64
+    /// The owner's lane count (the backup groups its copies the owner's way).
+    public var lanes: UInt16
+    /// The owner's lane the digests cover.
+    public var lane: UInt16
+    /// `bucketCount` digests.
+    public var buckets: [UInt64]
+    /// Creates a request.
+    public init(round: UInt64, lanes: UInt16, lane: UInt16, buckets: [UInt64]) {
+        self.round = round
+        self.lanes = lanes
+        self.lane = lane
+        self.buckets = buckets
+    }
+}
+
+/// A backup's answer to `DigestRequest`: the buckets that differ and, for each, every
+/// copy it holds of the owner's sessions there, so the owner can push what is missing or
+/// stale and release what the backup should not hold.
+public struct DigestReply: Hashable, Sendable {
+    /// The request answered.
+    public var round: UInt64
+    /// The owner's lane.
+    public var lane: UInt16
+    /// Buckets whose digests differ.
+    public var buckets: [UInt16]
+    /// The backup's copies in those buckets.
+    public var held: [Entry]
+    /// One copy.
+    public struct Entry: Hashable, Sendable {
+        /// The session.
+        public var id: SessionID
+        /// The copy's stamp.
+        public var stamp: Stamp
+        /// Creates an entry.
+        public init(id: SessionID, stamp: Stamp) {
+            self.id = id
+            self.stamp = stamp
+        }
+    }
+    /// Creates a reply.
+    public init(round: UInt64, lane: UInt16, buckets: [UInt16], held: [Entry]) {
+        self.round = round
+        self.lane = lane
+        self.buckets = buckets
+        self.held = held
+    }
+}
+
+/// An owner tells a backup to drop copies it holds of sessions whose replica set no
+/// longer names it (or that the owner no longer owns). Dropped only while the copy still
+/// names that owner and is not newer than `stamp`.
+public struct ReleaseRequest: Hashable, Sendable {
+    /// The copies to drop, with the stamp the backup reported.
+    public var entries: [DigestReply.Entry]
+    /// Creates a request.
+    public init(entries: [DigestReply.Entry]) { self.entries = entries }
+}
+
 /// Every message that travels in a replication frame.
 public enum ReplicationMessage: Hashable, Sendable {
     /// A whole session (creation, all-attributes, resync, repair). Sequenced.
@@ -252,6 +317,12 @@ public enum ReplicationMessage: Hashable, Sendable {
     case handover(HandoverRequest)
     /// Control: the answer to `handover` (or a draining owner's handover).
     case handoverReply(HandoverReply)
+    /// Control: an owner's anti-entropy digests for one lane.
+    case digest(DigestRequest)
+    /// Control: a backup's answer to `digest`.
+    case digestReply(DigestReply)
+    /// Control: copies a backup should drop.
+    case release(ReleaseRequest)
 
     /// The session a data message is about; `nil` for control messages.
     public var sessionID: SessionID? {
@@ -260,7 +331,7 @@ public enum ReplicationMessage: Hashable, Sendable {
         case .delta(let d): return d.id
         case .invalidate(let i): return i.id
         case .touch(let t): return t.id
-        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply: return nil
+        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply, .digest, .digestReply, .release: return nil
         }
     }
 

@@ -1,0 +1,120 @@
+/// Anti-entropy (DESIGN section 5): every `repairInterval` an owner sends each backup
+/// digests of the sessions that backup should hold, 1,024 buckets per lane, each the XOR
+/// of hashes of `(id, epoch, version)`. The backup answers with the buckets that differ
+/// and what it holds there; the owner pushes its last replicated state of what is
+/// missing or stale (never unflushed time-based or manual changes), the invalidation of
+/// what ended, and releases copies the backup should not hold.
+extension ReplicaShard {
+    /// The bucket of `id` among the sessions of one lane of an owner with `lanes` lanes.
+    public static func digestBucket(_ id: SessionID, lanes: Int) -> Int {
+        Int((id.stableHash / UInt64(max(1, lanes))) % UInt64(DigestRequest.bucketCount))
+    }
+
+    /// The hash of one copy: equal for equal `(id, epoch, version)` on every node.
+    public static func digestHash(_ id: SessionID, _ stamp: Stamp) -> UInt64 {
+        mix64(id.high ^ mix64(id.low ^ mix64(stamp.epoch.counter ^ mix64(stamp.epoch.owner.rawValue ^ mix64(stamp.version)))))
+    }
+
+    /// The stamp the backups of an owned session should hold: the last version sent
+    /// (`nil` before the first send).
+    func replicatedStamp(_ o: Owned) -> Stamp? {
+        o.sentVersion == 0 ? nil : Stamp(epoch: o.state.stamp.epoch, version: o.sentVersion)
+    }
+
+    /// Digest requests for every backup whose stream is settled (everything sent and
+    /// receipted, so the backup has applied all of it when the digest arrives), one per
+    /// peer for this lane.
+    mutating func digestRequests() -> [(peer: String, request: DigestRequest)] {
+        let settled = streams.filter { name, s in
+            !departed.contains(name) && !unreachable.contains(name) && s.unsent == 0 && s.receiptedThrough + 1 == s.nextSequence
+        }.keys
+        // Members never sent anything may still hold stale copies from this owner.
+        let peers = Set(settled).union(liveCandidates.filter { streams[$0] == nil && heardAlive.contains($0) && !unreachable.contains($0) })
+        guard !peers.isEmpty else { return [] }
+        let lanes = max(1, settings.lanes)
+        var buckets: [String: [UInt64]] = [:]
+        for p in peers { buckets[p] = [UInt64](repeating: 0, count: DigestRequest.bucketCount) }
+        for (id, o) in owned {
+            guard let stamp = replicatedStamp(o) else { continue }
+            let b = Self.digestBucket(id, lanes: lanes)
+            let h = Self.digestHash(id, stamp)
+            for p in o.state.replicaSet where buckets[p] != nil { buckets[p]![b] ^= h }
+        }
+        digestRound += 1
+        counters.digestRounds += peers.count
+        return peers.sorted().map { p in
+            (p, DigestRequest(round: digestRound, lanes: UInt16(lanes), lane: settings.lane, buckets: buckets[p]!))
+        }
+    }
+
+    /// Backup side: XORs into `digests` the hashes of this shard's copies owned by
+    /// `owner` that fall in the owner's `lane` (of `lanes`).
+    public func addDigests(owner: String, lanes: Int, lane: Int, into digests: inout [UInt64]) {
+        let n = UInt64(max(1, lanes))
+        for (id, b) in backups where b.owner == owner && Int(id.stableHash % n) == lane {
+            digests[Self.digestBucket(id, lanes: lanes)] ^= Self.digestHash(id, b.state.stamp)
+        }
+    }
+
+    /// Backup side: this shard's copies owned by `owner` in the owner's `lane` and one
+    /// of `buckets`.
+    public func heldEntries(owner: String, lanes: Int, lane: Int, buckets: Set<Int>) -> [DigestReply.Entry] {
+        let n = UInt64(max(1, lanes))
+        var out: [DigestReply.Entry] = []
+        for (id, b) in backups where b.owner == owner && Int(id.stableHash % n) == lane && buckets.contains(Self.digestBucket(id, lanes: lanes)) {
+            out.append(.init(id: id, stamp: b.state.stamp))
+        }
+        return out.sorted { $0.id < $1.id }
+    }
+
+    /// Owner side: a backup's answer. For each session in the differing buckets whose
+    /// replica set names the backup: the whole session is queued to it when its copy is
+    /// missing or differs (a session with unflushed changes is marked to go whole with
+    /// its next flush instead); ended sessions it still holds get their invalidation.
+    /// Returns the copies the backup should drop (it is not in their replica set, or
+    /// this node does not own them).
+    public mutating func onDigestReply(from peer: String, _ reply: DigestReply, now: MonotonicInstant) -> [DigestReply.Entry] {
+        let lanes = max(1, settings.lanes)
+        let buckets = Set(reply.buckets.map(Int.init))
+        var theirs: [SessionID: Stamp] = [:]
+        for e in reply.held { theirs[e.id] = e.stamp }
+        counters.digestMismatches += buckets.count
+        for (id, o) in owned.sorted(by: { $0.key < $1.key }) where o.state.replicaSet.contains(peer) {
+            guard buckets.contains(Self.digestBucket(id, lanes: lanes)), let stamp = replicatedStamp(o) else { continue }
+            let held = theirs.removeValue(forKey: id)
+            guard held != stamp else { continue }
+            if o.sentVersion < o.state.stamp.version || !o.pending.isEmpty {
+                owned[id]!.needsFull = true
+                continue
+            }
+            _ = enqueue(MessageCodec.encode(.full(replicable(o.state))), to: peer, session: id, mustDeliver: false)
+            counters.fullStatesSent += 1
+            counters.repairsSent += 1
+        }
+        var release: [DigestReply.Entry] = []
+        for (id, stamp) in theirs.sorted(by: { $0.key < $1.key }) {
+            if let t = tombstones[id], t.stamp >= stamp {
+                let message = MessageCodec.encode(.invalidate(Invalidation(id: id, stamp: t.stamp, reason: .invalidated)))
+                _ = enqueue(message, to: peer, session: id, mustDeliver: true)
+                counters.repairsSent += 1
+            } else if owned[id] == nil || !owned[id]!.state.replicaSet.contains(peer) {
+                release.append(.init(id: id, stamp: stamp))
+            }
+        }
+        return release
+    }
+
+    /// Backup side: drops the listed copies while they still name `owner` as their owner
+    /// and are not newer than the stamp reported; returns how many were dropped.
+    @discardableResult
+    public mutating func release(_ entries: [DigestReply.Entry], from owner: String) -> Int {
+        var dropped = 0
+        for e in entries {
+            guard let b = backups[e.id], b.owner == owner, b.state.stamp <= e.stamp else { continue }
+            backups[e.id] = nil
+            dropped += 1
+        }
+        counters.released += dropped
+        return dropped
+    }
+}
