@@ -74,4 +74,54 @@ struct FailoverShardTests {
         #expect(backup.tick(now: clock.now, wall: clock.wall, datagram: false).promoted == [id])
         guard case .owner? = backup.copy(of: id) else { Issue.record("not promoted"); return }
     }
+
+    @Test func aJoinerTakesOverThePlacementsThatNameItMakeBeforeBreak() throws {
+        var clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"])
+        var n2 = shard("n2", id: 2, candidates: ["n1", "n3"])
+        var n3 = shard("n3", id: 3, candidates: ["n1", "n2"])
+        n1.memberReturned("n2")
+        _ = n1.memberDeparted("n3", now: clock.now)
+        var ids: [SessionID] = []
+        for i in 0..<200 {
+            let id = SessionID(high: 77, low: UInt64(i))
+            let out = try n1.create(id: id, attributes: ["v": [UInt8(i % 256)]], maxInactiveInterval: nil,
+                                    now: clock.now, wall: clock.wall, sessionCount: i)
+            #expect(out.state?.replicaSet == ["n2"])
+            ids.append(id)
+        }
+        func pump(_ from: inout ReplicaShard, to: inout ReplicaShard, _ name: String) throws {
+            var through: UInt64 = 0
+            for batch in from.takeBatches(for: name, now: clock.now, datagram: false) {
+                for (i, bytes) in batch.messages.enumerated() {
+                    _ = to.apply(try MessageCodec.decode(bytes), from: "n1", now: clock.now)
+                    through = batch.firstSequence + UInt64(i)
+                }
+            }
+            if through > 0 { _ = from.onReceipt(from: name, Receipt(lane: 0, through: through), now: clock.now, datagram: false) }
+        }
+        try pump(&n1, to: &n2, "n2")
+        #expect(n2.backupCount == 200)
+        n1.memberReturned("n3")
+        let queued = n1.stateTransferPending
+        #expect(queued > 50 && queued < 150, "about half the placements name the joiner: \(queued)")
+        clock.advance(by: .milliseconds(5))
+        _ = n1.tick(now: clock.now, wall: clock.wall, datagram: false)
+        #expect(n1.stateTransferPending == queued, "moves wait for the joiner's receipt")
+        // Before the receipt both old and new holders are in the replica set.
+        let moving = ids.filter { n1.ownedReplicaSet(of: $0)?.count == 2 }
+        #expect(moving.count == queued)
+        try pump(&n1, to: &n3, "n3")
+        #expect(n3.backupCount == queued)
+        #expect(n1.stateTransferPending == 0)
+        for id in moving { #expect(n1.ownedReplicaSet(of: id) == ["n3"]) }
+        try pump(&n1, to: &n2, "n2")
+        #expect(n2.backupCount == 200 - queued, "the displaced backup dropped the moved copies")
+        try pump(&n1, to: &n3, "n3")
+        for id in moving {
+            guard case .backup(let b)? = n3.copy(of: id) else { Issue.record("joiner lacks \(id)"); continue }
+            #expect(b.replicaSet == ["n3"], "the joiner learned the final replica set")
+        }
+        #expect(n1.counters.stateTransfers == queued)
+    }
 }

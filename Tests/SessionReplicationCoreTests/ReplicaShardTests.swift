@@ -561,8 +561,14 @@ struct ReplicaShardTimeTests {
         // A newer epoch, by contrast, takes the session over.
         var newer = mine
         newer.stamp = Stamp(epoch: Epoch(counter: 2, owner: TwoNodes.n2ID), version: 1)
+        newer.replicaSet = ["n1"]
         #expect(net.n1.apply(.full(newer), from: "n2", now: net.clock.now) == .applied)
         #expect(net.n1.copy(of: TwoNodes.id) == .backup(newer))
+        // A whole session whose replica set leaves this node out releases its copy.
+        var moved = newer
+        moved.replicaSet = ["n3"]
+        #expect(net.n1.apply(.full(moved), from: "n2", now: net.clock.now) == .applied)
+        #expect(net.n1.copy(of: TwoNodes.id) == nil)
     }
 }
 

@@ -68,6 +68,7 @@ extension ReplicaShard {
             }
         }
         streams[member] = nil
+        moves[member] = nil
         resyncFulls[member] = nil
         peersWithUnsent.remove(member)
         waitersByPeer[member] = nil
@@ -184,40 +185,61 @@ extension ReplicaShard {
     }
 
     /// `member` is alive (joined, or a new process under its name): placement may name
-    /// it again, and owned sessions short of backups are queued to be sent to it whole,
-    /// a slice per tick (`stateTransferPending` shows progress).
+    /// it again. Owned sessions short of backups, and those whose rendezvous placement
+    /// now names it, are queued to be sent to it whole, a slice per tick
+    /// (`stateTransferPending` shows progress). A full replica set moves make-before-break:
+    /// the member is added, and the backup it displaces leaves only once the member
+    /// receipted the whole session.
     public mutating func memberReturned(_ member: String) {
         departed.remove(member)
         heardAlive.insert(member)
-        guard settings.backupCandidates.contains(member) else { return }
+        guard settings.backupCandidates.contains(member), settings.policy.role.owns else { return }
         let wanted = settings.policy.replicas.resolve(eligible: liveCandidates.count)
-        let short = owned.keys.filter { id in
+        guard wanted > 0 else { return }
+        let queued = owned.keys.filter { id in
             let set = owned[id]!.state.replicaSet
-            return set.count < wanted && !set.contains(member)
+            guard !set.contains(member) else { return false }
+            return set.count < wanted || placement(for: id, keeping: []).contains(member)
         }
-        guard !short.isEmpty else { return }
-        refill = Array(refill[refillIndex...]) + short.sorted()
+        guard !queued.isEmpty else { return }
+        refill = Array(refill[refillIndex...]) + queued.sorted()
         refillIndex = 0
     }
 
-    /// Owned sessions still queued for a joining member.
-    public var stateTransferPending: Int { refill.count - refillIndex }
+    /// Owned sessions still queued for a joining member, plus moves awaiting its receipt.
+    public var stateTransferPending: Int { refill.count - refillIndex + moves.values.reduce(0) { $0 + $1.count } }
 
     /// Sessions sent per tick when filling backups for a joined member. Default 1,000.
     static var refillSlice: Int { 1_000 }
 
-    /// Gives up to `budget` queued sessions their missing backups.
+    /// Gives up to `budget` queued sessions their missing backups, or starts moving them
+    /// to the member their placement now names.
     mutating func runRefill(now: MonotonicInstant, budget: Int) {
         var done = 0
+        let wanted = settings.policy.replicas.resolve(eligible: liveCandidates.count)
         while refillIndex < refill.count, done < budget {
             let id = refill[refillIndex]
             refillIndex += 1
             guard let entry = owned[id] else { continue }
-            let set = placement(for: id, keeping: entry.state.replicaSet)
-            guard set != entry.state.replicaSet else { continue }
-            owned[id]!.state.replicaSet = set
-            owned[id]!.needsFull = true
-            _ = send(id, now: now)
+            let current = entry.state.replicaSet
+            if current.count < wanted {
+                let set = placement(for: id, keeping: current)
+                guard set != current else { continue }
+                owned[id]!.state.replicaSet = set
+                owned[id]!.needsFull = true
+                _ = send(id, now: now)
+            } else {
+                let fresh = placement(for: id, keeping: [])
+                guard let joiner = fresh.first(where: { !current.contains($0) && heardAlive.contains($0) }),
+                      let displaced = current.last(where: { !fresh.contains($0) }),
+                      !(moves[joiner]?.contains { $0.id == id } ?? false) else { continue }
+                var state = entry.state
+                state.replicaSet = current + [joiner]
+                owned[id]!.state.replicaSet = state.replicaSet
+                let seq = enqueue(MessageCodec.encode(.full(replicable(state))), to: joiner, session: id, mustDeliver: false)
+                counters.fullStatesSent += 1
+                moves[joiner, default: []].append((seq, id, displaced))
+            }
             counters.stateTransfers += 1
             done += 1
         }
@@ -225,6 +247,29 @@ extension ReplicaShard {
             refill = []
             refillIndex = 0
         }
+    }
+
+    /// The joiner receipted the whole sessions up to `through`: each move completes. The
+    /// displaced backup leaves the replica set, and every old and new holder is sent the
+    /// session with its new replica set (the displaced one drops its copy on seeing it).
+    mutating func finishMoves(peer: String, through: UInt64, now: MonotonicInstant) {
+        guard moves[peer] != nil else { return }
+        while let first = moves[peer]!.first, first.sequence <= through {
+            moves[peer]!.removeFirst()
+            guard let entry = owned[first.id], entry.state.replicaSet.contains(peer),
+                  entry.state.replicaSet.contains(first.displaced) else { continue }
+            owned[first.id]!.state.replicaSet.removeAll { $0 == first.displaced }
+            let state = owned[first.id]!.state
+            guard entry.sentVersion == state.stamp.version, entry.pending.isEmpty else {
+                // Unflushed changes go whole with the next flush; the displaced copy is
+                // released by anti-entropy.
+                owned[first.id]!.needsFull = true
+                continue
+            }
+            let bytes = MessageCodec.encode(.full(replicable(state)))
+            for p in state.replicaSet + [first.displaced] { _ = enqueue(bytes, to: p, session: first.id, mustDeliver: false) }
+        }
+        if moves[peer]!.isEmpty { moves[peer] = nil }
     }
 
     /// Makes the backup copy of `id` an owned session under a new epoch and replicates it.

@@ -78,6 +78,9 @@ public struct ReplicaShard: Sendable {
     var handedAway: [SessionID: MonotonicInstant] = [:]
     var nextCooldownSweep: MonotonicInstant = .zero
     var digestRound: UInt64 = 0
+    /// Make-before-break moves onto a member that joined, by that member: the sequence
+    /// of the whole session sent to it, and the backup it replaces once receipted.
+    var moves: [String: Deque<(sequence: UInt64, id: SessionID, displaced: String)>] = [:]
     var refill: [SessionID] = []
     var refillIndex = 0
 
@@ -334,6 +337,7 @@ public struct ReplicaShard: Sendable {
             }
         }
         out.completed = completeWaiters(peer: peer, through: receipt.through)
+        finishMoves(peer: peer, through: receipt.through, now: now)
         return out
     }
 
@@ -408,8 +412,21 @@ public struct ReplicaShard: Sendable {
                 owned[s.id] = nil
                 dirty.remove(s.id); accessed.remove(s.id); repair.remove(s.id)
             }
+            if !s.replicaSet.contains(settings.selfName) {
+                // The owner moved this copy elsewhere (make-before-break): drop it.
+                if let b = backups[s.id], b.state.stamp <= s.stamp {
+                    backups[s.id] = nil
+                    counters.released += 1
+                }
+                return .applied
+            }
             if let b = backups[s.id], b.state.stamp >= s.stamp {
                 backups[s.id]!.lastHeard = now
+                if b.state.stamp == s.stamp, b.state.replicaSet != s.replicaSet {
+                    // Same content, new replica set (a move finished): metadata only.
+                    backups[s.id]!.state.replicaSet = s.replicaSet
+                    return .applied
+                }
                 counters.staleIgnored += 1
                 return .ignored
             }
