@@ -38,6 +38,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Write the results as JSON to this file.")
     var json: String?
 
+    @Option(help: "Instead of the write workloads: state transfer to a joining node, with this many sessions on the owner (each with one attribute of --size bytes).")
+    var joinSessions: Int?
+
     struct Result: Codable {
         var workload: String
         /// Writes the owner committed per second (writers do not wait for replication
@@ -64,6 +67,19 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let joinSessions {
+            var runs: [JoinRun] = []
+            print("drs bench: state transfer to a joining node, \(joinSessions) sessions of \(size) bytes on the owner, \(self.runs) runs, \(System.coreCount) cores")
+            for _ in 0..<self.runs {
+                let r = try await measureJoin(sessions: joinSessions)
+                runs.append(r)
+                print(String(format: "  moved %d sessions in %.3f s after the joiner was seen alive: %.0f sessions/s, %.1f MiB/s",
+                             r.moved, r.seconds, Double(r.moved) / r.seconds, Double(r.moved * size) / r.seconds / 1_048_576))
+            }
+            let rates = runs.map { Double($0.moved) / $0.seconds }.sorted()
+            print(String(format: "median %.0f sessions/s", rates[rates.count / 2]))
+            return
+        }
         var results: [Result] = []
         print("drs bench: \(size)-byte attribute, 1 backup, \(writers) writers, \(duration)s x \(runs) runs per workload, \(System.coreCount) cores")
         for workload in workloads {
@@ -139,6 +155,51 @@ struct BenchCommand: AsyncParsableCommand {
 
     /// One measurement on a fresh two-node cluster; `rate` paces the writers (total writes
     /// per second), `nil` runs them flat out.
+    struct JoinRun {
+        var moved: Int
+        var seconds: Double
+    }
+
+    /// Nodes a and b of a three-node cluster hold `sessions` sessions owned by a (backed
+    /// by b); c starts; timed from a seeing c alive until every session whose placement
+    /// names c is on c and the moves are complete.
+    func measureJoin(sessions: Int) async throws -> JoinRun {
+        let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        let config = ClusterConfiguration(
+            clusterID: "bench", keys: ClusterKeys(current: key),
+            nodes: ["a", "b", "c"].map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) })
+        var logger = Logger(label: "drs.bench")
+        logger.logLevel = .error
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let nodes = try ["a", "b", "c"].map { try ReplicationNode(configuration: config, name: $0, logger: logger, eventLoopGroup: group) }
+        let (a, b, c) = (nodes[0], nodes[1], nodes[2])
+        defer { Task { for n in nodes { await n.shutdown() }; try? await group.shutdownGracefully() } }
+        try await a.start()
+        try await b.start()
+        a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!, membershipPort: b.membershipPort)
+        b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!, membershipPort: a.membershipPort)
+        while !(a.members().first { $0.name == "b" }?.state == "alive") { try await Task.sleep(for: .milliseconds(10)) }
+        let payload = [UInt8](repeating: 7, count: size)
+        for _ in 0..<sessions { _ = try await a.createSession(attributes: ["payload": payload]) }
+        while b.counters.backups < sessions { try await Task.sleep(for: .milliseconds(10)) }
+        try await c.start()
+        for (x, y) in [(a, c), (b, c), (c, a), (c, b)] {
+            x.setPeerEndpoint(y.endpoint.name, host: "127.0.0.1", port: y.replicationPort!, membershipPort: y.membershipPort)
+        }
+        while !(a.members().first { $0.name == "c" }?.state == "alive") { try await Task.sleep(for: .milliseconds(1)) }
+        let start = ContinuousClock.now
+        // Done when a has nothing pending and c holds what a says it moved.
+        while true {
+            let pending = a.status().stateTransferPending
+            let moved = a.counters.replication.stateTransfers
+            if pending == 0, moved > 0, c.counters.backups >= moved { break }
+            if ContinuousClock.now - start > .seconds(120) { throw ValidationError("state transfer did not finish within 120 s") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let elapsed = ContinuousClock.now - start
+        return JoinRun(moved: c.counters.backups, seconds: Double(elapsed.nanosecondsClamped) / 1e9)
+    }
+
     func measure(policy: ReplicationPolicy, rate: Double?) async throws -> Run {
         let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
         let config = ClusterConfiguration(
