@@ -3,6 +3,9 @@
 // simulator is only specialised for its processes when they share a file (about 10x
 // faster than unspecialised code, which copies each process on every event).
 import HeapModule
+#if canImport(Glibc)
+import Glibc
+#endif
 import SessionReplicationCore
 
 // MARK: - Simulator
@@ -394,9 +397,12 @@ public struct SimulatedNode: SimulatedProcess {
     public private(set) var shard: ReplicaShard
     /// Times this node rejoined after being declared dead.
     public private(set) var rejoins = 0
+    /// Sessions this node took over on request.
+    public private(set) var takeovers = 0
+    var nextRequest: UInt64 = 0
     let log: ClusterLog
     let settingsTemplate: ShardSettings
-    let peers: [String]
+    public let peers: [String]
     var random: SplitMix64
     var inbound: [NodeID: InboundStream] = [:]
     var senderIDs: [String: NodeID] = [:]
@@ -406,8 +412,18 @@ public struct SimulatedNode: SimulatedProcess {
     static let shardTick: Duration = .milliseconds(20)
 
     /// A node named `name` among `names` with process id `id`.
+    /// Under `promotion: majority`: serve only with a quorum lease, promote only seeing a
+    /// majority alive (as `ReplicationNode` does).
+    public let majority: Bool
+    /// Members whose failover waits for a majority (majority mode).
+    var deferred: Set<String> = []
+    /// The process id last reported alive for each peer.
+    var knownIDs: [String: NodeID] = [:]
+
+    /// Creates a node; `majority` (default false) models `promotion: majority`.
     public init(name: String, id: NodeID, names: [String], policy: ReplicationPolicy, tuning: MembershipTuning,
-                lease: Duration, randomSeed: UInt64, now: MonotonicInstant, log: ClusterLog) {
+                lease: Duration, randomSeed: UInt64, now: MonotonicInstant, log: ClusterLog, majority: Bool = false) {
+        self.majority = majority
         self.name = name
         self.id = id
         self.peers = names.filter { $0 != name }.sorted()
@@ -436,6 +452,7 @@ public struct SimulatedNode: SimulatedProcess {
     /// Whether this node owns `session` and passes the serving check now.
     public func serves(_ session: SessionID, now: MonotonicInstant) -> Bool {
         guard membership.status == .alive, let set = shard.ownedReplicaSet(of: session) else { return false }
+        if majority, !leases.hasQuorum(voters: [name] + peers, selfName: name, now: now) { return false }
         return leases.mayServe(replicaSet: set, now: now) { membership.member($0)?.status.isLive == true }
     }
 
@@ -443,7 +460,7 @@ public struct SimulatedNode: SimulatedProcess {
 
     /// Creates `session` here with value 0. Returns whether it was created.
     public mutating func create(_ session: SessionID, now: MonotonicInstant, wall: WallTime) -> Bool {
-        guard membership.status == .alive,
+        guard membership.status == .alive, !majority || leases.hasQuorum(voters: [name] + peers, selfName: name, now: now),
               let out = try? shard.create(id: session, attributes: ["v": Self.bytes(0)], maxInactiveInterval: nil, now: now,
                                           wall: wall, sessionCount: shard.ownedCount) else { return false }
         if let s = out.state { log.saw(s, at: name) }
@@ -470,6 +487,31 @@ public struct SimulatedNode: SimulatedProcess {
         }
         flush(now: now)
         return true
+    }
+
+    /// Asks for `session` when this node does not own it (takeover on request): the
+    /// owner its backup copy names, or every live member. The answer is adopted when it
+    /// arrives. Returns whether a request went out.
+    @discardableResult
+    public mutating func requestTakeover(_ session: SessionID, now: MonotonicInstant) -> Bool {
+        guard membership.status == .alive, shard.settings.policy.role.owns else { return false }
+        let targets: [String]
+        switch shard.copy(of: session) {
+        case .owner?, .tombstone?: return false
+        case .backup?:
+            guard let owner = shard.backupOwner(of: session), membership.member(owner)?.status == .alive,
+                  !shard.handedAwayRecently(session, now: now, cooldown: shard.settings.policy.takeoverCooldown) else { return false }
+            targets = [owner]
+        case nil:
+            targets = membership.liveNames.filter { $0 != name }
+        }
+        nextRequest += 1
+        let request = ReplicationMessage.handover(HandoverRequest(requestID: nextRequest, id: session))
+        for t in targets {
+            pending.append(SimulatedSend(to: t, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [request]), reliable: true))
+        }
+        flush(now: now)
+        return !targets.isEmpty
     }
 
     /// Reads `session` if this node serves it, logging the answer.
@@ -506,8 +548,13 @@ public struct SimulatedNode: SimulatedProcess {
         if now >= nextShardTick {
             nextShardTick = now + Self.shardTick
             let out = shard.tick(now: now, wall: wall, datagram: false)
-            for sid in out.promoted { if case .owner(let s)? = shard.copy(of: sid) { log.saw(s, at: name) } }
+            for sid in out.promoted {
+                if case .owner(let s)? = shard.copy(of: sid) { log.saw(s, at: name); trace(now, "promotes \(sid) as \(s.stamp.etag) R \(s.replicaSet)") }
+            }
             for (peer, batches) in out.resend { send(batches, to: peer) }
+            for (peer, request) in out.digests {
+                pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [.digest(request)]), reliable: true))
+            }
             complete(out.completed, now: now)
             for (sender, _) in inbound.sorted(by: { $0.key < $1.key }) {
                 let d = inbound[sender]!.tick(now: now, reorderDelay: shard.settings.policy.reorderDelay)
@@ -538,6 +585,7 @@ public struct SimulatedNode: SimulatedProcess {
                 break
             }
         case .replication(let first, let low, let data, let control):
+            if Self.tracing, !data.isEmpty { trace(now, "frame from \(peer)/\(sender) first \(first) low \(low) n \(data.count) status \(membership.status) known \(String(describing: senderIDs[peer]))") }
             guard membership.status == .alive else { return }
             if let previous = senderIDs[peer], previous != sender {
                 guard sender > previous else { return }  // a retired process
@@ -554,13 +602,60 @@ public struct SimulatedNode: SimulatedProcess {
                 case .resync(let r):
                     shard.onResync(from: peer, entries: r.entries, now: now)
                 case .prepare(let p):
+                    // Only a taker held alive: a dead process's takeover is void (its
+                    // sessions fail over here like the rest of what it held).
+                    guard membership.member(peer).map({ $0.status.isLive && $0.id == sender }) == true else { break }
                     let entries = shard.onPrepare(from: peer, p)
+                    trace(now, "prepare from \(peer) for \(p.entries.map(\.id)): \(entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-") owned \($0.ownedByHolder)" })")
                     leases.revoke(p.oldOwner)
                     let since = leases.lastGranted[p.oldOwner].map { UInt32(clamping: (now - $0).millisecondsClamped) } ?? .max
                     let reply = PromiseReply(oldOwner: p.oldOwner, sinceGrantMs: since, entries: entries)
                     pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [.promise(reply)]), reliable: true))
                 case .promise(let p):
-                    shard.onPromise(from: peer, p, now: now, lease: leases.lease)
+                    trace(now, "promise from \(peer): \(p.entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-")" }) pending \(shard.takeoversPending)")
+                    let unasked = shard.onPromise(from: peer, p, now: now, lease: leases.lease)
+                    if !unasked.isEmpty {
+                        let out = shard.onTakeoverHint(from: peer, oldOwner: p.oldOwner, entries: unasked, now: now,
+                                                       promoteAfter: leases.grantsExpire(for: p.oldOwner))
+                        sendFailover(out, oldOwner: p.oldOwner, now: now)
+                    }
+                case .handover(let h):
+                    // Commits are atomic here, so no change is in flight; the serving
+                    // check is the shell's.
+                    // Never to a process this node does not hold alive: one held dead
+                    // rejoins and drops what it holds, and its sessions failed over.
+                    let requesterAlive = membership.member(peer).map { $0.status.isLive && $0.id == sender } ?? false
+                    let may = serves(h.id, now: now) && requesterAlive
+                    let answer = shard.answerHandover(h.id, to: peer, now: now, mayHandOver: may)
+                    if case .transferred(let st) = answer { trace(now, "hands \(h.id) to \(peer) at \(st.stamp.etag) (may \(may))") }
+                    let reply = ReplicationMessage.handoverReply(HandoverReply(requestID: h.requestID, id: h.id, answer: answer))
+                    pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [reply]), reliable: true))
+                case .handoverReply(let h):
+                    if case .transferred(let state) = h.answer, state.id == h.id,
+                       membership.member(peer).map({ $0.status.isLive && $0.id == sender }) == true,
+                       shard.adoptHandover(state, from: peer, giverStays: h.requestID != 0, now: now),
+                       case .owner(let s)? = shard.copy(of: h.id) {
+                        log.saw(s, at: name)
+                        takeovers += 1
+                        trace(now, "adopts \(h.id) from \(peer) as \(s.stamp.etag) R \(s.replicaSet)")
+                    }
+                case .digest(let d):
+                    var mine = [UInt64](repeating: 0, count: DigestRequest.bucketCount)
+                    shard.addDigests(owner: peer, lanes: Int(d.lanes), lane: Int(d.lane), into: &mine)
+                    let differing = (0..<DigestRequest.bucketCount).filter { mine[$0] != d.buckets[$0] }
+                    if !differing.isEmpty {
+                        let held = shard.heldEntries(owner: peer, lanes: Int(d.lanes), lane: Int(d.lane), buckets: Set(differing))
+                        let reply = ReplicationMessage.digestReply(DigestReply(round: d.round, lane: d.lane, buckets: differing.map { UInt16($0) }, held: held))
+                        pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [reply]), reliable: true))
+                    }
+                case .digestReply(let d):
+                    let release = shard.onDigestReply(from: peer, d, now: now)
+                    if !release.isEmpty {
+                        let message = ReplicationMessage.release(ReleaseRequest(entries: release))
+                        pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [message]), reliable: true))
+                    }
+                case .release(let r):
+                    shard.release(r.entries, from: peer)
                 default:
                     break
                 }
@@ -579,9 +674,12 @@ public struct SimulatedNode: SimulatedProcess {
 
     mutating func deliver(_ d: InboundStream.Delivery, from peer: String, sender: NodeID, now: MonotonicInstant) {
         guard var stream = inbound.removeValue(forKey: sender) else { return }
+        var refused: [UInt64] = []
         for (seq, message) in d.messages {
             guard let sid = message.sessionID else { continue }
             let outcome = shard.apply(message, from: peer, now: now)
+            if outcome == .fenced { refused.append(seq) }
+            if Self.tracing { trace(now, "seq \(seq) \(sid) \(String(describing: message).prefix(60)) from \(peer): \(outcome)") }
             switch (outcome, message) {
             case (.needsResync, _): stream.needsResync(sid, sequence: seq, now: now)
             case (_, .full), (_, .invalidate): stream.resolved(sid)
@@ -592,7 +690,8 @@ public struct SimulatedNode: SimulatedProcess {
         let resync = stream.pendingResyncs(now: now)
         var control: [ReplicationMessage] = []
         if !resync.isEmpty { control.append(.resync(ResyncRequest(lane: 0, entries: resync))) }
-        control.append(.receipt(Receipt(lane: 0, through: stream.deliveredThrough, received: stream.buffered > 0 ? stream.heldRanges() : [])))
+        control.append(.receipt(Receipt(lane: 0, through: stream.deliveredThrough, received: stream.buffered > 0 ? stream.heldRanges() : [],
+                                        refused: refused)))
         inbound[sender] = stream
         pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: control), reliable: true))
     }
@@ -602,17 +701,24 @@ public struct SimulatedNode: SimulatedProcess {
         for o in out { pending.append(SimulatedSend(to: o.to, message: .membership(o.message), reliable: o.reliable)) }
         for e in events {
             switch e {
-            case .alive(let peer, _):
+            case .alive(let peer, let pid):
+                // A restart the others never declared: the old process departed.
+                if let old = knownIDs[peer], old != pid { departed(peer, mayPromote: !majority || seesMajority, now: now) }
+                knownIDs[peer] = pid
                 leases.restore(peer)
                 shard.memberReturned(peer)
-            case .dead(let peer, _), .left(let peer, _):
-                let out = shard.memberDeparted(peer, now: now, promoteAfter: leases.grantsExpire(for: peer))
-                complete(out.completed, now: now)
-                for (holder, entries) in out.prepares.sorted(by: { $0.key < $1.key }) {
-                    let prepare = ReplicationMessage.prepare(PrepareRequest(oldOwner: peer, entries: entries))
-                    pending.append(SimulatedSend(to: holder, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [prepare]), reliable: true))
+                deferred.remove(peer)
+                if majority, seesMajority {
+                    for d in deferred.sorted() where membership.member(d)?.status.isLive != true {
+                        deferred.remove(d)
+                        departed(d, mayPromote: true, now: now)
+                    }
                 }
-                for sid in out.promoted { if case .owner(let s)? = shard.copy(of: sid) { log.saw(s, at: name) } }
+            case .dead(let peer, let pid), .left(let peer, let pid):
+                if knownIDs[peer] == pid { knownIDs[peer] = nil }
+                let may = !majority || seesMajority
+                if !may { deferred.insert(peer) }
+                departed(peer, mayPromote: may, now: now)
             case .suspect:
                 break
             case .selfDeclaredDead:
@@ -622,8 +728,40 @@ public struct SimulatedNode: SimulatedProcess {
         }
     }
 
+    static let tracing = getenv("DRS_SIM_TRACE") != nil
+    func trace(_ now: MonotonicInstant, _ message: @autoclosure () -> String) {
+        if Self.tracing { print("\(now) \(name): \(message())") }
+    }
+
+    /// Whether this node sees a majority of the members (itself included) alive.
+    var seesMajority: Bool {
+        (1 + peers.count { membership.member($0)?.status == .alive }) * 2 > peers.count + 1
+    }
+
+    mutating func departed(_ peer: String, mayPromote: Bool, now: MonotonicInstant) {
+                trace(now, "\(peer) departed (may promote \(mayPromote))")
+                let out = shard.memberDeparted(peer, now: now, promoteAfter: leases.grantsExpire(for: peer), mayPromote: mayPromote)
+                complete(out.completed, now: now)
+                sendFailover(out, oldOwner: peer, now: now)
+    }
+
+    mutating func sendFailover(_ out: ReplicaShard.FailoverOutcome, oldOwner: String, now: MonotonicInstant) {
+        for (holder, entries) in out.prepares.sorted(by: { $0.key < $1.key }) {
+            let prepare = ReplicationMessage.prepare(PrepareRequest(oldOwner: oldOwner, entries: entries))
+            pending.append(SimulatedSend(to: holder, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [prepare]), reliable: true))
+        }
+        for (holder, entries) in out.hints.sorted(by: { $0.key < $1.key }) {
+            let hint = ReplicationMessage.promise(PromiseReply(oldOwner: oldOwner, sinceGrantMs: .max, entries: entries))
+            pending.append(SimulatedSend(to: holder, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [hint]), reliable: true))
+        }
+        for sid in out.promoted {
+            if case .owner(let s)? = shard.copy(of: sid) { log.saw(s, at: name); trace(now, "promotes \(sid) as \(s.stamp.etag) R \(s.replicaSet)") }
+        }
+    }
+
     /// Declared dead: drop everything and join again under a new, larger id.
     mutating func rejoin(now: MonotonicInstant) {
+        trace(now, "declared dead: rejoins")
         rejoins += 1
         id = NodeID(id.rawValue + 1 + random.next() % 1_000)
         var settings = settingsTemplate
@@ -632,6 +770,10 @@ public struct SimulatedNode: SimulatedProcess {
         membership = Membership(selfName: name, selfID: id, seeds: membership.seeds, tuning: membership.tuning,
                                 randomSeed: random.next(), now: now)
         leases = LeaseTable(lease: leases.lease)
+        // The dead process's unsent words die with it (they would leave under the new id).
+        pending = []
+        deferred = []
+        knownIDs = [:]
         inbound = [:]
         senderIDs = [:]
         waits = [:]
@@ -646,6 +788,7 @@ public struct SimulatedNode: SimulatedProcess {
 
     mutating func send(_ batches: [OutboundBatch], to peer: String) {
         for b in batches {
+            if Self.tracing { print("\(name) sends \(peer) first \(b.firstSequence) n \(b.messages.count)") }
             pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: b.firstSequence, lowWatermark: b.lowWatermark,
                                                                          data: b.messages, control: []), reliable: true))
         }
@@ -672,6 +815,9 @@ public enum ClusterScenario {
         public var failures: [String] = []
         /// Writes issued, writes acknowledged, sessions promoted.
         public var writes = 0, acked = 0, promotions = 0
+        /// Takeover requests sent, and sessions taken over on request (by nodes still
+        /// running at the end).
+        public var takeoverRequests = 0, takeovers = 0
     }
 
     /// The scenario's replication settings: synchronous to one backup.
@@ -683,6 +829,7 @@ public enum ClusterScenario {
         p.syncTimeout = .milliseconds(500)
         p.retryInterval = .milliseconds(50)
         p.repairInterval = .seconds(2)
+        p.takeoverCooldown = .seconds(1)
         return p
     }
 
@@ -699,9 +846,14 @@ public enum ClusterScenario {
         let names = ["n1", "n2", "n3"]
         let log = ClusterLog()
         let policy = Self.policy(replicas: replicas)
+        // 0 crash and restart, 1 crash for good, 2 pause, 3 partition. Under `promotion:
+        // any` a node cut off from the others declares them dead and serves alone (the
+        // documented cost of `any`); partitions therefore run under `majority`.
+        let kind = random.next() % 4
+        let majority = kind == 3
         let sim = Simulator<SimulatedNode>(seed: seed, names: names, network: network) { name, id, now, _, random in
             SimulatedNode(name: name, id: id, names: names, policy: policy, tuning: MembershipTuning(), lease: .milliseconds(500),
-                          randomSeed: random.next(), now: now, log: log)
+                          randomSeed: random.next(), now: now, log: log, majority: majority)
         }
         // At no instant do two running nodes pass the serving check for one session.
         var sessions: [SessionID] = []
@@ -711,7 +863,17 @@ public enum ClusterScenario {
             guard log.violations.count < 5, let touched = sim.lastTouched, sim.isRunning(touched) else { return }
             for s in sessions where sim.inspect(touched, { $0.serves(s, now: sim.now) }) == true {
                 let others = names.filter { n in n != touched && sim.isRunning(n) && sim.inspect(n, { $0.serves(s, now: sim.now) }) == true }
-                if !others.isEmpty { log.violations.append("at \(sim.now) \([touched] + others) all serve \(s)") }
+                if !others.isEmpty {
+                    log.violations.append("at \(sim.now) \([touched] + others) all serve \(s)")
+                    if getenv("DRS_SIM_TRACE") != nil {
+                        for n in names {
+                            let d = sim.inspect(n) { p in
+                                "\(p.name) id \(p.id) status \(p.membership.status) copy \(String(describing: p.shard.copy(of: s))) owner-of-backup \(p.shard.backupOwner(of: s) ?? "-") view \(p.peers.map { "\($0)=\(p.membership.member($0).map { "\($0.status)/\($0.id)" } ?? "?")" }) grants \(p.leases.grantedUntil)"
+                            }
+                            print(d ?? "\(n): not running")
+                        }
+                    }
+                }
             }
         } }
         sim.run(for: .seconds(1))
@@ -722,8 +884,8 @@ public enum ClusterScenario {
         var next: [SessionID: UInt64] = [:]
         let faultAt = MonotonicInstant.zero + .milliseconds(Int64(3_000 + random.next() % 10_000))
         let victim = names[Int(random.next() % 3)]
-        let kind = random.next() % 3
         var faulted = false, cutDone = false, healAt: MonotonicInstant?
+        if getenv("DRS_SIM_TRACE") != nil { print("seed \(seed): fault kind \(kind) on \(victim) at \(faultAt)") }
         while sim.now < .zero + .seconds(30) {
             sim.run(for: .milliseconds(Int64(5 + random.next() % 20)))
             if !cutDone, kind < 2, sim.now >= faultAt + (.zero - .milliseconds(300)) {
@@ -741,18 +903,27 @@ public enum ClusterScenario {
                     healAt = sim.now + .milliseconds(Int64(1_000 + random.next() % 6_000))
                 case 1:  // crash for good
                     sim.crash(victim)
-                default:  // pause
+                case 2:  // pause
                     sim.pause(victim)
                     healAt = sim.now + .milliseconds(Int64(100 + random.next() % 3_000))
+                default:  // cut off from the others, then healed
+                    sim.partition([victim], names.filter { $0 != victim })
+                    healAt = sim.now + .milliseconds(Int64(200 + random.next() % 5_000))
                 }
             }
             if let h = healAt, sim.now >= h {
                 healAt = nil
-                if sim.isPaused(victim) { sim.resume(victim) } else { sim.start(victim) }
+                if kind == 3 { sim.heal() } else if sim.isPaused(victim) { sim.resume(victim) } else { sim.start(victim) }
             }
             if sim.now >= .zero + .seconds(20) { sim.network = NetworkModel() }
             guard sim.now < .zero + .seconds(22), !sessions.isEmpty else { continue }
             let s = sessions[Int(random.next() % UInt64(sessions.count))]
+            if random.next() % 5 == 0 {
+                // A request lands on another node, which takes the session over.
+                let asked = names[Int(random.next() % 3)]
+                if sim.isRunning(asked), sim.with(asked, { p, now, _ in p.requestTakeover(s, now: now) }) == true { out.takeoverRequests += 1 }
+                continue
+            }
             guard let node = names.first(where: { n in sim.isRunning(n) && sim.inspect(n, { $0.serves(s, now: sim.now) }) == true }) else { continue }
             if random.next() % 3 == 0 {
                 sim.with(node) { p, now, wall in p.read(s, now: now, wall: wall) }
@@ -774,13 +945,25 @@ public enum ClusterScenario {
         for a in log.acks where a.replicated { replicatedAcks[a.session, default: []].append(a) }
         for r in log.reads {
             let before = (replicatedAcks[r.session] ?? []).filter { $0.at < r.began }.map(\.value).max() ?? 0
-            if r.value < before { out.failures.append("stale read of \(r.session) on \(r.node): \(r.value) < acknowledged \(before)") }
+            if r.value < before {
+                out.failures.append("stale read of \(r.session) on \(r.node): \(r.value) < acknowledged \(before)")
+                if getenv("DRS_SIM_TRACE") != nil {
+                    for a in replicatedAcks[r.session] ?? [] where a.value >= r.value - 1 { print("ack \(a.value) at \(a.stamp.etag) by \(a.node) at \(a.at)") }
+                    print("read \(r.value) at \(r.stamp.etag) by \(r.node) at \(r.began)")
+                }
+            }
         }
         let running = names.filter { sim.isRunning($0) }
         for s in sessions {
             let owners = running.filter { if case .owner? = sim.process($0)!.shard.copy(of: s) { return true } else { return false } }
             guard owners.count == 1, case .owner(let state)? = sim.process(owners[0])!.shard.copy(of: s) else {
                 out.failures.append("\(s) has owners \(owners) after healing")
+                if getenv("DRS_SIM_TRACE") != nil {
+                    for n in running {
+                        let p = sim.process(n)!
+                        print("\(n): \(String(describing: p.shard.copy(of: s))) owner \(p.shard.backupOwner(of: s) ?? "-")")
+                    }
+                }
                 continue
             }
             let value = SimulatedNode.value(of: state)
@@ -791,9 +974,16 @@ public enum ClusterScenario {
             let wanted = min(replicas, running.count - 1)
             if copies.count != wanted || state.replicaSet.sorted() != copies.sorted() {
                 out.failures.append("\(s): owner \(owners[0]) at \(state.stamp.etag) with replica set \(state.replicaSet), backups at that stamp \(copies)")
+                if getenv("DRS_SIM_TRACE") != nil {
+                    for n in running {
+                        let p = sim.process(n)!
+                        print("\(n): \(String(describing: p.shard.copy(of: s)).prefix(300)) owner \(p.shard.backupOwner(of: s) ?? "-") streams \(p.shard.streams.mapValues { "next \($0.nextSequence) receipted \($0.receiptedThrough) unsent \($0.unsent)" })")
+                    }
+                }
             }
         }
         out.promotions = running.reduce(0) { $0 + sim.process($1)!.shard.counters.promotions }
+        out.takeovers = running.reduce(0) { $0 + sim.process($1)!.takeovers }
         return out
     }
 

@@ -72,7 +72,8 @@ struct LocalCluster {
         return data
     }
 
-    /// Waits until every node answers and lists every member as alive.
+    /// Waits until every node answers, lists every member as alive and reports itself
+    /// `serving` (joined, with current leases).
     func waitUntilAllSeeAll(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -80,7 +81,10 @@ struct LocalCluster {
             for node in config.nodes {
                 guard let data = await get(node, "/cluster/members"),
                       let members = try? JSONDecoder().decode([MemberInfo].self, from: data),
-                      members.count == config.nodes.count, members.allSatisfy({ $0.state == "alive" }) else { all = false; break }
+                      members.count == config.nodes.count, members.allSatisfy({ $0.state == "alive" }),
+                      let status = await get(node, "/cluster/status"),
+                      let object = try? JSONSerialization.jsonObject(with: status) as? [String: Any],
+                      object["state"] as? String == "serving" else { all = false; break }
             }
             if all { return true }
             try? await Task.sleep(for: .milliseconds(200))

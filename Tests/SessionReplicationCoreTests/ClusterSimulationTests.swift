@@ -3,25 +3,28 @@ import Testing
 import SessionReplicationTestKit
 
 /// Whole clusters of the core state machines (membership, leases, replica shard,
-/// failover, rejoin) under the simulator, with client writes and reads. The standard
-/// scenario: 3 nodes, synchronous replication to 1 backup, 30 virtual seconds, one
-/// crash (with or without restart) or one pause, datagram loss, duplication and
-/// reordering; then healing and quiet. A failing seed names itself and replays with
+/// failover, rejoin, takeover on request, anti-entropy, moves onto a rejoined node) under
+/// the simulator, with client writes, reads and requests landing on other nodes. The
+/// standard scenario: 3 nodes, synchronous replication to 1 backup, 30 virtual seconds,
+/// one crash (with or without restart), pause or partition, datagram loss, duplication
+/// and reordering; then healing and quiet. A failing seed names itself and replays with
 /// `DRS_SIM_SEED=<n> swift test --filter ClusterSimulationTests`.
 struct ClusterSimulationTests {
     static var seedCount: Int { Int(Environment.value("DRS_SIM_CLUSTER_SEEDS") ?? "") ?? 2_000 }
 
     @Test func scenarioExercisesFailover() async {
         let outcomes = await onOwnThread { (UInt64(1)...12).map { ($0, ClusterScenario.run(seed: $0)) } }
-        var promotions = 0, writes = 0, acked = 0
+        var promotions = 0, writes = 0, acked = 0, takeovers = 0
         for (seed, o) in outcomes {
             #expect(o.failures.isEmpty, "seed \(seed): \(o.failures.prefix(5))")
             promotions += o.promotions
             writes += o.writes
             acked += o.acked
+            takeovers += o.takeovers
         }
-        print("cluster scenario seeds 1-12: \(writes) writes, \(acked) acknowledged, \(promotions) promotions")
+        print("cluster scenario seeds 1-12: \(writes) writes, \(acked) acknowledged, \(promotions) promotions, \(takeovers) takeovers on request")
         #expect(promotions > 0)
+        #expect(takeovers > 0, "requests on other nodes take sessions over")
         #expect(acked > writes / 2)
     }
 
@@ -60,7 +63,8 @@ struct ClusterSimulationTests {
     @Test(arguments: 0..<4) func randomSeedsOfTheStandardScenario(chunk: Int) async {
         if let s = Environment.value("DRS_SIM_SEED"), let seed = UInt64(s) {
             guard chunk == 0 else { return }
-            let o = await onOwnThread { ClusterScenario.run(seed: seed, observe: Environment.value("DRS_SIM_NO_OBSERVER") == nil) }
+            let replicas = Int(Environment.value("DRS_SIM_REPLICAS") ?? "") ?? 1
+            let o = await onOwnThread { ClusterScenario.run(seed: seed, observe: Environment.value("DRS_SIM_NO_OBSERVER") == nil, replicas: replicas) }
             #expect(o.failures.isEmpty, "seed \(seed): \(o.failures.prefix(8))")
             return
         }

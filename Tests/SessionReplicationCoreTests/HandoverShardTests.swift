@@ -60,6 +60,43 @@ struct HandoverShardTests {
         #expect(!again, "adopting twice changes nothing")
     }
 
+    @Test func theCooldownHoldsOnlyWhileTheTakerStillOwnsTheSession() throws {
+        let clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)
+        let id = SessionID(high: 12, low: 12)
+        let created = try n1.create(id: id, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let backup = try #require(created.state?.replicaSet.first)
+        let taker = backup == "n2" ? "n3" : "n2"
+        _ = n1.handOff(id, to: taker, now: clock.now)
+        #expect(n1.handedAwayRecently(id, now: clock.now, cooldown: .seconds(5)))
+        // The taker dies (before or after adopting): the giver lists itself first among
+        // the holders of its kept copy, so it takes the session back after asking the
+        // other holder for a fresher copy. No session is left without an owner.
+        let out = n1.memberDeparted(taker, now: clock.now)
+        let entries = try #require(out.prepares[backup])
+        n1.onPromise(from: backup, PromiseReply(oldOwner: taker, sinceGrantMs: .max, entries: entries.map { .init(id: $0.id, fresher: nil) }),
+                     now: clock.now, lease: .milliseconds(500))
+        let promoted = n1.tick(now: clock.now + .seconds(1), wall: clock.wall, datagram: false).promoted
+        #expect(promoted == [id])
+        guard case .owner? = n1.copy(of: id) else { Issue.record("the giver did not take its session back"); return }
+    }
+
+    @Test func theCooldownEndsWhenTheTakerHandsTheSessionOn() throws {
+        let clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)
+        let id = SessionID(high: 13, low: 13)
+        _ = try n1.create(id: id, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let given = n1.handOff(id, to: "n2", now: clock.now)
+        #expect(n1.handedAwayRecently(id, now: clock.now, cooldown: .seconds(5)))
+        // n2's whole state later names n3 as owner (n2 handed it on): n1 may ask again.
+        var moved = given
+        moved.stamp = Stamp(epoch: Epoch(counter: 3, owner: NodeID(3)), version: given.stamp.version)
+        moved.replicaSet = ["n1"]
+        #expect(n1.apply(.full(moved), from: "n3", now: clock.now) == .applied)
+        #expect(n1.backupOwner(of: id) == "n3")
+        #expect(!n1.handedAwayRecently(id, now: clock.now, cooldown: .seconds(5)), "the session moved on: no cooldown")
+    }
+
     @Test func nonOwnersSayWhatTheyHoldAndAffinityNoneKeepsTheSession() throws {
         let clock = ManualClock()
         var n1 = shard("n1", id: 1, candidates: ["n2"]) { $0.affinity = .none }
@@ -76,9 +113,10 @@ struct HandoverShardTests {
                 Issue.record("a backup names its owner"); return
             }
             #expect(owner == "n1")
-            // The owner itself asking again (it lost an answer): the copy goes back whole.
-            guard case .transferred = n2.answerHandover(id, to: "n1", now: clock.now, mayHandOver: false) else {
-                Issue.record("a copy whose owner asks is sent whole"); return
+            // The owner's name asking (a new process under it): the copy is not handed
+            // out; failover of the old process decides who owns it.
+            guard case .backup = n2.answerHandover(id, to: "n1", now: clock.now, mayHandOver: false) else {
+                Issue.record("a copy must not go to a process that may not be its owner"); return
             }
             guard case .none = n2.answerHandover(SessionID(high: 1, low: 1), to: "n3", now: clock.now, mayHandOver: true) else {
                 Issue.record("nothing held"); return

@@ -51,7 +51,7 @@ extension ReplicationNode {
                 let owner = backupOwner ?? "unknown"
                 knownOwner = owner
                 if cooled {
-                    throw SessionError(.notOwner, "this node handed session \(id) to \(owner) less than takeoverCooldown ago", owner: owner)
+                    throw SessionError(.notOwner, "this node handed session \(id) to \(owner), its owner, less than takeoverCooldown ago; ask \(owner)", owner: owner)
                 }
                 if policy.affinity == .none || !policy.role.owns {
                     throw SessionError(.notOwner, "session \(id) is owned by \(owner)", owner: owner)
@@ -107,6 +107,12 @@ extension ReplicationNode {
         SessionError(.sessionUnavailable, "no node handed session \(id) over within handoverTimeout; retry", owner: owner)
     }
 
+    /// Whether membership holds `name` alive or suspect under process id `process`
+    /// (never dead, left, or an earlier process of that name).
+    func isAlive(_ name: String, process: NodeID) -> Bool {
+        membership.withLockedValue { m in m.member(name).map { $0.status.isLive && $0.id == process } ?? false }
+    }
+
     /// Each peer's membership status (never this node).
     func peerStatuses() -> [String: MemberStatus] {
         let names = Array(links.keys)
@@ -146,7 +152,7 @@ extension ReplicationNode {
     /// Another node asks for a session: the owner waits for the change in progress on
     /// it, checks that it may still serve it (leases), and hands it over; any other
     /// node says what it holds.
-    func onHandover(_ request: HandoverRequest, from requester: String) {
+    func onHandover(_ request: HandoverRequest, from requester: String, process: NodeID) {
         Task { [self] in
             let id = request.id
             let box = shard(for: id)
@@ -154,7 +160,11 @@ extension ReplicationNode {
             if case .owner? = copy(of: id) {
                 await box.acquireScope(id)
                 var may = false
-                if case .owner(let s)? = copy(of: id) { may = !isStopped && !isDraining && !isDeclaredDead && mayServe(s) }
+                // Never to a process membership holds dead (or does not know): one held dead
+                // rejoins and drops what it holds, and its sessions were failed over.
+                if case .owner(let s)? = copy(of: id) {
+                    may = !isStopped && !isDraining && !isDeclaredDead && isAlive(requester, process: process) && mayServe(s)
+                }
                 let t = now
                 answer = box.withCore { $0.answerHandover(id, to: requester, now: t, mayHandOver: may) }
                 box.releaseScope(id)
@@ -173,8 +183,11 @@ extension ReplicationNode {
     /// An answer to a handover request (or a draining owner's handover): a whole
     /// session is adopted at once, whether or not anyone still waits for it, so a late
     /// answer never leaves a session without an owner.
-    func onHandoverReply(_ reply: HandoverReply, from giver: String) {
-        if case .transferred(let state) = reply.answer, state.id == reply.id, !isStopped, !isDeclaredDead {
+    func onHandoverReply(_ reply: HandoverReply, from giver: String, process: NodeID) {
+        // Not from a process held dead (or unknown) here: its sessions are failed over by their
+        // holders, and adopting as well would make two owners.
+        if case .transferred(let state) = reply.answer, state.id == reply.id, !isStopped, !isDeclaredDead,
+           isAlive(giver, process: process) {
             let box = shard(for: reply.id)
             let t = now
             let adopted = box.withCore { $0.adoptHandover(state, from: giver, giverStays: reply.requestID != 0, now: t) }

@@ -105,7 +105,10 @@ extension ReplicationNode {
     }
 
     func perform(_ out: (outgoing: [MembershipOutgoing], events: [MembershipEvent])) {
-        for o in out.outgoing { sendMembership(o) }
+        // A process declared dead says nothing more: its last messages would leave under
+        // the new id it rejoins with, and speak the dead process's view for the new one.
+        let dying = out.events.contains { if case .selfDeclaredDead = $0 { return true } else { return false } }
+        for o in out.outgoing where !dying { sendMembership(o) }
         for e in out.events { handle(e) }
     }
 
@@ -135,6 +138,16 @@ extension ReplicationNode {
         switch event {
         case .alive(let name, let id):
             logger.info("member alive", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
+            // A new process under a name whose old process was never declared gone: the
+            // old one departed (its sessions are failed over), then the new one joins.
+            let previous = state.withLockedValue { s -> NodeID? in
+                defer { s.memberIDs[name] = id }
+                return s.memberIDs[name]
+            }
+            if let previous, previous != id {
+                logger.notice("member restarted under a new process id: failing over its old process", metadata: ["drs.peer": "\(name)"])
+                memberGone(name, id: previous)
+            }
             let isNew = livePeers.withLockedValue { $0.insert(name).inserted }
             if isNew { leases.withLockedValue { $0.restore(name) } }
             for shard in shards { shard.withCore { $0.memberReturned(name) } }
@@ -146,6 +159,7 @@ extension ReplicationNode {
         case .dead(let name, let id), .left(let name, let id):
             logger.notice("member \(event.isLeft ? "left" : "declared dead")", metadata: ["drs.peer": "\(name)", "drs.peer.id": "\(id)"])
             _ = livePeers.withLockedValue { $0.remove(name) }
+            state.withLockedValue { if $0.memberIDs[name] == id { $0.memberIDs[name] = nil } }
             refreshReachability(name)
             memberGone(name, id: id)
         case .selfDeclaredDead:
@@ -189,19 +203,16 @@ extension ReplicationNode {
                            metadata: ["drs.peer": "\(name)"])
         }
         var promoted = 0, rereplicated = 0
-        var prepares: [String: [PrepareRequest.Entry]] = [:]
+        var outcomes: [ReplicaShard.FailoverOutcome] = []
         for shard in shards {
             let out = shard.withCore { $0.memberDeparted(name, now: t, promoteAfter: after, mayPromote: mayPromote) }
             shard.complete(out.completed)
             flushPending(shard)
-            for (holder, entries) in out.prepares { prepares[holder, default: []] += entries }
+            outcomes.append(out)
             promoted += out.promoted.count
             rereplicated += out.rereplicated.count
         }
-        for (holder, entries) in prepares.sorted(by: { $0.key < $1.key }) {
-            links[holder]?.addControl(.prepare(PrepareRequest(oldOwner: name, entries: entries)))
-            scheduleFlush(holder)
-        }
+        sendFailover(outcomes, oldOwner: name)
         logger.notice("failover", metadata: ["drs.peer": "\(name)", "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
     }
 
@@ -250,15 +261,45 @@ extension ReplicationNode {
         scheduleFlush(taker)
     }
 
+    /// Sends what failover asks of other holders: prepares, and hints to the first live
+    /// holder of sessions this node is not first for.
+    func sendFailover(_ outcomes: [ReplicaShard.FailoverOutcome], oldOwner: String) {
+        var prepares: [String: [PrepareRequest.Entry]] = [:]
+        var hints: [String: [PromiseReply.Entry]] = [:]
+        for out in outcomes {
+            for (holder, entries) in out.prepares { prepares[holder, default: []] += entries }
+            for (holder, entries) in out.hints { hints[holder, default: []] += entries }
+        }
+        for (holder, entries) in prepares.sorted(by: { $0.key < $1.key }) {
+            links[holder]?.addControl(.prepare(PrepareRequest(oldOwner: oldOwner, entries: entries)))
+            scheduleFlush(holder)
+        }
+        for (holder, entries) in hints.sorted(by: { $0.key < $1.key }) {
+            links[holder]?.addControl(.promise(PromiseReply(oldOwner: oldOwner, sinceGrantMs: .max, entries: entries)))
+            scheduleFlush(holder)
+        }
+    }
+
     /// A holder's promise: each shard adopts fresher copies and schedules promotions.
+    /// Entries no takeover here asked for are hints (a holder whose copy names this
+    /// node first): this node keeps the fresher copy and takes it over if it holds the
+    /// old owner departed.
     func onPromise(_ reply: PromiseReply, from holder: String) {
         var byShard: [Int: [PromiseReply.Entry]] = [:]
         for e in reply.entries { byShard[Int(e.id.stableHash % UInt64(shards.count)), default: []].append(e) }
         let t = now
+        let after = leases.withLockedValue { $0.grantsExpire(for: reply.oldOwner) }
+        var outcomes: [ReplicaShard.FailoverOutcome] = []
         for (i, part) in byShard.sorted(by: { $0.key < $1.key }) {
             let r = PromiseReply(oldOwner: reply.oldOwner, sinceGrantMs: reply.sinceGrantMs, entries: part)
-            shards[i].withCore { $0.onPromise(from: holder, r, now: t, lease: configuration.membership.lease) }
+            let out = shards[i].withCore { core -> ReplicaShard.FailoverOutcome in
+                let unasked = core.onPromise(from: holder, r, now: t, lease: configuration.membership.lease)
+                return core.onTakeoverHint(from: holder, oldOwner: reply.oldOwner, entries: unasked, now: t, promoteAfter: after)
+            }
+            flushPending(shards[i])
+            outcomes.append(out)
         }
+        sendFailover(outcomes, oldOwner: reply.oldOwner)
     }
 }
 

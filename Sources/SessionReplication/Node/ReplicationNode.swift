@@ -61,6 +61,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         /// Under `promotion: majority`: members declared gone while this node saw no
         /// majority, whose sessions it has not promoted yet (by process id).
         var deferredFailovers: [String: NodeID] = [:]
+        /// The process id membership last reported alive for each member.
+        var memberIDs: [String: NodeID] = [:]
         var server: (any Channel)?
         var datagram: (any Channel)?
         var tick: RepeatedTask?
@@ -819,13 +821,14 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 shard.withCore { $0.onResync(from: header.senderName, entries: r.entries, now: t) }
                 flushPending(shard)
             case .prepare(let p):
-                onPrepare(p, from: header.senderName)
+                // Only a taker held alive: a dead process's takeover is void.
+                if isAlive(header.senderName, process: header.sender) { onPrepare(p, from: header.senderName) }
             case .promise(let p):
                 onPromise(p, from: header.senderName)
             case .handover(let h):
-                onHandover(h, from: header.senderName)
+                onHandover(h, from: header.senderName, process: header.sender)
             case .handoverReply(let h):
-                onHandoverReply(h, from: header.senderName)
+                onHandoverReply(h, from: header.senderName, process: header.sender)
             case .digest(let d):
                 onDigest(d, from: header.senderName)
             case .digestReply(let d) where Int(d.lane) < shards.count:
@@ -866,6 +869,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// sender. Called with `box.lock` held, so one stream applies in order.
     private func deliver(_ d: InboundStream.Delivery, box: InboundBox, t: MonotonicInstant) {
         var newResyncs = 0
+        var refused: [UInt64] = []
         let observer = observerLock.withLock { applyObserver }
         for (seq, message) in d.messages {
             guard let id = message.sessionID else { continue }
@@ -873,6 +877,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 let outcome = core.apply(message, from: box.senderName, now: t)
                 return (outcome, observer != nil && outcome == .applied ? core.copy(of: id) : nil)
             }
+            if outcome == .fenced { refused.append(seq) }
             switch (outcome, message) {
             case (.needsResync, _):
                 box.stream.needsResync(id, sequence: seq, now: t)
@@ -892,7 +897,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         }
         guard let link = links[box.senderName] else { return }
         let held = box.stream.buffered > 0 ? box.stream.heldRanges() : []
-        link.addControl(lane: box.lane, through: box.stream.deliveredThrough, held: held, resync: resync)
+        link.addControl(lane: box.lane, through: box.stream.deliveredThrough, held: held, resync: resync, refused: refused)
         if datagramTransport && resync.isEmpty && !d.reportGap {
             // Over UDP a receipt waits up to 1 ms so that one covers many datagrams (half
             // the packets otherwise). Over TCP it goes at once: synchronous writes wait on it.

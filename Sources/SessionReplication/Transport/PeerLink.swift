@@ -20,6 +20,7 @@ final class PeerLink: @unchecked Sendable {
     private var receiptFlushScheduled = false
     private var receipts: [UInt16: Receipt] = [:]
     private var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
+    private var refused: [UInt16: [UInt64]] = [:]
     private var extra: [[UInt8]] = []
     private var _datagramAddress: SocketAddress?
     private var _membershipAddress: SocketAddress?
@@ -80,12 +81,14 @@ final class PeerLink: @unchecked Sendable {
 
     /// Queues a receipt and the stream's outstanding resync requests for `lane`, both
     /// replacing older ones (resyncs go out before the receipt in the same frame).
-    func addControl(lane: UInt16, through: UInt64, held: [ClosedRange<UInt64>], resync: [ResyncRequest.Entry]) {
+    /// Sequences refused as fenced accumulate until the next receipt goes out.
+    func addControl(lane: UInt16, through: UInt64, held: [ClosedRange<UInt64>], resync: [ResyncRequest.Entry], refused fenced: [UInt64] = []) {
         lock.withLock {
             if through >= receipts[lane]?.through ?? 0 {
                 receipts[lane] = Receipt(lane: lane, through: through, received: held)
                 resyncs[lane] = resync.isEmpty ? nil : resync
             }
+            if !fenced.isEmpty { refused[lane, default: []] += fenced }
         }
     }
 
@@ -105,7 +108,13 @@ final class PeerLink: @unchecked Sendable {
                 out.append(MessageCodec.encode(.resync(ResyncRequest(lane: lane, entries: resyncs[lane]!))))
             }
             for lane in receipts.keys.sorted() {
-                out.append(MessageCodec.encode(.receipt(receipts[lane]!)))
+                var receipt = receipts[lane]!
+                if let r = refused.removeValue(forKey: lane) {
+                    receipt.refused = Array(r.filter { $0 <= receipt.through }.suffix(Receipt.maxRefused))
+                    let later = r.filter { $0 > receipt.through }
+                    if !later.isEmpty { refused[lane] = later }
+                }
+                out.append(MessageCodec.encode(.receipt(receipt)))
             }
             receipts.removeAll(keepingCapacity: true)
             resyncs.removeAll(keepingCapacity: true)

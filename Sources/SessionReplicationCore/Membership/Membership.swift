@@ -191,12 +191,19 @@ public struct Membership: Sendable {
     /// the same way.
     public mutating func receive(_ message: MembershipMessage, from name: String, id: NodeID, reliable: Bool = false, now: MonotonicInstant) {
         guard name != selfName else { return }
+        // A message from an earlier process of that name (still in flight when it
+        // restarted) speaks for nobody: its claims would be taken for the new process's.
+        if let m = members[name], id < m.id { return }
         counters.messagesReceived += 1
         noteSender(name, id: id, now: now)
         if case .sync(let list, _) = message {
             syncContext = (name, list.reduce(0) { $0 + ($1.status.isLive ? 1 : 0) })
         }
-        for u in message.updates { apply(u, now: now) }
+        // A process this node holds dead is heard only about this node itself (so both
+        // sides of a healed partition settle who rejoins), never about third parties: its
+        // view is the other side's, and its verdicts would kill members alive here.
+        let senderDead = members[name].map { $0.id == id && !$0.status.isLive } ?? false
+        for u in message.updates where !senderDead || u.name == selfName { apply(u, now: now) }
         syncContext = nil
         guard status != .dead else { return }
         switch message {

@@ -66,6 +66,15 @@ public struct OutboundStream: Sendable {
     /// Creates an empty stream.
     public init() {}
 
+    /// Creates an empty stream whose first sequence is `first` (at least 1): a stream that
+    /// replaces an earlier one to the same peer continues its numbering, so a receiver
+    /// that still holds the earlier stream's position never takes the new messages for
+    /// duplicates (the first frame's low watermark moves it past the old ones).
+    public init(startingAt first: UInt64) {
+        nextSequence = max(1, first)
+        receiptedThrough = nextSequence - 1
+    }
+
     /// Every sequence below this is receipted or abandoned.
     public var lowWatermark: UInt64 { entries.first?.sequence ?? nextSequence }
 

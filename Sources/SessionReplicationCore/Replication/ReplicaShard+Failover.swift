@@ -11,6 +11,10 @@ extension ReplicaShard {
         /// Prepare requests to send, by holder: sessions this node takes over that other
         /// live holders also back; it promotes each once they all answered (or died).
         public var prepares: [String: [PrepareRequest.Entry]] = [:]
+        /// Copies to send to the first live holder of their replica set when that is
+        /// another node (it may never have heard that the dead node owned them: its own
+        /// copy can be older and name an earlier owner). Sent as unasked promises.
+        public var hints: [String: [PromiseReply.Entry]] = [:]
     }
 
     struct Takeover: Sendable {
@@ -67,7 +71,7 @@ extension ReplicaShard {
                 pendingPromotions.append((id, t.owner, t.after))
             }
         }
-        streams[member] = nil
+        if let old = streams.removeValue(forKey: member) { sequenceFloor[member] = old.nextSequence }
         moves[member] = nil
         resyncFulls[member] = nil
         peersWithUnsent.remove(member)
@@ -95,23 +99,59 @@ extension ReplicaShard {
             out.rereplicated.append(id)
         }
         for id in backups.keys.sorted() where mayPromote && backups[id]!.owner == member {
-            // Only nodes that may own take over (a `server` node keeps its copy, which is
-            // evicted after maxInactiveInterval + backupGrace if nobody claims it).
-            let holders = backups[id]!.state.replicaSet.filter { !departed.contains($0) }
-            guard settings.policy.role.owns, holders.first == settings.selfName || holders.isEmpty else {
-                if let next = holders.first { backups[id]!.owner = next }
-                continue
+            failOver(id, owner: member, now: now, promoteAfter: promoteAfter, out: &out)
+        }
+        return out
+    }
+
+    /// The copy of `id` lost its owner `member`: the first live member of its replica
+    /// set takes it over (after a prepare round when others hold it too); any other
+    /// holder sends that member its copy as a hint and awaits its full state.
+    mutating func failOver(_ id: SessionID, owner member: String, now: MonotonicInstant, promoteAfter: MonotonicInstant,
+                           out: inout FailoverOutcome) {
+        // Only nodes that may own take over (a `server` node keeps its copy, which is
+        // evicted after maxInactiveInterval + backupGrace if nobody claims it).
+        let holders = backups[id]!.state.replicaSet.filter { !departed.contains($0) }
+        guard settings.policy.role.owns, holders.first == settings.selfName || holders.isEmpty else {
+            if let next = holders.first, next != settings.selfName {
+                backups[id]!.owner = next
+                out.hints[next, default: []].append(.init(id: id, fresher: replicable(backups[id]!.state)))
             }
-            let others = holders.filter { $0 != settings.selfName }
-            if !others.isEmpty {
-                // Other holders may hold a fresher copy: ask them first.
-                takeovers[id] = Takeover(owner: member, waiting: Set(others), after: promoteAfter)
-                for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }
-            } else if now >= promoteAfter {
-                promote(id, now: now)
-                out.promoted.append(id)
+            return
+        }
+        let others = holders.filter { $0 != settings.selfName }
+        if !others.isEmpty {
+            // Other holders may hold a fresher copy: ask them first.
+            takeovers[id] = Takeover(owner: member, waiting: Set(others), after: promoteAfter)
+            for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }
+        } else if now >= promoteAfter {
+            promote(id, now: now)
+            out.promoted.append(id)
+        } else {
+            pendingPromotions.append((id, member, promoteAfter))
+        }
+    }
+
+    /// Another holder's copy of sessions whose owner `oldOwner` departed, sent because
+    /// its copy names this node first among the live holders: a fresher copy replaces
+    /// this node's (or becomes it), and when this node holds `oldOwner` departed too it
+    /// takes those sessions over as `memberDeparted` would. Sessions owned here, or
+    /// ended at least as recently, are left alone.
+    public mutating func onTakeoverHint(from holder: String, oldOwner: String, entries: [PromiseReply.Entry],
+                                        now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
+        var out = FailoverOutcome()
+        for e in entries {
+            guard let s = e.fresher, s.id == e.id, !e.ownedByHolder, owned[e.id] == nil, takeovers[e.id] == nil else { continue }
+            if let t = tombstones[e.id], t.stamp >= s.stamp { continue }
+            if let b = backups[e.id] {
+                guard s.stamp > b.state.stamp else { continue }
+                backups[e.id]!.state = s
+                backups[e.id]!.owner = oldOwner
             } else {
-                pendingPromotions.append((id, member, promoteAfter))
+                storeBackup(s, from: oldOwner, now: now)
+            }
+            if departed.contains(oldOwner) {
+                failOver(e.id, owner: oldOwner, now: now, promoteAfter: promoteAfter, out: &out)
             }
         }
         return out
@@ -135,12 +175,15 @@ extension ReplicaShard {
 
     /// A holder's promise: adopts its copy when fresher, and promotes each session once
     /// every holder answered, no earlier than `lease (1 + 10^-3) + 10 ms` after the
-    /// holder's last grant to the old owner.
-    public mutating func onPromise(from holder: String, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) {
+    /// holder's last grant to the old owner. Returns the entries no takeover here asked
+    /// for (hints, see `onTakeoverHint`).
+    @discardableResult
+    public mutating func onPromise(from holder: String, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) -> [PromiseReply.Entry] {
+        var unasked: [PromiseReply.Entry] = []
         let since = Duration.milliseconds(Int64(reply.sinceGrantMs))
         let wait = lease + lease / 1000 + .milliseconds(10) - since
         for e in reply.entries {
-            guard var t = takeovers[e.id], t.waiting.contains(holder) else { continue }
+            guard var t = takeovers[e.id], t.waiting.contains(holder) else { unasked.append(e); continue }
             if e.ownedByHolder, let s = e.fresher {
                 // The holder owns it now: keep a backup of its copy, promote nothing.
                 takeovers[e.id] = nil
@@ -160,6 +203,7 @@ extension ReplicaShard {
                 takeovers[e.id] = t
             }
         }
+        return unasked
     }
 
     /// Takeovers waiting for promises.

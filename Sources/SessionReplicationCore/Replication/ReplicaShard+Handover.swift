@@ -2,12 +2,14 @@
 /// for a session it does not own asks the owner, which hands over its whole current
 /// state; the asker owns it from then on under a higher epoch.
 extension ReplicaShard {
-    /// Whether this node handed `id` away less than `cooldown` ago: it then refers
-    /// requests to the new owner instead of taking the session back (no ping-pong when
-    /// two routes alternate).
+    /// Whether this node handed `id` away less than `cooldown` ago and the node it
+    /// handed it to still owns it (as far as this node's copy says): it then refers
+    /// requests to that owner instead of taking the session back (no ping-pong when two
+    /// routes alternate). Once the session moved on (the taker died and a backup
+    /// promoted it, or the taker handed it on), this node may take it again.
     public func handedAwayRecently(_ id: SessionID, now: MonotonicInstant, cooldown: Duration) -> Bool {
-        guard let at = handedAway[id] else { return false }
-        return now < at + cooldown
+        guard let h = handedAway[id], now < h.at + cooldown else { return false }
+        return backups[id]?.owner == h.to
     }
 
     /// Answers another node's `HandoverRequest` for `id`. An owner hands the session
@@ -15,8 +17,9 @@ extension ReplicaShard {
     /// session's scope, so no change is in flight) and `affinity` is `sticky`; it keeps
     /// a backup copy whose owner is the asker, until the asker's own copy supersedes it.
     /// Otherwise: what this node holds (a backup and its owner, a tombstone, or nothing).
-    /// A backup whose owner is the asker itself is sent whole (the asker lost an
-    /// earlier answer, or restarted before anyone declared it dead).
+    /// A backup whose owner is the asker itself is never sent back: the asker may be a
+    /// new process under that name, whose predecessor's sessions failover promotes (a
+    /// restart counts as the old process departing), possibly from a fresher copy.
     public mutating func answerHandover(_ id: SessionID, to requester: String, now: MonotonicInstant,
                                         mayHandOver: Bool) -> HandoverReply.Answer {
         if let o = owned[id] {
@@ -24,7 +27,6 @@ extension ReplicaShard {
             return .transferred(handOff(id, to: requester, now: now))
         }
         if let b = backups[id] {
-            if b.owner == requester { return .transferred(replicable(b.state)) }
             return .backup(b.state.stamp, owner: b.owner)
         }
         if let t = tombstones[id] { return .ended(t.stamp) }
@@ -34,11 +36,18 @@ extension ReplicaShard {
     /// Gives up ownership of `id` to `taker`, keeping the current state as a backup of
     /// `taker`'s; returns the state to send. Unflushed changes travel with it.
     /// Precondition: `id` is owned here.
+    ///
+    /// The kept copy lists this node first among its holders: should the taker die
+    /// before its own copy reaches the holders (or before it adopted the session at all),
+    /// this node is the first live holder and takes the session back, after a prepare
+    /// round that adopts any fresher copy the taker's writes left with the others.
     public mutating func handOff(_ id: SessionID, to taker: String, now: MonotonicInstant) -> SessionState {
         let o = owned.removeValue(forKey: id)!
         dirty.remove(id); accessed.remove(id); repair.remove(id)
-        storeBackup(o.state, from: taker, now: now)
-        handedAway[id] = now
+        var kept = o.state
+        kept.replicaSet = [settings.selfName] + kept.replicaSet.filter { $0 != settings.selfName && $0 != taker }
+        storeBackup(kept, from: taker, now: now)
+        handedAway[id] = (now, taker)
         counters.handoversGiven += 1
         return replicable(o.state)
     }
@@ -90,6 +99,6 @@ extension ReplicaShard {
         guard !handedAway.isEmpty, now >= nextCooldownSweep else { return }
         nextCooldownSweep = now + .seconds(1)
         let horizon = settings.policy.takeoverCooldown
-        handedAway = handedAway.filter { now < $0.value + horizon }
+        handedAway = handedAway.filter { now < $0.value.at + horizon }
     }
 }

@@ -71,8 +71,8 @@ extension ReplicaShard {
     /// replica set names the backup: the whole session is queued to it when its copy is
     /// missing or differs (a session with unflushed changes is marked to go whole with
     /// its next flush instead); ended sessions it still holds get their invalidation.
-    /// Returns the copies the backup should drop (it is not in their replica set, or
-    /// this node does not own them).
+    /// Returns the copies the backup should drop (copies at this owner's current epoch
+    /// of sessions whose replica set does not name the backup).
     public mutating func onDigestReply(from peer: String, _ reply: DigestReply, now: MonotonicInstant) -> [DigestReply.Entry] {
         let lanes = max(1, settings.lanes)
         let buckets = Set(reply.buckets.map(Int.init))
@@ -97,7 +97,13 @@ extension ReplicaShard {
                 let message = MessageCodec.encode(.invalidate(Invalidation(id: id, stamp: t.stamp, reason: .invalidated)))
                 _ = enqueue(message, to: peer, session: id, mustDeliver: true)
                 counters.repairsSent += 1
-            } else if owned[id] == nil || !owned[id]!.state.replicaSet.contains(peer) {
+            } else if let o = owned[id], !o.state.replicaSet.contains(peer), stamp.epoch == o.state.stamp.epoch {
+                // Only copies of this owner's own epoch that it placed elsewhere (a
+                // displaced backup). A copy from an earlier epoch (the copy an old owner
+                // kept after handing the session over) stays: should this owner die before
+                // its own copies reach every holder, that copy is what failover promotes.
+                // Nor a copy naming this node as owner of a session it does not own: it
+                // may be the only one left.
                 release.append(.init(id: id, stamp: stamp))
             }
         }

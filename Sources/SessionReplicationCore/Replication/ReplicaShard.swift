@@ -74,10 +74,13 @@ public struct ReplicaShard: Sendable {
     /// Backup copies to promote once the departed owner's leases have run out.
     var pendingPromotions: [(id: SessionID, owner: String, after: MonotonicInstant)] = []
     /// Owned sessions short of backups since a member (re)joined, filled a slice per tick.
-    /// When this node last handed each session away (for `takeoverCooldown`).
-    var handedAway: [SessionID: MonotonicInstant] = [:]
+    /// When this node last handed each session away, and to whom (for `takeoverCooldown`).
+    var handedAway: [SessionID: (at: MonotonicInstant, to: String)] = [:]
     var nextCooldownSweep: MonotonicInstant = .zero
     var digestRound: UInt64 = 0
+    /// Where a new stream to each peer starts: past every sequence an earlier stream to
+    /// it used (see `OutboundStream.init(startingAt:)`).
+    var sequenceFloor: [String: UInt64] = [:]
     /// Make-before-break moves onto a member that joined, by that member: the sequence
     /// of the whole session sent to it, and the backup it replaces once receipted.
     var moves: [String: Deque<(sequence: UInt64, id: SessionID, displaced: String)>] = [:]
@@ -336,12 +339,15 @@ public struct ReplicaShard: Sendable {
                 out.resend = [OutboundBatch(firstSequence: 0, lowWatermark: low, messages: [], byteCount: 0)]
             }
         }
-        out.completed = completeWaiters(peer: peer, through: receipt.through)
+        out.completed = completeWaiters(peer: peer, through: receipt.through, refused: Set(receipt.refused))
         finishMoves(peer: peer, through: receipt.through, now: now)
         return out
     }
 
-    mutating func completeWaiters(peer: String, through: UInt64) -> [(WaiterID, WaitResult)] {
+    /// Completes the waits `peer` receipted through `through`. A sequence in `refused`
+    /// was delivered but not applied (the peer holds a newer epoch): it confirms nothing,
+    /// and a wait that can no longer reach its count ends as timed out.
+    mutating func completeWaiters(peer: String, through: UInt64, refused: Set<UInt64> = []) -> [(WaiterID, WaitResult)] {
         var done: [(WaiterID, WaitResult)] = []
         // In place: a copy of the queue per receipt would copy every waiter in it.
         guard waitersByPeer[peer] != nil else { return done }
@@ -349,6 +355,17 @@ public struct ReplicaShard: Sendable {
             waitersByPeer[peer]!.removeFirst()
             guard var w = waiters[first.waiter], w.targets[peer] == first.sequence else { continue }
             w.targets[peer] = nil
+            if refused.contains(first.sequence) {
+                counters.refusedReceipts += 1
+                if w.acked.count + w.targets.count < w.needed || (w.targets.isEmpty && w.acked.count < w.needed) {
+                    waiters[first.waiter] = nil
+                    counters.syncTimeouts += 1
+                    done.append((WaiterID(rawValue: first.waiter), .timedOut(w.acked.sorted())))
+                } else {
+                    waiters[first.waiter] = w
+                }
+                continue
+            }
             w.acked.append(peer)
             if w.acked.count >= w.needed {
                 waiters[first.waiter] = nil
@@ -401,7 +418,9 @@ public struct ReplicaShard: Sendable {
 
     /// Applies one data message received from the owner `peer`. Monotonic: a delta only
     /// on exactly its base version in the same epoch, a full state only if strictly
-    /// newer; a tombstone beats any equal or older state.
+    /// newer; a tombstone beats any equal or older state. A copy that answers to another
+    /// node (promised to a taker, or handed over) refuses `peer`'s messages of an epoch
+    /// no newer than its own (`fenced`: receipted as refused, confirming nothing).
     public mutating func apply(_ message: ReplicationMessage, from peer: String, now: MonotonicInstant) -> ApplyOutcome {
         guard settings.policy.role.storesBackups else { return .ignored }
         switch message {
@@ -411,6 +430,12 @@ public struct ReplicaShard: Sendable {
                 guard s.stamp.epoch > o.state.stamp.epoch else { counters.fencedRejected += 1; return .fenced }
                 owned[s.id] = nil
                 dirty.remove(s.id); accessed.remove(s.id); repair.remove(s.id)
+            }
+            if let b = backups[s.id], b.owner != peer, s.stamp.epoch <= b.state.stamp.epoch {
+                // This copy now answers to another node (it promised a taker, or took a
+                // handover): the old owner's later messages under its epoch are refused.
+                counters.fencedRejected += 1
+                return .fenced
             }
             if !s.replicaSet.contains(settings.selfName) {
                 // The owner moved this copy elsewhere (make-before-break): drop it.
@@ -439,6 +464,7 @@ public struct ReplicaShard: Sendable {
             if owned[d.id] != nil { counters.fencedRejected += 1; return .fenced }
             guard var b = backups.removeValue(forKey: d.id) else { return .needsResync }
             defer { backups[d.id] = b }
+            if b.owner != peer, d.epoch <= b.state.stamp.epoch { counters.fencedRejected += 1; return .fenced }
             if b.state.stamp.epoch == d.epoch, b.state.stamp.version >= d.version {
                 b.lastHeard = now
                 counters.staleIgnored += 1
@@ -463,6 +489,7 @@ public struct ReplicaShard: Sendable {
                 owned[i.id] = nil
             }
             if let b = backups[i.id], b.state.stamp > i.stamp { counters.staleIgnored += 1; return .ignored }
+            if let b = backups[i.id], b.owner != peer, i.stamp.epoch <= b.state.stamp.epoch { counters.fencedRejected += 1; return .fenced }
             let idle = backups.removeValue(forKey: i.id)?.state.maxInactiveInterval
             if let t = tombstones[i.id], t.stamp >= i.stamp { return .applied }
             addTombstone(i.id, i.stamp, now: now, idle: idle)
@@ -470,6 +497,7 @@ public struct ReplicaShard: Sendable {
             return .applied
         case .touch(let t):
             guard var b = backups[t.id] else { return tombstones[t.id] == nil ? .needsResync : .ignored }
+            if b.owner != peer, t.stamp.epoch <= b.state.stamp.epoch { return .ignored }
             if b.state.stamp == t.stamp {
                 b.state.lastAccessedAt = max(b.state.lastAccessedAt, t.lastAccessedAt)
                 b.lastHeard = now
@@ -699,7 +727,8 @@ public struct ReplicaShard: Sendable {
     }
 
     mutating func enqueue(_ bytes: [UInt8], to peer: String, session: SessionID, mustDeliver: Bool) -> UInt64 {
-        let seq = streams[peer, default: OutboundStream()].enqueue(bytes, session: session, mustDeliver: mustDeliver)
+        if streams[peer] == nil { streams[peer] = OutboundStream(startingAt: sequenceFloor[peer] ?? 1) }
+        let seq = streams[peer]!.enqueue(bytes, session: session, mustDeliver: mustDeliver)
         if settings.policy.mode == .bestEffort {
             let limit = laneQueueLimit
             let dropped = streams[peer]!.shed(toFit: limit)

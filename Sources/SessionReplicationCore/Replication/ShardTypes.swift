@@ -78,6 +78,8 @@ public struct ReplicationCounters: Hashable, Sendable {
     public var promotions = 0
     /// Owned sessions given a new backup after one departed.
     public var rereplications = 0
+    /// Receipts of messages a backup refused as fenced (they confirmed no wait).
+    public var refusedReceipts = 0
     /// Anti-entropy digest requests sent (one per backup per lane per round).
     public var digestRounds = 0
     /// Buckets a backup reported as differing from this owner's digests.
@@ -101,7 +103,7 @@ public struct ReplicationCounters: Hashable, Sendable {
         resyncsServed += o.resyncsServed; resyncsRequested += o.resyncsRequested; applied += o.applied
         appliedFull += o.appliedFull; staleIgnored += o.staleIgnored; fencedRejected += o.fencedRejected
         expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
-        promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; digestRounds += o.digestRounds; digestMismatches += o.digestMismatches; released += o.released; stateTransfers += o.stateTransfers
+        promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; digestRounds += o.digestRounds; refusedReceipts += o.refusedReceipts; digestMismatches += o.digestMismatches; released += o.released; stateTransfers += o.stateTransfers
     }
 }
 

@@ -77,6 +77,9 @@ public enum MessageCodec {
             w.write(r.lane); w.write(r.through)
             w.write(UInt8(truncatingIfNeeded: r.received.count))
             for range in r.received { w.write(range.lowerBound); w.write(range.upperBound) }
+            let refused = r.refused.prefix(Receipt.maxRefused)
+            w.write(UInt16(refused.count))
+            for s in refused { w.write(s) }
         case .resync(let r):
             w.write(r.lane); w.write(UInt32(r.entries.count))
             for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
@@ -196,7 +199,17 @@ public enum MessageCodec {
                 ranges.append(lower...upper)
                 floor = upper
             }
-            message = .receipt(Receipt(lane: lane, through: through, received: ranges))
+            let refusedCount = Int(try r.read(UInt16.self, "receipt.refusedCount"))
+            guard refusedCount <= Receipt.maxRefused else {
+                throw .tooLarge(field: "receipt.refusedCount", limit: Receipt.maxRefused, found: refusedCount)
+            }
+            var refused: [UInt64] = []
+            for _ in 0..<refusedCount {
+                let s = try r.read(UInt64.self, "receipt.refused")
+                guard s >= 1, s < FrameHeader.maxSequence else { throw .invalid(field: "receipt.refused") }
+                refused.append(s)
+            }
+            message = .receipt(Receipt(lane: lane, through: through, received: ranges, refused: refused))
         case .resync:
             let lane = try r.read(UInt16.self, "resync.lane")
             let count = Int(try r.read(UInt32.self, "resync.count"))

@@ -88,13 +88,20 @@ public struct Receipt: Hashable, Sendable {
     public var through: UInt64
     /// Ranges received beyond a gap, ascending, each `lower...upper`. Default none.
     public var received: [ClosedRange<UInt64>]
+    /// Sequences delivered but refused as fenced (a message of an older epoch than the
+    /// copy held here): covered by `through` yet not applied, so they confirm nothing to
+    /// a synchronous write. Default none.
+    public var refused: [UInt64]
     /// Most ranges a receipt carries.
     public static let maxRanges = 16
+    /// Most refused sequences a receipt carries.
+    public static let maxRefused = 1024
     /// Creates a receipt.
-    public init(lane: UInt16, through: UInt64, received: [ClosedRange<UInt64>] = []) {
+    public init(lane: UInt16, through: UInt64, received: [ClosedRange<UInt64>] = [], refused: [UInt64] = []) {
         self.lane = lane
         self.through = through
         self.received = received
+        self.refused = refused
     }
 }
 
