@@ -13,9 +13,11 @@ build:
 release:
 	$(SWIFT) build $(RELEASE_FLAGS) --product drs
 
-# Three nodes of $(CONFIG) on loopback doing real replication.
+# Every node of $(CONFIG) as its own process on loopback: sessions created on one node,
+# read through another (which takes them over), the owner killed, every session read
+# again from a survivor; then the cluster stops. `drs demo` shows replication in one process.
 demo: release
-	./.build/release/drs demo --config $(CONFIG)
+	python3 ./scripts/demo.py --config $(CONFIG) --drs ./.build/release/drs
 
 # Unit, codec, simulation and loopback integration tests (Swift Testing).
 test:
