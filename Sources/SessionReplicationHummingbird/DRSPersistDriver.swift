@@ -47,7 +47,8 @@ public struct DRSPersistDriver: PersistDriver {
         try? await gracefulShutdown()
     }
 
-    /// Stores `value` under a new `key`; throws `PersistError.duplicate` if it exists here.
+    /// Stores `value` under a new `key`; throws `PersistError.duplicate` if it exists anywhere
+    /// in the cluster (the key's session is looked for on every live member and taken over).
     public func create<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
         try await put(key: key, bytes: try encode(key: key, value), expires: expires, failIfLive: true)
     }
@@ -59,7 +60,7 @@ public struct DRSPersistDriver: PersistDriver {
 
     private func put(key: String, bytes: [UInt8], expires: Duration?, failIfLive: Bool) async throws {
         let id = Self.sessionID(for: key)
-        let found = node.lookup(id)
+        let found = try await locate(id)
         if let state = live(found) {
             if failIfLive { throw PersistError.duplicate }
             guard case .owned = found else {
@@ -79,23 +80,47 @@ public struct DRSPersistDriver: PersistDriver {
         _ = try await node.createSession(id: id, attributes: [key: bytes], maxInactiveInterval: Self.idleLimit(expires ?? Self.noExpiry))
     }
 
-    /// The value under `key` as `Object`, or `nil` (absent, expired, or not decodable).
+    /// The value under `key` as `Object`, or `nil` (absent, expired, or not decodable); the
+    /// key's session is taken over when another node owns it. Throws `session-unavailable`
+    /// when its owner cannot be reached within `handoverTimeout`.
     public func get<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> Object? {
-        guard let state = live(node.lookup(Self.sessionID(for: key))), let bytes = state.attributes[key] else { return nil }
+        guard let state = live(try await locate(Self.sessionID(for: key))), let bytes = state.attributes[key] else { return nil }
         return try? JSONDecoder().decode(Object.self, from: Data(bytes))
     }
 
     /// The value and the time left to its deadline.
     public func getWithTTL<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> (object: Object, ttl: Duration?)? {
-        guard let state = live(node.lookup(Self.sessionID(for: key))), let bytes = state.attributes[key],
+        guard let state = live(try await locate(Self.sessionID(for: key))), let bytes = state.attributes[key],
               let object = try? JSONDecoder().decode(Object.self, from: Data(bytes)) else { return nil }
         let left = state.expiresAt.milliseconds - nowMilliseconds
         return (object, state.maxInactiveInterval >= Self.noExpiry ? nil : .milliseconds(max(0, left)))
     }
 
-    /// Removes `key` (a no-op when absent).
+    /// Removes `key` (a no-op when absent), taking its session over first when another
+    /// node owns it. Throws `misdirected` naming the owner when that node keeps it
+    /// (`affinity: none`, or this node handed it away less than `takeoverCooldown` ago).
     public func remove(key: String) async throws {
-        try await node.invalidateIfOwned(Self.sessionID(for: key))
+        let id = Self.sessionID(for: key)
+        let found = try await locate(id)
+        if case .backup(let state, let owner) = found, live(found) != nil {
+            throw SessionError(.notOwner, "the key's session \(state.id) is owned by \(owner), which keeps it for now", owner: owner)
+        }
+        try await node.invalidateIfOwned(id)
+    }
+
+    /// Makes this node the owner of the key's session when another node owns it (so a
+    /// key written through one node is found through any other, and `create` sees a
+    /// duplicate anywhere in the cluster); returns what this node then holds. Throws
+    /// what `ReplicationNode.takeOver` throws, except `session-not-found` (absent).
+    func locate(_ id: SessionID) async throws -> SessionLookup {
+        do {
+            try await node.takeOver(id)
+        } catch let error as SessionError where error.code == .sessionNotFound || error.code == .notOwner {
+            // Absent; or owned elsewhere and kept there (`affinity: none`, or handed away
+            // less than takeoverCooldown ago): what this node holds decides reads.
+            return node.lookup(id)
+        }
+        return node.lookup(id)
     }
 
     /// The session's state when this node holds a copy whose deadline has not passed.

@@ -225,3 +225,25 @@ struct SimulateCommandTests {
         #expect(bad.output.contains("--members"))
     }
 }
+
+@Suite("drs lb-config")
+struct LBConfigCommandTests {
+    @Test("haproxy: one server per node with /readyz checks, routing on the cookie's and the path's route, redispatch; unknown balancers exit 2")
+    func haproxy() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let result = try DRSBinary.run(["lb-config", "haproxy", "--config", "cluster-configs/local-3.yaml", "--bind", "127.0.0.1:9000"], in: root)
+        #expect(result.status == 0, "\(result.output)")
+        let text = result.output
+        for (name, address) in [("n1", "127.0.0.11:8081"), ("n2", "127.0.0.12:8082"), ("n3", "127.0.0.13:8083")] {
+            #expect(text.contains("server \(name) \(address) check"), "\(name)")
+            #expect(text.contains("use-server \(name) if { req.cook(DRSSESSIONID),field(2,.) -m str \(name) }"))
+            #expect(text.contains("use-server \(name) if { path_reg ^/sessions/[0-9a-f]{32}\\.\(name)(/|$) }"))
+        }
+        #expect(text.contains("option httpchk GET /readyz"))
+        #expect(text.contains("option redispatch"))
+        #expect(text.contains("bind 127.0.0.1:9000"))
+        let bad = try DRSBinary.run(["lb-config", "nginx", "--config", "cluster-configs/local-3.yaml"], in: root)
+        #expect(bad.status == 2)
+        #expect(bad.output.contains("nginx"))
+    }
+}

@@ -72,6 +72,20 @@ struct PersistDriverTests {
         }
     }
 
+    @Test("a key written through one node is read, refused as a duplicate and removed through the other")
+    func acrossNodes() async throws {
+        try await withTwoNodes { n1, n2 in
+            let one = DRSPersistDriver(node: n1), two = DRSPersistDriver(node: n2)
+            try await one.set(key: "cart-9", value: Cart(items: ["figs"]), expires: nil)
+            #expect(try await two.get(key: "cart-9", as: Cart.self) == Cart(items: ["figs"]))
+            let id = DRSPersistDriver.sessionID(for: "cart-9")
+            guard case .owned = n2.lookup(id) else { Issue.record("n2 did not take the key's session over"); return }
+            await #expect(throws: PersistError.self) { try await one.create(key: "cart-9", value: Cart(items: []), expires: nil) }
+            try await two.remove(key: "cart-9")
+            #expect(try await one.get(key: "cart-9", as: Cart.self) == nil)
+        }
+    }
+
     @Test("create refuses a live key and succeeds again after remove, in a new generation the backup accepts")
     func createDuplicateAndRecreate() async throws {
         try await withTwoNodes { n1, n2 in
