@@ -163,11 +163,21 @@ var encodedHeaderSize: Int {
 
 /// Runs CPU-bound simulation work on a thread of its own, so that it never holds the
 /// cooperative pool (two threads on a 2-core machine) that the suite's async tests
-/// need to resume: blocking it for minutes starved loopback tests into timeouts.
+/// need to resume: blocking it for minutes starved loopback tests into timeouts. One
+/// simulation runs at a time (`simulationSlot`), so the loopback clusters running beside
+/// them always keep a core: several at once starved their leases and probes.
 func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
-        let thread = Thread { continuation.resume(returning: body()) }
+        let thread = Thread {
+            simulationSlot.wait()
+            let result = body()
+            simulationSlot.signal()
+            continuation.resume(returning: result)
+        }
         thread.stackSize = 16 << 20
         thread.start()
     }
 }
+
+/// Admits one simulation thread at a time.
+let simulationSlot = DispatchSemaphore(value: 1)

@@ -14,6 +14,8 @@ private func withTwoNodes(_ body: (ReplicationNode, ReplicationNode) async throw
     // Many clusters share two cores during the test run: a slower detector (1 s
     // suspicion) keeps starvation from being read as a death.
     config.membership.probeInterval = .milliseconds(250)
+    // ... and answers to a takeover request can take longer than the default second.
+    config.replication.handoverTimeout = .seconds(5)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var logger = Logger(label: "persist")
     logger.logLevel = .warning
@@ -107,8 +109,10 @@ struct PersistDriverTests {
     func absoluteDeadline() async throws {
         try await withTwoNodes { n1, _ in
             let driver = DRSPersistDriver(node: n1)
-            let start = ContinuousClock.now
             try await driver.set(key: "short", value: "v1", expires: .seconds(3))
+            // The deadline was set before this instant (set first looks for the key on
+            // every member), so it is at most 3 s from here.
+            let start = ContinuousClock.now
             for _ in 0..<3 {
                 guard ContinuousClock.now - start < .milliseconds(2_500) else { break }  // a starved run
                 #expect(try await driver.get(key: "short", as: String.self) == "v1")

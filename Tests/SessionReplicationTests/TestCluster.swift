@@ -14,6 +14,9 @@ final class TestCluster: Sendable {
 
     static func configuration(names: [String], _ configure: (inout ReplicationPolicy) -> Void = { _ in }) -> ClusterConfiguration {
         var policy = ReplicationPolicy()
+        // Dozens of clusters share two cores during the test run: answers to a takeover
+        // request can take longer than the default second.
+        policy.handoverTimeout = .seconds(5)
         configure(&policy)
         var config = ClusterConfiguration(
             clusterID: "test",
