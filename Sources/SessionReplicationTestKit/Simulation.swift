@@ -389,11 +389,15 @@ public final class ClusterLog {
 /// failover on death and rejoin under a new id. Client writes and reads come from the
 /// scenario through `write` and `read`.
 public struct SimulatedNode: SimulatedProcess {
+    /// The current process id (a new one after each rejoin).
     public private(set) var id: NodeID
     /// This node's name.
     public let name: String
+    /// Its membership state machine.
     public private(set) var membership: Membership
+    /// Leases it asked for and granted.
     public private(set) var leases: LeaseTable
+    /// Its one replica shard (owned sessions, backups, streams).
     public private(set) var shard: ReplicaShard
     /// Times this node rejoined after being declared dead.
     public private(set) var rejoins = 0
@@ -402,6 +406,7 @@ public struct SimulatedNode: SimulatedProcess {
     var nextRequest: UInt64 = 0
     let log: ClusterLog
     let settingsTemplate: ShardSettings
+    /// The other members' names, sorted.
     public let peers: [String]
     var random: SplitMix64
     var inbound: [NodeID: InboundStream] = [:]
