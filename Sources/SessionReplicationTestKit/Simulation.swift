@@ -590,7 +590,6 @@ public struct SimulatedNode: SimulatedProcess {
                 break
             }
         case .replication(let first, let low, let data, let control):
-            if Self.tracing, !data.isEmpty { trace(now, "frame from \(peer)/\(sender) first \(first) low \(low) n \(data.count) status \(membership.status) known \(String(describing: senderIDs[peer]))") }
             guard membership.status == .alive else { return }
             if let previous = senderIDs[peer], previous != sender {
                 guard sender > previous else { return }  // a retired process
@@ -620,7 +619,7 @@ public struct SimulatedNode: SimulatedProcess {
                     trace(now, "promise from \(peer): \(p.entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-")" }) pending \(shard.takeoversPending)")
                     let unasked = shard.onPromise(from: peer, p, now: now, lease: leases.lease)
                     if !unasked.isEmpty {
-                        let out = shard.onTakeoverHint(from: peer, oldOwner: p.oldOwner, entries: unasked, now: now,
+                        let out = shard.onTakeoverHint(oldOwner: p.oldOwner, entries: unasked, now: now,
                                                        promoteAfter: leases.grantsExpire(for: p.oldOwner))
                         sendFailover(out, oldOwner: p.oldOwner, now: now)
                     }
@@ -684,7 +683,6 @@ public struct SimulatedNode: SimulatedProcess {
             guard let sid = message.sessionID else { continue }
             let outcome = shard.apply(message, from: peer, now: now)
             if outcome == .fenced { refused.append(seq) }
-            if Self.tracing { trace(now, "seq \(seq) \(sid) \(String(describing: message).prefix(60)) from \(peer): \(outcome)") }
             switch (outcome, message) {
             case (.needsResync, _): stream.needsResync(sid, sequence: seq, now: now)
             case (_, .full), (_, .invalidate): stream.resolved(sid)
@@ -744,10 +742,10 @@ public struct SimulatedNode: SimulatedProcess {
     }
 
     mutating func departed(_ peer: String, mayPromote: Bool, now: MonotonicInstant) {
-                trace(now, "\(peer) departed (may promote \(mayPromote))")
-                let out = shard.memberDeparted(peer, now: now, promoteAfter: leases.grantsExpire(for: peer), mayPromote: mayPromote)
-                complete(out.completed, now: now)
-                sendFailover(out, oldOwner: peer, now: now)
+        trace(now, "\(peer) departed (may promote \(mayPromote))")
+        let out = shard.memberDeparted(peer, now: now, promoteAfter: leases.grantsExpire(for: peer), mayPromote: mayPromote)
+        complete(out.completed, now: now)
+        sendFailover(out, oldOwner: peer, now: now)
     }
 
     mutating func sendFailover(_ out: ReplicaShard.FailoverOutcome, oldOwner: String, now: MonotonicInstant) {
@@ -793,7 +791,6 @@ public struct SimulatedNode: SimulatedProcess {
 
     mutating func send(_ batches: [OutboundBatch], to peer: String) {
         for b in batches {
-            if Self.tracing { print("\(name) sends \(peer) first \(b.firstSequence) n \(b.messages.count)") }
             pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: b.firstSequence, lowWatermark: b.lowWatermark,
                                                                          data: b.messages, control: []), reliable: true))
         }

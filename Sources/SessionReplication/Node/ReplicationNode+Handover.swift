@@ -81,7 +81,7 @@ extension ReplicationNode {
                 case .ended: ended = true
                 case .backup(_, let owner):
                     knownOwner = owner
-                    if owner != endpoint.name, !targets.contains(owner) || targets.count > 1, !referred.contains(owner) { referred.append(owner) }
+                    if owner != endpoint.name, !referred.contains(owner) { referred.append(owner) }
                 case .kept:
                     kept = peer
                     knownOwner = peer
@@ -217,11 +217,12 @@ extension ReplicationNode {
         let deadline = ContinuousClock.now + configuration.replication.drainTimeout
         var handed = 0
         for box in shards {
-            var skip: Set<SessionID> = []
             while ContinuousClock.now < deadline {
                 let live = livePeers.withLockedValue { $0 }
                 let notLive = Set(links.keys).subtracting(live)
-                let batch = box.withCore { $0.drainTargets(limit: 256 + skip.count, excluding: notLive) }.filter { !skip.contains($0.0) }
+                // Only owned sessions are named, and each one handed over (or gone
+                // meanwhile) is owned no more, so every pass makes progress.
+                let batch = box.withCore { $0.drainTargets(limit: 256, excluding: notLive) }
                 if batch.isEmpty { break }
                 var takers: Set<String> = []
                 for (id, taker) in batch {
@@ -236,8 +237,6 @@ extension ReplicationNode {
                         links[taker]?.addControl(.handoverReply(HandoverReply(requestID: 0, id: id, answer: .transferred(state))))
                         takers.insert(taker)
                         handed += 1
-                    } else {
-                        skip.insert(id)
                     }
                 }
                 for taker in takers.sorted() { scheduleFlush(taker) }

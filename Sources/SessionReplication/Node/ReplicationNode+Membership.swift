@@ -294,7 +294,7 @@ extension ReplicationNode {
             let r = PromiseReply(oldOwner: reply.oldOwner, sinceGrantMs: reply.sinceGrantMs, entries: part)
             let out = shards[i].withCore { core -> ReplicaShard.FailoverOutcome in
                 let unasked = core.onPromise(from: holder, r, now: t, lease: configuration.membership.lease)
-                return core.onTakeoverHint(from: holder, oldOwner: reply.oldOwner, entries: unasked, now: t, promoteAfter: after)
+                return core.onTakeoverHint(oldOwner: reply.oldOwner, entries: unasked, now: t, promoteAfter: after)
             }
             flushPending(shards[i])
             outcomes.append(out)

@@ -137,7 +137,7 @@ extension ReplicaShard {
     /// this node's (or becomes it), and when this node holds `oldOwner` departed too it
     /// takes those sessions over as `memberDeparted` would. Sessions owned here, or
     /// ended at least as recently, are left alone.
-    public mutating func onTakeoverHint(from holder: String, oldOwner: String, entries: [PromiseReply.Entry],
+    public mutating func onTakeoverHint(oldOwner: String, entries: [PromiseReply.Entry],
                                         now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
         var out = FailoverOutcome()
         for e in entries {

@@ -138,8 +138,7 @@ public struct ReplicationPolicy: Hashable, Sendable {
     /// Default 5 s.
     public var takeoverCooldown: Duration = .seconds(5)
     /// How long a node asking for a session (takeover on request) keeps asking before it
-    /// answers `503 session-unavailable`; also how long an owner waits for a change in
-    /// progress before handing over. Default 1 s.
+    /// answers `503 session-unavailable`. Default 1 s.
     public var handoverTimeout: Duration = .seconds(1)
     /// On SIGTERM a node hands each owned session to the first live member of its
     /// replica set, answering `503` meanwhile, for at most this long; what is left is

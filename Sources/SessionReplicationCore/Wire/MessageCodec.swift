@@ -85,8 +85,7 @@ public enum MessageCodec {
             for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
         case .prepare(let p):
             writeNames([p.oldOwner], &w)
-            w.write(UInt32(p.entries.count))
-            for e in p.entries { writeID(e.id, &w); writeStamp(e.stamp, &w) }
+            writeEntries(p.entries, &w)
         case .promise(let p):
             writeNames([p.oldOwner], &w)
             w.write(p.sinceGrantMs)
@@ -119,11 +118,9 @@ public enum MessageCodec {
             w.write(d.round); w.write(d.lane)
             w.write(UInt32(d.buckets.count))
             for b in d.buckets { w.write(b) }
-            w.write(UInt32(d.held.count))
-            for e in d.held { writeID(e.id, &w); writeStamp(e.stamp, &w) }
+            writeEntries(d.held, &w)
         case .release(let r):
-            w.write(UInt32(r.entries.count))
-            for e in r.entries { writeID(e.id, &w); writeStamp(e.stamp, &w) }
+            writeEntries(r.entries, &w)
         }
         w.patch(UInt32(w.bytes.count - lengthAt - 4), at: lengthAt)
     }
@@ -224,12 +221,7 @@ public enum MessageCodec {
         case .prepare:
             let owner = try readNames(&r, limits)
             guard owner.count == 1 else { throw .invalid(field: "prepare.oldOwner") }
-            let count = Int(try r.read(UInt32.self, "prepare.count"))
-            guard count <= limits.maxMessages else { throw .tooLarge(field: "prepare.count", limit: limits.maxMessages, found: count) }
-            guard count * 40 <= r.remaining else { throw .truncated(field: "prepare.entries") }
-            var entries: [PrepareRequest.Entry] = []
-            for _ in 0..<count { entries.append(.init(id: try readID(&r), stamp: try readStamp(&r))) }
-            message = .prepare(PrepareRequest(oldOwner: owner[0], entries: entries))
+            message = .prepare(PrepareRequest(oldOwner: owner[0], entries: try readEntries(&r, limits, "prepare")))
         case .promise:
             let owner = try readNames(&r, limits)
             guard owner.count == 1 else { throw .invalid(field: "promise.oldOwner") }
@@ -318,7 +310,13 @@ public enum MessageCodec {
         return try result.get()
     }
 
-    static func readEntries(_ r: inout ByteReader, _ limits: WireLimits, _ field: String) throws(DecodeError) -> [DigestReply.Entry] {
+    /// `count u32 | (id, stamp)*`: the entries of prepares, digest replies and releases.
+    static func writeEntries(_ entries: [PrepareRequest.Entry], _ w: inout ByteWriter) {
+        w.write(UInt32(entries.count))
+        for e in entries { writeID(e.id, &w); writeStamp(e.stamp, &w) }
+    }
+
+    static func readEntries(_ r: inout ByteReader, _ limits: WireLimits, _ field: String) throws(DecodeError) -> [PrepareRequest.Entry] {
         let count = Int(try r.read(UInt32.self, "\(field).count"))
         guard count <= limits.maxMessages else { throw .tooLarge(field: "\(field).count", limit: limits.maxMessages, found: count) }
         guard count * 40 <= r.remaining else { throw .truncated(field: "\(field).entries") }

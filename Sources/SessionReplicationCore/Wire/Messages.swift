@@ -271,18 +271,8 @@ public struct DigestReply: Hashable, Sendable {
     public var buckets: [UInt16]
     /// The backup's copies in those buckets.
     public var held: [Entry]
-    /// One copy.
-    public struct Entry: Hashable, Sendable {
-        /// The session.
-        public var id: SessionID
-        /// The copy's stamp.
-        public var stamp: Stamp
-        /// Creates an entry.
-        public init(id: SessionID, stamp: Stamp) {
-            self.id = id
-            self.stamp = stamp
-        }
-    }
+    /// One copy: a session and its stamp (the same pair a prepare names).
+    public typealias Entry = PrepareRequest.Entry
     /// Creates a reply.
     public init(round: UInt64, lane: UInt16, buckets: [UInt16], held: [Entry]) {
         self.round = round
