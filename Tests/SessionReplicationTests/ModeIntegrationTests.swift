@@ -25,6 +25,10 @@ struct ModeIntegrationTests {
             $0.transport = transport
             $0.replicas = .count(replicas)
             $0.minSyncReplicas = mode == .synchronous ? 1 : nil
+            // Best-effort drops what is unreceipted after retryInterval x (retryCount + 1)
+            // (800 ms): on a loaded 2-core CI machine that happens, and the dropped session
+            // is then mended by the next repair round, which this test waits for.
+            if mode == .bestEffort { $0.repairInterval = .seconds(1) }
         }
         try await TestCluster.with(config) { cluster in
             let n1 = cluster["n1"]
@@ -51,7 +55,7 @@ struct ModeIntegrationTests {
                 let ok = await eventually {
                     cluster.nodes.filter { $0.copy(of: id)?.backupState?.stamp == owner.stamp }.count == replicas
                 }
-                #expect(ok, "session \(id) not on \(replicas) backups")
+                #expect(ok, "session \(id) not on \(replicas) backups; owner counters \(n1.counters.replication)")
                 for name in owner.replicaSet {
                     #expect(cluster[name].copy(of: id)?.backupState?.attributes == owner.attributes)
                 }
