@@ -61,6 +61,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "SessionReplicationDrill",
+            dependencies: []
+        ),
+        .target(
             name: "SessionReplicationTestKit",
             dependencies: [
                 "SessionReplicationCore",
@@ -74,6 +78,8 @@ let package = Package(
                 "SessionReplication",
                 "SessionReplicationTestKit",
                 "SessionReplicationHummingbird",
+                "SessionReplicationDrill",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["drs"]
+            dependencies: ["drs", "SessionReplicationDrill"]
         ),
         .testTarget(
             name: "SessionReplicationCoreTests",

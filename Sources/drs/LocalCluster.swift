@@ -27,23 +27,35 @@ struct LocalCluster {
         }
     }
 
-    /// Starts every node as `drs node` in its own process group, detached from this one.
+    /// Starts every node as `drs node` in its own process group, detached from this one,
+    /// each with a new log.
     func start() throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         for node in config.nodes {
-            let log = "\(folder)/\(node.name).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            let process = Process()
-            process.executableURL = executable
-            process.arguments = ["node", "--config", configPath, "--name", node.name]
-            process.standardOutput = handle
-            process.standardError = handle
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            try "\(process.processIdentifier)\n".write(toFile: pidFile(node.name), atomically: true, encoding: .utf8)
+            FileManager.default.createFile(atPath: "\(folder)/\(node.name).log", contents: nil)
+            try start(node.name)
         }
+    }
+
+    /// Starts node `name` as `drs node`, appending to its log; returns its pid. Throws
+    /// when the folder cannot be written or the process cannot be started.
+    @discardableResult
+    func start(_ name: String) throws -> Int32 {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let log = "\(folder)/\(name).log"
+        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["node", "--config", configPath, "--name", name]
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try "\(process.processIdentifier)\n".write(toFile: pidFile(name), atomically: true, encoding: .utf8)
+        return process.processIdentifier
     }
 
     /// Stops every running node: SIGTERM, then SIGKILL after 15 s. Returns their names.
