@@ -188,6 +188,15 @@ public struct DrillLedger: Sendable {
         }
     }
 
+    /// Why the final reads of `unreadableSessions` failed, `(session, reason)`.
+    public var unreadableReasons: [(session: String, reason: String)] {
+        sessions.indices.compactMap { i in
+            guard let read = finalReads[i] else { return (sessions[i], "never read") }
+            if case .failed(let reason) = read.result { return (sessions[i], reason + (read.servedBy.map { " from \($0)" } ?? "")) }
+            return nil
+        }
+    }
+
     /// Reads during the load (probes included) that missed a write acknowledged before
     /// they were sent; a `404` for a session with such a write counts too. Final reads
     /// are judged by `lostWrites` instead, so nothing is counted twice.

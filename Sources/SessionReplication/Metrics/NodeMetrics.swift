@@ -78,6 +78,7 @@ public final class NodeMetrics: Sendable {
         counter("drs_frames_sent_total", [("transport", "tcp")], "Replication frames sent.", total: c.streamFramesSent)
         counter("drs_frames_sent_total", [("transport", "udp")], "Replication frames sent.", total: c.datagramsSent)
         counter("drs_frames_received_total", [], "Replication frames accepted.", total: c.framesReceived)
+        counter("drs_socket_rebinds_total", [], "UDP sockets bound again after a send error closed them.", total: c.socketRebinds)
         for reason in FrameRejection.allCases {
             counter("drs_frames_rejected_total", [("reason", reason.rawValue)], "Replication frames dropped, by reason.", total: c.rejected[reason] ?? 0)
         }

@@ -26,6 +26,8 @@ public struct NodeCounters: Hashable, Sendable {
     public var streamFramesSent = 0
     /// Datagrams sent.
     public var datagramsSent = 0
+    /// UDP sockets (replication or membership) bound again after a send error closed them.
+    public var socketRebinds = 0
     /// Frames received and accepted.
     public var framesReceived = 0
     /// Frames dropped, by reason.

@@ -12,6 +12,16 @@ extension ReplicationNode {
     /// Binds the membership socket and starts the membership timer. Throws if the
     /// socket cannot be bound.
     func startMembership() async throws {
+        let channel = try await bindMembership(port: endpoint.membershipPort)
+        let tick = membershipLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(2)) { [weak self] _ in
+            self?.membershipTick()
+        }
+        setMembershipChannel(channel, tick: tick)
+    }
+
+    /// Binds the membership socket on `port` and re-binds it whenever it closes while
+    /// the node runs (see `bindDatagram`).
+    func bindMembership(port: Int) async throws -> any Channel {
         let channel = try await DatagramBootstrap(group: membershipLoop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.so_rcvbuf), value: 1 << 20)
@@ -20,11 +30,17 @@ extension ReplicationNode {
                     try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: MembershipReceiver(node: self)))
                 }
             }
-            .bind(host: endpoint.address, port: endpoint.membershipPort).get()
-        let tick = membershipLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(2)) { [weak self] _ in
-            self?.membershipTick()
+            .bind(host: endpoint.address, port: port).get()
+        let bound = channel.localAddress?.port ?? port
+        channel.closeFuture.whenComplete { [weak self] _ in
+            guard let self, !self.isStopped else { return }
+            self.rebind("membership UDP", port: bound) { node in
+                let fresh = try await node.bindMembership(port: bound)
+                node.state.withLockedValue { if !$0.stopped { $0.membershipChannel = fresh } }
+                if node.isStopped { try? await fresh.close() }
+            }
         }
-        setMembershipChannel(channel, tick: tick)
+        return channel
     }
 
     /// The port the membership socket is bound to (useful when configured as 0).
@@ -115,14 +131,20 @@ extension ReplicationNode {
     func sendMembership(_ o: MembershipOutgoing) {
         guard !isStopped, let link = links[o.to] else { return }
         let body = MembershipCodec.encode(o.message)
+        // The process that said it: a message still queued when this process is declared
+        // dead and rejoins under a new id must not leave under the new id (it speaks the
+        // dead process's view: "n2 is dead" credited to the live new process made a healed
+        // partition's majority drop every session).
+        let speaker = frameCodec.sealer.selfID
         if o.reliable {
             // Encoded on the link's loop, like every frame of that connection, so counters
             // reach the peer in increasing order.
             link.eventLoop.execute { [self] in
-                guard let channel = link.connectedChannel(connect: { host, port in connect(link, host: host, port: port) }) else { return }
+                guard frameCodec.sealer.selfID == speaker,
+                      let channel = link.connectedChannel(connect: { host, port in connect(link, host: host, port: port) }) else { return }
                 var buffer = ByteBuffer()
                 frameCodec.encode(namespace: FrameHeader.membershipNamespace, lane: 0, firstSequence: 0, lowWatermark: 0,
-                                  body: body, datagram: false, into: &buffer)
+                                  body: body, datagram: false, sender: speaker, into: &buffer)
                 channel.writeAndFlush(buffer, promise: nil)
             }
             return

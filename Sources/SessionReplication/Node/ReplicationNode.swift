@@ -89,6 +89,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var streamFramesSent = 0
         var datagramsSent = 0
         var framesReceived = 0
+        var socketRebinds = 0
         var rejected: [FrameRejection: Int] = [:]
         var duplicates = 0
         var skipped = 0
@@ -173,21 +174,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             .bind(host: endpoint.address, port: endpoint.replicationPort).get()
         let datagram: any Channel
         do {
-        datagram = try await DatagramBootstrap(group: group)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
-            // recvmmsg splits one buffer evenly between the messages of a vector read:
-            // give every slot room for the largest datagram a peer may send.
-            .channelOption(.datagramVectorReadMessageCount, value: Self.datagramVector)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(
-                capacity: Self.datagramVector * Self.datagramSlot(configuration.replication.udpMaxPayload)))
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: self))
-                }
-            }
-            .bind(host: endpoint.address, port: server.localAddress?.port ?? endpoint.replicationPort).get()
+            datagram = try await bindDatagram(port: server.localAddress?.port ?? endpoint.replicationPort)
             try await startMembership()
         } catch {
             // Leave nothing bound behind a failed start.
@@ -246,6 +233,59 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         try? await membershipGroup.shutdownGracefully()
     }
 
+    /// Binds the replication UDP socket on `port` and re-binds it whenever it closes
+    /// while the node runs (NIO closes a datagram socket on a send error such as the
+    /// `EPERM` a firewall's drop rule returns; found by `drs drill partition`).
+    func bindDatagram(port: Int) async throws -> any Channel {
+        let channel = try await DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            // recvmmsg splits one buffer evenly between the messages of a vector read:
+            // give every slot room for the largest datagram a peer may send.
+            .channelOption(.datagramVectorReadMessageCount, value: Self.datagramVector)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(
+                capacity: Self.datagramVector * Self.datagramSlot(configuration.replication.udpMaxPayload)))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: self))
+                }
+            }
+            .bind(host: endpoint.address, port: port).get()
+        channel.closeFuture.whenComplete { [weak self] _ in
+            guard let self, !self.isStopped else { return }
+            self.rebind("replication UDP", port: port) { node in
+                let fresh = try await node.bindDatagram(port: port)
+                node.state.withLockedValue { if !$0.stopped { $0.datagram = fresh } }
+                if node.isStopped { try? await fresh.close() }
+            }
+        }
+        return channel
+    }
+
+    /// Re-binds a UDP socket that closed while the node runs: retries every 100 ms until
+    /// it binds or the node stops, counting and logging each re-bind.
+    func rebind(_ what: String, port: Int, _ bind: @escaping @Sendable (ReplicationNode) async throws -> Void) {
+        Task { [weak self] in
+            while let node = self, !node.isStopped {
+                do {
+                    try await bind(node)
+                    let n = node.transport.withLockedValue { t in t.socketRebinds += 1; return t.socketRebinds }
+                    // Every send to a dropped destination closes the socket again: log the
+                    // 1st, 2nd, 4th, 8th, ... re-bind only.
+                    if n & (n - 1) == 0 {
+                        node.logger.warning("\(what) socket closed (a send failed, e.g. EPERM from a firewall drop rule); bound it again",
+                                            metadata: ["drs.port": "\(port)", "drs.rebinds": "\(n)"])
+                    }
+                    return
+                } catch {
+                    node.logger.warning("\(what) socket could not be bound again: \(error); retrying in 100 ms")
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+        }
+    }
+
     /// The membership socket, once bound.
     var membershipChannel: (any Channel)? { state.withLockedValue { $0.membershipChannel } }
 
@@ -296,6 +336,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     func rejoin() {
         state.withLockedValue { $0.declaredDead = true }
         let old = nodeID
+        let verdict = membership.withLockedValue { $0.deathVerdict }.map { "\($0)" } ?? "unknown"
         var rng = SystemRandomNumberGenerator()
         let id = NodeID(max(old.rawValue + 1, NodeID.fresh(start: wall, random: rng.next()).rawValue))
         frameCodec.sealer.setSelfID(id)
@@ -318,7 +359,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             $0.rejoins += 1
         }
         logger.warning("declared dead by the cluster: dropped every session held and rejoined under a new node id",
-                       metadata: ["drs.id.old": "\(old)", "drs.id": "\(id)"])
+                       metadata: ["drs.id.old": "\(old)", "drs.id": "\(id)", "drs.verdict": "\(verdict)"])
     }
 
     /// Runs the node until graceful shutdown (SIGTERM/SIGINT in a `ServiceGroup`) or
@@ -498,6 +539,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         transport.withLockedValue { t in
             c.streamFramesSent = t.streamFramesSent
             c.datagramsSent = t.datagramsSent
+            c.socketRebinds = t.socketRebinds
             c.framesReceived = t.framesReceived
             c.rejected = t.rejected
             c.duplicateMessages = t.duplicates

@@ -24,9 +24,9 @@ struct FrameCodec: Sendable {
 
     /// Encodes one frame into `buffer`.
     func encode(namespace: UInt16 = FrameHeader.replicationNamespace, lane: UInt16, firstSequence: UInt64,
-                lowWatermark: UInt64, body: [UInt8], datagram: Bool, into buffer: inout ByteBuffer) {
+                lowWatermark: UInt64, body: [UInt8], datagram: Bool, sender: NodeID? = nil, into buffer: inout ByteBuffer) {
         let counter = sealer.nextCounter()
-        let sender = sealer.selfID
+        let sender = sender ?? sealer.selfID
         var flags: FrameHeader.Flags = datagram ? [.datagram] : []
         if sealer.sealing { flags.insert(.sealed) }
         let bodyLength = body.count + (sealer.sealing ? 16 : 0)

@@ -150,6 +150,9 @@ public struct Membership: Sendable {
     }
 
     /// Live members including this node: the `n` of the protocol's formulas.
+    /// Who declared this process dead (for the log); `nil` while alive.
+    public private(set) var deathVerdict: DeathVerdict?
+
     var liveCount: Int { 1 + members.values.reduce(0) { $0 + ($1.status.isLive ? 1 : 0) } }
 
     /// The member named `name` (not this node).
@@ -400,6 +403,8 @@ public struct Membership: Sendable {
             case .dead where u.from != selfName && status != .dead && acceptsOwnDeath(declaredBy: u.from):
                 status = .dead
                 probe = nil
+                deathVerdict = DeathVerdict(declarer: u.from, declarerStatus: members[u.from]?.status, listSender: syncContext?.sender,
+                                            listLive: syncContext?.live, liveHere: liveCount)
                 events.append(.selfDeclaredDead)
             default:
                 break
@@ -465,10 +470,16 @@ public struct Membership: Sendable {
 
     /// Whether a death of this process declared by `declarer` counts. After a partition
     /// heals, each side may hold the other dead; only one side must rejoin. A declarer
-    /// this node holds dead counts only when it sent its whole list (push-pull) and sees
-    /// more live members than this node does (on a tie, the larger name yields).
+    /// this node holds dead never counts while this node sees a strict majority of the
+    /// configured members alive; otherwise only when it sent its whole list (push-pull)
+    /// and sees more live members than this node does (on a tie, the larger name yields).
     func acceptsOwnDeath(declaredBy declarer: String) -> Bool {
         guard members[declarer]?.status.isLive == false else { return true }
+        // A node that sees a strict majority of the configured members alive (itself
+        // included) is on the side whose verdicts stand; it never yields to a member it
+        // holds dead. (Found by `drs drill partition`: with only the count comparison, a
+        // healed minority node's list could tie and make the majority drop everything.)
+        if liveCount * 2 > seeds.count + 1 { return false }
         guard let context = syncContext, context.sender == declarer else { return false }
         return liveCount < context.live || (liveCount == context.live && selfName > declarer)
     }
@@ -567,5 +578,28 @@ enum MathSupport {
         var power = 1
         while power < n { power *= 10; digits += 1 }
         return Swift.max(1, digits)
+    }
+}
+
+/// Who declared a process dead, for the log: the declarer, its status at this node, the
+/// sender of the member list the verdict came in (push-pull) with that list's live count,
+/// and this node's live count at the time.
+public struct DeathVerdict: Sendable, CustomStringConvertible {
+    /// The member that declared the death.
+    public var declarer: String
+    /// The declarer's status here; `nil` when unknown.
+    public var declarerStatus: MemberStatus?
+    /// Sender of the push-pull list carrying the verdict; `nil` for gossip.
+    public var listSender: String?
+    /// Live members in that list.
+    public var listLive: Int?
+    /// Live members here, this node included.
+    public var liveHere: Int
+
+    /// One line for the log.
+    public var description: String {
+        "declared by \(declarer) (held \(declarerStatus.map { "\($0)" } ?? "unknown") here)"
+            + (listSender.map { " in the list of \($0)" } ?? " in gossip") + (listLive.map { " counting \($0) live" } ?? "")
+            + "; \(liveHere) live here"
     }
 }
