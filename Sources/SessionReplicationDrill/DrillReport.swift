@@ -173,6 +173,40 @@ public struct DrillReport: Codable, Sendable {
         self.events = events; self.staleReadDetails = staleReadDetails; self.routing = routing; self.violations = violations
     }
 
+    /// Encodes every key, writing `null` for a time that was not seen (the contract lists
+    /// `timeToDetectMs`, `timeToPromoteMs` and `timeToFullReplicationMs` in every report).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(scenario, forKey: .scenario)
+        try c.encode(config, forKey: .config)
+        try c.encode(mechanism, forKey: .mechanism)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(durationS, forKey: .durationS)
+        try c.encode(sessions, forKey: .sessions)
+        try c.encode(writes, forKey: .writes)
+        try c.encode(acknowledgedWritesLost, forKey: .acknowledgedWritesLost)
+        try c.encode(sessionsLost, forKey: .sessionsLost)
+        try c.encode(staleReads, forKey: .staleReads)
+        try c.encode(requestsFailed, forKey: .requestsFailed)
+        try c.encode(timeToDetectMs, forKey: .timeToDetectMs)
+        try c.encode(timeToPromoteMs, forKey: .timeToPromoteMs)
+        try c.encode(timeToFullReplicationMs, forKey: .timeToFullReplicationMs)
+        try c.encode(lostWrites, forKey: .lostWrites)
+        try c.encode(perSecond, forKey: .perSecond)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(transport, forKey: .transport)
+        try c.encode(repair, forKey: .repair)
+        try c.encode(loadBalancer, forKey: .loadBalancer)
+        try c.encode(victim, forKey: .victim)
+        try c.encode(rate, forKey: .rate)
+        try c.encode(lagMsP99AtFault, forKey: .lagMsP99AtFault)
+        try c.encode(sessionsUnreadable, forKey: .sessionsUnreadable)
+        try c.encode(events, forKey: .events)
+        try c.encode(staleReadDetails, forKey: .staleReadDetails)
+        try c.encode(routing, forKey: .routing)
+        try c.encode(violations, forKey: .violations)
+    }
+
     /// What a scenario promises, for judging violations.
     public struct Expectations: Sendable {
         /// Lost or stale acknowledged-`replicated` writes are violations (always true:

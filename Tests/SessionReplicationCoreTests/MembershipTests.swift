@@ -240,6 +240,42 @@ struct MembershipTests {
         #expect(told.contains { $0.to == "n3" && $0.message.updates.contains { $0.status == .dead && $0.name == "n3" } })
     }
 
+    /// After a healed partition each side holds the other dead and sends it its whole
+    /// list. The side that sees a majority of the configured nodes alive must never
+    /// yield, even when the other side's list counts as many live members (a tie once
+    /// made every node of a healed 2+1 partition drop all its sessions).
+    @Test func aNodeSeeingAMajorityAliveNeverYieldsToAListFromAMemberItHoldsDead() {
+        // n3 with n2 alive and n1 held dead: 2 of 3 alive here.
+        let clock = ManualClock()
+        var m = Membership(selfName: "n3", selfID: Self.c, seeds: ["n1", "n2"], randomSeed: 7, now: clock.now)
+        m.receive(.ack(sequence: 0, updates: []), from: "n1", id: Self.a, now: clock.now)
+        m.receive(.ack(sequence: 0, updates: [MemberUpdate(status: .dead, name: "n1", id: Self.a, incarnation: 0, from: "n2")]),
+                  from: "n2", id: Self.b, now: clock.now)
+        _ = m.takeOutput()
+        #expect(m.member("n1")?.status == .dead)
+        // n1's list counts two live members (itself and n2, whom it has not yet heard
+        // declare it dead) and says n3 is dead: a tie, where the old rule made the
+        // larger name (n3) yield.
+        let list = [MemberUpdate(status: .alive, name: "n1", id: Self.a, incarnation: 0, from: "n1"),
+                    MemberUpdate(status: .alive, name: "n2", id: Self.b, incarnation: 0, from: "n2"),
+                    MemberUpdate(status: .dead, name: "n3", id: Self.c, incarnation: 0, from: "n1")]
+        m.receive(.sync(members: list, reply: false), from: "n1", id: Self.a, reliable: true, now: clock.now)
+        #expect(m.status == .alive, "a majority side keeps its sessions")
+        #expect(!m.takeOutput().events.contains(.selfDeclaredDead))
+
+        // The minority side: n1 alone (n2 and n3 held dead) yields to n2's list of two.
+        var (k, clock2) = joined()
+        _ = run(&k, &clock2, for: .seconds(20))  // nothing answers: both suspected, then dead
+        #expect(k.member("n2")?.status == .dead && k.member("n3")?.status == .dead)
+        clock2.advance(by: .milliseconds(1))
+        let majority = [MemberUpdate(status: .alive, name: "n2", id: Self.b, incarnation: 0, from: "n2"),
+                        MemberUpdate(status: .alive, name: "n3", id: Self.c, incarnation: 0, from: "n3"),
+                        MemberUpdate(status: .dead, name: "n1", id: Self.a, incarnation: 0, from: "n2")]
+        k.receive(.sync(members: majority, reply: false), from: "n2", id: Self.b, reliable: true, now: clock2.now)
+        #expect(k.status == .dead)
+        #expect(k.deathVerdict?.declarer == "n2" && k.deathVerdict?.liveHere == 1 && k.deathVerdict?.listLive == 2)
+    }
+
     @Test func piggybackedGossipFitsTheBudgetAndIsRetransmittedALimitedNumberOfTimes() {
         var tuning = MembershipTuning()
         tuning.gossipBudget = 200

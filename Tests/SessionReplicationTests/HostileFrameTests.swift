@@ -85,3 +85,39 @@ struct HostileFrameTests {
         }
     }
 }
+
+/// NIO closes a datagram socket when a send fails with an unrecoverable error (the EPERM
+/// a firewall's drop rule returns, or EACCES for a broadcast without SO_BROADCAST). Found
+/// by `drs drill partition`: every node's membership socket closed during the partition,
+/// no lease was granted after the heal, and the whole cluster stayed fenced.
+@Suite("A UDP socket closed by a send error is bound again", .timeLimit(.minutes(1)))
+struct SocketRebindTests {
+    @Test("membership and replication sockets closed by a failed send are bound again and keep working")
+    func rebindAfterSendError() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) { $0.mode = .bestEffort; $0.transport = .udp }
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"], n2 = cluster["n2"]
+            let broadcast = try SocketAddress(ipAddress: "255.255.255.255", port: 9)
+            let membership = try #require(n1.membershipChannel)
+            let datagram = try #require(n1.state.withLockedValue { $0.datagram })
+            // A send the kernel refuses (EACCES: broadcast without SO_BROADCAST).
+            for channel in [membership, datagram] {
+                var b = channel.allocator.buffer(capacity: 1)
+                b.writeInteger(UInt8(1))
+                try? await channel.writeAndFlush(AddressedEnvelope(remoteAddress: broadcast, data: b))
+            }
+            #expect(await eventually { n1.counters.socketRebinds == 2 }, "rebinds: \(n1.counters.socketRebinds)")
+            #expect(n1.membershipChannel !== membership)
+            #expect(n1.state.withLockedValue { $0.datagram } !== datagram)
+            // Membership still runs (leases are granted over the new socket a lease
+            // length later) and best-effort replication still arrives over UDP.
+            try await Task.sleep(for: .seconds(1))
+            #expect(n1.status().state == "serving", "\(n1.status())")
+            #expect(n1.status().leaseRemainingMs > 0)
+            let sent = n1.counters.datagramsSent
+            let id = try #require(try await n1.createSession(attributes: ["a": [1]]).state?.id)
+            #expect(await eventually { n2.copy(of: id)?.backupState != nil })
+            #expect(n1.counters.datagramsSent > sent)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// Short drills with the real binary (DESIGN section 9.4: CI drills use `--direct`): a
+/// synchronous three-node cluster loses no acknowledged write when its busiest node is
+/// killed, and a paused node never serves a stale session once resumed.
+@Suite("drs drill on three processes", .serialized, .timeLimit(.minutes(3)))
+struct DrillProcessTests {
+    /// Processes whose command line mentions `text` (the drill's nodes carry the test's
+    /// own folder in their `--config` path).
+    static func processes(mentioning text: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard pid != getpid(), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(text)
+        }
+    }
+
+    /// Runs a drill on a fresh synchronous cluster, kills whatever it left behind (and
+    /// records that as a failure), and returns the exit status, output and JSON report.
+    func drill(_ scenario: String, _ extra: [String] = []) throws -> (status: Int32, output: String, report: [String: Any]?, folder: URL) {
+        let cluster = try ProcessCluster()
+        let config = cluster.directory.appendingPathComponent(cluster.config).path
+        let json = cluster.directory.appendingPathComponent("\(scenario).json").path
+        defer {
+            let left = Self.processes(mentioning: cluster.directory.path)
+            #expect(left.isEmpty, "the drill left processes behind: \(left)")
+            for pid in left { kill(pid, SIGCONT); kill(pid, SIGKILL) }
+        }
+        let run = try DRSBinary.run(["drill", scenario, "--config", config, "--direct", "--sessions", "20", "--rate", "60",
+                                     "--duration", "6s", "--json", json, "--state-dir", cluster.directory.appendingPathComponent("st").path] + extra,
+                                    in: cluster.directory)
+        let report = FileManager.default.contents(atPath: json).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        return (run.status, run.output, report, cluster.directory)
+    }
+
+    func expectNothingLost(_ r: (status: Int32, output: String, report: [String: Any]?, folder: URL)) throws {
+        #expect(r.status == 0, "\(r.output)")
+        let report = try #require(r.report, "no JSON report: \(r.output)")
+        let writes = try #require(report["writes"] as? [String: Int])
+        #expect((writes["acknowledged"] ?? 0) > 100, "too little load to judge: \(writes)")
+        #expect(writes["acknowledgedReplicated"] == writes["acknowledged"], "synchronous mode acknowledges only replicated writes")
+        #expect(report["acknowledgedWritesLost"] as? Int == 0, "\(r.output)")
+        #expect(report["sessionsLost"] as? Int == 0)
+        #expect(report["staleReads"] as? Int == 0, "\(r.output)")
+        #expect(report["sessionsUnreadable"] as? Int == 0)
+        #expect(report["timeToDetectMs"] is Double, "the survivors never listed the victim dead: \(r.output)")
+        #expect(report["timeToPromoteMs"] is Double)
+        #expect((report["violations"] as? [String])?.isEmpty == true)
+        #expect((report["perSecond"] as? [[String: Any]])?.isEmpty == false)
+        let svg = r.folder.appendingPathComponent("\((report["scenario"] as? String) ?? "").svg").path
+        #expect(FileManager.default.contents(atPath: svg).map { String(decoding: $0, as: UTF8.self).hasPrefix("<svg") } == true)
+    }
+
+    @Test("kill-primary: SIGKILL of the busiest node loses no write acknowledged in synchronous mode")
+    func killPrimary() throws {
+        let r = try drill("kill-primary")
+        try expectNothingLost(r)
+        #expect(r.report?["mechanism"] as? String == "SIGKILL of the drs node process; restarted at heal")
+        #expect(r.report?["repair"] as? Bool == true)
+    }
+
+    @Test("hang: a node paused with SIGSTOP and resumed serves no stale session; --repair off runs with repair off")
+    func hang() throws {
+        let r = try drill("hang", ["--repair", "off"])
+        try expectNothingLost(r)
+        let events = (r.report?["events"] as? [[String: Any]])?.compactMap { $0["what"] as? String } ?? []
+        #expect(events.contains("probed"), "the resumed node was not probed: \(events)")
+        #expect(r.report?["repair"] as? Bool == false)
+        let derived = try String(contentsOf: r.folder.appendingPathComponent("st/it-3-repair-off.yaml"), encoding: .utf8)
+        #expect(derived.contains("repairInterval: 24h"))
+    }
+
+    @Test("bad drill arguments exit 2 naming the problem, starting nothing")
+    func badArguments() throws {
+        let directory = FileManager.default.temporaryDirectory
+        let unknown = try DRSBinary.run(["drill", "meteor-strike", "--config", "x.yaml"], in: directory)
+        #expect(unknown.status == 2 && unknown.output.contains("unknown scenario \"meteor-strike\""), "\(unknown.output)")
+        let sessions = try DRSBinary.run(["drill", "hang", "--sessions", "0"], in: directory)
+        #expect(sessions.status == 2 && sessions.output.contains("--sessions"), "\(sessions.output)")
+        let duration = try DRSBinary.run(["drill", "hang", "--duration", "soon"], in: directory)
+        #expect(duration.status == 2 && duration.output.contains("--duration"), "\(duration.output)")
+    }
+}
