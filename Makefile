@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http cluster clean
+.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill clean
 
 all: build
 
@@ -15,9 +15,18 @@ release:
 
 # Every node of $(CONFIG) as its own process on loopback: sessions created on one node,
 # read through another (which takes them over), the owner killed, every session read
-# again from a survivor; then the cluster stops. `drs demo` shows replication in one process.
+# again from a survivor; then the cluster stops. Ends with a short kill-primary drill
+# (load straight to the nodes, so nothing needs installing). `drs demo` shows
+# replication in one process.
 demo: release
 	python3 ./scripts/demo.py --config $(CONFIG) --drs ./.build/release/drs
+	./.build/release/drs drill kill-primary --config $(CONFIG) --direct --sessions 50 --rate 200 --duration 8s
+
+# The standard drill set against $(CONFIG) through HAProxy (installs haproxy and nftables
+# when missing; packet-loss and partition need root): reports in drill-reports/.
+DRILL_DURATION ?= 20s
+drill: release
+	./scripts/drill-set.sh $(CONFIG) $(DRILL_DURATION)
 
 # Unit, codec, simulation and loopback integration tests (Swift Testing).
 test:
@@ -41,7 +50,7 @@ bench: release
 	./.build/release/drs bench
 
 clean:
-	rm -rf .build .build-simulate .drs
+	rm -rf .build .build-simulate .drs drill-reports
 
 # HTTP PUT throughput through one node of local-3.yaml vs replicas: 0 (wrk; installs it if missing).
 bench-http: release
