@@ -87,6 +87,19 @@ struct DrillCommand: AsyncParsableCommand {
         let run = DrillRun(scenario: scenario, configuration: configuration, configPath: config, clusterConfigPath: clusterConfigPath,
                            folder: folder, sessionCount: sessions, rate: rate, duration: parseDuration(duration)!, direct: direct,
                            repair: repair == "on", lossPercent: loss)
+        // A drill that hangs (a wedged HTTP client, a node that never answers) must not
+        // outlive its budget or leave processes behind: a watchdog outside Swift
+        // concurrency kills the nodes and exits 1.
+        let budget = Int(parseDuration(duration)!.components.seconds) + 180
+        let pidFolder = folder, names = configuration.nodes.map(\.name)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(budget)) {
+            for name in names {
+                if let text = try? String(contentsOfFile: "\(pidFolder)/\(name).pid", encoding: .utf8),
+                   let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) { kill(pid, SIGCONT); kill(pid, SIGKILL) }
+            }
+            printError("drs drill: still running after \(budget) s; killed the cluster's processes (nftables rules, if any, stay: nft list tables)")
+            Foundation.exit(1)
+        }
         let report: DrillReport
         do {
             report = try await run.run()

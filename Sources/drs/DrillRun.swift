@@ -122,7 +122,11 @@ actor DrillRun {
         // Give the monitor until full replication (or 15 s) before reading back.
         let monitorDeadline = now() + 15
         while fullAt == nil, now() < monitorDeadline, scenario != .packetLoss { try await Task.sleep(for: .milliseconds(50)) }
-        monitor.cancel()
+        // Stopped by a flag, never by cancellation: cancelling a task inside a URLSession
+        // call deadlocks FoundationNetworking on Linux (seen here: the cancel handler's
+        // `sync` onto the session queue against the continuation's resume).
+        monitorStop = true
+        await monitor.value
         await finalReads()
         sampler.cancel()
         let total = now()
@@ -131,6 +135,7 @@ actor DrillRun {
     }
 
     var loadEndValue: Double = .infinity
+    var monitorStop = false
     var loadEnd: Double { loadEndValue }
 
     func sleep(until t: Double) async throws {
@@ -480,7 +485,7 @@ actor DrillRun {
         // restart and waits for full replication only.
         let rolling = scenario == .rollingRestart
         let survivors = configuration.nodes.filter { $0.name != victim }
-        while !Task.isCancelled {
+        while !monitorStop {
             var primaries = 0, settled = true, answered = 0
             for node in survivors {
                 if detectedAt == nil, !rolling, let state = await memberState(victim, on: node), state == "dead" || state == "left" {

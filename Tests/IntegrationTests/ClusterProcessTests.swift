@@ -11,9 +11,10 @@ struct DRSBinary {
         return root.appendingPathComponent(".build/debug/drs").path
     }
 
-    /// Runs `drs` with `arguments`; returns the exit code and the combined output.
+    /// Runs `drs` with `arguments`; returns the exit code and the combined output. The
+    /// process is killed after `timeout` seconds (exit status 9 then).
     @discardableResult
-    static func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
+    static func run(_ arguments: [String], in directory: URL, timeout: Int = 300) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
@@ -22,6 +23,9 @@ struct DRSBinary {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
+        // A hung binary fails its test instead of hanging the whole run.
+        let pid = process.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(timeout)) { if process.isRunning { kill(pid, SIGKILL) } }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
