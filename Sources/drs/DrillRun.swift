@@ -479,7 +479,9 @@ actor DrillRun {
 
     /// From the fault on, polls the survivors every 50 ms for detection (the victim listed
     /// dead or left), promotion (the survivors own every session) and full replication
-    /// (after promotion, none under-replicated and no transfer pending).
+    /// (after promotion, none under-replicated, no transfer pending, every queue to a
+    /// backup empty). Under constant load a queue is rarely empty at the instant of a
+    /// poll, so full replication is reported at the first poll that finds them so.
     func monitor() async {
         // Rolling restarts drain rather than promote; the monitor starts after the last
         // restart and waits for full replication only.
@@ -496,7 +498,10 @@ actor DrillRun {
                 answered += 1
                 primaries += s["primaries"] as? Int ?? 0
                 let pending = (s["stateTransfer"] as? [String: Any])?["pending"] as? Int ?? 0
-                if (s["underReplicated"] as? Int ?? 0) > 0 || pending > 0 { settled = false }
+                // Settled: no session short of live backups, no transfer pending, and
+                // every message sent to a backup receipted (queues empty).
+                let queued = (s["queues"] as? [String: Int])?.values.reduce(0, +) ?? 0
+                if (s["underReplicated"] as? Int ?? 0) > 0 || pending > 0 || queued > 0 { settled = false }
             }
             if promotedAt == nil, !rolling, answered == survivors.count, primaries >= slots.count {
                 promotedAt = now()
@@ -504,7 +509,7 @@ actor DrillRun {
             }
             if fullAt == nil, promotedAt != nil || rolling, settled, answered == survivors.count {
                 fullAt = now()
-                note("fully-replicated", "no survivor reports an under-replicated session or a pending transfer")
+                note("fully-replicated", "no survivor reports an under-replicated session, a pending transfer or an unreceipted message")
             }
             try? await Task.sleep(for: .milliseconds(50))
         }

@@ -14,6 +14,8 @@ private func withTwoNodes(_ body: (ReplicationNode, ReplicationNode) async throw
     // Many clusters share two cores during the test run: a slower detector (1 s
     // suspicion) keeps starvation from being read as a death.
     config.membership.probeInterval = .milliseconds(250)
+    // ... nor half a second of starvation as the end of a lease (`fenced`).
+    config.membership.lease = .seconds(2)
     // ... and answers to a takeover request can take longer than the default second.
     config.replication.handoverTimeout = .seconds(5)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -109,9 +109,9 @@ struct SocketRebindTests {
             #expect(await eventually { n1.counters.socketRebinds == 2 }, "rebinds: \(n1.counters.socketRebinds)")
             #expect(n1.membershipChannel !== membership)
             #expect(n1.state.withLockedValue { $0.datagram } !== datagram)
-            // Membership still runs (leases are granted over the new socket a lease
-            // length later) and best-effort replication still arrives over UDP.
-            try await Task.sleep(for: .seconds(1))
+            // Membership still runs: past a whole lease (2 s in tests) every grant held
+            // now came over the new socket. Best-effort replication still arrives over UDP.
+            try await Task.sleep(for: testMembership.lease + .seconds(1))
             #expect(n1.status().state == "serving", "\(n1.status())")
             #expect(n1.status().leaseRemainingMs > 0)
             let sent = n1.counters.datagramsSent
