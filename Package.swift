@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // Only for the example application (Examples/Cart): Hummingbird's SessionMiddleware.
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         .target(
@@ -89,9 +91,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .executableTarget(
+            name: "drs-cart",
+            dependencies: [
+                "SessionReplication",
+                "SessionReplicationHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/Cart"
+        ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["drs", "SessionReplicationDrill"]
+            dependencies: ["drs", "drs-cart", "SessionReplicationDrill"]
         ),
         .testTarget(
             name: "SessionReplicationCoreTests",

@@ -149,6 +149,9 @@ public struct DrillLedger: Sendable {
         public var missedReplicated: Bool
         /// Whether the read was a probe of a resumed node.
         public var probe: Bool
+        /// Sequence numbers among `missing` that are in the session's final state (the
+        /// read was older than what survived, not merely missing a write lost anyway).
+        public var missingSurvivors: [Int] = []
     }
 
     /// Acknowledged writes missing from the final reads (every acknowledged write of a
@@ -211,8 +214,11 @@ public struct DrillLedger: Sendable {
             }
             let before = acknowledged[read.session].filter { $0.at < read.sentAt && !present.contains($0.seq) }
             if !before.isEmpty {
+                var finalSeqs: Set<Int> = []
+                if case .state(let seqs)? = finalReads[read.session]?.result { finalSeqs = seqs }
                 stale.append(StaleRead(session: sessions[read.session], sentAt: read.sentAt, servedBy: read.servedBy,
-                                       missing: before.map(\.seq), missedReplicated: before.contains { $0.replicated }, probe: read.probe))
+                                       missing: before.map(\.seq), missedReplicated: before.contains { $0.replicated }, probe: read.probe,
+                                       missingSurvivors: before.map(\.seq).filter { finalSeqs.contains($0) }))
             }
         }
         return stale

@@ -226,8 +226,8 @@ public struct DrillReport: Codable, Sendable {
     ///
     /// - a write acknowledged `replicated` missing from its session's final state;
     /// - a read that missed a write acknowledged `replicated` before the read was sent;
-    /// - with `resumedNodeNeverStale`, any stale read from a node probed right after it
-    ///   resumed (fencing);
+    /// - with `resumedNodeNeverStale`, a read from a node probed right after it resumed
+    ///   that misses a write present in the session's final state (fencing);
     /// - a session that answered neither a state nor 404 at the end.
     /// Other losses (writes acknowledged `local` in acknowledged or best-effort mode) are
     /// counted and listed with their age, not judged: they are the documented window.
@@ -243,9 +243,12 @@ public struct DrillReport: Codable, Sendable {
         if e.replicatedWritesSurvive, !staleReplicated.isEmpty {
             out.append("\(staleReplicated.count) read(s) missed a write acknowledged replicated before they were sent (first: session \(staleReplicated[0].session) from \(staleReplicated[0].servedBy ?? "?"))")
         }
-        let probes = stale.filter(\.probe)
+        // A resumed node's answer breaks fencing when it is older than what survived: it
+        // misses a write that is in the session's final state. Missing only writes lost
+        // anyway (acknowledged `local` and never replicated) is the loss, counted above.
+        let probes = stale.filter { $0.probe && !$0.missingSurvivors.isEmpty }
         if e.resumedNodeNeverStale, !probes.isEmpty {
-            out.append("\(probes.count) read(s) of a resumed node served a stale session (first: session \(probes[0].session) from \(probes[0].servedBy ?? "?"))")
+            out.append("\(probes.count) read(s) of a resumed node served a session older than what survived (first: session \(probes[0].session) from \(probes[0].servedBy ?? "?"))")
         }
         let unreadable = ledger.unreadableSessions
         if e.everySessionReadable, let first = ledger.unreadableReasons.first {

@@ -17,12 +17,14 @@ import ServiceLifecycle
 ///   sets its idle limit to the time left, so the owner expires it at the deadline. A
 ///   value without `expires` lives 366 days (the longest idle limit) after its last write.
 ///   `set` without `expires` keeps an existing deadline.
-/// - `create` throws `PersistError.duplicate` when this node holds a live copy of the key.
-///   Checking the other members needs the cluster-wide lookup that comes with takeover;
-///   until then a duplicate held only on another node is not detected. A key created again
-///   after `remove` or expiry starts a new generation that beats its tombstone.
-/// - Until takeover exists, a node holding only a backup copy reads that copy and cannot
-///   write it (`SessionError` `misdirected`).
+/// - Every call first takes the key's session over when another node owns it (asking
+///   the owner its copy names, or every live member), so any node serves any key; a key
+///   whose owner cannot be reached within `handoverTimeout` throws `session-unavailable`.
+/// - `create` throws `PersistError.duplicate` when the key is live anywhere in the
+///   cluster. A key created again after `remove` or expiry starts a new generation that
+///   beats its tombstone.
+/// - The example application `Examples/Cart` runs Hummingbird's `SessionMiddleware` over
+///   this driver on three processes.
 public struct DRSPersistDriver: PersistDriver {
     /// The node the values live in.
     public let node: ReplicationNode
@@ -97,8 +99,8 @@ public struct DRSPersistDriver: PersistDriver {
     }
 
     /// Removes `key` (a no-op when absent), taking its session over first when another
-    /// node owns it. Throws `misdirected` naming the owner when that node keeps it
-    /// (`affinity: none`, or this node handed it away less than `takeoverCooldown` ago).
+    /// node owns it (even one this node handed it to less than `takeoverCooldown` ago).
+    /// Throws `misdirected` naming the owner when that node keeps it (`affinity: none`).
     public func remove(key: String) async throws {
         let id = Self.sessionID(for: key)
         let found = try await locate(id)
@@ -114,10 +116,12 @@ public struct DRSPersistDriver: PersistDriver {
     /// what `ReplicationNode.takeOver` throws, except `session-not-found` (absent).
     func locate(_ id: SessionID) async throws -> SessionLookup {
         do {
-            try await node.takeOver(id)
+            // An application cannot send its client to the owner: the cooldown that makes
+            // the HTTP API answer 421 would only fail the write (found by the cart example).
+            try await node.takeOver(id, ignoringCooldown: true)
         } catch let error as SessionError where error.code == .sessionNotFound || error.code == .notOwner {
-            // Absent; or owned elsewhere and kept there (`affinity: none`, or handed away
-            // less than takeoverCooldown ago): what this node holds decides reads.
+            // Absent; or owned elsewhere and kept there (`affinity: none`): what this
+            // node holds decides reads.
             return node.lookup(id)
         }
         return node.lookup(id)

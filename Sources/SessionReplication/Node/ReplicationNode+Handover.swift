@@ -28,7 +28,13 @@ extension ReplicationNode {
     /// ago); `session-unavailable` (naming the owner when known) when no owner handed it
     /// over within `handoverTimeout` (the owner is suspect and failover is under way, or
     /// it is fenced); `not-ready` while stopping.
-    public func takeOver(_ id: SessionID) async throws {
+    ///
+    /// `ignoringCooldown` (default false) takes the session back even when this node
+    /// handed it away less than `takeoverCooldown` ago: for callers that cannot send the
+    /// client to the owner (the `PersistDriver` inside an application), where the
+    /// cooldown, which stops a load balancer's alternating routes from bouncing a session,
+    /// would only turn a write into an error.
+    public func takeOver(_ id: SessionID, ignoringCooldown: Bool = false) async throws {
         let policy = configuration.replication
         let deadline = ContinuousClock.now + policy.handoverTimeout
         var referred: [String] = []
@@ -50,7 +56,7 @@ extension ReplicationNode {
             case .backup?:
                 let owner = backupOwner ?? "unknown"
                 knownOwner = owner
-                if cooled {
+                if cooled, !ignoringCooldown {
                     throw SessionError(.notOwner, "this node handed session \(id) to \(owner), its owner, less than takeoverCooldown ago; ask \(owner)", owner: owner)
                 }
                 if policy.affinity == .none || !policy.role.owns {

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import HummingbirdAuth
+import Logging
+import ServiceLifecycle
+import SessionReplication
+import SessionReplicationHummingbird
+
+/// A shopping cart kept in Hummingbird's `SessionMiddleware`, whose storage is the
+/// replicated cluster (`DRSPersistDriver`): each process is one node of the cluster and
+/// one web server. Kill the process that served a cart and the next request, on any other
+/// process, finds the same cart.
+///
+///     drs-cart --config cluster-configs/local-3.yaml --name n1 --port 9081
+///
+/// Routes: `POST /cart/items/{item}` adds an item (creating the cart and its
+/// `SESSION_ID` cookie), `GET /cart` shows it, `DELETE /cart` empties it. The node's own
+/// HTTP API (`/sessions`, `/cluster/...`, with the `DRSSESSIONID` route rewrite) is served
+/// on its configured `httpPort`, so both kinds of stickiness can be tried: the load
+/// balancer's own cookie for the cart, the cluster's route for the API.
+@main
+struct CartExample: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "drs-cart", abstract: "A cart that survives the loss of its server.")
+
+    @Option(help: "Path of a cluster-configs/*.yaml file.")
+    var config: String
+
+    @Option(help: "This node's name in the configuration.")
+    var name: String
+
+    @Option(help: "Port of the cart's web server (the node's httpPort is not used).")
+    var port: Int
+
+    /// The session's content: what Hummingbird's middleware stores under the cookie's key.
+    struct Cart: Codable, Sendable {
+        var items: [String] = []
+    }
+
+    typealias Context = BasicSessionRequestContext<Cart, String>
+
+    /// What every cart route answers.
+    struct CartView: ResponseEncodable {
+        var servedBy: String
+        var items: [String]
+    }
+
+    func run() async throws {
+        let configuration: ClusterConfiguration
+        do {
+            configuration = try ClusterConfiguration.load(path: config)
+        } catch {
+            FileHandle.standardError.write(Data("drs-cart: invalid configuration: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        guard let endpoint = configuration.node(named: name) else {
+            FileHandle.standardError.write(Data("drs-cart: \(config): no node named \"\(name)\"\n".utf8))
+            throw ExitCode(2)
+        }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = Logger(label: "drs-cart")
+        logger.logLevel = .info
+        let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
+        let storage = DRSPersistDriver(node: node)
+        let router = Router(context: Context.self)
+        router.add(middleware: SessionMiddleware(storage: storage))
+        let me = name
+        router.get("/cart") { _, context in
+            CartView(servedBy: me, items: context.sessions.session?.items ?? [])
+        }
+        router.post("/cart/items/:item") { _, context in
+            let item = try context.parameters.require("item")
+            var cart = context.sessions.session ?? Cart()
+            cart.items.append(item)
+            if context.sessions.session == nil {
+                context.sessions.createSession(cart, expiresIn: .seconds(30 * 60))
+            } else {
+                _ = context.sessions.updateSession(cart)
+            }
+            return CartView(servedBy: me, items: cart.items)
+        }
+        router.delete("/cart") { _, context in
+            context.sessions.clearSession()
+            return CartView(servedBy: me, items: [])
+        }
+        let http = Application(router: router,
+                               configuration: .init(address: .hostname(endpoint.address, port: port), serverName: "drs-cart/\(name)"),
+                               logger: logger)
+        // The node's own HTTP API on its configured httpPort, as `drs node` serves it, for
+        // clients that follow the DRSSESSIONID route (`drs lb-config haproxy`).
+        let apiRouter = Router()
+        SessionAPI(backend: node, settings: .init(cookieName: configuration.http.cookieName, secureCookie: configuration.http.secureCookie,
+                                                  bearerToken: configuration.http.token,
+                                                  maxAttributeBytes: configuration.sessions.maxAttributeBytes)).addRoutes(to: apiRouter)
+        let api = Application(router: apiRouter,
+                              configuration: .init(address: .hostname(endpoint.address, port: endpoint.httpPort), serverName: "drs/\(name)"),
+                              logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: node), .init(service: storage), .init(service: api), .init(service: http)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
