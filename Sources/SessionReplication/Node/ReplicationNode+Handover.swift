@@ -22,19 +22,25 @@ extension ReplicationNode {
     /// Returns at once when this node owns `id`.
     ///
     /// Throws `session-not-found` when authoritative (a tombstone here or at a member,
-    /// or every live member answered that it holds nothing while none is suspect);
+    /// or every live member answered that it holds nothing while none is suspect and
+    /// every other configured member is known dead or left);
     /// `misdirected` naming the owner when this node may not take it (`affinity: none`,
     /// a `server` node, or it handed the session away less than `takeoverCooldown`
     /// ago); `session-unavailable` (naming the owner when known) when no owner handed it
     /// over within `handoverTimeout` (the owner is suspect and failover is under way, or
     /// it is fenced); `not-ready` while stopping.
     ///
-    /// `ignoringCooldown` (default false) takes the session back even when this node
-    /// handed it away less than `takeoverCooldown` ago: for callers that cannot send the
-    /// client to the owner (the `PersistDriver` inside an application), where the
+    /// This is `SessionBackend.takeOver`, which every HTTP session route calls.
+    public func takeOver(_ id: SessionID) async throws {
+        try await takeOver(id, ignoringCooldown: false)
+    }
+
+    /// `takeOver(_:)`; with `ignoringCooldown` it takes the session back even when this
+    /// node handed it away less than `takeoverCooldown` ago: for callers that cannot send
+    /// the client to the owner (the `PersistDriver` inside an application), where the
     /// cooldown, which stops a load balancer's alternating routes from bouncing a session,
-    /// would only turn a write into an error.
-    public func takeOver(_ id: SessionID, ignoringCooldown: Bool = false) async throws {
+    /// would only turn a write into an error. Throws as `takeOver(_:)`.
+    public func takeOver(_ id: SessionID, ignoringCooldown: Bool) async throws {
         let policy = configuration.replication
         let deadline = ContinuousClock.now + policy.handoverTimeout
         var referred: [String] = []
@@ -101,7 +107,14 @@ extension ReplicationNode {
             if held == nil, kept == nil, referred.isEmpty {
                 if ended { throw SessionError(.sessionNotFound, "session \(id) ended") }
                 let suspect = statuses.values.contains(.suspect)
-                if none == targets.count, !suspect { throw SessionError(.sessionNotFound, "no member holds session \(id)") }
+                // Authoritative only when every configured member answered or is known
+                // gone: a node that just rejoined under a new id does not know every
+                // member yet (found by `drs drill hang`: a resumed node answered 404 for
+                // sessions a member it had not heard from yet owned).
+                let accounted = links.keys.allSatisfy { peer in
+                    targets.contains(peer) || statuses[peer].map { !$0.isLive } ?? false
+                }
+                if none == targets.count, !suspect, accounted { throw SessionError(.sessionNotFound, "no member holds session \(id)") }
             }
             if !referred.isEmpty { continue }
             guard ContinuousClock.now < deadline else { throw unavailable(id, owner: knownOwner) }
