@@ -582,7 +582,9 @@ actor DrillRun {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
-            return DrillLedger.Read(session: i, sentAt: sent, completedAt: now(), servedBy: a.owner, result: result)
+            var final = result
+            if case .failed(let reason) = result { final = .failed(reason + " (route \(route))") }
+            return DrillLedger.Read(session: i, sentAt: sent, completedAt: now(), servedBy: a.owner, result: final)
         }
     }
 
@@ -592,7 +594,11 @@ actor DrillRun {
         let port = try Self.freePort()
         let bind = "127.0.0.1:\(port)"
         let path = "\(cluster.folder)/haproxy.cfg"
-        try LBConfigCommand.haproxy(configuration, configPath: configPath, bind: bind).write(toFile: path, atomically: true, encoding: .utf8)
+        // The drill's copy also logs every request (with HAProxy's timers) to haproxy.log.
+        let text = LBConfigCommand.haproxy(configuration, configPath: configPath, bind: bind)
+            .replacingOccurrences(of: "global\n", with: "global\n    log stdout format raw local0\n")
+            .replacingOccurrences(of: "defaults\n", with: "defaults\n    log global\n    option httplog\n")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: DrillCommand.which("haproxy")!)
         process.arguments = ["-f", path, "-db"]
