@@ -311,6 +311,15 @@ actor DrillRun {
 
     func pid(_ name: String) -> Int32? { cluster.runningNodes().first { $0.name == name }?.pid }
 
+    /// Sends `signal` to `node`'s process; returns when (drill time). Throws when the
+    /// node has no running process.
+    func signal(_ node: NodeEndpoint, _ signal: Int32) throws -> Double {
+        guard let p = pid(node.name) else { throw DrillError("no process for \(node.name)") }
+        let t = now()
+        kill(p, signal)
+        return t
+    }
+
     func injectFault() async throws {
         let target = await busiestNode()
         victim = target.name
@@ -318,20 +327,14 @@ actor DrillRun {
         let t: Double
         switch scenario {
         case .killPrimary:
-            guard let p = pid(target.name) else { throw DrillError("no process for \(target.name)") }
-            t = now()
-            kill(p, SIGKILL)
+            t = try signal(target, SIGKILL)
             mechanism = "SIGKILL of the drs node process; restarted at heal"
         case .hang:
-            guard let p = pid(target.name) else { throw DrillError("no process for \(target.name)") }
-            t = now()
-            kill(p, SIGSTOP)
-            stoppedVictim = p
+            t = try signal(target, SIGSTOP)
+            stoppedVictim = pid(target.name)
             mechanism = "SIGSTOP of the drs node process; SIGCONT at heal, then every session read from it"
         case .gracefulLeave:
-            guard let p = pid(target.name) else { throw DrillError("no process for \(target.name)") }
-            t = now()
-            kill(p, SIGTERM)
+            t = try signal(target, SIGTERM)
             mechanism = "SIGTERM (the node drains its sessions to their backups, then leaves); restarted at heal"
         case .rollingRestart:
             victim = configuration.nodes.map(\.name).joined(separator: ",")

@@ -32,14 +32,8 @@ extension ReplicationNode {
             }
             .bind(host: endpoint.address, port: port).get()
         let bound = channel.localAddress?.port ?? port
-        channel.closeFuture.whenComplete { [weak self] _ in
-            guard let self, !self.isStopped else { return }
-            self.rebind("membership UDP", port: bound) { node in
-                let fresh = try await node.bindMembership(port: bound)
-                node.state.withLockedValue { if !$0.stopped { $0.membershipChannel = fresh } }
-                if node.isStopped { try? await fresh.close() }
-            }
-        }
+        rebindOnClose(channel, "membership UDP", port: bound, bind: { try await $0.bindMembership(port: bound) },
+                      install: { state, fresh in state.membershipChannel = fresh })
         return channel
     }
 

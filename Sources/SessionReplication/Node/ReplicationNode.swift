@@ -252,15 +252,25 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 }
             }
             .bind(host: endpoint.address, port: port).get()
+        rebindOnClose(channel, "replication UDP", port: port, bind: { try await $0.bindDatagram(port: port) },
+                      install: { state, fresh in state.datagram = fresh })
+        return channel
+    }
+
+    /// When `channel` closes while the node runs, binds a new socket with `bind` (every
+    /// 100 ms until it binds or the node stops) and stores it with `install`, counting
+    /// and logging each re-bind. A socket bound after the node stopped is closed.
+    func rebindOnClose(_ channel: any Channel, _ what: String, port: Int,
+                       bind: @escaping @Sendable (ReplicationNode) async throws -> any Channel,
+                       install: @escaping @Sendable (inout RuntimeState, any Channel) -> Void) {
         channel.closeFuture.whenComplete { [weak self] _ in
             guard let self, !self.isStopped else { return }
-            self.rebind("replication UDP", port: port) { node in
-                let fresh = try await node.bindDatagram(port: port)
-                node.state.withLockedValue { if !$0.stopped { $0.datagram = fresh } }
+            self.rebind(what, port: port) { node in
+                let fresh = try await bind(node)
+                node.state.withLockedValue { if !$0.stopped { install(&$0, fresh) } }
                 if node.isStopped { try? await fresh.close() }
             }
         }
-        return channel
     }
 
     /// Re-binds a UDP socket that closed while the node runs: retries every 100 ms until
