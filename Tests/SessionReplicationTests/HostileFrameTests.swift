@@ -121,3 +121,25 @@ struct SocketRebindTests {
         }
     }
 }
+
+/// A request that waited across a rejoin (the node dropped everything it held) must not
+/// answer "not found" from the emptied store. Found by `drs drill partition` under
+/// `promotion: majority`: reads that waited for a quorum on the cut-off node answered
+/// 404 for live sessions when it rejoined.
+@Suite("A request across a rejoin answers session-unavailable", .timeLimit(.minutes(1)))
+struct RejoinDuringRequestTests {
+    @Test("after a rejoin, what the node held is gone and a waiting request is told to retry, not that the session does not exist")
+    func rejoinMidRequest() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"])
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"]
+            let id = try #require(try await n1.createSession(attributes: ["a": [1]]).state?.id)
+            let generation = n1.rejoins
+            #expect(throws: Never.self) { try n1.checkNotRejoined(since: generation, id) }
+            n1.rejoin()
+            #expect(n1.copy(of: id) == nil, "a rejoin drops every session held")
+            let error = #expect(throws: SessionError.self) { try n1.checkNotRejoined(since: generation, id) }
+            #expect(error?.code == .sessionUnavailable)
+        }
+    }
+}

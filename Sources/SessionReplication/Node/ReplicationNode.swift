@@ -444,15 +444,27 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// Reads an owned session, counting as an access. Returns `nil` when this node does
     /// not own it; waits for a scope in progress on it (so no read sees an unreplicated
     /// synchronous write) and for this node to pass the serving check (leases from its
-    /// live backups). Throws `fenced` when the check still fails after `4 x lease`, and
+    /// live backups). Throws `fenced` when the check still fails after `4 x lease`,
+    /// `session-unavailable` when this node rejoined the cluster meanwhile, and
     /// `not-ready` once stopped.
     public func session(_ id: SessionID) async throws -> SessionState? {
         try checkRunning()
+        let generation = rejoins
         let box = shard(for: id)
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
         try await awaitServing(id)
+        try checkNotRejoined(since: generation, id)
         return box.withCore { $0.access(id, wall: wall) }
+    }
+
+    /// Throws `session-unavailable` when this node rejoined (dropping everything it held)
+    /// since a request began: what it holds now says nothing about the session, so an
+    /// answer of "not found" would be a lie (found by `drs drill partition`: reads that
+    /// waited out a lost quorum across the rejoin answered 404 for live sessions).
+    func checkNotRejoined(since generation: Int, _ id: SessionID) throws {
+        guard rejoins != generation else { return }
+        throw SessionError(.sessionUnavailable, "this node rejoined the cluster while the request for \(id) waited; retry")
     }
 
     /// Why `id` cannot be changed here: only a backup is held (`misdirected`), or nothing.
@@ -474,11 +486,13 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     public func withSession<T: Sendable>(_ id: SessionID, ifMatch: Stamp? = nil,
                                          _ body: (inout SessionScope) throws -> T) async throws -> (value: T, result: WriteResult) {
         try checkRunning()
+        let generation = rejoins
         let box = shard(for: id)
         await box.acquireScope(id)
         defer { box.releaseScope(id) }
         try checkRunning()
         try await awaitServing(id)
+        try checkNotRejoined(since: generation, id)
         let wallNow = wall
         let current: SessionState? = box.withCore { $0.access(id, wall: wallNow) }
         guard let current else { throw notOwnedHere(id) }
