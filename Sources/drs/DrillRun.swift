@@ -136,6 +136,8 @@ actor DrillRun {
 
     var loadEndValue: Double = .infinity
     var monitorStop = false
+    /// The victim's process id as a survivor listed it just before the fault.
+    var victimID: String?
     var loadEnd: Double { loadEndValue }
 
     func sleep(until t: Double) async throws {
@@ -323,6 +325,7 @@ actor DrillRun {
     func injectFault() async throws {
         let target = await busiestNode()
         victim = target.name
+        if let other = configuration.nodes.first(where: { $0.name != target.name }) { victimID = await member(target.name, on: other)?.id }
         if let s = await status(target), let lags = s["lagMsP99"] as? [String: Double] { lagAtFault = lags.values.max() }
         let t: Double
         switch scenario {
@@ -476,8 +479,15 @@ actor DrillRun {
 
     /// The state `on` lists member `name` in (`/cluster/members`), or nil.
     func memberState(_ name: String, on node: NodeEndpoint) async -> String? {
-        guard let members = await monitorHTTP.json(url(node, "/cluster/members")) as? [[String: Any]] else { return nil }
-        return members.first { $0["name"] as? String == name }?["state"] as? String
+        await member(name, on: node)?.state
+    }
+
+    /// The state and process id `on` lists member `name` with, or nil.
+    func member(_ name: String, on node: NodeEndpoint) async -> (state: String, id: String)? {
+        guard let members = await monitorHTTP.json(url(node, "/cluster/members")) as? [[String: Any]],
+              let m = members.first(where: { $0["name"] as? String == name }),
+              let state = m["state"] as? String, let id = m["id"] as? String else { return nil }
+        return (state, id)
     }
 
     /// From the fault on, polls the survivors every 50 ms for detection (the victim listed
@@ -493,9 +503,13 @@ actor DrillRun {
         while !monitorStop {
             var primaries = 0, settled = true, answered = 0
             for node in survivors {
-                if detectedAt == nil, !rolling, let state = await memberState(victim, on: node), state == "dead" || state == "left" {
+                // Dead or left; or already listed under a new process id (restarted at a
+                // heal before a poll of a starved monitor saw the old one dead).
+                if detectedAt == nil, !rolling, let m = await member(victim, on: node),
+                   m.state == "dead" || m.state == "left" || (victimID.map { $0 != m.id } ?? false) {
                     detectedAt = now()
-                    note("detected", "\(node.name) lists \(victim) as \(state)")
+                    note("detected", m.state == "dead" || m.state == "left"
+                         ? "\(node.name) lists \(victim) as \(m.state)" : "\(node.name) lists \(victim) under a new process id")
                 }
                 guard let s = await status(node) else { settled = false; continue }
                 answered += 1

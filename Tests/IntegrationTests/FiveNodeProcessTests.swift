@@ -81,7 +81,7 @@ final class NodeProcesses: @unchecked Sendable {
     }
 }
 
-@Suite("Five drs processes: crash, pause, leave and join", .serialized, .timeLimit(.minutes(5)))
+@Suite("Five drs processes: crash, pause, leave and join", .serialized, .oneClusterAtATime, .timeLimit(.minutes(5)))
 struct FiveNodeProcessTests {
     /// The owner of `id` among `live`, with its etag and replica set.
     func owner(_ c: NodeProcesses, _ id: String, among live: [String]) async -> (name: String, etag: String, replicaSet: [String])? {
