@@ -136,6 +136,10 @@ struct RejoinDuringRequestTests {
             let id = try #require(try await n1.createSession(attributes: ["a": [1]]).state?.id)
             let generation = n1.rejoins
             #expect(throws: Never.self) { try n1.checkNotRejoined(since: generation, id) }
+            // In the middle of a rejoin (declared dead, store being emptied) too.
+            n1.state.withLockedValue { $0.declaredDead = true }
+            #expect(throws: SessionError.self) { try n1.checkNotRejoined(since: generation, id) }
+            n1.state.withLockedValue { $0.declaredDead = false }
             n1.rejoin()
             #expect(n1.copy(of: id) == nil, "a rejoin drops every session held")
             let error = #expect(throws: SessionError.self) { try n1.checkNotRejoined(since: generation, id) }

@@ -463,7 +463,10 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// answer of "not found" would be a lie (found by `drs drill partition`: reads that
     /// waited out a lost quorum across the rejoin answered 404 for live sessions).
     func checkNotRejoined(since generation: Int, _ id: SessionID) throws {
-        guard rejoins != generation else { return }
+        // `declaredDead` is set before the store is emptied and cleared (with `rejoins`
+        // raised) after: together they cover a request that looks in the middle.
+        let (now, dying) = state.withLockedValue { ($0.rejoins, $0.declaredDead) }
+        guard now != generation || dying else { return }
         throw SessionError(.sessionUnavailable, "this node rejoined the cluster while the request for \(id) waited; retry")
     }
 
