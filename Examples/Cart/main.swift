@@ -89,9 +89,7 @@ struct CartExample: AsyncParsableCommand {
         // The node's own HTTP API on its configured httpPort, as `drs node` serves it, for
         // clients that follow the DRSSESSIONID route (`drs lb-config haproxy`).
         let apiRouter = Router()
-        SessionAPI(backend: node, settings: .init(cookieName: configuration.http.cookieName, secureCookie: configuration.http.secureCookie,
-                                                  bearerToken: configuration.http.token,
-                                                  maxAttributeBytes: configuration.sessions.maxAttributeBytes)).addRoutes(to: apiRouter)
+        SessionAPI(backend: node, settings: .init(configuration: configuration)).addRoutes(to: apiRouter)
         let api = Application(router: apiRouter,
                               configuration: .init(address: .hostname(endpoint.address, port: endpoint.httpPort), serverName: "drs/\(name)"),
                               logger: logger)

@@ -263,23 +263,10 @@ public struct DrillLedger: Sendable {
             + reads.filter { if case .state = $0.result { false } else { true } }.count
     }
 
-    /// One second of the drill: requests sent in `[t, t + 1)`.
-    public struct Second: Sendable, Equatable, Codable {
-        /// Seconds since the origin.
-        public var t: Int
-        /// 2xx answers.
-        public var ok: Int
-        /// Everything else.
-        public var errors: Int
-        /// Median latency of the requests that got an answer or failed, in ms.
-        public var p50Ms: Double
-        /// 99th percentile, in ms.
-        public var p99Ms: Double
-    }
-
     /// Throughput, errors and latency percentiles per second of the load, by send time
-    /// (the nearest-rank percentile of every request's send-to-answer time).
-    public var perSecond: [Second] {
+    /// (the nearest-rank percentile of every request's send-to-answer time); CPU steal
+    /// and run queue are left `nil` for the caller that sampled them.
+    public var perSecond: [DrillReport.Second] {
         var buckets: [Int: (ok: Int, errors: Int, latencies: [Double])] = [:]
         func add(_ sent: Double, _ done: Double, _ ok: Bool) {
             let t = Int(sent.rounded(.down))
@@ -298,7 +285,8 @@ public struct DrillLedger: Sendable {
         return (first...last).map { t in
             let b = buckets[t] ?? (0, 0, [])
             let sorted = b.latencies.sorted()
-            return Second(t: t, ok: b.ok, errors: b.errors, p50Ms: Self.percentile(sorted, 0.50), p99Ms: Self.percentile(sorted, 0.99))
+            return DrillReport.Second(t: t, ok: b.ok, errors: b.errors, p50Ms: Self.percentile(sorted, 0.50),
+                                      p99Ms: Self.percentile(sorted, 0.99), stealPct: nil, runQueue: nil)
         }
     }
 

@@ -207,13 +207,9 @@ public struct DrillReport: Codable, Sendable {
         try c.encode(violations, forKey: .violations)
     }
 
-    /// What a scenario promises, for judging violations.
+    /// What a scenario promises beyond what every drill judges (lost or missed `replicated`
+    /// writes and unreadable sessions are always violations).
     public struct Expectations: Sendable {
-        /// Lost or stale acknowledged-`replicated` writes are violations (always true:
-        /// a `replicated` acknowledgement promises a backup held the write).
-        public var replicatedWritesSurvive = true
-        /// Sessions that cannot be read at the end are violations.
-        public var everySessionReadable = true
         /// A stale answer from a node probed right after it resumed is a violation. True
         /// for pauses in every mode; for partitions only under `promotion: majority`
         /// (under `any` a cut-off node serves alone, which DESIGN section 6 documents).
@@ -235,12 +231,12 @@ public struct DrillReport: Codable, Sendable {
         var out: [String] = []
         let lost = ledger.lostWrites
         let replicatedLost = lost.filter(\.replicated)
-        if e.replicatedWritesSurvive, !replicatedLost.isEmpty {
+        if !replicatedLost.isEmpty {
             out.append("\(replicatedLost.count) write(s) acknowledged replicated were lost (first: session \(replicatedLost[0].session) write \(replicatedLost[0].seq))")
         }
         let stale = ledger.staleReads
         let staleReplicated = stale.filter { $0.missedReplicated && !$0.probe }
-        if e.replicatedWritesSurvive, !staleReplicated.isEmpty {
+        if !staleReplicated.isEmpty {
             out.append("\(staleReplicated.count) read(s) missed a write acknowledged replicated before they were sent (first: session \(staleReplicated[0].session) from \(staleReplicated[0].servedBy ?? "?"))")
         }
         // A resumed node's answer breaks fencing when it is older than what survived: it
@@ -251,7 +247,7 @@ public struct DrillReport: Codable, Sendable {
             out.append("\(probes.count) read(s) of a resumed node served a session older than what survived (first: session \(probes[0].session) from \(probes[0].servedBy ?? "?"))")
         }
         let unreadable = ledger.unreadableSessions
-        if e.everySessionReadable, let first = ledger.unreadableReasons.first {
+        if let first = ledger.unreadableReasons.first {
             out.append("\(unreadable.count) session(s) could not be read at the end (first: \(first.session): \(first.reason))")
         }
         return out

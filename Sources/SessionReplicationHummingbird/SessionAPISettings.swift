@@ -1,3 +1,5 @@
+import SessionReplication
+
 extension SessionAPI {
     /// How the HTTP API presents itself: cookie, authentication and body limits.
     public struct Settings: Sendable, Hashable {
@@ -31,6 +33,14 @@ extension SessionAPI {
             self.maxAttributeBytes = maxAttributeBytes
             self.maxCreateBodyBytes = maxCreateBodyBytes
             self.maxDrainBytes = maxDrainBytes
+        }
+
+        /// The settings a node's configuration asks for: `http.cookieName`,
+        /// `http.secureCookie`, `http.token` and `sessions.maxAttributeBytes`; the body
+        /// limits keep their defaults.
+        public init(configuration: ClusterConfiguration) {
+            self.init(cookieName: configuration.http.cookieName, secureCookie: configuration.http.secureCookie,
+                      bearerToken: configuration.http.token, maxAttributeBytes: configuration.sessions.maxAttributeBytes)
         }
 
         /// Whether `name` is a valid cookie name: a non-empty RFC 7230 token (visible

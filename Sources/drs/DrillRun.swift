@@ -63,7 +63,7 @@ actor DrillRun {
         self.cluster = LocalCluster(config: configuration, configPath: clusterConfigPath, folder: folder)
         self.sessionCount = sessionCount
         self.rate = rate
-        self.duration = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        self.duration = duration.seconds
         self.direct = direct
         self.repair = repair
         self.lossPercent = lossPercent
@@ -73,10 +73,7 @@ actor DrillRun {
     }
 
     /// Seconds since the drill started.
-    nonisolated func now() -> Double {
-        let d = ContinuousClock.now - origin
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
+    nonisolated func now() -> Double { (ContinuousClock.now - origin).seconds }
 
     func note(_ what: String, _ detail: String, at t: Double? = nil) {
         let t = t ?? now()
@@ -103,9 +100,8 @@ actor DrillRun {
         try await createSessions()
         let loadStart = now()
         let faultTime = loadStart + duration * 0.3, healTime = loadStart + duration * 0.6
-        var loadEnd = loadStart + duration
-        loadEndValue = loadEnd
-        let pacer = Task { await self.pace(until: { await self.loadEnd }) }
+        loadEnd = loadStart + duration
+        let pacer = Task { await self.pace() }
         try await sleep(until: faultTime)
         try await injectFault()
         let monitor = Task { await self.monitor() }
@@ -115,7 +111,6 @@ actor DrillRun {
         } else {
             note("healed", "every node restarted")
             loadEnd = max(loadEnd, now() + 2)
-            loadEndValue = loadEnd
         }
         await pacer.value
         while inFlight > 0 { try await Task.sleep(for: .milliseconds(20)) }
@@ -134,11 +129,11 @@ actor DrillRun {
         return buildReport(total: total)
     }
 
-    var loadEndValue: Double = .infinity
+    /// When the pacer stops starting requests (drill time); a rolling restart extends it.
+    var loadEnd: Double = .infinity
     var monitorStop = false
     /// The victim's process id as a survivor listed it just before the fault.
     var victimID: String?
-    var loadEnd: Double { loadEndValue }
 
     func sleep(until t: Double) async throws {
         let wait = t - now()
@@ -146,6 +141,24 @@ actor DrillRun {
     }
 
     // MARK: - Load
+
+    /// Runs `work(i)` for every `i` in `0..<count`, at most `width` at once, and hands
+    /// each result to `done` on this actor as it completes.
+    func forEachIndex<T: Sendable>(_ count: Int, width: Int, _ work: @escaping @Sendable (Int) async -> T, done: (Int, T) -> Void) async {
+        await withTaskGroup(of: (Int, T).self) { group in
+            var next = 0
+            func add() {
+                let i = next
+                next += 1
+                group.addTask { (i, await work(i)) }
+            }
+            for _ in 0..<min(width, count) { add() }
+            while let (i, result) = await group.next() {
+                done(i, result)
+                if next < count { add() }
+            }
+        }
+    }
 
     /// The base URL requests for `slot` go to: the load balancer, or (direct) the node its
     /// route names unless that node recently refused or timed out.
@@ -164,16 +177,7 @@ actor DrillRun {
 
     func createSessions() async throws {
         let names = configuration.nodes.map(\.name)
-        await withTaskGroup(of: Void.self) { group in
-            var next = 0
-            func add() {
-                let i = next
-                next += 1
-                group.addTask { await self.create(i, route: names[i % names.count]) }
-            }
-            for _ in 0..<min(32, sessionCount) { add() }
-            while await group.next() != nil { if next < sessionCount { add() } }
-        }
+        await forEachIndex(sessionCount, width: 32, { i in await self.create(i, route: names[i % names.count]) }, done: { _, _ in })
         guard slots.count == sessionCount else {
             throw DrillError("only \(slots.count) of \(sessionCount) sessions could be created; see \(cluster.folder)/*.log")
         }
@@ -198,11 +202,11 @@ actor DrillRun {
         }
     }
 
-    /// Starts `rate` requests per second, each on the next idle session, until `until()`.
-    func pace(until: @escaping @Sendable () async -> Double) async {
+    /// Starts `rate` requests per second, each on the next idle session, until `loadEnd`.
+    func pace() async {
         let start = now()
         var issued = 0
-        while now() < (await until()) {
+        while now() < loadEnd {
             let due = Int((now() - start) * rate) - issued
             for _ in 0..<max(0, due) {
                 issued += 1
@@ -436,26 +440,16 @@ actor DrillRun {
     /// may be stale.
     func probe(_ node: NodeEndpoint) async {
         let base = "http://\(node.address):\(node.httpPort)"
-        let slotsNow = slots
-        await withTaskGroup(of: (Int, Double, DrillHTTP.Answer).self) { group in
-            var next = 0
-            func add() {
-                let i = next, slot = slotsNow[i]
-                next += 1
-                group.addTask {
-                    let sent = self.now()
-                    return (i, sent, await self.http.send("GET", base + "/sessions/\(slot.id)", cookie: "\(self.cookieName)=\(slot.id).\(node.name)"))
-                }
-            }
-            for _ in 0..<min(16, slotsNow.count) { add() }
-            while let (i, sent, a) = await group.next() {
-                var read = DrillLedger.Read(session: i, sentAt: sent, completedAt: now(), servedBy: a.owner, result: Self.readResult(a))
-                read.probe = true
-                // Refusals (503 fenced, not-ready) are what fencing asks for; only answers are judged.
-                if case .failed = read.result {} else { ledger.record(read) }
-                if next < slotsNow.count { add() }
-            }
-        }
+        let slotsNow = slots, cookie = cookieName
+        await forEachIndex(slotsNow.count, width: 16, { i in
+            let sent = self.now()
+            return (sent, await self.http.send("GET", base + "/sessions/\(slotsNow[i].id)", cookie: "\(cookie)=\(slotsNow[i].id).\(node.name)"))
+        }, done: { i, answer in
+            let read = DrillLedger.Read(session: i, sentAt: answer.0, completedAt: now(), servedBy: answer.1.owner,
+                                        result: Self.readResult(answer.1), probe: true)
+            // Refusals (503 fenced, not-ready) are what fencing asks for; only answers are judged.
+            if case .failed = read.result {} else { ledger.record(read) }
+        })
         let stale = ledger.staleReads.filter(\.probe).count
         note("probed", "every session read from \(node.name) right after it resumed: \(stale) stale")
     }
@@ -566,19 +560,8 @@ actor DrillRun {
     func finalReads() async {
         let survivors = configuration.nodes.filter { $0.name != victim || scenario == .rollingRestart }.map(\.name)
         let slotsNow = slots
-        await withTaskGroup(of: (Int, DrillLedger.Read).self) { group in
-            var next = 0
-            func add() {
-                let i = next
-                next += 1
-                group.addTask { (i, await self.finalRead(i, slotsNow[i], survivors: survivors)) }
-            }
-            for _ in 0..<min(16, slotsNow.count) { add() }
-            while let (_, read) = await group.next() {
-                ledger.recordFinal(read)
-                if next < slotsNow.count { add() }
-            }
-        }
+        await forEachIndex(slotsNow.count, width: 16, { i in await self.finalRead(i, slotsNow[i], survivors: survivors) },
+                           done: { _, read in ledger.recordFinal(read) })
         note("read back", "every session read from the survivors")
     }
 
@@ -673,8 +656,12 @@ actor DrillRun {
         }
         let stale = ledger.staleReads
         let seconds = ledger.perSecond.map { s in
-            DrillReport.Second(t: s.t, ok: s.ok, errors: s.errors, p50Ms: (s.p50Ms * 100).rounded() / 100, p99Ms: (s.p99Ms * 100).rounded() / 100,
-                               stealPct: system[s.t].map { ($0.steal * 10).rounded() / 10 }, runQueue: system[s.t]?.runQueue)
+            var s = s
+            s.p50Ms = (s.p50Ms * 100).rounded() / 100
+            s.p99Ms = (s.p99Ms * 100).rounded() / 100
+            s.stealPct = system[s.t].map { ($0.steal * 10).rounded() / 10 }
+            s.runQueue = system[s.t]?.runQueue
+            return s
         }
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]

@@ -30,10 +30,7 @@ struct NodeCommand: AsyncParsableCommand {
         let endpoint = configuration.node(named: name)!
         let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
         let router = Router()
-        SessionAPI(backend: node, settings: .init(
-            cookieName: configuration.http.cookieName, secureCookie: configuration.http.secureCookie,
-            bearerToken: configuration.http.token, maxAttributeBytes: configuration.sessions.maxAttributeBytes
-        )).addRoutes(to: router)
+        SessionAPI(backend: node, settings: .init(configuration: configuration)).addRoutes(to: router)
         let metrics = NodeMetrics(node: node)
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

@@ -133,7 +133,7 @@ struct DrillLedgerTests {
             sessions: 1, writes: l.writeCounts, acknowledgedWritesLost: 0, sessionsLost: 0, staleReads: 0, requestsFailed: 0,
             timeToDetectMs: 500, timeToPromoteMs: nil, timeToFullReplicationMs: nil,
             lostWrites: [.init(session: Self.s0, etag: "\"e\"", ageAtFaultMs: 12.5, replicated: false)],
-            perSecond: l.perSecond.map { .init(t: $0.t, ok: $0.ok, errors: $0.errors, p50Ms: $0.p50Ms, p99Ms: $0.p99Ms, stealPct: nil, runQueue: nil) },
+            perSecond: l.perSecond,
             mode: "acknowledged", transport: "tcp", repair: true, loadBalancer: "direct", victim: "n1", rate: 10, lagMsP99AtFault: nil,
             sessionsUnreadable: 0, events: [.init(t: 1, what: "fault", detail: "SIGKILL <n1> & more"), .init(t: 1.5, what: "detected", detail: "")],
             staleReadDetails: [], routing: .init(), violations: [])

@@ -52,6 +52,12 @@ public struct WallTime: Comparable, Hashable, Sendable {
 }
 
 extension Duration {
+    /// The duration in seconds, as a `Double` (attosecond parts included).
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
     /// The duration in whole nanoseconds, clamped to `Int64`.
     public var nanosecondsClamped: Int64 {
         let (seconds, attoseconds) = self.components
