@@ -12,9 +12,12 @@ struct DRSBinary {
     }
 
     /// Runs `drs` with `arguments`; returns the exit code and the combined output. The
-    /// process is killed after `timeout` seconds (exit status 9 then).
+    /// process is killed after `timeout` seconds (exit status 9 then). The wait happens on
+    /// a thread of its own: blocking one of the cooperative pool's two threads for a whole
+    /// drill starved every async test beside it (a fresh-clone CI run: the PersistDriver
+    /// tests' handover answers, sent from tasks, missed their 5 s timeout).
     @discardableResult
-    static func run(_ arguments: [String], in directory: URL, timeout: Int = 300) throws -> (status: Int32, output: String) {
+    static func run(_ arguments: [String], in directory: URL, timeout: Int = 300) async throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
@@ -26,9 +29,14 @@ struct DRSBinary {
         // A hung binary fails its test instead of hanging the whole run.
         let pid = process.processIdentifier
         DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(timeout)) { if process.isRunning { kill(pid, SIGKILL) } }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let reader = pipe.fileHandleForReading
+        return await withCheckedContinuation { continuation in
+            Thread {
+                let data = reader.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
+            }.start()
+        }
     }
 }
 
@@ -98,12 +106,12 @@ struct ClusterProcessTests {
         let cluster = try ProcessCluster()
         var started: [Int32] = []
         defer { cluster.cleanup(started) }
-        let up = try DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
+        let up = try await DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
         started = cluster.pids
         #expect(up.status == 0, "\(up.output)")
         #expect(started.count == 3)
         // A second up says so instead of starting duplicates.
-        let again = try DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach"], in: cluster.directory)
+        let again = try await DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach"], in: cluster.directory)
         #expect(again.status == 1 && again.output.contains("already running"), "\(again.output)")
         #expect(cluster.pids.sorted() == started.sorted())
 
@@ -136,13 +144,13 @@ struct ClusterProcessTests {
         #expect(metricsStatus == 200)
         #expect(String(decoding: metricsBody, as: UTF8.self).contains("drs_commits_total 1"))
 
-        let status = try DRSBinary.run(["cluster", "status", "--config", cluster.config, "--json"], in: cluster.directory)
+        let status = try await DRSBinary.run(["cluster", "status", "--config", cluster.config, "--json"], in: cluster.directory)
         #expect(status.status == 0)
         let rows = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [[String: Any]]
         #expect(rows?.map { $0["state"] as? String } == ["serving", "serving", "serving"])
         #expect(rows?.compactMap { $0["primaries"] as? Int }.reduce(0, +) == 1)
 
-        let down = try DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
+        let down = try await DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
         #expect(down.status == 0, "\(down.output)")
         #expect(started.allSatisfy { kill($0, 0) != 0 }, "a node process survived `down`")
     }
@@ -152,7 +160,7 @@ struct ClusterProcessTests {
         let cluster = try ProcessCluster()
         var started: [Int32] = []
         defer { cluster.cleanup(started) }
-        let up = try DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
+        let up = try await DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
         started = cluster.pids
         #expect(up.status == 0, "\(up.output)")
         let (created, body, _) = try await cluster.request("POST", 0, "/sessions", body: Data(#"{"attributes":{"cart":"djE="}}"#.utf8))
@@ -197,15 +205,15 @@ struct ClusterProcessTests {
         #expect(read == 200)
         let attributes = (try JSONSerialization.jsonObject(with: readBody) as? [String: Any])?["attributes"] as? [String: String]
         #expect(attributes?["cart"] == "djI=")
-        _ = try DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
+        _ = try await DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
     }
 
     @Test("an invalid configuration exits 2 naming the file and the field")
-    func invalidConfig() throws {
+    func invalidConfig() async throws {
         let cluster = try ProcessCluster()
         defer { cluster.cleanup([]) }
         try "cluster: {id: x, insecure: true}\nnodes:\n  - {name: N1}\n".write(to: cluster.directory.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
-        let result = try DRSBinary.run(["node", "--config", "bad.yaml", "--name", "N1"], in: cluster.directory)
+        let result = try await DRSBinary.run(["node", "--config", "bad.yaml", "--name", "N1"], in: cluster.directory)
         #expect(result.status == 2)
         #expect(result.output.contains("bad.yaml") && result.output.contains("nodes[0].name"), "\(result.output)")
     }
@@ -214,17 +222,17 @@ struct ClusterProcessTests {
 @Suite("drs simulate")
 struct SimulateCommandTests {
     @Test("measures detection on a simulated cluster, the same numbers for the same seed, and refuses bad options")
-    func simulate() throws {
+    func simulate() async throws {
         let dir = FileManager.default.temporaryDirectory
-        let a = try DRSBinary.run(["simulate", "--members", "5", "--trials", "3", "--json"], in: dir)
+        let a = try await DRSBinary.run(["simulate", "--members", "5", "--trials", "3", "--json"], in: dir)
         #expect(a.status == 0, "\(a.output)")
         let json = try JSONSerialization.jsonObject(with: Data(a.output.utf8)) as? [String: Any]
         let detection = json?["detectionMs"] as? [String: Double]
         #expect((detection?["p50"] ?? 0) > 0)
         #expect(json?["falseDeaths"] as? Int == 0)
-        let b = try DRSBinary.run(["simulate", "--members", "5", "--trials", "3", "--json"], in: dir)
+        let b = try await DRSBinary.run(["simulate", "--members", "5", "--trials", "3", "--json"], in: dir)
         #expect(a.output == b.output)
-        let bad = try DRSBinary.run(["simulate", "--members", "1"], in: dir)
+        let bad = try await DRSBinary.run(["simulate", "--members", "1"], in: dir)
         #expect(bad.status == 2, "\(bad.output)")
         #expect(bad.output.contains("--members"))
     }
@@ -233,9 +241,9 @@ struct SimulateCommandTests {
 @Suite("drs lb-config")
 struct LBConfigCommandTests {
     @Test("haproxy: one server per node with /readyz checks, routing on the cookie's and the path's route, redispatch; unknown balancers exit 2")
-    func haproxy() throws {
+    func haproxy() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let result = try DRSBinary.run(["lb-config", "haproxy", "--config", "cluster-configs/local-3.yaml", "--bind", "127.0.0.1:9000"], in: root)
+        let result = try await DRSBinary.run(["lb-config", "haproxy", "--config", "cluster-configs/local-3.yaml", "--bind", "127.0.0.1:9000"], in: root)
         #expect(result.status == 0, "\(result.output)")
         let text = result.output
         for (name, address) in [("n1", "127.0.0.11:8081"), ("n2", "127.0.0.12:8082"), ("n3", "127.0.0.13:8083")] {
@@ -246,7 +254,7 @@ struct LBConfigCommandTests {
         #expect(text.contains("option httpchk GET /readyz"))
         #expect(text.contains("option redispatch"))
         #expect(text.contains("bind 127.0.0.1:9000"))
-        let bad = try DRSBinary.run(["lb-config", "nginx", "--config", "cluster-configs/local-3.yaml"], in: root)
+        let bad = try await DRSBinary.run(["lb-config", "nginx", "--config", "cluster-configs/local-3.yaml"], in: root)
         #expect(bad.status == 2)
         #expect(bad.output.contains("nginx"))
     }

