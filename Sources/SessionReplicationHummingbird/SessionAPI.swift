@@ -22,13 +22,20 @@ public struct SessionAPI: Sendable {
     public let backend: any SessionBackend
     /// Cookie, authentication and body-limit settings.
     public let settings: Settings
+    /// Sends requests this node may not serve (`misdirected`: `affinity: none`, or within
+    /// `takeoverCooldown`) to the session's owner, at `backend.httpEndpoint(of:)`. Default
+    /// `nil`: such requests answer `421 misdirected` with `X-DRS-Owner`, as they also do
+    /// when forwarding fails.
+    public let forwarder: SessionForwarder?
 
-    /// Creates the API over `backend`. Traps if `settings.cookieName` is not a valid
-    /// cookie name (check with `Settings.isValidCookieName` when it comes from a config).
-    public init(backend: any SessionBackend, settings: Settings = Settings()) {
+    /// Creates the API over `backend`, forwarding with `forwarder` when given. Traps if
+    /// `settings.cookieName` is not a valid cookie name (check with
+    /// `Settings.isValidCookieName` when it comes from a config).
+    public init(backend: any SessionBackend, settings: Settings = Settings(), forwarder: SessionForwarder? = nil) {
         precondition(Settings.isValidCookieName(settings.cookieName), "invalid cookie name \(settings.cookieName)")
         self.backend = backend
         self.settings = settings
+        self.forwarder = forwarder
     }
 
     /// Adds the API's gate middleware and every route of the contract to `router`.
@@ -41,7 +48,7 @@ public struct SessionAPI: Sendable {
     /// answer `404 not-found`.
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.add(middleware: APIGate<Context>(settings: settings))
-        let handlers = SessionHandlers(backend: backend, settings: settings)
+        let handlers = SessionHandlers(backend: backend, settings: settings, forwarder: forwarder)
         for route in APIRoute.allCases {
             for method in route.methods {
                 router.on(route.routerPath, method: method) { request, context in

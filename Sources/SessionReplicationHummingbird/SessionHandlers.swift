@@ -8,9 +8,25 @@ import SessionReplicationCore
 struct SessionHandlers: Sendable {
     let backend: any SessionBackend
     let settings: SessionAPI.Settings
+    let forwarder: SessionForwarder?
 
-    /// Answers `request` on `route`.
+    /// Answers `request` on `route`; a request this node may not serve (`421 misdirected`
+    /// naming the owner) goes to the owner when a forwarder is set, the request was not
+    /// forwarded already, and the owner's HTTP endpoint is known.
     func respond(_ route: APIRoute, _ request: Request, _ context: some RequestContext) async throws -> Response {
+        do {
+            return try await answer(route, request, context)
+        } catch let error as APIError where error.status == .misdirectedRequest {
+            guard let forwarder, request.headers[HTTPField.Name(SessionForwarder.forwardedByHeader)!] == nil,
+                  let owner = error.headers[.drsOwner], owner != backend.nodeName,
+                  let (host, port) = backend.httpEndpoint(of: owner),
+                  let response = await forwarder.forward(request, to: host, port: port, by: backend.nodeName)
+            else { throw error }
+            return response
+        }
+    }
+
+    private func answer(_ route: APIRoute, _ request: Request, _ context: some RequestContext) async throws -> Response {
         switch (route, request.method) {
         case (.sessions, .post): return try await create(request)
         case (.session, .get): return try await read(request, context)

@@ -30,8 +30,13 @@ struct NodeCommand: AsyncParsableCommand {
         let endpoint = configuration.node(named: name)!
         let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
         let router = Router()
-        SessionAPI(backend: node, settings: .init(configuration: configuration)).addRoutes(to: router)
         let metrics = NodeMetrics(node: node)
+        let registry = metrics.registry
+        let forwarder = SessionForwarder { ok in
+            registry.makeCounter(name: "drs_http_forwarded_total", labels: [("result", ok ? "ok" : "failed")],
+                                 help: "Requests forwarded to a session's owner (affinity: none, takeoverCooldown), by outcome.").increment()
+        }
+        SessionAPI(backend: node, settings: .init(configuration: configuration), forwarder: forwarder).addRoutes(to: router)
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
@@ -45,6 +50,12 @@ struct NodeCommand: AsyncParsableCommand {
             services: [.init(service: node), .init(service: http)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await forwarder.shutdown()
+            throw error
+        }
+        await forwarder.shutdown()
     }
 }

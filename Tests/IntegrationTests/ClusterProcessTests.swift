@@ -48,7 +48,8 @@ struct ProcessCluster {
     let addresses = ["127.0.0.61", "127.0.0.62", "127.0.0.63"]
     let httpPorts: [Int]
 
-    init() throws {
+    /// A cluster whose `replication:` section is `replication` (YAML flow mapping).
+    init(replication: String = "{mode: synchronous, replicas: 1}") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("drs-it-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let base = Int.random(in: 20_000...50_000)
@@ -58,7 +59,7 @@ struct ProcessCluster {
         for i in 0..<3 {
             yaml += "  - {name: n\(i + 1), address: \(addresses[i]), httpPort: \(httpPorts[i]), replicationPort: \(base + 10 + i), membershipPort: \(base + 20 + i)}\n"
         }
-        yaml += "replication: {mode: synchronous, replicas: 1}\n"
+        yaml += "replication: \(replication)\n"
         config = "it-3.yaml"
         try yaml.write(to: directory.appendingPathComponent(config), atomically: true, encoding: .utf8)
     }
@@ -153,6 +154,38 @@ struct ClusterProcessTests {
         let down = try await DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
         #expect(down.status == 0, "\(down.output)")
         #expect(started.allSatisfy { kill($0, 0) != 0 }, "a node process survived `down`")
+    }
+
+    @Test("with affinity none, requests on any node are forwarded to the owner, which keeps the session")
+    func affinityNoneForwards() async throws {
+        let cluster = try ProcessCluster(replication: "{mode: synchronous, replicas: 1, affinity: none}")
+        var started: [Int32] = []
+        defer { cluster.cleanup(started) }
+        let up = try await DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
+        started = cluster.pids
+        #expect(up.status == 0, "\(up.output)")
+        let (created, body, _) = try await cluster.request("POST", 0, "/sessions", body: Data(#"{"attributes":{"cart":"YXBwbGVz"}}"#.utf8))
+        #expect(created == 201)
+        let id = try #require((try JSONSerialization.jsonObject(with: body) as? [String: Any])?["id"] as? String)
+        // Every node answers for n1's session, with n1 named as the owner.
+        for (round, node) in [1, 2, 1, 2].enumerated() {
+            let (put, putBody, response) = try await cluster.request("PUT", node, "/sessions/\(id)/attributes/n\(node + 1)", body: Data("x\(round)".utf8))
+            #expect(put == 200, "\(String(decoding: putBody, as: UTF8.self))")
+            #expect(response.value(forHTTPHeaderField: "X-DRS-Owner") == "n1")
+            #expect(response.value(forHTTPHeaderField: "X-DRS-Durability") == "replicated")
+        }
+        let (read, readBody, readResponse) = try await cluster.request("GET", 2, "/sessions/\(id)")
+        #expect(read == 200 && readResponse.value(forHTTPHeaderField: "X-DRS-Owner") == "n1")
+        let attributes = (try JSONSerialization.jsonObject(with: readBody) as? [String: Any])?["attributes"] as? [String: String]
+        #expect(attributes == ["cart": "YXBwbGVz", "n2": "eDI=", "n3": "eDM="])
+        // Ownership never moved: n1 owns it, under its first epoch.
+        let info = await cluster.held(0, id)
+        #expect(info?["role"] as? String == "owner" && info?["epoch"] as? Int == 1, "\(String(describing: info))")
+        let (_, metrics, _) = try await cluster.request("GET", 1, "/metrics")
+        #expect(String(decoding: metrics, as: UTF8.self).contains(#"drs_http_forwarded_total{result="ok"} 2"#),
+                "\(String(decoding: metrics, as: UTF8.self).split(separator: "\n").filter { $0.contains("forwarded") })")
+        let down = try await DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
+        #expect(down.status == 0, "\(down.output)")
     }
 
     @Test("an owner paused with SIGSTOP is failed over, and once resumed never serves the stale session")

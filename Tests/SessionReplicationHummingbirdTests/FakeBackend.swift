@@ -23,6 +23,9 @@ final class FakeBackend: SessionBackend {
         var random = SeededGenerator(seed: 7)
         var failure: (any Error)?
         var failuresLeft = 0
+        /// Sessions not held here that `takeOver` refers to this owner (`misdirected`).
+        var keptBy: String?
+        var endpoints: [String: (host: String, port: Int)] = [:]
     }
 
     init(nodeName: String = "n1", replicaSet: [String] = ["n2"]) {
@@ -55,6 +58,26 @@ final class FakeBackend: SessionBackend {
         }
     }
     func state(of id: SessionID) -> SessionState? { store.withLock { $0.owned[id] } }
+    /// From now on `takeOver` of a session not owned here throws `misdirected` naming
+    /// `owner` (as `affinity: none` does), which serves HTTP at `host:port`.
+    func keep(by owner: String, at host: String, port: Int) {
+        store.withLock {
+            $0.keptBy = owner
+            $0.endpoints[owner] = (host, port)
+        }
+    }
+
+    func httpEndpoint(of node: String) -> (host: String, port: Int)? { store.withLock { $0.endpoints[node] } }
+
+    func takeOver(_ id: SessionID) async throws {
+        let (lookup, kept) = (lookup(id), store.withLock { $0.keptBy })
+        if case .owned = lookup { return }
+        if let kept { throw SessionError(.notOwner, "session \(id) is owned by \(kept)", owner: kept) }
+        switch lookup {
+        case .backup(_, let owner): throw SessionError(.sessionUnavailable, "this node holds only a backup of \(id)", owner: owner)
+        default: throw SessionError(.sessionNotFound, "no session \(id)")
+        }
+    }
 
     // MARK: SessionBackend
 

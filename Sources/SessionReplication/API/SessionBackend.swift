@@ -115,9 +115,17 @@ public protocol SessionBackend: Sendable {
     func members() -> [MemberInfo]
     /// This node's status.
     func status() -> NodeStatus
+    /// Where member `node` serves the HTTP API (its configured `address` and `httpPort`),
+    /// for forwarding a request to a session's owner; `nil` when unknown, in which case
+    /// the request answers `421 misdirected` with `X-DRS-Owner`. The default (for backends
+    /// without a cluster) knows no member.
+    func httpEndpoint(of node: String) -> (host: String, port: Int)?
 }
 
 extension SessionBackend {
+    /// The default `httpEndpoint(of:)`: `nil` for every member (never forwards).
+    public func httpEndpoint(of node: String) -> (host: String, port: Int)? { nil }
+
     /// The default `takeOver`: returns when `id` is owned here; else throws
     /// `session-unavailable` naming the owner of a backup copy, or `session-not-found`.
     public func takeOver(_ id: SessionID) async throws {

@@ -40,6 +40,14 @@ extension ReplicationNode {
     /// The port the membership socket is bound to (useful when configured as 0).
     public var membershipPort: Int? { membershipChannel?.localAddress?.port }
 
+    /// Where `node` serves the HTTP API: its configured `address` and `httpPort`; `nil`
+    /// for a name not in the configuration, for this node itself, or a port of 0 (not
+    /// known ahead: tests binding port 0).
+    public func httpEndpoint(of node: String) -> (host: String, port: Int)? {
+        guard node != endpoint.name, let peer = configuration.node(named: node), peer.httpPort != 0 else { return nil }
+        return (peer.address, peer.httpPort)
+    }
+
     /// Every member this node knows of, itself included, as the membership protocol sees
     /// them; configured nodes never heard from are listed as `dead` without an id.
     public func members() -> [MemberInfo] {

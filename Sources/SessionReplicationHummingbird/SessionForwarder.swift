@@ -1,0 +1,93 @@
+import AsyncHTTPClient
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+
+/// Forwards a request for a session this node may not serve to the node that owns it
+/// (DESIGN section 6: with `affinity: none` a live owner keeps its sessions and the other
+/// nodes forward; a node that handed a session away less than `takeoverCooldown` ago
+/// forwards instead of taking it back), over a pooled HTTP/1.1 client (AsyncHTTPClient).
+///
+/// The owner's answer goes back to the client unchanged (status, body, `X-DRS-Owner`,
+/// `Set-Cookie` naming the owner, so a sticky load balancer follows it), minus hop-by-hop
+/// headers. A forwarded request carries `X-DRS-Forwarded-By: <this node>`; a node never
+/// forwards a request that carries it (no chains, no loops): it answers `421 misdirected`
+/// itself. When the owner cannot be reached within `timeout` the request answers `421
+/// misdirected` with `X-DRS-Owner`, as the contract says ("only when forwarding fails").
+///
+/// Call `shutdown()` once no request uses it any more (the client's connections close).
+public final class SessionForwarder: Sendable {
+    /// The header marking a forwarded request; its value is the forwarding node's name.
+    public static let forwardedByHeader = "X-DRS-Forwarded-By"
+
+    /// Longest wait for the owner's whole answer, connecting included. Default 10 s.
+    public let timeout: Duration
+    /// Largest answer body taken from the owner; a longer one fails the forward (`421`).
+    /// Default 16 MiB (a 4 MiB session is about 5.4 MiB of JSON).
+    public let maxResponseBytes: Int
+    private let client: HTTPClient
+    private let onForward: @Sendable (_ succeeded: Bool) -> Void
+
+    /// Creates a forwarder with its own connection pool on `eventLoopGroup` (default
+    /// NIO's singleton group). `onForward` is told the outcome of every forward
+    /// (`drs node` counts them in `drs_http_forwarded_total`).
+    public init(timeout: Duration = .seconds(10), maxResponseBytes: Int = 16 << 20,
+                eventLoopGroup: any EventLoopGroup = HTTPClient.defaultEventLoopGroup,
+                onForward: @escaping @Sendable (_ succeeded: Bool) -> Void = { _ in }) {
+        self.timeout = timeout
+        self.maxResponseBytes = maxResponseBytes
+        self.onForward = onForward
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(1)))
+        configuration.httpVersion = .http1Only
+        configuration.decompression = .disabled
+        self.client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
+    }
+
+    /// Closes the pool's connections. Requests forwarded afterwards fail (`421`).
+    public func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// Headers that belong to one connection, never forwarded in either direction.
+    static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+                                        "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"]
+
+    /// Sends `request` to `host:port` as `node` forwarding it; returns the owner's answer,
+    /// or `nil` when it could not be had (connection refused, timeout, an answer over
+    /// `maxResponseBytes`). The request body is streamed on unread.
+    func forward(_ request: Request, to host: String, port: Int, by node: String) async -> Response? {
+        let target = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)\(request.uri.string)"
+        var outbound = HTTPClientRequest(url: target)
+        outbound.method = HTTPMethod(rawValue: request.method.rawValue)
+        for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
+            outbound.headers.add(name: field.name.rawName, value: field.value)
+        }
+        outbound.headers.replaceOrAdd(name: Self.forwardedByHeader, value: node)
+        if let length = request.headers[.contentLength].flatMap(Int64.init) {
+            if length > 0 { outbound.body = .stream(request.body, length: .known(length)) }
+        } else if request.headers[.transferEncoding] != nil {
+            outbound.body = .stream(request.body, length: .unknown)
+        }
+        do {
+            let answer = try await client.execute(outbound, deadline: .now() + TimeAmount(timeout))
+            let body = try await answer.body.collect(upTo: maxResponseBytes)
+            var headers = HTTPFields()
+            for (name, value) in answer.headers where !Self.hopByHop.contains(name.lowercased()) {
+                if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
+            }
+            onForward(true)
+            let status = HTTPResponse.Status(code: Int(answer.status.code))
+            // A 204 has neither body nor length (RFC 9110 8.6).
+            if status == .noContent {
+                var response = Response(status: status, headers: headers)
+                response.headers[.contentLength] = nil
+                return response
+            }
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+        } catch {
+            onForward(false)
+            return nil
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOPosix
+import SessionReplicationCore
+import SessionReplicationHummingbird
+import Synchronization
+import Testing
+
+/// DESIGN sections 6 and 8: a node that may not serve a session (`affinity: none`, or
+/// within `takeoverCooldown`) forwards the request to its owner; `421 misdirected` with
+/// `X-DRS-Owner` only when forwarding fails.
+@Suite("Forwarding to the owner", .timeLimit(.minutes(1)))
+struct ForwardingTests {
+    static let forwardedBy = HTTPField.Name(SessionForwarder.forwardedByHeader)!
+
+    /// A live server for `backend` (the owner) and, beside it, the router of a node that
+    /// refers every session to that owner, forwarding with `forwarder`.
+    func withOwnerAndReferrer(ownerPort: Int? = nil, forwarder: SessionForwarder?,
+                              _ body: @Sendable @escaping (FakeBackend, any TestClientProtocol, any TestClientProtocol) async throws -> Void) async throws {
+        let owner = FakeBackend(nodeName: "n2", replicaSet: ["n1"])
+        let router = Router()
+        SessionAPI(backend: owner).addRoutes(to: router)
+        try await Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0))).test(.live) { ownerClient in
+            let referrer = FakeBackend(nodeName: "n1", replicaSet: ["n2"])
+            referrer.keep(by: "n2", at: "127.0.0.1", port: ownerPort ?? ownerClient.port!)
+            let referrerRouter = Router()
+            SessionAPI(backend: referrer, forwarder: forwarder).addRoutes(to: referrerRouter)
+            try await Application(router: referrerRouter).test(.router) { client in
+                try await body(owner, ownerClient, client)
+            }
+        }
+    }
+
+    @Test("reads and writes on a node that does not own the session are answered by the owner, body and cookie included")
+    func forwardsToOwner() async throws {
+        let outcomes = OutcomeLog()
+        let forwarder = SessionForwarder { outcomes.add($0) }
+        try await withOwnerAndReferrer(forwarder: forwarder) { owner, ownerClient, client in
+            let id = try await ownerClient.newSession(#"{"attributes":{"cart":"YXBwbGVz"}}"#)
+            let read = try await client.execute(uri: "/sessions/\(id).n1", method: .get)
+            #expect(read.status == .ok && read.headers[.owner] == "n2", "\(read.status) \(read.text)")
+            #expect((read.object["attributes"] as? [String: String])?["cart"] == "YXBwbGVz")
+            #expect(read.headers[.setCookie]?.hasPrefix("DRSSESSIONID=\(id).n2;") == true, "the load balancer learns the owner's route")
+            let put = try await client.execute(uri: "/sessions/\(id)/attributes/pears", method: .put, body: ByteBuffer(string: "two"))
+            #expect(put.status == .ok && put.headers[.owner] == "n2" && put.headers[.durability] == "replicated", "\(put.status) \(put.text)")
+            let sessionID = try #require(SessionID(cookieValue: id))
+            let stored = try #require(owner.state(of: sessionID))
+            #expect(stored.attributes["pears"] == Array("two".utf8))
+            let gone = try await client.execute(uri: "/sessions/\(id)", method: .delete)
+            #expect(gone.status == .noContent && gone.headers[.contentLength] == nil)
+            let after = try await client.execute(uri: "/sessions/\(id)", method: .get)
+            #expect(after.isError(.notFound, "session-not-found") && after.headers[.owner] == nil)
+            #expect(outcomes.values == [true, true, true, true])
+        }
+        await forwarder.shutdown()
+    }
+
+    @Test("a request already forwarded is not forwarded again: 421 misdirected naming the owner")
+    func noChains() async throws {
+        let forwarder = SessionForwarder()
+        try await withOwnerAndReferrer(forwarder: forwarder) { _, ownerClient, client in
+            let id = try await ownerClient.newSession()
+            let again = try await client.execute(uri: "/sessions/\(id)", method: .get, headers: [Self.forwardedBy: "n3"])
+            #expect(again.isError(.misdirectedRequest, "misdirected") && again.headers[.owner] == "n2", "\(again.status) \(again.text)")
+        }
+        await forwarder.shutdown()
+    }
+
+    @Test("an owner that cannot be reached, or no forwarder, answers 421 misdirected with X-DRS-Owner")
+    func unreachableOwner() async throws {
+        let outcomes = OutcomeLog()
+        let forwarder = SessionForwarder(timeout: .seconds(2)) { outcomes.add($0) }
+        // A port nothing listens on: bound, then closed.
+        let closed = try await {
+            let socket = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+            let port = socket.localAddress!.port!
+            try await socket.close()
+            return port
+        }()
+        try await withOwnerAndReferrer(ownerPort: closed, forwarder: forwarder) { _, ownerClient, client in
+            let id = try await ownerClient.newSession()
+            let refused = try await client.execute(uri: "/sessions/\(id)/attributes/a", method: .put, body: ByteBuffer(string: "x"))
+            #expect(refused.isError(.misdirectedRequest, "misdirected") && refused.headers[.owner] == "n2", "\(refused.status) \(refused.text)")
+            #expect(outcomes.values == [false])
+        }
+        await forwarder.shutdown()
+        try await withOwnerAndReferrer(forwarder: nil) { _, ownerClient, client in
+            let id = try await ownerClient.newSession()
+            let plain = try await client.execute(uri: "/sessions/\(id)", method: .get)
+            #expect(plain.isError(.misdirectedRequest, "misdirected") && plain.headers[.owner] == "n2")
+        }
+    }
+}
+
+/// The outcomes a forwarder reported, in order.
+final class OutcomeLog: Sendable {
+    private let box = Mutex<[Bool]>([])
+    func add(_ ok: Bool) { box.withLock { $0.append(ok) } }
+    var values: [Bool] { box.withLock { $0 } }
+}
