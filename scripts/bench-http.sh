@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # HTTP load through one node of local-3.yaml: PUT of a 1 KiB attribute on a few sessions
-# with wrk, against the same cluster with replicas: 0 in the same run. Release build.
+# with wrk, against the same cluster with replicas: 0 in the same run, and with
+# affinity: none through a node that owns none of them (every request forwarded to the
+# owner). Release build.
 # Usage: scripts/bench-http.sh [seconds per run] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +11,8 @@ RUNS=${2:-3}
 DRS=./.build/release/drs
 WORK=$(mktemp -d)
 trap '$DRS cluster down --config "$WORK/replicated.yaml" --state-dir "$WORK/state-replicated" >/dev/null 2>&1 || true;
-      $DRS cluster down --config "$WORK/local.yaml" --state-dir "$WORK/state-local" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+      $DRS cluster down --config "$WORK/local.yaml" --state-dir "$WORK/state-local" >/dev/null 2>&1 || true;
+      $DRS cluster down --config "$WORK/forwarded.yaml" --state-dir "$WORK/state-forwarded" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package) for the HTTP load"
@@ -20,6 +23,8 @@ fi
 sed -e 's/808\([1-3]\)/818\1/; s/710\([1-3]\)/730\1/; s/720\([1-3]\)/740\1/' cluster-configs/local-3.yaml > "$WORK/replicated.yaml"
 sed -e 's/replicas: 1/replicas: 0/' "$WORK/replicated.yaml" > "$WORK/local.yaml"
 grep -q 'replicas: 0' "$WORK/local.yaml" || { echo "could not set replicas: 0"; exit 1; }
+sed -e 's/affinity: sticky/affinity: none/' "$WORK/replicated.yaml" > "$WORK/forwarded.yaml"
+grep -q 'affinity: none' "$WORK/forwarded.yaml" || { echo "could not set affinity: none"; exit 1; }
 
 body="$WORK/value"; head -c 1024 /dev/urandom > "$body"
 cat > "$WORK/put.lua" <<LUA
@@ -33,8 +38,8 @@ request = function()
 end
 LUA
 
-run_config() { # name config
-  local name=$1 config=$2
+run_config() { # name config [url: where the load goes, default n1, where the sessions are made]
+  local name=$1 config=$2 url=${3:-http://127.0.0.11:8181}
   $DRS cluster up --config "$config" --state-dir "$WORK/state-$name" --detach --wait 30s >/dev/null
   local ids=""
   for _ in $(seq 1 64); do
@@ -43,7 +48,7 @@ run_config() { # name config
   done
   export DRS_IDS=${ids#,}
   for r in $(seq 1 "$RUNS"); do
-    out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/put.lua" http://127.0.0.11:8181)
+    out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/put.lua" "$url")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
@@ -57,6 +62,8 @@ run_config() { # name config
 # Both configurations one after the other in the same run (not interleaved).
 run_config replicated "$WORK/replicated.yaml"
 run_config local "$WORK/local.yaml"
+run_config forwarded "$WORK/forwarded.yaml" http://127.0.0.12:8182
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-rep=$(median "$WORK/replicated.rps"); loc=$(median "$WORK/local.rps")
+rep=$(median "$WORK/replicated.rps"); loc=$(median "$WORK/local.rps"); fwd=$(median "$WORK/forwarded.rps")
 echo "median: replicated (local-3, acknowledged, 1 backup) $rep req/s; replicas 0 $loc req/s; ratio $(awk -v a="$rep" -v b="$loc" 'BEGIN {printf "%.2f", a/b}')"
+echo "median: forwarded (affinity none, through n2 to the owner n1) $fwd req/s; ratio to replicated $(awk -v a="$fwd" -v b="$rep" 'BEGIN {printf "%.2f", a/b}')"

@@ -19,9 +19,17 @@ struct SessionHandlers: Sendable {
         } catch let error as APIError where error.status == .misdirectedRequest {
             guard let forwarder, request.headers[HTTPField.Name(SessionForwarder.forwardedByHeader)!] == nil,
                   let owner = error.headers[.drsOwner], owner != backend.nodeName,
-                  let (host, port) = backend.httpEndpoint(of: owner),
-                  let response = await forwarder.forward(request, to: host, port: port, by: backend.nodeName)
+                  let (host, port) = backend.httpEndpoint(of: owner)
             else { throw error }
+            // The body is read here, within the limit the owner would apply, and sent as
+            // one buffer: the client may retry on another connection (replaying it), and
+            // the server's body stream may be iterated once only, by the handler's task.
+            let body: [UInt8]
+            switch try await BoundedBody.read(request, limit: settings.maxAttributeBytes) {
+            case .complete(let bytes): body = bytes
+            case .tooLarge(let rest): return BoundedBody.refusal(rest, limit: settings.maxAttributeBytes, drainLimit: settings.maxDrainBytes)
+            }
+            guard let response = await forwarder.forward(request, body: body, to: host, port: port, by: backend.nodeName) else { throw error }
             return response
         }
     }

@@ -1,4 +1,4 @@
-import SessionReplication
+@testable import SessionReplication
 import SessionReplicationCore
 import Testing
 
@@ -100,7 +100,27 @@ struct TakeoverIntegrationTests {
                 #expect(error?.owner == "n1")
             }
             #expect(cluster["n1"].copy(of: id)?.ownerState != nil)
+            // The node without a copy remembers the owner for a second (no round of asking
+            // for each forwarded request); the backup knows it from its copy.
+            let noCopy = try #require(["n2", "n3"].first { cluster[$0].copy(of: id) == nil })
+            #expect(cluster[noCopy].ownerHints.withLockedValue { $0.entries[id]?.owner } == "n1")
+            let error = await sessionError { try await cluster[noCopy].takeOver(id) }
+            #expect(error?.code == .notOwner && error?.owner == "n1")
         }
+    }
+
+    @Test("an owner hint lasts one second, and a full table starts over")
+    func ownerHintsExpire() {
+        var hints = OwnerHints()
+        let t = ContinuousClock.now
+        let id = SessionID(high: 1, low: 2)
+        hints.remember(id, owner: "n1", now: t)
+        #expect(hints.owner(of: id, now: t + .milliseconds(999)) == "n1")
+        #expect(hints.owner(of: id, now: t + .seconds(1)) == nil)
+        #expect(hints.entries.isEmpty)
+        for i in 0..<OwnerHints.limit { hints.remember(SessionID(high: 0, low: UInt64(i)), owner: "n1", now: t) }
+        hints.remember(id, owner: "n2", now: t)
+        #expect(hints.entries.count == 1 && hints.owner(of: id, now: t) == "n2")
     }
 
     @Test("takeoverCooldown 0 lets the old owner take its session straight back")

@@ -14,6 +14,27 @@ struct HandoverWaits {
     }
 }
 
+/// Owners learned from `kept` answers (DESIGN section 6: answers cached 1 s): a node
+/// with no copy of a session an owner keeps (`affinity: none`) refers requests to that
+/// owner without asking every member again. At most `limit` entries (all dropped when
+/// full); an entry is used only while its owner is alive.
+struct OwnerHints {
+    static let ttl: Duration = .seconds(1)
+    static let limit = 100_000
+    var entries: [SessionID: (owner: String, until: ContinuousClock.Instant)] = [:]
+
+    mutating func remember(_ id: SessionID, owner: String, now: ContinuousClock.Instant) {
+        if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
+        entries[id] = (owner, now + Self.ttl)
+    }
+
+    mutating func owner(of id: SessionID, now: ContinuousClock.Instant) -> String? {
+        guard let entry = entries[id] else { return nil }
+        guard now < entry.until else { entries[id] = nil; return nil }
+        return entry.owner
+    }
+}
+
 extension ReplicationNode {
     /// Makes this node the owner of `id` when another node owns it (DESIGN section 6,
     /// takeover on request and handover): asks the owner named by this node's backup
@@ -70,6 +91,10 @@ extension ReplicationNode {
                 }
                 targets = statuses[owner] == .alive ? [owner] : []
             case nil:
+                if policy.affinity == .none || !policy.role.owns, referred.isEmpty,
+                   let owner = ownerHints.withLockedValue({ $0.owner(of: id, now: .now) }), statuses[owner] == .alive {
+                    throw SessionError(.notOwner, "session \(id) is owned by \(owner)", owner: owner)
+                }
                 targets = referred.isEmpty ? statuses.filter { $0.value.isLive }.map(\.key).sorted() : referred
                 if !policy.role.owns, targets.isEmpty {
                     throw SessionError(.sessionUnavailable, "this node stores backups only and holds no copy of \(id)")
@@ -102,6 +127,7 @@ extension ReplicationNode {
                 }
             }
             if let kept, policy.affinity == .none || !policy.role.owns {
+                if held == nil { ownerHints.withLockedValue { $0.remember(id, owner: kept, now: .now) } }
                 throw SessionError(.notOwner, "session \(id) is owned by \(kept)", owner: kept)
             }
             if held == nil, kept == nil, referred.isEmpty {

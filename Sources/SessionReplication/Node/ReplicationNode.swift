@@ -43,6 +43,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     let livePeers = NIOLockedValueBox<Set<String>>([])
     /// Handover requests this node is waiting on.
     let handoverWaits = NIOLockedValueBox(HandoverWaits())
+    /// Owners that answered `kept` for sessions this node holds nothing of (`affinity:
+    /// none`), remembered for a second so that forwarding skips the round of asking.
+    let ownerHints = NIOLockedValueBox(OwnerHints())
     var membershipLoop: any EventLoop { membershipGroup.next() }
     // A plain stored closure: reading one through a generic box re-wraps it in a
     // reabstraction thunk on every call, which profiling showed stacking up.

@@ -131,11 +131,14 @@ public struct ReplicationPolicy: Hashable, Sendable {
     /// Period of repair: sessions whose replication was dropped are re-sent whole.
     /// Default 30 s.
     public var repairInterval: Duration = .seconds(30)
+    /// Whether a request on a node that does not own the session takes it over
+    /// (`sticky`) or is referred to the owner, which keeps it (`none`: the HTTP API
+    /// forwards it there, `421 misdirected` naming the owner when forwarding fails).
     /// Default `sticky`.
     public var affinity: Affinity = .sticky
     /// A node that handed a session away less than this long ago refers requests for it
-    /// to the new owner (`421 misdirected` naming it) instead of taking it back.
-    /// Default 5 s.
+    /// to the new owner (the HTTP API forwards them; `421 misdirected` naming it when
+    /// forwarding fails) instead of taking it back. Default 5 s.
     public var takeoverCooldown: Duration = .seconds(5)
     /// How long a node asking for a session (takeover on request) keeps asking before it
     /// answers `503 session-unavailable`. Default 1 s.
