@@ -109,6 +109,34 @@ struct TakeoverIntegrationTests {
         }
     }
 
+    @Test("a stray backup naming a node that no longer owns the session follows the referral to the owner")
+    func strayBackupFollowsReferral() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2", "n3"])
+        try await TestCluster.with(config) { cluster in
+            // A session on n2 backed by n3 only, so n1 holds nothing of it...
+            var state: SessionState?
+            for i in 0..<64 where state == nil {
+                let created = try await cluster["n2"].createSession(attributes: ["v": Array("\(i)".utf8)])
+                if created.state?.replicaSet == ["n3"] { state = created.state }
+            }
+            var stray = try #require(state)
+            _ = try await cluster["n2"].sync(stray.id)
+            // ... until n1 is given a copy that names n3 as its owner (as an old epoch's copy
+            // can, after failovers and takeovers moved the session on).
+            stray.replicaSet = ["n1"]
+            let n1 = cluster["n1"]
+            let t = n1.now
+            let outcome = n1.shard(for: stray.id).withCore { $0.apply(.full(stray), from: "n3", now: t) }
+            #expect(outcome == .applied)
+            guard case .backup(_, let named)? = Optional(n1.lookup(stray.id)) else { Issue.record("no stray copy"); return }
+            #expect(named == "n3")
+            // n3 refers n1 to n2, which hands the session over (before the fix, n1 asked n3
+            // again and again, past handoverTimeout, and the request never ended).
+            try await n1.takeOver(stray.id)
+            #expect(n1.copy(of: stray.id)?.ownerState?.attributes == stray.attributes)
+        }
+    }
+
     @Test("an owner hint lasts one second, and a full table starts over")
     func ownerHintsExpire() {
         var hints = OwnerHints()

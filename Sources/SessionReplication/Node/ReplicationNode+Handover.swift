@@ -66,8 +66,10 @@ extension ReplicationNode {
         let deadline = ContinuousClock.now + policy.handoverTimeout
         var referred: [String] = []
         var knownOwner: String?
+        var askEveryone = false
         while true {
             try checkRunning()
+            try Task.checkCancellation()
             let box = shard(for: id)
             let t = now
             let (held, backupOwner, cooled) = box.withCore { c in
@@ -89,7 +91,17 @@ extension ReplicationNode {
                 if policy.affinity == .none || !policy.role.owns {
                     throw SessionError(.notOwner, "session \(id) is owned by \(owner)", owner: owner)
                 }
-                targets = statuses[owner] == .alive ? [owner] : []
+                // A referral wins over the copy's owner: a stray copy of an older epoch can
+                // name a node that no longer owns the session (found by `drs drill hang` on
+                // drs-defaults: reads asked that node and were referred on, forever). When
+                // the named owner holds nothing, every live member is asked.
+                if !referred.isEmpty {
+                    targets = referred
+                } else if askEveryone {
+                    targets = statuses.filter { $0.value.isLive }.map(\.key).sorted()
+                } else {
+                    targets = statuses[owner] == .alive ? [owner] : []
+                }
             case nil:
                 if policy.affinity == .none || !policy.role.owns, referred.isEmpty,
                    let owner = ownerHints.withLockedValue({ $0.owner(of: id, now: .now) }), statuses[owner] == .alive {
@@ -130,6 +142,7 @@ extension ReplicationNode {
                 if held == nil { ownerHints.withLockedValue { $0.remember(id, owner: kept, now: .now) } }
                 throw SessionError(.notOwner, "session \(id) is owned by \(kept)", owner: kept)
             }
+            if case .backup? = held, kept == nil, referred.isEmpty, none > 0 { askEveryone = true }
             if held == nil, kept == nil, referred.isEmpty {
                 if ended { throw SessionError(.sessionNotFound, "session \(id) ended") }
                 let suspect = statuses.values.contains(.suspect)
@@ -142,8 +155,10 @@ extension ReplicationNode {
                 }
                 if none == targets.count, !suspect, accounted { throw SessionError(.sessionNotFound, "no member holds session \(id)") }
             }
-            if !referred.isEmpty { continue }
+            // Referrals are followed at once, but never past the deadline (two stray copies
+            // can refer to each other).
             guard ContinuousClock.now < deadline else { throw unavailable(id, owner: knownOwner) }
+            if !referred.isEmpty { continue }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
