@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SessionReplication
+import SessionReplicationCore
 import SessionReplicationDrill
 import Yams
 
@@ -49,6 +50,10 @@ struct DrillCommand: AsyncParsableCommand {
     @Option(help: "packet-loss: percent of the node's replication packets dropped.")
     var loss: Int = 20
 
+    @Option(help: ArgumentHelp("packet-loss: inject faults through the node's own transport instead of nftables, e.g. delay=20ms,jitter=5ms,duplicate=5%,reorder=10%,drop=5%.",
+                               discussion: "The victim's outbound replication datagrams are dropped, delayed, duplicated and reordered as the spec says (TCP frames only delayed), from the fault until heal; --loss is then not used."))
+    var inject: String?
+
     @Option(help: "State folder for the drill's cluster (default .drs/drill-<config name>/).")
     var stateDir: String?
 
@@ -61,6 +66,14 @@ struct DrillCommand: AsyncParsableCommand {
         guard let d = parseDuration(duration), d >= .seconds(3) else { throw ValidationError("--duration: expected a duration of at least 3s like 30s, found \"\(duration)\"") }
         guard repair == "on" || repair == "off" else { throw ValidationError("--repair: expected on or off, found \"\(repair)\"") }
         guard (1...100).contains(loss) else { throw ValidationError("--loss: expected a percentage 1...100, found \(loss)") }
+        if let inject {
+            guard DrillScenario(rawValue: scenario) == .packetLoss else { throw ValidationError("--inject: only the packet-loss scenario injects faults through the transport") }
+            do {
+                guard try FaultSettings(spec: inject).isActive else { throw ValidationError("--inject: the spec \"\(inject)\" injects nothing") }
+            } catch let error as FaultSpecError {
+                throw ValidationError("--inject: \(error)")
+            }
+        }
     }
 
     func run() async throws {
@@ -75,7 +88,7 @@ struct DrillCommand: AsyncParsableCommand {
             try Self.writeRepairOff(from: config, to: clusterConfigPath)
             configuration = try loadConfiguration(clusterConfigPath)
         }
-        if scenario.needsNftables { try Self.checkNftables(scenario) }
+        if scenario.needsNftables, inject == nil { try Self.checkNftables(scenario) }
         if scenario == .partition, Set(configuration.nodes.map(\.address)).count < configuration.nodes.count {
             printError("drs drill partition: every node needs its own address (127.0.0.11, 127.0.0.12, ...) to be cut off alone")
             throw ExitCode(1)
@@ -86,7 +99,7 @@ struct DrillCommand: AsyncParsableCommand {
         }
         let run = DrillRun(scenario: scenario, configuration: configuration, configPath: config, clusterConfigPath: clusterConfigPath,
                            folder: folder, sessionCount: sessions, rate: rate, duration: parseDuration(duration)!, direct: direct,
-                           repair: repair == "on", lossPercent: loss)
+                           repair: repair == "on", lossPercent: loss, inject: inject.map { try! FaultSettings(spec: $0) })
         // A drill that hangs (a wedged HTTP client, a node that never answers) must not
         // outlive its budget or leave processes behind: a watchdog outside Swift
         // concurrency kills the nodes and exits 1.

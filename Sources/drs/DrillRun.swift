@@ -1,5 +1,6 @@
 import Foundation
 import SessionReplication
+import SessionReplicationCore
 import SessionReplicationDrill
 
 /// One drill: the cluster's processes, the load, the fault and the bookkeeping. Every
@@ -54,13 +55,18 @@ actor DrillRun {
     var lbURL: String?
     var nftTable: String?
     var stoppedVictim: Int32?
+    /// packet-loss through the node's own fault injection instead of nftables.
+    let inject: FaultSettings?
 
     init(scenario: DrillScenario, configuration: ClusterConfiguration, configPath: String, clusterConfigPath: String, folder: String,
-         sessionCount: Int, rate: Double, duration: Duration, direct: Bool, repair: Bool, lossPercent: Int) {
+         sessionCount: Int, rate: Double, duration: Duration, direct: Bool, repair: Bool, lossPercent: Int, inject: FaultSettings? = nil) {
         self.scenario = scenario
         self.configuration = configuration
         self.configPath = configPath
-        self.cluster = LocalCluster(config: configuration, configPath: clusterConfigPath, folder: folder)
+        var cluster = LocalCluster(config: configuration, configPath: clusterConfigPath, folder: folder)
+        cluster.faultFiles = inject != nil
+        self.cluster = cluster
+        self.inject = inject
         self.sessionCount = sessionCount
         self.rate = rate
         self.duration = duration.seconds
@@ -368,6 +374,10 @@ actor DrillRun {
                 note("restart", "\(node.name): serving again")
             }
             return
+        case .packetLoss where inject != nil:
+            t = now()
+            try setFaults(inject!, on: target)
+            mechanism = "drs fault injection (the node's transport, --faults-file and SIGHUP): \(inject!) on \(target.name)'s outbound replication traffic (datagrams; TCP frames delayed only) until heal"
         case .packetLoss:
             let ports = Set(configuration.nodes.map(\.replicationPort)).sorted().map(String.init).joined(separator: ", ")
             let rules = ["saddr", "daddr"].flatMap { dir in ["sport", "dport"].map { port in
@@ -384,6 +394,24 @@ actor DrillRun {
         }
         faultAt = t
         note("fault", "\(scenario.rawValue) on \(victim): \(mechanism)", at: t)
+    }
+
+    /// Writes `faults` to `node`'s faults file and signals it (SIGHUP) to apply them.
+    func setFaults(_ faults: FaultSettings, on node: NodeEndpoint) throws {
+        guard let p = pid(node.name) else { throw DrillError("\(node.name) has no process to inject faults into") }
+        try "\(faults)\n".write(toFile: cluster.faultsFile(node.name), atomically: true, encoding: .utf8)
+        kill(p, SIGHUP)
+    }
+
+    /// What `node` says it injected (`drs_faults_injected_total`), as one phrase.
+    func injectedCounts(_ node: NodeEndpoint) async -> String {
+        guard let data = await cluster.get(node, "/metrics") else { return "counts unavailable" }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("drs_faults_injected_total{") }
+        let parts = lines.compactMap { line -> String? in
+            guard let kind = line.split(separator: "\"").dropFirst().first, let value = line.split(separator: " ").last else { return nil }
+            return "\(kind) \(value)"
+        }
+        return parts.isEmpty ? "counts unavailable" : "injected: " + parts.joined(separator: ", ")
     }
 
     /// Installs `rules` in a table of their own (`inet drs_drill_<pid>`), on the output hook
@@ -427,6 +455,9 @@ actor DrillRun {
             if let p = stoppedVictim { kill(p, SIGCONT); stoppedVictim = nil }
             note("healed", "\(target.name) resumed (SIGCONT)")
             await probe(target)
+        case .packetLoss where inject != nil:
+            try setFaults(FaultSettings(), on: target)
+            note("healed", "fault injection off (\(await injectedCounts(target)))")
         case .packetLoss, .partition:
             removeNft()
             note("healed", "nftables rules removed")

@@ -10,6 +10,12 @@ struct LocalCluster {
     let config: ClusterConfiguration
     let configPath: String
     let folder: String
+    /// Whether nodes start with `--faults-file <folder>/<name>.faults` (drills that inject
+    /// faults through the transport). Default `false`.
+    var faultFiles = false
+
+    /// The faults file of node `name` (see `faultFiles`).
+    func faultsFile(_ name: String) -> String { "\(folder)/\(name).faults" }
 
     struct Running {
         var name: String
@@ -49,7 +55,7 @@ struct LocalCluster {
         handle.seekToEndOfFile()
         let process = Process()
         process.executableURL = executable
-        process.arguments = ["node", "--config", configPath, "--name", name]
+        process.arguments = ["node", "--config", configPath, "--name", name] + (faultFiles ? ["--faults-file", faultsFile(name)] : [])
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice

@@ -4,6 +4,9 @@ import SessionReplication
 import ServiceLifecycle
 import Hummingbird
 import SessionReplicationHummingbird
+import SessionReplicationCore
+import UnixSignals
+import Foundation
 
 /// `drs node --config FILE --name NAME`: one node in the foreground until SIGTERM/SIGINT.
 struct NodeCommand: AsyncParsableCommand {
@@ -18,6 +21,10 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: ArgumentHelp("Inject faults into this node's outbound replication traffic as FILE says (read at start and on SIGHUP).",
+                               discussion: "FILE holds one spec such as drop=2%,delay=20ms,jitter=5ms,duplicate=5%,reorder=10%,hold=5ms; empty, missing or off injects nothing. Drills use it; a bad spec at start exits 2, on SIGHUP it is logged and the faults in force stay."))
+    var faultsFile: String?
+
     func run() async throws {
         let configuration = try loadConfiguration(config)
         guard configuration.node(named: name) != nil else {
@@ -29,6 +36,15 @@ struct NodeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let endpoint = configuration.node(named: name)!
         let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
+        if let faultsFile {
+            do {
+                node.setFaults(try Self.readFaults(faultsFile))
+            } catch {
+                printError("drs: --faults-file \(faultsFile): \(error)")
+                throw ExitCode(2)
+            }
+            if node.faults.isActive { logger.notice("injecting faults", metadata: ["drs.faults": "\(node.faults)"]) }
+        }
         let router = Router()
         let metrics = NodeMetrics(node: node)
         let registry = metrics.registry
@@ -46,8 +62,10 @@ struct NodeCommand: AsyncParsableCommand {
             configuration: .init(address: .hostname(endpoint.address, port: endpoint.httpPort), serverName: "drs/\(name)"),
             logger: logger)
         // The node starts first and stops last: the API answers only while it runs.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: node), .init(service: http)]
+        if let faultsFile { services.append(.init(service: FaultFileWatcher(node: node, path: faultsFile, logger: logger))) }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: node), .init(service: http)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
@@ -57,5 +75,35 @@ struct NodeCommand: AsyncParsableCommand {
             throw error
         }
         await forwarder.shutdown()
+    }
+
+    /// The fault spec in `path`: none when the file is missing or empty. Throws
+    /// `FaultSpecError` for a bad spec.
+    static func readFaults(_ path: String) throws -> FaultSettings {
+        guard let data = FileManager.default.contents(atPath: path) else { return FaultSettings() }
+        return try FaultSettings(spec: String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Reads the faults file again on every SIGHUP and applies it; a bad spec is logged and
+/// the faults in force stay.
+struct FaultFileWatcher: Service {
+    let node: ReplicationNode
+    let path: String
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                do {
+                    let faults = try NodeCommand.readFaults(path)
+                    node.setFaults(faults)
+                    logger.notice("faults now injected", metadata: ["drs.faults": "\(faults)"])
+                } catch {
+                    logger.error("faults file not applied; the faults in force stay", metadata: ["file": "\(path)", "error": "\(error)"])
+                }
+            }
+        }
     }
 }

@@ -18,8 +18,8 @@ struct DrillProcessTests {
 
     /// Runs a drill on a fresh synchronous cluster, kills whatever it left behind (and
     /// records that as a failure), and returns the exit status, output and JSON report.
-    func drill(_ scenario: String, _ extra: [String] = []) async throws -> (status: Int32, output: String, report: [String: Any]?, folder: URL) {
-        let cluster = try ProcessCluster()
+    func drill(_ scenario: String, _ extra: [String] = [], replication: String = "{mode: synchronous, replicas: 1}") async throws -> (status: Int32, output: String, report: [String: Any]?, folder: URL) {
+        let cluster = try ProcessCluster(replication: replication)
         let config = cluster.directory.appendingPathComponent(cluster.config).path
         let json = cluster.directory.appendingPathComponent("\(scenario).json").path
         defer {
@@ -73,6 +73,26 @@ struct DrillProcessTests {
         #expect(derived.contains("repairInterval: 24h"))
     }
 
+    @Test("packet-loss --inject delays, duplicates and reorders the victim's datagrams through its own transport, and no write is lost")
+    func injectedFaults() async throws {
+        let r = try await drill("packet-loss", ["--inject", "delay=20ms,jitter=10ms,duplicate=30%,reorder=30%"],
+                                replication: "{mode: best-effort, replicas: 1, transport: udp}")
+        #expect(r.status == 0, "\(r.output)")
+        let report = try #require(r.report, "no JSON report: \(r.output)")
+        #expect((report["mechanism"] as? String)?.hasPrefix("drs fault injection") == true, "\(report["mechanism"] ?? "-")")
+        #expect(report["acknowledgedWritesLost"] as? Int == 0, "\(r.output)")
+        #expect(report["staleReads"] as? Int == 0, "\(r.output)")
+        let healed = (report["events"] as? [[String: Any]])?.first { $0["what"] as? String == "healed" }?["detail"] as? String ?? ""
+        // "fault injection off (injected: delayed N, dropped 0, duplicated N, reordered N)"
+        let counts = Dictionary(uniqueKeysWithValues: healed.split(separator: ",").compactMap { part -> (String, Int)? in
+            let words = part.split(separator: " ")
+            guard words.count >= 2, let n = Int(words.last!.trimmingCharacters(in: CharacterSet(charactersIn: ")"))) else { return nil }
+            return (String(words[words.count - 2]), n)
+        })
+        #expect((counts["duplicated"] ?? 0) > 0 && (counts["reordered"] ?? 0) > 0 && (counts["delayed"] ?? 0) > 0, "\(healed)")
+        #expect(counts["dropped"] == 0, "\(healed)")
+    }
+
     @Test("bad drill arguments exit 2 naming the problem, starting nothing")
     func badArguments() async throws {
         let directory = FileManager.default.temporaryDirectory
@@ -80,6 +100,10 @@ struct DrillProcessTests {
         #expect(unknown.status == 2 && unknown.output.contains("unknown scenario \"meteor-strike\""), "\(unknown.output)")
         let sessions = try await DRSBinary.run(["drill", "hang", "--sessions", "0"], in: directory)
         #expect(sessions.status == 2 && sessions.output.contains("--sessions"), "\(sessions.output)")
+        let inject = try await DRSBinary.run(["drill", "packet-loss", "--inject", "jitter=5"], in: directory)
+        #expect(inject.status == 2 && inject.output.contains("jitter=5"), "\(inject.output)")
+        let injectHang = try await DRSBinary.run(["drill", "hang", "--inject", "delay=5ms"], in: directory)
+        #expect(injectHang.status == 2 && injectHang.output.contains("--inject"), "\(injectHang.output)")
         let duration = try await DRSBinary.run(["drill", "hang", "--duration", "soon"], in: directory)
         #expect(duration.status == 2 && duration.output.contains("--duration"), "\(duration.output)")
     }

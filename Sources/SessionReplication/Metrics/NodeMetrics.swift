@@ -79,6 +79,10 @@ public final class NodeMetrics: Sendable {
         counter("drs_frames_sent_total", [("transport", "udp")], "Replication frames sent.", total: c.datagramsSent)
         counter("drs_frames_received_total", [], "Replication frames accepted.", total: c.framesReceived)
         counter("drs_socket_rebinds_total", [], "UDP sockets bound again after a send error closed them.", total: c.socketRebinds)
+        let f = node.faultCounts
+        for (kind, n) in [("dropped", f.dropped), ("delayed", f.delayed), ("duplicated", f.duplicated), ("reordered", f.reordered)] {
+            counter("drs_faults_injected_total", [("kind", kind)], "Faults injected into outbound replication traffic (drs node --faults-file).", total: n)
+        }
         for reason in FrameRejection.allCases {
             counter("drs_frames_rejected_total", [("reason", reason.rawValue)], "Replication frames dropped, by reason.", total: c.rejected[reason] ?? 0)
         }

@@ -46,6 +46,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// Owners that answered `kept` for sessions this node holds nothing of (`affinity:
     /// none`), remembered for a second so that forwarding skips the round of asking.
     let ownerHints = NIOLockedValueBox(OwnerHints())
+    /// Faults injected into outbound replication traffic (none by default; `setFaults`).
+    let faultPlan = NIOLockedValueBox(FaultPlan(settings: FaultSettings(), random: SystemRandomNumberGenerator()))
     var membershipLoop: any EventLoop { membershipGroup.next() }
     // A plain stored closure: reading one through a generic box re-wraps it in a
     // reabstraction thunk on every call, which profiling showed stacking up.
@@ -732,16 +734,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             }
         }
         if streamFrames > 0, let channel = link.connectedChannel(connect: { host, port in connect(link, host: host, port: port) }) {
-            channel.writeAndFlush(stream, promise: nil)
+            sendStream(stream, on: channel)
             transport.withLockedValue { $0.streamFramesSent += streamFrames }
         }
         if !datagrams.isEmpty, let address = link.datagramAddress, let channel = state.withLockedValue({ $0.datagram }) {
-            // One hop to the channel's loop for the whole batch (one sendmmsg), not one per
-            // datagram. Called on the link's loop, so a peer's datagrams keep their order.
-            channel.eventLoop.execute {
-                for d in datagrams { channel.write(AddressedEnvelope(remoteAddress: address, data: d), promise: nil) }
-                channel.flush()
-            }
+            sendDatagrams(datagrams, to: address, on: channel)
             transport.withLockedValue { $0.datagramsSent += datagrams.count }
         }
     }
