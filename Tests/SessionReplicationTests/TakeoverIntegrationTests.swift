@@ -189,6 +189,38 @@ struct TakeoverIntegrationTests {
         }
     }
 
+    @Test("drainTimeout bounds the drain: zero hands nothing over and the sessions stay with their owner")
+    func drainTimeoutZero() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) { $0.drainTimeout = .zero }
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"]
+            let id = try #require(try await n1.createSession(attributes: ["v": [1]]).state?.id)
+            #expect(await n1.drain() == 0)
+            #expect(n1.copy(of: id)?.ownerState != nil)
+            #expect(cluster["n2"].copy(of: id)?.ownerState == nil)
+        }
+    }
+
+    @Test("handoverTimeout bounds how long a takeover waits for an owner that does not answer")
+    func handoverTimeoutBoundsTheWait() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) { $0.handoverTimeout = .milliseconds(300) }
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"], n2 = cluster["n2"]
+            let id = try #require(try await n1.createSession(attributes: ["v": [1]]).state?.id)
+            #expect(await eventually { n2.copy(of: id)?.backupState != nil })
+            // The owner stops without a word: n2 still holds it alive (suspicion takes over
+            // a second here), asks it, hears nothing, and gives up after handoverTimeout.
+            await n1.shutdown()
+            let start = ContinuousClock.now
+            let error = await sessionError { try await n2.takeOver(id) }
+            let waited = ContinuousClock.now - start
+            #expect(n2.memberStatus("n1")?.isLive == true, "the owner was declared dead before the wait ended: nothing measured")
+            #expect(error?.code == .sessionUnavailable && error?.owner == "n1", "\(String(describing: error))")
+            // 300 ms, against the 5 s the other tests here allow (slack for a starved run).
+            #expect(waited >= .milliseconds(250) && waited < .seconds(3), "waited \(waited)")
+        }
+    }
+
     @Test("anti-entropy digests run between every owner and backup, and every copy converges after takeovers")
     func antiEntropyAfterTakeover() async throws {
         let config = TestCluster.configuration(names: ["n1", "n2", "n3"]) { $0.repairInterval = .milliseconds(200) }
