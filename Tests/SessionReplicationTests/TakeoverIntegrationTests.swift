@@ -137,6 +137,24 @@ struct TakeoverIntegrationTests {
         }
     }
 
+    @Test("lookups of ids a node holds nothing of are bounded: beyond the limit they answer overloaded, other sessions unaffected")
+    func searchesAreBounded() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"])
+        try await TestCluster.with(config) { cluster in
+            let n1 = cluster["n1"], n2 = cluster["n2"]
+            let id = try #require(try await n1.createSession(attributes: ["v": [1]]).state?.id)
+            let unknown = SessionID(high: 7, low: 7)
+            #expect(await sessionError { try await n2.takeOver(unknown) }?.code == .sessionNotFound)
+            n2.searchSlots.withLockedValue { $0.limit = 0 }
+            #expect(await sessionError { try await n2.takeOver(unknown) }?.code == .overloaded)
+            // A session n2 holds a copy of needs no search.
+            #expect(await eventually { n2.copy(of: id)?.backupState != nil })
+            try await n2.takeOver(id)
+            #expect(n2.copy(of: id)?.ownerState != nil)
+            #expect(n2.searchSlots.withLockedValue { $0.inFlight } == 0)
+        }
+    }
+
     @Test("an owner hint lasts one second, and a full table starts over")
     func ownerHintsExpire() {
         var hints = OwnerHints()

@@ -14,6 +14,14 @@ struct HandoverWaits {
     }
 }
 
+/// Lookups of ids a node holds nothing of (each asks every live member) in flight, and
+/// how many may be.
+struct SearchSlots {
+    var inFlight = 0
+    /// Default 256.
+    var limit = 256
+}
+
 /// Owners learned from `kept` answers (DESIGN section 6: answers cached 1 s): a node
 /// with no copy of a session an owner keeps (`affinity: none`) refers requests to that
 /// owner without asking every member again. At most `limit` entries (all dropped when
@@ -61,7 +69,25 @@ extension ReplicationNode {
     /// the client to the owner (the `PersistDriver` inside an application), where the
     /// cooldown, which stops a load balancer's alternating routes from bouncing a session,
     /// would only turn a write into an error. Throws as `takeOver(_:)`.
+    ///
+    /// A lookup of an id this node holds nothing of asks every live member; at most
+    /// `SearchSlots.limit` (256) such lookups run at once, beyond which it throws
+    /// `overloaded` (retry), so a client sending random ids costs the cluster a bounded
+    /// number of rounds at a time.
     public func takeOver(_ id: SessionID, ignoringCooldown: Bool) async throws {
+        guard copy(of: id) == nil else { return try await search(id, ignoringCooldown: ignoringCooldown) }
+        let limit = searchSlots.withLockedValue { slots -> Int? in
+            guard slots.inFlight < slots.limit else { return slots.limit }
+            slots.inFlight += 1
+            return nil
+        }
+        if let limit { throw SessionError(.overloaded, "\(limit) lookups of sessions this node holds nothing of are in flight; retry") }
+        defer { searchSlots.withLockedValue { $0.inFlight -= 1 } }
+        try await search(id, ignoringCooldown: ignoringCooldown)
+    }
+
+    /// The search behind `takeOver(_:ignoringCooldown:)`.
+    private func search(_ id: SessionID, ignoringCooldown: Bool) async throws {
         let policy = configuration.replication
         let deadline = ContinuousClock.now + policy.handoverTimeout
         var referred: [String] = []

@@ -46,6 +46,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// Owners that answered `kept` for sessions this node holds nothing of (`affinity:
     /// none`), remembered for a second so that forwarding skips the round of asking.
     let ownerHints = NIOLockedValueBox(OwnerHints())
+    /// Lookups of ids this node holds nothing of in flight (bounded: `takeOver`).
+    let searchSlots = NIOLockedValueBox(SearchSlots())
     /// Faults injected into outbound replication traffic (none by default; `setFaults`).
     let faultPlan = NIOLockedValueBox(FaultPlan(settings: FaultSettings(), random: SystemRandomNumberGenerator()))
     var membershipLoop: any EventLoop { membershipGroup.next() }
