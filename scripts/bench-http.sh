@@ -2,7 +2,7 @@
 # HTTP load through one node of local-3.yaml: PUT of a 1 KiB attribute on a few sessions
 # with wrk, against the same cluster with replicas: 0 in the same run, and with
 # affinity: none through a node that owns none of them (every request forwarded to the
-# owner). Release build.
+# owner). The three clusters run side by side and the runs interleave. Release build.
 # Usage: scripts/bench-http.sh [seconds per run] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,17 +38,26 @@ request = function()
 end
 LUA
 
-run_config() { # name config [url: where the load goes, default n1, where the sessions are made]
-  local name=$1 config=$2 url=${3:-http://127.0.0.11:8181}
-  $DRS cluster up --config "$config" --state-dir "$WORK/state-$name" --detach --wait 30s >/dev/null
-  local ids=""
+# Three clusters side by side on their own addresses (an idle cluster costs little), and
+# the runs interleaved (replicated, local, forwarded, replicated, ...), so a slow or fast
+# phase of this shared machine falls on all three alike.
+sed -i 's/127\.0\.0\.1\([1-3]\)/127.0.0.3\1/' "$WORK/local.yaml"
+sed -i 's/127\.0\.0\.1\([1-3]\)/127.0.0.4\1/' "$WORK/forwarded.yaml"
+declare -A URL=([replicated]=http://127.0.0.11:8181 [local]=http://127.0.0.31:8181 [forwarded]=http://127.0.0.42:8182)
+declare -A MAKE=([replicated]=http://127.0.0.11:8181 [local]=http://127.0.0.31:8181 [forwarded]=http://127.0.0.41:8181)
+declare -A IDS
+for name in replicated local forwarded; do
+  $DRS cluster up --config "$WORK/$name.yaml" --state-dir "$WORK/state-$name" --detach --wait 30s >/dev/null
+  ids=""
   for _ in $(seq 1 64); do
-    id=$(curl -s -X POST http://127.0.0.11:8181/sessions | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
+    id=$(curl -s -X POST "${MAKE[$name]}/sessions" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
     ids="$ids,$id"
   done
-  export DRS_IDS=${ids#,}
-  for r in $(seq 1 "$RUNS"); do
-    out=$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/put.lua" "$url")
+  IDS[$name]=${ids#,}
+done
+for r in $(seq 1 "$RUNS"); do
+  for name in replicated local forwarded; do
+    out=$(DRS_IDS=${IDS[$name]} wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/put.lua" "${URL[$name]}")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
@@ -56,13 +65,10 @@ run_config() { # name config [url: where the load goes, default n1, where the se
     echo "$name run $r: $rps req/s, p50 $p50, p99 $p99, non-2xx ${errors:-0}"
     echo "$rps" >> "$WORK/$name.rps"
   done
-  $DRS cluster down --config "$config" --state-dir "$WORK/state-$name" >/dev/null
-}
-
-# Both configurations one after the other in the same run (not interleaved).
-run_config replicated "$WORK/replicated.yaml"
-run_config local "$WORK/local.yaml"
-run_config forwarded "$WORK/forwarded.yaml" http://127.0.0.12:8182
+done
+for name in replicated local forwarded; do
+  $DRS cluster down --config "$WORK/$name.yaml" --state-dir "$WORK/state-$name" >/dev/null
+done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rep=$(median "$WORK/replicated.rps"); loc=$(median "$WORK/local.rps"); fwd=$(median "$WORK/forwarded.rps")
 echo "median: replicated (local-3, acknowledged, 1 backup) $rep req/s; replicas 0 $loc req/s; ratio $(awk -v a="$rep" -v b="$loc" 'BEGIN {printf "%.2f", a/b}')"
