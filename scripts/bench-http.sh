@@ -10,16 +10,16 @@ SECONDS_PER_RUN=${1:-10}
 RUNS=${2:-3}
 DRS=./.build/release/drs
 WORK=$(mktemp -d)
-trap '$DRS cluster down --config "$WORK/replicated.yaml" --state-dir "$WORK/state-replicated" >/dev/null 2>&1 || true;
-      $DRS cluster down --config "$WORK/local.yaml" --state-dir "$WORK/state-local" >/dev/null 2>&1 || true;
-      $DRS cluster down --config "$WORK/forwarded.yaml" --state-dir "$WORK/state-forwarded" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap 'for name in replicated local forwarded; do
+        $DRS cluster down --config "$WORK/$name.yaml" --state-dir "$WORK/state-$name" >/dev/null 2>&1 || true
+      done; rm -rf "$WORK"' EXIT
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package) for the HTTP load"
   apt-get update && apt-get install -y wrk
 fi
 
-# Two copies of local-3 on other ports; one with replicas: 0.
+# Three copies of local-3 on other ports: as is, with replicas: 0, with affinity: none.
 sed -e 's/808\([1-3]\)/818\1/; s/710\([1-3]\)/730\1/; s/720\([1-3]\)/740\1/' cluster-configs/local-3.yaml > "$WORK/replicated.yaml"
 sed -e 's/replicas: 1/replicas: 0/' "$WORK/replicated.yaml" > "$WORK/local.yaml"
 grep -q 'replicas: 0' "$WORK/local.yaml" || { echo "could not set replicas: 0"; exit 1; }
@@ -65,9 +65,6 @@ for r in $(seq 1 "$RUNS"); do
     echo "$name run $r: $rps req/s, p50 $p50, p99 $p99, non-2xx ${errors:-0}"
     echo "$rps" >> "$WORK/$name.rps"
   done
-done
-for name in replicated local forwarded; do
-  $DRS cluster down --config "$WORK/$name.yaml" --state-dir "$WORK/state-$name" >/dev/null
 done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rep=$(median "$WORK/replicated.rps"); loc=$(median "$WORK/local.rps"); fwd=$(median "$WORK/forwarded.rps")

@@ -6,6 +6,8 @@ extension HTTPField.Name {
     static let drsOwner = HTTPField.Name("X-DRS-Owner")!
     /// `X-DRS-Durability`: `local` or `replicated`, on writes.
     static let drsDurability = HTTPField.Name("X-DRS-Durability")!
+    /// `X-DRS-Forwarded-By`: the node that forwarded the request (never forwarded again).
+    static let drsForwardedBy = HTTPField.Name(SessionForwarder.forwardedByHeader)!
 }
 
 /// Builders for the API's answers.

@@ -17,7 +17,7 @@ struct SessionHandlers: Sendable {
         do {
             return try await answer(route, request, context)
         } catch let error as APIError where error.status == .misdirectedRequest {
-            guard let forwarder, request.headers[HTTPField.Name(SessionForwarder.forwardedByHeader)!] == nil,
+            guard let forwarder, request.headers[.drsForwardedBy] == nil,
                   let owner = error.headers[.drsOwner], owner != backend.nodeName,
                   let (host, port) = backend.httpEndpoint(of: owner)
             else { throw error }

@@ -102,6 +102,7 @@ extension ReplicationNode {
                 (c.copy(of: id), c.backupOwner(of: id), c.handedAwayRecently(id, now: t, cooldown: policy.takeoverCooldown))
             }
             let statuses = peerStatuses()
+            let live = statuses.filter { $0.value.isLive }.map(\.key).sorted()
             var targets: [String]
             switch held {
             case .owner?:
@@ -124,7 +125,7 @@ extension ReplicationNode {
                 if !referred.isEmpty {
                     targets = referred
                 } else if askEveryone {
-                    targets = statuses.filter { $0.value.isLive }.map(\.key).sorted()
+                    targets = live
                 } else {
                     targets = statuses[owner] == .alive ? [owner] : []
                 }
@@ -133,7 +134,7 @@ extension ReplicationNode {
                    let owner = ownerHints.withLockedValue({ $0.owner(of: id, now: .now) }), statuses[owner] == .alive {
                     throw SessionError(.notOwner, "session \(id) is owned by \(owner)", owner: owner)
                 }
-                targets = referred.isEmpty ? statuses.filter { $0.value.isLive }.map(\.key).sorted() : referred
+                targets = referred.isEmpty ? live : referred
                 if !policy.role.owns, targets.isEmpty {
                     throw SessionError(.sessionUnavailable, "this node stores backups only and holds no copy of \(id)")
                 }
