@@ -226,9 +226,14 @@ struct TakeoverIntegrationTests {
             let n1 = cluster["n1"], n2 = cluster["n2"]
             let id = try #require(try await n1.createSession(attributes: ["v": [1]]).state?.id)
             #expect(await eventually { n2.copy(of: id)?.backupState != nil })
-            // The owner stops without a word: n2 still holds it alive (suspicion takes over
-            // a second here), asks it, hears nothing, and gives up after handoverTimeout.
-            await n1.shutdown()
+            // The owner stays alive (membership traffic is never delayed) but every
+            // replication frame it sends, its handover answer too, leaves 5 s late: n2
+            // asks it, hears nothing in time, and gives up after handoverTimeout. (Shutting
+            // the owner down instead raced its death: on a starved CI run n2 declared it
+            // dead before asking, and took over at once.)
+            var late = FaultSettings()
+            late.delay = .seconds(5)
+            n1.setFaults(late)
             let start = ContinuousClock.now
             let error = await sessionError { try await n2.takeOver(id) }
             let waited = ContinuousClock.now - start
