@@ -380,6 +380,30 @@ struct ReplicaShardModeTests {
         #expect(net.receipt(through: 2).isEmpty)
     }
 
+    @Test("a synchronous write that changes nothing waits for the version it leaves, and is replicated once that is receipted")
+    func synchronousNoOpWrite() throws {
+        var net = TwoNodes { p, _ in p.mode = .synchronous }
+        let created = try #require(try net.create(["a": [1]]).waiter)
+        let written = try #require(try net.commit { $0.set("a", [2]) }.waiter)
+        // The same bytes again: no change, no new version, but version 2 is not on n2 yet.
+        let same = try net.commit { $0.set("a", [2]) }
+        #expect(same.state?.stamp.version == 2 && !same.localOnly)
+        let waiter = try #require(same.waiter)
+        #expect(net.n1.settledWait(waiter) == nil)
+        let sent = try net.transmit()
+        #expect(net.deliver(sent).allSatisfy { $0 == .applied })
+        let done = net.receipt(through: sent.map(\.sequence).max() ?? 0)
+        #expect(Set(done.map(\.0)) == [created, written, waiter])
+        #expect(done.allSatisfy { $0.1 == .replicated(["n2"]) })
+        // Receipted already: the next no-op write settles at once.
+        let again = try #require(try net.commit { $0.set("a", [2]) }.waiter)
+        #expect(net.n1.settledWait(again) == .replicated(["n2"]))
+        // Acknowledged mode keeps answering a no-op at once, as any write there.
+        var acked = TwoNodes { p, _ in p.mode = .acknowledged }
+        try acked.create(["a": [1]])
+        #expect(try acked.commit { $0.set("a", [1]) }.waiter == nil)
+    }
+
     @Test("a synchronous write times out after syncTimeout in tick")
     func synchronousTimeout() throws {
         var net = TwoNodes { p, _ in

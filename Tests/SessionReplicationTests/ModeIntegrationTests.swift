@@ -46,6 +46,13 @@ struct ModeIntegrationTests {
                     #expect(names.count >= 1)
                     let holder = cluster[names[0]].copy(of: id)?.backupState
                     #expect(holder?.stamp == written.result.state?.stamp)
+                    // The same bytes again change nothing, and answer with the durability
+                    // of the version they leave (a PUT of an unchanged value).
+                    let again = try await n1.withSession(id) { $0.set("payload", [UInt8](repeating: UInt8(i), count: 1024)) }
+                    #expect(again.result.state?.stamp == written.result.state?.stamp)
+                    guard case .replicated(let now) = again.result.durability else { Issue.record("a no-op write answered local"); return }
+                    #expect(!now.isEmpty)
+                    for name in now { #expect(cluster[name].copy(of: id)?.backupState?.stamp == written.result.state?.stamp) }
                 }
                 ids.append(id)
             }

@@ -188,7 +188,15 @@ public struct ReplicaShard: Sendable {
             guard !changes.isEmpty else {
                 owned[id] = entry
                 accessed.insert(id)
-                return CommitOutcome(state: entry.state, waiter: nil, localOnly: entry.state.replicaSet.isEmpty)
+                // A write that changes nothing answers with the durability of the version
+                // it leaves: synchronous mode waits for that version on minSyncReplicas
+                // backups, as `sync` does (at once when they receipted it already).
+                guard settings.policy.mode == .synchronous, settings.policy.writeFrequency == .endOfService,
+                      !entry.state.replicaSet.isEmpty else {
+                    return CommitOutcome(state: entry.state, waiter: nil, localOnly: entry.state.replicaSet.isEmpty)
+                }
+                let degraded = try checkSyncReplicas(entry.state.replicaSet)
+                return outcome(for: id, targets: currentTargets(id, now: now), localOnly: degraded, now: now)
             }
             localOnly = try checkSyncReplicas(entry.state.replicaSet)
             try checkQueues(entry.state.replicaSet)
@@ -221,18 +229,7 @@ public struct ReplicaShard: Sendable {
     /// best-effort not at all (`waiter` is `nil`).
     public mutating func sync(_ id: SessionID, now: MonotonicInstant) throws(SessionError) -> CommitOutcome {
         guard let entry = owned[id] else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
-        var targets: [String: UInt64] = [:]
-        if entry.sentVersion < entry.state.stamp.version || entry.needsFull {
-            targets = send(id, now: now)
-        } else {
-            for peer in entry.state.replicaSet {
-                if let s = streams[peer], s.nextSequence > 1, s.receiptedThrough < s.nextSequence - 1 {
-                    targets[peer] = s.nextSequence - 1
-                } else {
-                    targets[peer] = 0
-                }
-            }
-        }
+        let targets = currentTargets(id, now: now)
         switch settings.policy.mode {
         case .bestEffort:
             return CommitOutcome(state: owned[id]?.state, waiter: nil, localOnly: entry.state.replicaSet.isEmpty)
@@ -243,6 +240,23 @@ public struct ReplicaShard: Sendable {
             let w = addWaiter(id, targets: live, needed: live.count, now: now)
             return CommitOutcome(state: owned[id]?.state, waiter: w, localOnly: false)
         }
+    }
+
+    /// What a wait for the current version of owned session `id` waits for, per backup: the
+    /// sequence that carries it (sending what is pending, or the whole session to a backup
+    /// that needs it, first), or 0 when everything queued to that backup is receipted.
+    mutating func currentTargets(_ id: SessionID, now: MonotonicInstant) -> [String: UInt64] {
+        guard let entry = owned[id] else { return [:] }
+        if entry.sentVersion < entry.state.stamp.version || entry.needsFull { return send(id, now: now) }
+        var targets: [String: UInt64] = [:]
+        for peer in entry.state.replicaSet {
+            if let s = streams[peer], s.nextSequence > 1, s.receiptedThrough < s.nextSequence - 1 {
+                targets[peer] = s.nextSequence - 1
+            } else {
+                targets[peer] = 0
+            }
+        }
+        return targets
     }
 
     /// Ends an owned session: tombstones it here and sends the invalidation to every
