@@ -86,112 +86,50 @@ extension ReplicationNode {
         try await search(id, ignoringCooldown: ignoringCooldown)
     }
 
-    /// The search behind `takeOver(_:ignoringCooldown:)`.
+    /// The search behind `takeOver(_:ignoringCooldown:)`: carries out the steps of the
+    /// core's `TakeoverSearch` (which decides whom to ask, when to wait and when an answer
+    /// is final) until it ends.
     private func search(_ id: SessionID, ignoringCooldown: Bool) async throws {
         let policy = configuration.replication
-        let deadline = ContinuousClock.now + policy.handoverTimeout
-        var referred: [String] = []
-        var knownOwner: String?
-        var askEveryone = false
+        let settings = TakeoverSearch.Settings(mayTakeOver: policy.affinity != .none && policy.role.owns,
+                                               ownsSessions: policy.role.owns, ignoringCooldown: ignoringCooldown)
+        var search = TakeoverSearch(id: id, selfName: endpoint.name, settings: settings, handoverTimeout: policy.handoverTimeout, now: now)
+        let peers = Array(links.keys)
+        var step: TakeoverSearch.Step? = nil
         while true {
             try checkRunning()
             try Task.checkCancellation()
-            let box = shard(for: id)
-            let t = now
-            let (held, backupOwner, cooled) = box.withCore { c in
-                (c.copy(of: id), c.backupOwner(of: id), c.handedAwayRecently(id, now: t, cooldown: policy.takeoverCooldown))
+            if step == nil {
+                let box = shard(for: id)
+                let t = now
+                let (held, cooled) = box.withCore { c -> (TakeoverSearch.Held, Bool) in
+                    let held: TakeoverSearch.Held = switch c.copy(of: id) {
+                    case .owner?: .owner
+                    case .tombstone?: .tombstone
+                    case .backup?: .backup(owner: c.backupOwner(of: id))
+                    case nil: .nothing
+                    }
+                    return (held, c.handedAwayRecently(id, now: t, cooldown: policy.takeoverCooldown))
+                }
+                let hint = held == .nothing && !settings.mayTakeOver ? ownerHints.withLockedValue { $0.owner(of: id, now: .now) } : nil
+                step = search.next(held: held, handedAwayRecently: cooled, statuses: peerStatuses(), hint: hint, now: t)
             }
-            let statuses = peerStatuses()
-            let live = statuses.filter { $0.value.isLive }.map(\.key).sorted()
-            var targets: [String]
-            switch held {
-            case .owner?:
+            switch step! {
+            case .done:
                 return
-            case .tombstone?:
-                throw SessionError(.sessionNotFound, "session \(id) ended")
-            case .backup?:
-                let owner = backupOwner ?? "unknown"
-                knownOwner = owner
-                if cooled, !ignoringCooldown {
-                    throw SessionError(.notOwner, "this node handed session \(id) to \(owner), its owner, less than takeoverCooldown ago; ask \(owner)", owner: owner)
-                }
-                if policy.affinity == .none || !policy.role.owns {
-                    throw SessionError(.notOwner, "session \(id) is owned by \(owner)", owner: owner)
-                }
-                // A referral wins over the copy's owner: a stray copy of an older epoch can
-                // name a node that no longer owns the session (found by `drs drill hang` on
-                // drs-defaults: reads asked that node and were referred on, forever). When
-                // the named owner holds nothing, every live member is asked.
-                if !referred.isEmpty {
-                    targets = referred
-                } else if askEveryone {
-                    targets = live
-                } else {
-                    targets = statuses[owner] == .alive ? [owner] : []
-                }
-            case nil:
-                if policy.affinity == .none || !policy.role.owns, referred.isEmpty,
-                   let owner = ownerHints.withLockedValue({ $0.owner(of: id, now: .now) }), statuses[owner] == .alive {
-                    throw SessionError(.notOwner, "session \(id) is owned by \(owner)", owner: owner)
-                }
-                targets = referred.isEmpty ? live : referred
-                if !policy.role.owns, targets.isEmpty {
-                    throw SessionError(.sessionUnavailable, "this node stores backups only and holds no copy of \(id)")
-                }
+            case .fail(let error):
+                if let owner = search.learnedOwner { ownerHints.withLockedValue { $0.remember(id, owner: owner, now: .now) } }
+                throw error
+            case .wait(let pause):
+                try await Task.sleep(for: pause)
+                step = nil
+            case .ask(let targets, let timeout):
+                let answers = await askHandover(id, of: targets, timeout: timeout)
+                // A handed-over session was adopted as its answer arrived.
+                let owns = if case .owner? = copy(of: id) { true } else { false }
+                step = search.answered(answers, ownsNow: owns, configuredPeers: peers, now: now)
             }
-            referred = []
-            if targets.isEmpty {
-                // The owner is suspect or was just declared dead: failover decides.
-                guard ContinuousClock.now < deadline else { throw unavailable(id, owner: knownOwner) }
-                try await Task.sleep(for: .milliseconds(20))
-                continue
-            }
-            let left = deadline - ContinuousClock.now
-            let answers = await askHandover(id, of: targets, timeout: min(max(left, .milliseconds(50)), .milliseconds(500)))
-            // A handed-over session was adopted as its answer arrived.
-            if case .owner? = copy(of: id) { return }
-            var none = 0, ended = false, kept: String?
-            for (peer, answer) in answers.sorted(by: { $0.key < $1.key }) {
-                switch answer {
-                case .none: none += 1
-                case .ended: ended = true
-                case .backup(_, let owner):
-                    knownOwner = owner
-                    if owner != endpoint.name, !referred.contains(owner) { referred.append(owner) }
-                case .kept:
-                    kept = peer
-                    knownOwner = peer
-                case .transferred:
-                    break
-                }
-            }
-            if let kept, policy.affinity == .none || !policy.role.owns {
-                if held == nil { ownerHints.withLockedValue { $0.remember(id, owner: kept, now: .now) } }
-                throw SessionError(.notOwner, "session \(id) is owned by \(kept)", owner: kept)
-            }
-            if case .backup? = held, kept == nil, referred.isEmpty, none > 0 { askEveryone = true }
-            if held == nil, kept == nil, referred.isEmpty {
-                if ended { throw SessionError(.sessionNotFound, "session \(id) ended") }
-                let suspect = statuses.values.contains(.suspect)
-                // Authoritative only when every configured member answered or is known
-                // gone: a node that just rejoined under a new id does not know every
-                // member yet (found by `drs drill hang`: a resumed node answered 404 for
-                // sessions a member it had not heard from yet owned).
-                let accounted = links.keys.allSatisfy { peer in
-                    targets.contains(peer) || statuses[peer].map { !$0.isLive } ?? false
-                }
-                if none == targets.count, !suspect, accounted { throw SessionError(.sessionNotFound, "no member holds session \(id)") }
-            }
-            // Referrals are followed at once, but never past the deadline (two stray copies
-            // can refer to each other).
-            guard ContinuousClock.now < deadline else { throw unavailable(id, owner: knownOwner) }
-            if !referred.isEmpty { continue }
-            try await Task.sleep(for: .milliseconds(20))
         }
-    }
-
-    func unavailable(_ id: SessionID, owner: String?) -> SessionError {
-        SessionError(.sessionUnavailable, "no node handed session \(id) over within handoverTimeout; retry", owner: owner)
     }
 
     /// Whether membership holds `name` alive or suspect under process id `process`
