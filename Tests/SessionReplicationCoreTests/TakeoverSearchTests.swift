@@ -179,4 +179,29 @@ struct TakeoverSearchTests {
         var s = search(.init(mayTakeOver: false, ownsSessions: false))
         #expect(code(s.next(held: .nothing, handedAwayRecently: false, statuses: ["n1": .dead], hint: nil, now: t0)) == .sessionUnavailable)
     }
+
+    @Test("an owner hint lasts one second, and a full table starts over")
+    func ownerHintsExpire() {
+        var hints = OwnerHints()
+        let id = SessionID(high: 1, low: 2)
+        hints.remember(id, owner: "n1", now: t0)
+        #expect(hints.owner(of: id, now: t0 + .milliseconds(999)) == "n1")
+        #expect(hints.owner(of: id, now: t0 + .seconds(1)) == nil)
+        #expect(hints.entries.isEmpty)
+        for i in 0..<OwnerHints.limit { hints.remember(SessionID(high: 0, low: UInt64(i)), owner: "n1", now: t0) }
+        hints.remember(id, owner: "n2", now: t0)
+        #expect(hints.entries.count == 1 && hints.owner(of: id, now: t0) == "n2")
+    }
+
+    @Test("search slots: at most limit at once, the refusal names the limit, released slots are reused")
+    func searchSlots() {
+        var slots = SearchSlots(limit: 2)
+        #expect(slots.acquire() == nil && slots.acquire() == nil)
+        #expect(slots.acquire() == 2 && slots.inFlight == 2)
+        slots.release()
+        #expect(slots.acquire() == nil && slots.inFlight == 2)
+        var none = SearchSlots(limit: 0)
+        #expect(none.acquire() == 0)
+        #expect(SearchSlots().limit == 256)
+    }
 }

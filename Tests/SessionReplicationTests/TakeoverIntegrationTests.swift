@@ -155,20 +155,6 @@ struct TakeoverIntegrationTests {
         }
     }
 
-    @Test("an owner hint lasts one second, and a full table starts over")
-    func ownerHintsExpire() {
-        var hints = OwnerHints()
-        let t = ContinuousClock.now
-        let id = SessionID(high: 1, low: 2)
-        hints.remember(id, owner: "n1", now: t)
-        #expect(hints.owner(of: id, now: t + .milliseconds(999)) == "n1")
-        #expect(hints.owner(of: id, now: t + .seconds(1)) == nil)
-        #expect(hints.entries.isEmpty)
-        for i in 0..<OwnerHints.limit { hints.remember(SessionID(high: 0, low: UInt64(i)), owner: "n1", now: t) }
-        hints.remember(id, owner: "n2", now: t)
-        #expect(hints.entries.count == 1 && hints.owner(of: id, now: t) == "n2")
-    }
-
     @Test("takeoverCooldown 0 lets the old owner take its session straight back")
     func cooldownZeroTakesBack() async throws {
         let config = TestCluster.configuration(names: ["n1", "n2"]) { $0.takeoverCooldown = .zero }

@@ -14,35 +14,6 @@ struct HandoverWaits {
     }
 }
 
-/// Lookups of ids a node holds nothing of (each asks every live member) in flight, and
-/// how many may be.
-struct SearchSlots {
-    var inFlight = 0
-    /// Default 256.
-    var limit = 256
-}
-
-/// Owners learned from `kept` answers (DESIGN section 6: answers cached 1 s): a node
-/// with no copy of a session an owner keeps (`affinity: none`) refers requests to that
-/// owner without asking every member again. At most `limit` entries (all dropped when
-/// full); an entry is used only while its owner is alive.
-struct OwnerHints {
-    static let ttl: Duration = .seconds(1)
-    static let limit = 100_000
-    var entries: [SessionID: (owner: String, until: ContinuousClock.Instant)] = [:]
-
-    mutating func remember(_ id: SessionID, owner: String, now: ContinuousClock.Instant) {
-        if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
-        entries[id] = (owner, now + Self.ttl)
-    }
-
-    mutating func owner(of id: SessionID, now: ContinuousClock.Instant) -> String? {
-        guard let entry = entries[id] else { return nil }
-        guard now < entry.until else { entries[id] = nil; return nil }
-        return entry.owner
-    }
-}
-
 extension ReplicationNode {
     /// Makes this node the owner of `id` when another node owns it (DESIGN section 6,
     /// takeover on request and handover): asks the owner named by this node's backup
@@ -76,13 +47,10 @@ extension ReplicationNode {
     /// number of rounds at a time.
     public func takeOver(_ id: SessionID, ignoringCooldown: Bool) async throws {
         guard copy(of: id) == nil else { return try await search(id, ignoringCooldown: ignoringCooldown) }
-        let limit = searchSlots.withLockedValue { slots -> Int? in
-            guard slots.inFlight < slots.limit else { return slots.limit }
-            slots.inFlight += 1
-            return nil
+        if let limit = searchSlots.withLockedValue({ $0.acquire() }) {
+            throw SessionError(.overloaded, "\(limit) lookups of sessions this node holds nothing of are in flight; retry")
         }
-        if let limit { throw SessionError(.overloaded, "\(limit) lookups of sessions this node holds nothing of are in flight; retry") }
-        defer { searchSlots.withLockedValue { $0.inFlight -= 1 } }
+        defer { searchSlots.withLockedValue { $0.release() } }
         try await search(id, ignoringCooldown: ignoringCooldown)
     }
 
@@ -111,14 +79,17 @@ extension ReplicationNode {
                     }
                     return (held, c.handedAwayRecently(id, now: t, cooldown: policy.takeoverCooldown))
                 }
-                let hint = held == .nothing && !settings.mayTakeOver ? ownerHints.withLockedValue { $0.owner(of: id, now: .now) } : nil
+                let hint = held == .nothing && !settings.mayTakeOver ? ownerHints.withLockedValue { $0.owner(of: id, now: t) } : nil
                 step = search.next(held: held, handedAwayRecently: cooled, statuses: peerStatuses(), hint: hint, now: t)
             }
             switch step! {
             case .done:
                 return
             case .fail(let error):
-                if let owner = search.learnedOwner { ownerHints.withLockedValue { $0.remember(id, owner: owner, now: .now) } }
+                if let owner = search.learnedOwner {
+                    let t = now
+                    ownerHints.withLockedValue { $0.remember(id, owner: owner, now: t) }
+                }
                 throw error
             case .wait(let pause):
                 try await Task.sleep(for: pause)

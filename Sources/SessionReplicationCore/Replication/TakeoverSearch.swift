@@ -200,3 +200,58 @@ public struct TakeoverSearch: Sendable {
         SessionError(.sessionUnavailable, "no node handed session \(id) over within handoverTimeout; retry", owner: knownOwner)
     }
 }
+
+/// Lookups of ids a node holds nothing of in flight (each asks every live member), and
+/// how many may be: a client sending random ids costs the cluster a bounded number of
+/// rounds at a time.
+public struct SearchSlots: Sendable {
+    /// Lookups in flight.
+    public private(set) var inFlight = 0
+    /// At most this many at once. Default 256; 0 refuses every lookup.
+    public var limit: Int
+
+    /// Creates the slots with `limit` (default 256).
+    public init(limit: Int = 256) { self.limit = limit }
+
+    /// Takes a slot; returns `nil` when taken, or the limit when every slot is in use
+    /// (the caller answers `overloaded`).
+    public mutating func acquire() -> Int? {
+        guard inFlight < limit else { return limit }
+        inFlight += 1
+        return nil
+    }
+
+    /// Gives back a slot taken by `acquire`.
+    public mutating func release() { inFlight = max(0, inFlight - 1) }
+}
+
+/// Owners learned from `kept` answers (DESIGN section 6: answers cached 1 s): a node
+/// with no copy of a session an owner keeps (`affinity: none`) refers requests to that
+/// owner without asking every member again. At most `limit` entries (all dropped when
+/// full, the simplest bound on memory); the shell uses an entry only while its owner is
+/// alive.
+public struct OwnerHints: Sendable {
+    /// How long a hint lasts: 1 s.
+    public static let ttl: Duration = .seconds(1)
+    /// The most hints kept: 100,000.
+    public static let limit = 100_000
+    /// Each remembered owner and when the hint lapses.
+    public private(set) var entries: [SessionID: (owner: String, until: MonotonicInstant)] = [:]
+
+    /// An empty table.
+    public init() {}
+
+    /// Remembers that `owner` kept `id` at `now`.
+    public mutating func remember(_ id: SessionID, owner: String, now: MonotonicInstant) {
+        if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
+        entries[id] = (owner, now + Self.ttl)
+    }
+
+    /// The owner remembered for `id`, if the hint has not lapsed at `now` (a lapsed one
+    /// is dropped).
+    public mutating func owner(of id: SessionID, now: MonotonicInstant) -> String? {
+        guard let entry = entries[id] else { return nil }
+        guard now < entry.until else { entries[id] = nil; return nil }
+        return entry.owner
+    }
+}
