@@ -634,7 +634,7 @@ actor DrillRun {
         process.executableURL = URL(fileURLWithPath: DrillCommand.which("haproxy")!)
         process.arguments = ["-f", path, "-db"]
         let log = "\(cluster.folder)/haproxy.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        guard FileManager.default.createFile(atPath: log, contents: nil) else { throw DrillError("cannot create \(log)") }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

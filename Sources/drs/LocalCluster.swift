@@ -38,7 +38,9 @@ struct LocalCluster {
     func start() throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         for node in config.nodes {
-            FileManager.default.createFile(atPath: "\(folder)/\(node.name).log", contents: nil)
+            guard FileManager.default.createFile(atPath: "\(folder)/\(node.name).log", contents: nil) else {
+                throw DrillError("cannot create \(folder)/\(node.name).log")
+            }
             try start(node.name)
         }
     }
@@ -50,7 +52,9 @@ struct LocalCluster {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let log = "\(folder)/\(name).log"
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log), !FileManager.default.createFile(atPath: log, contents: nil) {
+            throw DrillError("cannot create \(log)")
+        }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
         let process = Process()

@@ -47,10 +47,9 @@ struct NodeCommand: AsyncParsableCommand {
         }
         let router = Router()
         let metrics = NodeMetrics(node: node)
-        let registry = metrics.registry
         let forwarder = SessionForwarder { ok in
-            registry.makeCounter(name: "drs_http_forwarded_total", labels: [("result", ok ? "ok" : "failed")],
-                                 help: "Requests forwarded to a session's owner (affinity: none, takeoverCooldown), by outcome.").increment()
+            metrics.increment("drs_http_forwarded_total", labels: [("result", ok ? "ok" : "failed")],
+                              help: "Requests forwarded to a session's owner (affinity: none, takeoverCooldown), by outcome.")
         }
         SessionAPI(backend: node, settings: .init(configuration: configuration), forwarder: forwarder).addRoutes(to: router)
         router.get("/metrics") { _, _ in

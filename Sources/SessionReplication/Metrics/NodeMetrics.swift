@@ -19,6 +19,17 @@ public final class NodeMetrics: Sendable {
     /// Metrics of `node`.
     public init(node: ReplicationNode) { self.node = node }
 
+    /// Adds one to the counter `name` with `labels` (created with `help` on first use):
+    /// for events the shell around the node sees, such as forwarded requests. `name`
+    /// must be a valid Prometheus name (the registry traps on an invalid or empty one).
+    public func increment(_ name: String, labels: [(String, String)], help: String) {
+        registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels).increment()
+    }
+
+    private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
     /// The metrics in Prometheus text format, updated now.
     public func render() -> String {
         update()
@@ -33,12 +44,12 @@ public final class NodeMetrics: Sendable {
             defer { last[key] = total }
             return total - (last[key] ?? 0)
         }
-        let c = registry.makeCounter(name: name, labels: labels, help: help)
+        let c = registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
         if delta > 0 { c.increment(by: Int64(delta)) }
     }
 
     private func gauge(_ name: String, _ labels: [(String, String)], _ help: String, _ value: Double) {
-        registry.makeGauge(name: name, labels: labels, help: help).set(value)
+        registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels).set(value)
     }
 
     func update() {
@@ -95,8 +106,9 @@ public final class NodeMetrics: Sendable {
             gauge("drs_members", [("state", state)], "Members by state.", Double(states[state] ?? 0))
         }
         for (peer, samples) in node.takeLatencySamples() {
-            let h = registry.makeDurationHistogram(name: "drs_replication_lag_seconds", labels: [("peer", peer)], buckets: lagBuckets,
-                                                   help: "Time from sending a replication message to its receipt, by peer.")
+            let h = registry.makeDurationHistogram(
+                descriptor: Self.descriptor("drs_replication_lag_seconds", "Time from sending a replication message to its receipt, by peer."),
+                labels: [("peer", peer)], buckets: lagBuckets)
             for s in samples { h.record(s) }
         }
     }
