@@ -372,6 +372,10 @@ public final class ClusterLog {
     public var states: [SessionID: [Stamp: UInt64]] = [:]
     /// Violations found while running (a state stamp reused for another value).
     public var violations: [String] = []
+    /// How takeover searches ended, by outcome (`done` or an error code).
+    public var searchOutcomes: [String: Int] = [:]
+    /// Searches that answered `session-not-found`: the session, the node, when.
+    public var notFound: [(session: SessionID, node: String, at: MonotonicInstant)] = []
     /// Creates an empty log.
     public init() {}
 
@@ -404,6 +408,19 @@ public struct SimulatedNode: SimulatedProcess {
     /// Sessions this node took over on request.
     public private(set) var takeovers = 0
     var nextRequest: UInt64 = 0
+    /// Takeover searches in progress (the core's `TakeoverSearch`, as `ReplicationNode`
+    /// runs them): the round's request, who was asked and what they answered, and when
+    /// the round ends or the next one starts.
+    struct Search {
+        var search: TakeoverSearch
+        var request: UInt64 = 0
+        var expected: Set<String> = []
+        var answers: [String: HandoverReply.Answer] = [:]
+        var roundEnds: MonotonicInstant?
+        var resumeAt: MonotonicInstant?
+        var next: MonotonicInstant? { roundEnds ?? resumeAt }
+    }
+    var searches: [SessionID: Search] = [:]
     let log: ClusterLog
     let settingsTemplate: ShardSettings
     /// The other members' names, sorted.
@@ -452,7 +469,10 @@ public struct SimulatedNode: SimulatedProcess {
     static func bytes(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
 
     /// The earliest instant its timers have work.
-    public var nextDeadline: MonotonicInstant { min(membership.nextDeadline, leases.nextDeadline, nextShardTick) }
+    public var nextDeadline: MonotonicInstant {
+        let search = searches.values.compactMap(\.next).min() ?? nextShardTick
+        return min(membership.nextDeadline, leases.nextDeadline, nextShardTick, search)
+    }
 
     /// Whether this node owns `session` and passes the serving check now.
     public func serves(_ session: SessionID, now: MonotonicInstant) -> Bool {
@@ -494,29 +514,92 @@ public struct SimulatedNode: SimulatedProcess {
         return true
     }
 
-    /// Asks for `session` when this node does not own it (takeover on request): the
-    /// owner its backup copy names, or every live member. The answer is adopted when it
-    /// arrives. Returns whether a request went out.
+    /// Starts a takeover search for `session` (takeover on request) when this node does
+    /// not own it and none is in progress: the core's `TakeoverSearch` decides whom to
+    /// ask (the owner its backup copy names, referrals, every live member), when to wait
+    /// and what is final; a handed-over session is adopted when it arrives. How each
+    /// search ends is counted in the log. Returns whether a search started.
     @discardableResult
     public mutating func requestTakeover(_ session: SessionID, now: MonotonicInstant) -> Bool {
-        guard membership.status == .alive, shard.settings.policy.role.owns else { return false }
-        let targets: [String]
-        switch shard.copy(of: session) {
-        case .owner?, .tombstone?: return false
-        case .backup?:
-            guard let owner = shard.backupOwner(of: session), membership.member(owner)?.status == .alive,
-                  !shard.handedAwayRecently(session, now: now, cooldown: shard.settings.policy.takeoverCooldown) else { return false }
-            targets = [owner]
-        case nil:
-            targets = membership.liveNames.filter { $0 != name }
-        }
-        nextRequest += 1
-        let request = ReplicationMessage.handover(HandoverRequest(requestID: nextRequest, id: session))
-        for t in targets {
-            pending.append(SimulatedSend(to: t, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [request]), reliable: true))
-        }
+        guard membership.status == .alive, searches[session] == nil else { return false }
+        if case .owner? = shard.copy(of: session) { return false }
+        let policy = shard.settings.policy
+        let settings = TakeoverSearch.Settings(mayTakeOver: policy.affinity != .none && policy.role.owns, ownsSessions: policy.role.owns)
+        searches[session] = Search(search: TakeoverSearch(id: session, selfName: name, settings: settings,
+                                                          handoverTimeout: policy.handoverTimeout, now: now))
+        advanceSearch(session, now: now)
         flush(now: now)
-        return !targets.isEmpty
+        return true
+    }
+
+    /// Starts the next round of the search for `session`.
+    mutating func advanceSearch(_ session: SessionID, now: MonotonicInstant) {
+        guard var s = searches[session] else { return }
+        let held: TakeoverSearch.Held = switch shard.copy(of: session) {
+        case .owner?: .owner
+        case .tombstone?: .tombstone
+        case .backup?: .backup(owner: shard.backupOwner(of: session))
+        case nil: .nothing
+        }
+        let cooled = shard.handedAwayRecently(session, now: now, cooldown: shard.settings.policy.takeoverCooldown)
+        var statuses: [String: MemberStatus] = [:]
+        for peer in peers { if let status = membership.member(peer)?.status { statuses[peer] = status } }
+        let step = s.search.next(held: held, handedAwayRecently: cooled, statuses: statuses, hint: nil, now: now)
+        perform(step, session, &s, now: now)
+    }
+
+    /// Ends the round of asking of the search for `session` (every answer in, or its
+    /// time up).
+    mutating func endSearchRound(_ session: SessionID, now: MonotonicInstant) {
+        guard var s = searches[session] else { return }
+        s.roundEnds = nil
+        let owns = if case .owner? = shard.copy(of: session) { true } else { false }
+        if let step = s.search.answered(s.answers, ownsNow: owns, configuredPeers: peers, now: now) {
+            perform(step, session, &s, now: now)
+        } else {
+            searches[session] = s
+            advanceSearch(session, now: now)
+        }
+    }
+
+    mutating func perform(_ step: TakeoverSearch.Step, _ session: SessionID, _ s: inout Search, now: MonotonicInstant) {
+        switch step {
+        case .done:
+            searches[session] = nil
+            log.searchOutcomes["done", default: 0] += 1
+        case .fail(let error):
+            searches[session] = nil
+            log.searchOutcomes[error.code.description, default: 0] += 1
+            if error.code == .sessionNotFound { log.notFound.append((session, name, now)) }
+            trace(now, "search for \(session) ends: \(error)")
+        case .wait(let pause):
+            s.resumeAt = now + pause
+            s.roundEnds = nil
+            searches[session] = s
+        case .ask(let targets, let timeout):
+            nextRequest += 1
+            s.request = nextRequest
+            s.expected = Set(targets)
+            s.answers = [:]
+            s.roundEnds = now + timeout
+            s.resumeAt = nil
+            searches[session] = s
+            let request = ReplicationMessage.handover(HandoverRequest(requestID: nextRequest, id: session))
+            for t in targets {
+                pending.append(SimulatedSend(to: t, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [request]), reliable: true))
+            }
+        }
+    }
+
+    /// Runs the searches whose round ended or whose pause is over.
+    mutating func tickSearches(now: MonotonicInstant) {
+        for (session, s) in searches.sorted(by: { $0.key < $1.key }) {
+            if let end = s.roundEnds, now >= end {
+                endSearchRound(session, now: now)
+            } else if let resume = s.resumeAt, now >= resume {
+                advanceSearch(session, now: now)
+            }
+        }
     }
 
     /// Reads `session` if this node serves it, logging the answer.
@@ -566,6 +649,7 @@ public struct SimulatedNode: SimulatedProcess {
                 if d.reportGap, let peer = senderIDs.first(where: { $0.value == sender })?.key { deliver(d, from: peer, sender: sender, now: now) }
             }
         }
+        if membership.status == .alive { tickSearches(now: now) }
         flush(now: now)
     }
 
@@ -642,6 +726,11 @@ public struct SimulatedNode: SimulatedProcess {
                         log.saw(s, at: name)
                         takeovers += 1
                         trace(now, "adopts \(h.id) from \(peer) as \(s.stamp.etag) R \(s.replicaSet)")
+                    }
+                    if var search = searches[h.id], search.roundEnds != nil, search.request == h.requestID, search.expected.contains(peer) {
+                        search.answers[peer] = h.answer
+                        searches[h.id] = search
+                        if search.answers.count == search.expected.count { endSearchRound(h.id, now: now) }
                     }
                 case .digest(let d):
                     var mine = [UInt64](repeating: 0, count: DigestRequest.bucketCount)
@@ -780,6 +869,9 @@ public struct SimulatedNode: SimulatedProcess {
         inbound = [:]
         senderIDs = [:]
         waits = [:]
+        // Requests waiting across a rejoin are told to retry (`session-unavailable`).
+        for _ in searches { log.searchOutcomes[SessionError.Code.sessionUnavailable.description, default: 0] += 1 }
+        searches = [:]
     }
 
     /// Sends whatever the shard has queued.
@@ -820,6 +912,8 @@ public enum ClusterScenario {
         /// Takeover requests sent, and sessions taken over on request (by nodes still
         /// running at the end).
         public var takeoverRequests = 0, takeovers = 0
+        /// How the takeover searches ended, by outcome (`done` or an error code).
+        public var searchOutcomes: [String: Int] = [:]
     }
 
     /// The scenario's replication settings: synchronous to one backup.
@@ -938,6 +1032,12 @@ public enum ClusterScenario {
             }
         }
         out.failures += log.violations
+        // No search answers "not found" for a session that exists (every created session
+        // survives the scenario's one fault; the end checks that it has one owner).
+        for miss in log.notFound where sessions.contains(miss.session) {
+            out.failures.append("\(miss.node) answered session-not-found for \(miss.session) at \(miss.at)")
+        }
+        out.searchOutcomes = log.searchOutcomes
         // Replicated writes are never lost (at most one holder failed), reads are never
         // stale, and the cluster converges.
         var lastReplicated: [SessionID: UInt64] = [:]
@@ -986,6 +1086,28 @@ public enum ClusterScenario {
         }
         out.promotions = running.reduce(0) { $0 + sim.process($1)!.shard.counters.promotions }
         out.takeovers = running.reduce(0) { $0 + sim.process($1)!.takeovers }
+        // Once healed, a request on any running node gets any session: each is asked for
+        // on a node that does not own it, which must own it 3 s later with its value.
+        if out.failures.isEmpty, running.count > 1 {
+            var asked: [(SessionID, String, UInt64)] = []
+            for s in sessions {
+                guard let owner = running.first(where: { if case .owner? = sim.process($0)!.shard.copy(of: s) { true } else { false } }),
+                      case .owner(let state)? = sim.process(owner)!.shard.copy(of: s) else { continue }
+                let others = running.filter { $0 != owner }
+                let asker = others[Int(random.next() % UInt64(others.count))]
+                sim.with(asker) { p, now, _ in p.requestTakeover(s, now: now) }
+                asked.append((s, asker, SimulatedNode.value(of: state)))
+            }
+            sim.run(for: .seconds(3))
+            for (s, asker, value) in asked {
+                guard case .owner(let state)? = sim.process(asker)!.shard.copy(of: s) else {
+                    out.failures.append("after healing, \(asker) asked for \(s) and does not own it 3 s later: \(String(describing: sim.process(asker)!.shard.copy(of: s)).prefix(200))")
+                    continue
+                }
+                if SimulatedNode.value(of: state) < value { out.failures.append("\(s) taken over by \(asker) with \(SimulatedNode.value(of: state)) < \(value)") }
+            }
+            out.searchOutcomes = log.searchOutcomes
+        }
         return out
     }
 

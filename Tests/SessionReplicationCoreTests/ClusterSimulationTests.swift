@@ -15,16 +15,22 @@ struct ClusterSimulationTests {
     @Test func scenarioExercisesFailover() async {
         let outcomes = await onOwnThread { (UInt64(1)...12).map { ($0, ClusterScenario.run(seed: $0)) } }
         var promotions = 0, writes = 0, acked = 0, takeovers = 0
+        var searches: [String: Int] = [:]
         for (seed, o) in outcomes {
+            searches.merge(o.searchOutcomes, uniquingKeysWith: +)
             #expect(o.failures.isEmpty, "seed \(seed): \(o.failures.prefix(5))")
             promotions += o.promotions
             writes += o.writes
             acked += o.acked
             takeovers += o.takeovers
         }
-        print("cluster scenario seeds 1-12: \(writes) writes, \(acked) acknowledged, \(promotions) promotions, \(takeovers) takeovers on request")
+        print("cluster scenario seeds 1-12: \(writes) writes, \(acked) acknowledged, \(promotions) promotions, \(takeovers) takeovers on request; searches ended \(searches.sorted { $0.key < $1.key })")
         #expect(promotions > 0)
         #expect(takeovers > 0, "requests on other nodes take sessions over")
+        // The searches run through the core's TakeoverSearch: most end with the session
+        // taken over, some refused within the cooldown; none says a session is gone.
+        #expect((searches["done"] ?? 0) > 0)
+        #expect(searches["session-not-found"] == nil)
         #expect(acked > writes / 2)
     }
 
