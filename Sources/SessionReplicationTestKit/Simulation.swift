@@ -899,9 +899,11 @@ public struct SimulatedNode: SimulatedProcess {
 /// The standard simulated scenario of whole clusters (DESIGN section 9): 3 nodes,
 /// synchronous replication to 1 backup, 30 virtual seconds, client writes and reads,
 /// one crash (with or without restart) or one pause, datagram loss, duplication and
-/// reordering in the first 20 s, then healing and quiet. Checked: the serving rule at
-/// every instant, no `(epoch, version)` holding two states, no replicated write lost,
-/// no stale read, one owner per session and a full replica set after healing.
+/// reordering in the first 20 s, then healing and quiet. Requests landing on other nodes
+/// run the core's `TakeoverSearch`. Checked: the serving rule at every instant, no
+/// `(epoch, version)` holding two states, no replicated write lost, no stale read, no
+/// `session-not-found` for a live session, one owner per session and a full replica set
+/// after healing, and then a takeover of every session from a node that does not own it.
 public enum ClusterScenario {
     /// What one seed did and what went wrong.
     public struct Outcome: Sendable {
