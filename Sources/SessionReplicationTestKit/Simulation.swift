@@ -372,6 +372,12 @@ public final class ClusterLog {
     public var states: [SessionID: [Stamp: UInt64]] = [:]
     /// Violations found while running (a state stamp reused for another value).
     public var violations: [String] = []
+    /// A fault the scenario injects into every node: the probability that the answer to
+    /// a handover request is lost on its way, as when the TCP connection between two live
+    /// processes resets. Default 0.
+    public var handoverReplyLoss = 0.0
+    /// Handover answers lost to `handoverReplyLoss`.
+    public var handoverRepliesLost = 0
     /// How takeover searches ended, by outcome (`done` or an error code).
     public var searchOutcomes: [String: Int] = [:]
     /// Searches that answered `session-not-found`: the session, the node, when.
@@ -713,11 +719,19 @@ public struct SimulatedNode: SimulatedProcess {
                     // Never to a process this node does not hold alive: one held dead
                     // rejoins and drops what it holds, and its sessions failed over.
                     let requesterAlive = membership.member(peer).map { $0.status.isLive && $0.id == sender } ?? false
-                    let may = serves(h.id, now: now) && requesterAlive
-                    let answer = shard.answerHandover(h.id, to: peer, now: now, mayHandOver: may)
+                    // An owner must pass the serving check; a copy handed to this very
+                    // asker before (its answer lost) may be handed again.
+                    let owns = shard.ownedReplicaSet(of: h.id) != nil
+                    let may = requesterAlive && membership.status == .alive && (!owns || serves(h.id, now: now))
+                    let answer = shard.answerHandover(h.id, to: peer, requesterID: sender, now: now, mayHandOver: may)
                     if case .transferred(let st) = answer { trace(now, "hands \(h.id) to \(peer) at \(st.stamp.etag) (may \(may))") }
                     let reply = ReplicationMessage.handoverReply(HandoverReply(requestID: h.requestID, id: h.id, answer: answer))
-                    pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [reply]), reliable: true))
+                    if log.handoverReplyLoss > 0, Double(random.next() % 1_000_000) / 1_000_000 < log.handoverReplyLoss {
+                        log.handoverRepliesLost += 1
+                        trace(now, "loses its answer to \(peer) for \(h.id)")
+                    } else {
+                        pending.append(SimulatedSend(to: peer, message: .replication(firstSequence: 0, lowWatermark: 0, data: [], control: [reply]), reliable: true))
+                    }
                 case .handoverReply(let h):
                     if case .transferred(let state) = h.answer, state.id == h.id,
                        membership.member(peer).map({ $0.status.isLive && $0.id == sender }) == true,
@@ -902,8 +916,9 @@ public struct SimulatedNode: SimulatedProcess {
 /// reordering in the first 20 s, then healing and quiet. Requests landing on other nodes
 /// run the core's `TakeoverSearch`. Checked: the serving rule at every instant, no
 /// `(epoch, version)` holding two states, no replicated write lost, no stale read, no
-/// `session-not-found` for a live session, one owner per session and a full replica set
-/// after healing, and then a takeover of every session from a node that does not own it.
+/// `session-not-found` for a live session (`failures`: safety); one owner per session and
+/// a full replica set after healing, and then a takeover of every session from a node
+/// that does not own it (`stuck`: liveness). `handoverReplyLoss` loses handover answers.
 public enum ClusterScenario {
     /// What one seed did and what went wrong.
     public struct Outcome: Sendable {
@@ -916,6 +931,11 @@ public enum ClusterScenario {
         public var takeoverRequests = 0, takeovers = 0
         /// How the takeover searches ended, by outcome (`done` or an error code).
         public var searchOutcomes: [String: Int] = [:]
+        /// Handover answers the scenario made the network lose.
+        public var handoverRepliesLost = 0
+        /// Sessions stuck (liveness, not safety): left without an owner after healing, or
+        /// not taken over by a node asking for them after healing. Empty when all is well.
+        public var stuck: [String] = []
     }
 
     /// The scenario's replication settings: synchronous to one backup.
@@ -934,7 +954,9 @@ public enum ClusterScenario {
     /// Runs seed `seed`; `observe` checks the serving rule after every event (slow).
     /// With `replicas: 2` (still `minSyncReplicas: 1`) a write may be acknowledged after
     /// one backup applied it: only the prepare round keeps it when the owner dies.
-    public static func run(seed: UInt64, observe: Bool = true, replicas: Int = 1) -> Outcome {
+    /// With `handoverReplyLoss` (default 0) that share of handover answers is lost until
+    /// 20 s, as when the connection between two live nodes resets.
+    public static func run(seed: UInt64, observe: Bool = true, replicas: Int = 1, handoverReplyLoss: Double = 0) -> Outcome {
         var out = Outcome()
         var random = SeededGenerator(seed: seed &* 0xD1B5_4A32_D192_ED03 &+ 1)
         var network = NetworkModel()
@@ -948,6 +970,7 @@ public enum ClusterScenario {
         // any` a node cut off from the others declares them dead and serves alone (the
         // documented cost of `any`); partitions therefore run under `majority`.
         let kind = random.next() % 4
+        log.handoverReplyLoss = handoverReplyLoss
         let majority = kind == 3
         let sim = Simulator<SimulatedNode>(seed: seed, names: names, network: network) { name, id, now, _, random in
             SimulatedNode(name: name, id: id, names: names, policy: policy, tuning: MembershipTuning(), lease: .milliseconds(500),
@@ -1013,7 +1036,10 @@ public enum ClusterScenario {
                 healAt = nil
                 if kind == 3 { sim.heal() } else if sim.isPaused(victim) { sim.resume(victim) } else { sim.start(victim) }
             }
-            if sim.now >= .zero + .seconds(20) { sim.network = NetworkModel() }
+            if sim.now >= .zero + .seconds(20) {
+                sim.network = NetworkModel()
+                log.handoverReplyLoss = 0
+            }
             guard sim.now < .zero + .seconds(22), !sessions.isEmpty else { continue }
             let s = sessions[Int(random.next() % UInt64(sessions.count))]
             if random.next() % 5 == 0 {
@@ -1040,6 +1066,7 @@ public enum ClusterScenario {
             out.failures.append("\(miss.node) answered session-not-found for \(miss.session) at \(miss.at)")
         }
         out.searchOutcomes = log.searchOutcomes
+        out.handoverRepliesLost = log.handoverRepliesLost
         // Replicated writes are never lost (at most one holder failed), reads are never
         // stale, and the cluster converges.
         var lastReplicated: [SessionID: UInt64] = [:]
@@ -1061,7 +1088,7 @@ public enum ClusterScenario {
         for s in sessions {
             let owners = running.filter { if case .owner? = sim.process($0)!.shard.copy(of: s) { return true } else { return false } }
             guard owners.count == 1, case .owner(let state)? = sim.process(owners[0])!.shard.copy(of: s) else {
-                out.failures.append("\(s) has owners \(owners) after healing")
+                if owners.isEmpty { out.stuck.append("\(s) has no owner after healing") } else { out.failures.append("\(s) has owners \(owners) after healing") }
                 if getenv("DRS_SIM_TRACE") != nil {
                     for n in running {
                         let p = sim.process(n)!
@@ -1103,7 +1130,7 @@ public enum ClusterScenario {
             sim.run(for: .seconds(3))
             for (s, asker, value) in asked {
                 guard case .owner(let state)? = sim.process(asker)!.shard.copy(of: s) else {
-                    out.failures.append("after healing, \(asker) asked for \(s) and does not own it 3 s later: \(String(describing: sim.process(asker)!.shard.copy(of: s)).prefix(200))")
+                    out.stuck.append("after healing, \(asker) asked for \(s) and does not own it 3 s later: \(String(describing: sim.process(asker)!.shard.copy(of: s)).prefix(200))")
                     continue
                 }
                 if SimulatedNode.value(of: state) < value { out.failures.append("\(s) taken over by \(asker) with \(SimulatedNode.value(of: state)) < \(value)") }

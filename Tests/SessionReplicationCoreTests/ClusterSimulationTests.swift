@@ -16,15 +16,17 @@ struct ClusterSimulationTests {
         let outcomes = await onOwnThread { (UInt64(1)...12).map { ($0, ClusterScenario.run(seed: $0)) } }
         var promotions = 0, writes = 0, acked = 0, takeovers = 0
         var searches: [String: Int] = [:]
+        var repliesLost = 0
         for (seed, o) in outcomes {
+            repliesLost += o.handoverRepliesLost
             searches.merge(o.searchOutcomes, uniquingKeysWith: +)
-            #expect(o.failures.isEmpty, "seed \(seed): \(o.failures.prefix(5))")
+            #expect(o.failures.isEmpty && o.stuck.isEmpty, "seed \(seed): \((o.failures + o.stuck).prefix(5))")
             promotions += o.promotions
             writes += o.writes
             acked += o.acked
             takeovers += o.takeovers
         }
-        print("cluster scenario seeds 1-12: \(writes) writes, \(acked) acknowledged, \(promotions) promotions, \(takeovers) takeovers on request; searches ended \(searches.sorted { $0.key < $1.key })")
+        print("cluster scenario seeds 1-12: \(writes) writes, \(acked) acknowledged, \(promotions) promotions, \(takeovers) takeovers on request; searches ended \(searches.sorted { $0.key < $1.key }); \(repliesLost) handover answers lost")
         #expect(promotions > 0)
         #expect(takeovers > 0, "requests on other nodes take sessions over")
         // The searches run through the core's TakeoverSearch: most end with the session
@@ -46,8 +48,8 @@ struct ClusterSimulationTests {
                 let seed = random.next() % 1_000_000_000
                 let o = ClusterScenario.run(seed: seed, observe: observe, replicas: replicas)
                 acked += o.acked
-                if !o.failures.isEmpty {
-                    failed.append((seed, Array(o.failures.prefix(5))))
+                if !o.failures.isEmpty || !o.stuck.isEmpty {
+                    failed.append((seed, Array((o.failures + o.stuck).prefix(5))))
                     if failed.count >= maxFailures { break }
                 }
             }
@@ -58,7 +60,7 @@ struct ClusterSimulationTests {
     /// Two backups, one needed for an acknowledgement: the taker must adopt the other
     /// holder's fresher copy (prepare round), or acknowledged writes are lost.
     @Test func seedsWithTwoBackups() async {
-        let count = Int(Environment.value("DRS_SIM_TWO_BACKUP_SEEDS") ?? "") ?? 300
+        let count = Int(Environment.value("DRS_SIM_TWO_BACKUP_SEEDS") ?? "") ?? 200
         let r = await Self.sweep(count: count, base: 99, replicas: 2, maxFailures: 3)
         for (seed, failures) in r.failed { Issue.record("seed \(seed) (replicas 2) failed: \(failures)") }
         #expect(r.acked > 0)
@@ -70,8 +72,11 @@ struct ClusterSimulationTests {
         if let s = Environment.value("DRS_SIM_SEED"), let seed = UInt64(s) {
             guard chunk == 0 else { return }
             let replicas = Int(Environment.value("DRS_SIM_REPLICAS") ?? "") ?? 1
-            let o = await onOwnThread { ClusterScenario.run(seed: seed, observe: Environment.value("DRS_SIM_NO_OBSERVER") == nil, replicas: replicas) }
-            #expect(o.failures.isEmpty, "seed \(seed): \(o.failures.prefix(8))")
+            let loss = Double(Environment.value("DRS_SIM_HANDOVER_LOSS") ?? "") ?? 0
+            let o = await onOwnThread {
+                ClusterScenario.run(seed: seed, observe: Environment.value("DRS_SIM_NO_OBSERVER") == nil, replicas: replicas, handoverReplyLoss: loss)
+            }
+            #expect(o.failures.isEmpty && o.stuck.isEmpty, "seed \(seed): \((o.failures + o.stuck).prefix(8))")
             return
         }
         let base = (UInt64(Environment.value("DRS_SIM_BASE") ?? "") ?? 7) &+ UInt64(chunk) &* 0x9E37_79B9
@@ -80,5 +85,33 @@ struct ClusterSimulationTests {
             Issue.record("seed \(seed) failed (replay: DRS_SIM_SEED=\(seed) swift test --filter ClusterSimulationTests): \(failures)")
         }
         #expect(r.acked > 0)
+    }
+
+    /// 5 % of handover answers lost until 20 s (a connection reset between live nodes):
+    /// safety holds in every seed (no two owners, no stale read, no lost replicated write),
+    /// and the giver answering the same taker again keeps all but a few sessions owned.
+    /// Before it did, a lost answer left its session without an owner while both nodes
+    /// lived: 193 of these 200 seeds left one stuck; 2 do now (a copy from a process
+    /// declared dead, stored after its failover ran; see the issue note).
+    @Test func seedsLosingHandoverAnswers() async {
+        let count = Int(Environment.value("DRS_SIM_LOSS_SEEDS") ?? "") ?? 200
+        let (failed, stuckSeeds, lost) = await onOwnThread { () -> ([(UInt64, [String])], Int, Int) in
+            var random = SeededGenerator(seed: 4242)
+            var failed: [(UInt64, [String])] = [], stuck = 0, lost = 0
+            for _ in 0..<count {
+                let seed = random.next() % 1_000_000_000
+                let o = ClusterScenario.run(seed: seed, observe: true, handoverReplyLoss: 0.05)
+                lost += o.handoverRepliesLost
+                if !o.failures.isEmpty { failed.append((seed, Array(o.failures.prefix(3)))) }
+                if !o.stuck.isEmpty { stuck += 1 }
+            }
+            return (failed, stuck, lost)
+        }
+        print("handover answers lost: \(lost) in \(count) seeds; seeds leaving a session stuck: \(stuckSeeds)")
+        for (seed, failures) in failed.prefix(5) {
+            Issue.record("seed \(seed) broke safety with lost handover answers (replay: DRS_SIM_SEED=\(seed) DRS_SIM_HANDOVER_LOSS=0.05): \(failures)")
+        }
+        #expect(lost > count, "the fault was injected")
+        #expect(stuckSeeds * 50 <= count, "at most 2 % of seeds leave a session stuck; \(stuckSeeds) of \(count) did")
     }
 }

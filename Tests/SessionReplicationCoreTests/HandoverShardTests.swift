@@ -60,6 +60,70 @@ struct HandoverShardTests {
         #expect(!again, "adopting twice changes nothing")
     }
 
+    @Test func aLostHandoverIsAnsweredAgainToTheSameTakerOnlyUntilItsWordArrives() throws {
+        var clock = ManualClock()
+        // n2 backs the session, so the taker's whole state comes back to n1.
+        var n1 = shard("n1", id: 1, candidates: ["n2"], replicas: 1)
+        var n2 = shard("n2", id: 2, candidates: ["n1", "n3"], replicas: 1)
+        let id = SessionID(high: 21, low: 21)
+        let created = try n1.create(id: id, attributes: ["v": [1]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let original = try #require(created.state?.replicaSet)
+        guard case .transferred(let first) = n1.answerHandover(id, to: "n2", requesterID: NodeID(2), now: clock.now, mayHandOver: true) else {
+            Issue.record("not handed over"); return
+        }
+        // The answer is lost; n2 asks again. The same process gets the same state, with the
+        // replica set as first handed (not the kept copy's, which lists n1 first).
+        clock.advance(by: .milliseconds(500))
+        guard case .transferred(let again) = n1.answerHandover(id, to: "n2", requesterID: NodeID(2), now: clock.now, mayHandOver: true) else {
+            Issue.record("not handed again"); return
+        }
+        #expect(again == first && again.replicaSet == original)
+        #expect(n1.counters.handoversResent == 1)
+        // Another process under that name, or a node that may not hand over: told about the copy.
+        guard case .backup(_, let owner) = n1.answerHandover(id, to: "n2", requesterID: NodeID(99), now: clock.now, mayHandOver: true) else {
+            Issue.record("handed to a new process"); return
+        }
+        #expect(owner == "n2")
+        guard case .backup = n1.answerHandover(id, to: "n2", requesterID: NodeID(2), now: clock.now, mayHandOver: false) else {
+            Issue.record("handed although it may not"); return
+        }
+        guard case .backup = n1.answerHandover(id, to: "n3", requesterID: NodeID(3), now: clock.now, mayHandOver: true) else {
+            Issue.record("handed to a node it never handed to"); return
+        }
+        // n2 adopts (its place in the replica set goes to n1) and its whole state reaches
+        // n1: the copy is no longer the one handed over, and nothing is handed again.
+        let adopted = n2.adoptHandover(again, from: "n1", giverStays: true, now: clock.now)
+        #expect(adopted)
+        try deliver(&n2, "n2", to: &n1, "n1", now: clock.now)
+        #expect(original == ["n2"])
+        guard case .backup(let b)? = n1.copy(of: id) else { Issue.record("n1 lost its copy"); return }
+        #expect(b.stamp.epoch.counter == first.stamp.epoch.counter + 1)
+        guard case .backup = n1.answerHandover(id, to: "n2", requesterID: NodeID(2), now: clock.now, mayHandOver: true) else {
+            Issue.record("handed again after the taker's word arrived"); return
+        }
+        _ = n1.tick(now: clock.now + .seconds(2), wall: clock.wall, datagram: false)
+        #expect(n1.unconfirmedHandoffs.isEmpty, "swept once the copy changed")
+    }
+
+    @Test func aHandedStateOlderThanTheCopyHeldHereIsRefused() throws {
+        let clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)
+        var n2 = shard("n2", id: 2, candidates: ["n1", "n3"], replicas: 1)
+        let id = SessionID(high: 22, low: 22)
+        _ = try n1.create(id: id, attributes: ["v": [1]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let handed = n1.handOff(id, to: "n2", now: clock.now)
+        // Meanwhile the session moved on: n2 holds a copy of a later epoch, owned by n3.
+        var later = handed
+        later.stamp = Stamp(epoch: Epoch(counter: handed.stamp.epoch.counter + 2, owner: NodeID(3)), version: handed.stamp.version + 4)
+        later.replicaSet = ["n2"]
+        #expect(n2.apply(.full(later), from: "n3", now: clock.now) == .applied)
+        let adopted = n2.adoptHandover(handed, from: "n1", giverStays: true, now: clock.now)
+        #expect(!adopted)
+        #expect(n2.counters.staleHandoversRefused == 1)
+        guard case .backup(let b)? = n2.copy(of: id) else { Issue.record("the later copy was replaced"); return }
+        #expect(b.stamp == later.stamp)
+    }
+
     @Test func theCooldownHoldsOnlyWhileTheTakerStillOwnsTheSession() throws {
         let clock = ManualClock()
         var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)

@@ -162,14 +162,20 @@ extension ReplicationNode {
                     may = !isStopped && !isDraining && !isDeclaredDead && isAlive(requester, process: process) && mayServe(s)
                 }
                 let t = now
-                answer = box.withCore { $0.answerHandover(id, to: requester, now: t, mayHandOver: may) }
+                answer = box.withCore { $0.answerHandover(id, to: requester, requesterID: process, now: t, mayHandOver: may) }
                 box.releaseScope(id)
                 if case .transferred = answer {
                     logger.debug("handed a session over", metadata: ["drs.peer": "\(requester)", "drs.session": "\(id)"])
                 }
             } else {
+                // A copy this node handed to the asker and never heard of since is handed
+                // again (its first answer was lost), under the same checks.
+                let may = !isStopped && !isDraining && !isDeclaredDead && isAlive(requester, process: process)
                 let t = now
-                answer = box.withCore { $0.answerHandover(id, to: requester, now: t, mayHandOver: false) }
+                answer = box.withCore { $0.answerHandover(id, to: requester, requesterID: process, now: t, mayHandOver: may) }
+                if case .transferred = answer {
+                    logger.info("handed a session over again: the taker asked once more", metadata: ["drs.peer": "\(requester)", "drs.session": "\(id)"])
+                }
             }
             links[requester]?.addControl(.handoverReply(HandoverReply(requestID: request.requestID, id: id, answer: answer)))
             scheduleFlush(requester)

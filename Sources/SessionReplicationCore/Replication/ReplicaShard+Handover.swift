@@ -17,16 +17,30 @@ extension ReplicaShard {
     /// session's scope, so no change is in flight) and `affinity` is `sticky`; it keeps
     /// a backup copy whose owner is the asker, until the asker's own copy supersedes it.
     /// Otherwise: what this node holds (a backup and its owner, a tombstone, or nothing).
-    /// A backup whose owner is the asker itself is never sent back: the asker may be a
-    /// new process under that name, whose predecessor's sessions failover promotes (a
-    /// restart counts as the old process departing), possibly from a fresher copy.
-    public mutating func answerHandover(_ id: SessionID, to requester: String, now: MonotonicInstant,
-                                        mayHandOver: Bool) -> HandoverReply.Answer {
+    /// A backup whose owner is the asker itself is sent back only to the very process
+    /// (`requesterID`) this node handed it to, while this node's copy is still exactly
+    /// what it handed over (no word from the taker since): that taker asks again because
+    /// the first answer was lost (a connection reset), and without this the session
+    /// would have no owner while both nodes live (found by the simulator once it lost
+    /// handover answers). Any other asker under that name may be a new process whose
+    /// predecessor's sessions failover promotes (a restart counts as the old process
+    /// departing), possibly from a fresher copy: it is told about the copy instead.
+    public mutating func answerHandover(_ id: SessionID, to requester: String, requesterID: NodeID? = nil,
+                                        now: MonotonicInstant, mayHandOver: Bool) -> HandoverReply.Answer {
         if let o = owned[id] {
             guard mayHandOver, settings.policy.affinity == .sticky else { return .kept(o.state.stamp) }
-            return .transferred(handOff(id, to: requester, now: now))
+            return .transferred(handOff(id, to: requester, takerID: requesterID, now: now))
         }
         if let b = backups[id] {
+            if mayHandOver, b.owner == requester, let requesterID, let u = unconfirmedHandoffs[id],
+               u.to == requester, u.taker == requesterID, u.handed.stamp == b.state.stamp {
+                // The state as first handed, with its replica set: the kept copy lists
+                // this node first, and a taker adopting that list would drop the other
+                // holders, leaving them stray copies that name this node (found by the
+                // simulator: promoted when this node died, beside the taker).
+                counters.handoversResent += 1
+                return .transferred(u.handed)
+            }
             return .backup(b.state.stamp, owner: b.owner)
         }
         if let t = tombstones[id] { return .ended(t.stamp) }
@@ -41,15 +55,19 @@ extension ReplicaShard {
     /// before its own copy reaches the holders (or before it adopted the session at all),
     /// this node is the first live holder and takes the session back, after a prepare
     /// round that adopts any fresher copy the taker's writes left with the others.
-    public mutating func handOff(_ id: SessionID, to taker: String, now: MonotonicInstant) -> SessionState {
+    /// With `takerID` (the taker's process) the hand-over stays answerable again until
+    /// the taker's first word supersedes the kept copy (see `answerHandover`).
+    public mutating func handOff(_ id: SessionID, to taker: String, takerID: NodeID? = nil, now: MonotonicInstant) -> SessionState {
         let o = owned.removeValue(forKey: id)!
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         var kept = o.state
         kept.replicaSet = [settings.selfName] + kept.replicaSet.filter { $0 != settings.selfName && $0 != taker }
         storeBackup(kept, from: taker, now: now)
         handedAway[id] = (now, taker)
+        let handed = replicable(o.state)
+        if let takerID { unconfirmedHandoffs[id] = (taker, takerID, handed) }
         counters.handoversGiven += 1
-        return replicable(o.state)
+        return handed
     }
 
     /// Adopts a session `giver` handed over: owned here under epoch `(highest counter
@@ -58,10 +76,16 @@ extension ReplicaShard {
     /// to `replicas` by placement, and sent whole to it at once, so that every old holder
     /// ends up with the new epoch. Returns false (nothing changes) when this node cannot
     /// own (`server` role), already owns it, or holds a tombstone at least as new.
+    /// Also refused: a state of an earlier epoch than the backup copy held here (the
+    /// session moved on since it was handed over; a late or repeated answer).
     public mutating func adoptHandover(_ state: SessionState, from giver: String, giverStays: Bool, now: MonotonicInstant) -> Bool {
         let id = state.id
         guard settings.policy.role.owns, owned[id] == nil else { return false }
         if let t = tombstones[id], t.stamp >= state.stamp { return false }
+        if let b = backups[id], b.state.stamp.epoch.counter > state.stamp.epoch.counter {
+            counters.staleHandoversRefused += 1
+            return false
+        }
         var s = state
         let counter = max(s.stamp.epoch.counter, backups[id]?.state.stamp.epoch.counter ?? 0)
         s.stamp = Stamp(epoch: Epoch(counter: counter + 1, owner: settings.selfID), version: s.stamp.version)
@@ -95,10 +119,16 @@ extension ReplicaShard {
     }
 
     /// Forgets hand-overs older than the longest cooldown anyone uses (once a second).
+    /// Also forgets unconfirmed hand-overs whose copy changed or went away (the taker's
+    /// word arrived, or the session moved on).
     mutating func sweepHandedAway(now: MonotonicInstant) {
-        guard !handedAway.isEmpty, now >= nextCooldownSweep else { return }
+        guard !handedAway.isEmpty || !unconfirmedHandoffs.isEmpty, now >= nextCooldownSweep else { return }
         nextCooldownSweep = now + .seconds(1)
         let horizon = settings.policy.takeoverCooldown
         handedAway = handedAway.filter { now < $0.value.at + horizon }
+        unconfirmedHandoffs = unconfirmedHandoffs.filter { id, u in
+            guard let b = backups[id] else { return false }
+            return b.owner == u.to && b.state.stamp == u.handed.stamp
+        }
     }
 }

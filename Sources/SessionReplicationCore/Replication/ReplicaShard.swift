@@ -76,6 +76,11 @@ public struct ReplicaShard: Sendable {
     /// Owned sessions short of backups since a member (re)joined, filled a slice per tick.
     /// When this node last handed each session away, and to whom (for `takeoverCooldown`).
     var handedAway: [SessionID: (at: MonotonicInstant, to: String)] = [:]
+    /// Hand-overs not yet confirmed: the taker's process and the state handed over, kept
+    /// while this node's copy still names that taker at that stamp (the taker's first
+    /// message supersedes it). Lets the handover be answered again when the taker asks
+    /// once more, its answer having been lost.
+    var unconfirmedHandoffs: [SessionID: (to: String, taker: NodeID, handed: SessionState)] = [:]
     var nextCooldownSweep: MonotonicInstant = .zero
     var digestRound: UInt64 = 0
     /// Where a new stream to each peer starts: past every sequence an earlier stream to

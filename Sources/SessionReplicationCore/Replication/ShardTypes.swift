@@ -92,6 +92,11 @@ public struct ReplicationCounters: Hashable, Sendable {
     public var handoversGiven = 0
     /// Owned sessions sent whole to a member that (re)joined and now backs them.
     public var stateTransfers = 0
+    /// Hand-overs answered again because the taker asked once more before any word of
+    /// its own reached this node (its first answer was lost).
+    public var handoversResent = 0
+    /// Handed-over states refused because this node holds a copy of a later epoch.
+    public var staleHandoversRefused = 0
     /// All zero.
     public init() {}
 
@@ -104,6 +109,7 @@ public struct ReplicationCounters: Hashable, Sendable {
         appliedFull += o.appliedFull; staleIgnored += o.staleIgnored; fencedRejected += o.fencedRejected
         expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
         promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; digestRounds += o.digestRounds; refusedReceipts += o.refusedReceipts; digestMismatches += o.digestMismatches; released += o.released; stateTransfers += o.stateTransfers
+        handoversResent += o.handoversResent; staleHandoversRefused += o.staleHandoversRefused
     }
 }
 
