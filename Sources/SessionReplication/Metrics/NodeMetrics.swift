@@ -73,6 +73,8 @@ public final class NodeMetrics: Sendable {
         counter("drs_state_transfers_total", [], "Owned sessions sent whole to a member that joined.", total: r.stateTransfers)
         counter("drs_takeovers_total", [], "Sessions taken over on request or handed over by a draining owner.", total: r.takeovers)
         counter("drs_handovers_total", [], "Sessions handed over to another node.", total: r.handoversGiven)
+        counter("drs_handovers_resent_total", [], "Handovers answered again: the same taker asked once more, its first answer lost.", total: r.handoversResent)
+        counter("drs_handovers_refused_stale_total", [], "Handed-over states refused: a copy of a later epoch is held here.", total: r.staleHandoversRefused)
         counter("drs_digest_rounds_total", [], "Anti-entropy digests sent (per backup and lane).", total: r.digestRounds)
         counter("drs_digest_mismatches_total", [], "Anti-entropy buckets a backup reported as differing.", total: r.digestMismatches)
         counter("drs_released_total", [], "Backup copies dropped because their owner no longer lists this node.", total: r.released)
