@@ -530,8 +530,7 @@ public struct SimulatedNode: SimulatedProcess {
         guard membership.status == .alive, searches[session] == nil else { return false }
         if case .owner? = shard.copy(of: session) { return false }
         let policy = shard.settings.policy
-        let settings = TakeoverSearch.Settings(mayTakeOver: policy.affinity != .none && policy.role.owns, ownsSessions: policy.role.owns)
-        searches[session] = Search(search: TakeoverSearch(id: session, selfName: name, settings: settings,
+        searches[session] = Search(search: TakeoverSearch(id: session, selfName: name, settings: .init(policy: policy),
                                                           handoverTimeout: policy.handoverTimeout, now: now))
         advanceSearch(session, now: now)
         flush(now: now)
@@ -541,12 +540,7 @@ public struct SimulatedNode: SimulatedProcess {
     /// Starts the next round of the search for `session`.
     mutating func advanceSearch(_ session: SessionID, now: MonotonicInstant) {
         guard var s = searches[session] else { return }
-        let held: TakeoverSearch.Held = switch shard.copy(of: session) {
-        case .owner?: .owner
-        case .tombstone?: .tombstone
-        case .backup?: .backup(owner: shard.backupOwner(of: session))
-        case nil: .nothing
-        }
+        let held = shard.searchHeld(session)
         let cooled = shard.handedAwayRecently(session, now: now, cooldown: shard.settings.policy.takeoverCooldown)
         var statuses: [String: MemberStatus] = [:]
         for peer in peers { if let status = membership.member(peer)?.status { statuses[peer] = status } }
@@ -1065,8 +1059,6 @@ public enum ClusterScenario {
         for miss in log.notFound where sessions.contains(miss.session) {
             out.failures.append("\(miss.node) answered session-not-found for \(miss.session) at \(miss.at)")
         }
-        out.searchOutcomes = log.searchOutcomes
-        out.handoverRepliesLost = log.handoverRepliesLost
         // Replicated writes are never lost (at most one holder failed), reads are never
         // stale, and the cluster converges.
         var lastReplicated: [SessionID: UInt64] = [:]
@@ -1135,8 +1127,9 @@ public enum ClusterScenario {
                 }
                 if SimulatedNode.value(of: state) < value { out.failures.append("\(s) taken over by \(asker) with \(SimulatedNode.value(of: state)) < \(value)") }
             }
-            out.searchOutcomes = log.searchOutcomes
         }
+        out.searchOutcomes = log.searchOutcomes
+        out.handoverRepliesLost = log.handoverRepliesLost
         return out
     }
 

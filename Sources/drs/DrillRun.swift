@@ -375,9 +375,10 @@ actor DrillRun {
             }
             return
         case .packetLoss where inject != nil:
+            let faults = inject!
             t = now()
-            try setFaults(inject!, on: target)
-            mechanism = "drs fault injection (the node's transport, --faults-file and SIGHUP): \(inject!) on \(target.name)'s outbound replication traffic (datagrams; TCP frames delayed only) until heal"
+            try setFaults(faults, on: target)
+            mechanism = "drs fault injection (the node's transport, --faults-file and SIGHUP): \(faults) on \(target.name)'s outbound replication traffic (datagrams; TCP frames delayed only) until heal"
         case .packetLoss:
             let ports = Set(configuration.nodes.map(\.replicationPort)).sorted().map(String.init).joined(separator: ", ")
             let rules = ["saddr", "daddr"].flatMap { dir in ["sport", "dport"].map { port in

@@ -59,8 +59,7 @@ extension ReplicationNode {
     /// is final) until it ends.
     private func search(_ id: SessionID, ignoringCooldown: Bool) async throws {
         let policy = configuration.replication
-        let settings = TakeoverSearch.Settings(mayTakeOver: policy.affinity != .none && policy.role.owns,
-                                               ownsSessions: policy.role.owns, ignoringCooldown: ignoringCooldown)
+        let settings = TakeoverSearch.Settings(policy: policy, ignoringCooldown: ignoringCooldown)
         var search = TakeoverSearch(id: id, selfName: endpoint.name, settings: settings, handoverTimeout: policy.handoverTimeout, now: now)
         let peers = Array(links.keys)
         var step: TakeoverSearch.Step? = nil
@@ -70,14 +69,8 @@ extension ReplicationNode {
             if step == nil {
                 let box = shard(for: id)
                 let t = now
-                let (held, cooled) = box.withCore { c -> (TakeoverSearch.Held, Bool) in
-                    let held: TakeoverSearch.Held = switch c.copy(of: id) {
-                    case .owner?: .owner
-                    case .tombstone?: .tombstone
-                    case .backup?: .backup(owner: c.backupOwner(of: id))
-                    case nil: .nothing
-                    }
-                    return (held, c.handedAwayRecently(id, now: t, cooldown: policy.takeoverCooldown))
+                let (held, cooled) = box.withCore { c in
+                    (c.searchHeld(id), c.handedAwayRecently(id, now: t, cooldown: policy.takeoverCooldown))
                 }
                 let hint = held == .nothing && !settings.mayTakeOver ? ownerHints.withLockedValue { $0.owner(of: id, now: t) } : nil
                 step = search.next(held: held, handedAwayRecently: cooled, statuses: peerStatuses(), hint: hint, now: t)
@@ -156,11 +149,7 @@ extension ReplicationNode {
             if case .owner? = copy(of: id) {
                 await box.acquireScope(id)
                 var may = false
-                // Never to a process membership holds dead (or does not know): one held dead
-                // rejoins and drops what it holds, and its sessions were failed over.
-                if case .owner(let s)? = copy(of: id) {
-                    may = !isStopped && !isDraining && !isDeclaredDead && isAlive(requester, process: process) && mayServe(s)
-                }
+                if case .owner(let s)? = copy(of: id) { may = mayHandOver(to: requester, process: process) && mayServe(s) }
                 let t = now
                 answer = box.withCore { $0.answerHandover(id, to: requester, requesterID: process, now: t, mayHandOver: may) }
                 box.releaseScope(id)
@@ -170,7 +159,7 @@ extension ReplicationNode {
             } else {
                 // A copy this node handed to the asker and never heard of since is handed
                 // again (its first answer was lost), under the same checks.
-                let may = !isStopped && !isDraining && !isDeclaredDead && isAlive(requester, process: process)
+                let may = mayHandOver(to: requester, process: process)
                 let t = now
                 answer = box.withCore { $0.answerHandover(id, to: requester, requesterID: process, now: t, mayHandOver: may) }
                 if case .transferred = answer {
@@ -180,6 +169,14 @@ extension ReplicationNode {
             links[requester]?.addControl(.handoverReply(HandoverReply(requestID: request.requestID, id: id, answer: answer)))
             scheduleFlush(requester)
         }
+    }
+
+    /// Whether this node may hand a session to `requester` at all: it runs, is not
+    /// draining or held dead, and membership holds the requester alive under `process`.
+    /// Never to a process membership holds dead (or does not know): one held dead rejoins
+    /// and drops what it holds, and its sessions were failed over.
+    func mayHandOver(to requester: String, process: NodeID) -> Bool {
+        !isStopped && !isDraining && !isDeclaredDead && isAlive(requester, process: process)
     }
 
     /// An answer to a handover request (or a draining owner's handover): a whole

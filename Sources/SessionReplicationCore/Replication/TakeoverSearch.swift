@@ -59,6 +59,13 @@ public struct TakeoverSearch: Sendable {
             self.ownsSessions = ownsSessions
             self.ignoringCooldown = ignoringCooldown
         }
+
+        /// The settings `policy` gives (its `affinity` and `role`), with `ignoringCooldown`
+        /// (default false).
+        public init(policy: ReplicationPolicy, ignoringCooldown: Bool = false) {
+            self.init(mayTakeOver: policy.affinity != .none && policy.role.owns, ownsSessions: policy.role.owns,
+                      ignoringCooldown: ignoringCooldown)
+        }
     }
 
     /// How long a round waits before looking again when nobody can be asked (the owner is
@@ -253,5 +260,17 @@ public struct OwnerHints: Sendable {
         guard let entry = entries[id] else { return nil }
         guard now < entry.until else { entries[id] = nil; return nil }
         return entry.owner
+    }
+}
+
+extension ReplicaShard {
+    /// What this shard holds of `id`, as `TakeoverSearch.next` takes it.
+    public func searchHeld(_ id: SessionID) -> TakeoverSearch.Held {
+        switch copy(of: id) {
+        case .owner?: .owner
+        case .tombstone?: .tombstone
+        case .backup?: .backup(owner: backupOwner(of: id))
+        case nil: .nothing
+        }
     }
 }
