@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Loopback failover timings with real `drs` processes (DESIGN section 10, workload 3).
+"""Loopback failover timings with real `drs` processes (docs/PERFORMANCE.md, workload 3).
 
 Each trial starts the three nodes of a config (`drs cluster up --detach`), optionally
 creates SESSIONS sessions on the victim over HTTP, SIGKILLs the victim and polls the

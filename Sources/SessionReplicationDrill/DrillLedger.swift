@@ -1,5 +1,5 @@
 /// The drill's own record of what it asked the cluster and what the cluster answered,
-/// kept apart from the cluster so it can judge it (DESIGN section 8, "drill report").
+/// kept apart from the cluster so it can judge it (docs/contracts.md, "drill report").
 ///
 /// Every write to session `s` adds one attribute `w<seq>` with a sequence number new for
 /// that session (creation is write 0), so a read shows exactly which writes a state holds:

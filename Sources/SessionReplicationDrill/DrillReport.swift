@@ -1,6 +1,6 @@
 import Foundation
 
-/// The result of one drill: the JSON of DESIGN section 8 (`drs drill --json FILE`), a
+/// The result of one drill: the JSON of docs/contracts.md (`drs drill --json FILE`), a
 /// terminal table (`table`) and an SVG timeline (`svg`). Fields beyond the contract's
 /// (mode, victim, events, violations, CPU steal and run queue per second, ...) are extra
 /// keys; the contract's keys keep their names and meaning.
@@ -212,7 +212,7 @@ public struct DrillReport: Codable, Sendable {
     public struct Expectations: Sendable {
         /// A stale answer from a node probed right after it resumed is a violation. True
         /// for pauses in every mode; for partitions only under `promotion: majority`
-        /// (under `any` a cut-off node serves alone, which DESIGN section 6 documents).
+        /// (under `any` a cut-off node serves alone, which docs/design.md (Membership and failover) documents).
         public var resumedNodeNeverStale = true
         /// Public so callers can build one.
         public init() {}

@@ -1,6 +1,6 @@
 import Hummingbird
 
-/// The routes of the HTTP API contract (DESIGN section 8), one case per path shape.
+/// The routes of the HTTP API contract (docs/contracts.md), one case per path shape.
 /// This table drives both registration on the `Router` and the gate's `404`/`405`
 /// decisions, so the two cannot disagree.
 enum APIRoute: CaseIterable, Sendable {

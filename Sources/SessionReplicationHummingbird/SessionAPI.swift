@@ -1,7 +1,7 @@
 import Hummingbird
 import SessionReplication
 
-/// The HTTP API of a node (DESIGN section 8) as Hummingbird routes over a `SessionBackend`.
+/// The HTTP API of a node (docs/contracts.md) as Hummingbird routes over a `SessionBackend`.
 ///
 /// ```swift
 /// let router = Router()

@@ -5,7 +5,7 @@ import NIOCore
 import NIOHTTP1
 
 /// Forwards a request for a session this node may not serve to the node that owns it
-/// (DESIGN section 6: with `affinity: none` a live owner keeps its sessions and the other
+/// (docs/design.md (Membership and failover): with `affinity: none` a live owner keeps its sessions and the other
 /// nodes forward; a node that handed a session away less than `takeoverCooldown` ago
 /// forwards instead of taking it back), over a pooled HTTP/1.1 client (AsyncHTTPClient).
 ///

@@ -904,7 +904,7 @@ public struct SimulatedNode: SimulatedProcess {
 }
 
 // MARK: - ClusterScenario
-/// The standard simulated scenario of whole clusters (DESIGN section 9): 3 nodes,
+/// The standard simulated scenario of whole clusters (docs/design.md (Testing)): 3 nodes,
 /// synchronous replication to 1 backup, 30 virtual seconds, client writes and reads,
 /// one crash (with or without restart) or one pause, datagram loss, duplication and
 /// reordering in the first 20 s, then healing and quiet. Requests landing on other nodes

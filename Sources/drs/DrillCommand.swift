@@ -8,7 +8,7 @@ import Yams
 /// `drs drill SCENARIO --config FILE`: starts every node of the configuration as its own
 /// process, puts load on it through HAProxy (or straight to the nodes with `--direct`),
 /// injects a fault, keeps the load running, heals, reads every session back and reports
-/// exactly what was lost (DESIGN section 8). Exits 1 when the cluster broke a promise it
+/// exactly what was lost (docs/contracts.md). Exits 1 when the cluster broke a promise it
 /// makes (see `DrillReport.violations`) or the drill could not run, 2 on bad usage.
 struct DrillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -169,7 +169,7 @@ struct DrillCommand: AsyncParsableCommand {
     }
 }
 
-/// The drill scenarios of DESIGN section 8.
+/// The drill scenarios of docs/contracts.md.
 enum DrillScenario: String, CaseIterable, Sendable {
     case killPrimary = "kill-primary"
     case hang

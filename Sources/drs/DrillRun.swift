@@ -700,7 +700,7 @@ actor DrillRun {
         var expect = DrillReport.Expectations()
         expect.resumedNodeNeverStale = scenario != .partition || configuration.membership.promotion == .majority
         if !expect.resumedNodeNeverStale, ledger.staleReads.contains(where: \.probe) {
-            events.append(.init(t: total, what: "note", detail: "promotion: any lets the cut-off node serve alone during a partition (DESIGN section 6): its stale answers are counted, not judged; promotion: majority forbids them"))
+            events.append(.init(t: total, what: "note", detail: "promotion: any lets the cut-off node serve alone during a partition (docs/design.md (Membership and failover)): its stale answers are counted, not judged; promotion: majority forbids them"))
         }
         var violations = DrillReport.violations(of: ledger, expecting: expect)
         if skipped > 0 { events.append(.init(t: total, what: "note", detail: "\(skipped) requests not sent: every session had one in flight")) }

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Short drills with the real binary (DESIGN section 9.4: CI drills use `--direct`): a
+/// Short drills with the real binary (docs/design.md (Testing): CI drills use `--direct`): a
 /// synchronous three-node cluster loses no acknowledged write when its busiest node is
 /// killed, and a paused node never serves a stale session once resumed.
 @Suite("drs drill on three processes", .serialized, .oneClusterAtATime, .timeLimit(.minutes(3)))

@@ -92,7 +92,7 @@ struct ClusterSimulationTests {
     /// and the giver answering the same taker again keeps all but a few sessions owned.
     /// Before it did, a lost answer left its session without an owner while both nodes
     /// lived: 193 of these 200 seeds left one stuck; 2 do now (a copy from a process
-    /// declared dead, stored after its failover ran; see the issue note).
+    /// declared dead, stored after its failover ran).
     @Test func seedsLosingHandoverAnswers() async {
         let count = Int(Environment.value("DRS_SIM_LOSS_SEEDS") ?? "") ?? 200
         let (failed, stuckSeeds, lost) = await onOwnThread { () -> ([(UInt64, [String])], Int, Int) in

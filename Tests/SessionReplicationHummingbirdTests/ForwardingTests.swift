@@ -8,7 +8,7 @@ import SessionReplicationHummingbird
 import Synchronization
 import Testing
 
-/// DESIGN sections 6 and 8: a node that may not serve a session (`affinity: none`, or
+/// docs/design.md (Membership and failover), and docs/contracts.md: a node that may not serve a session (`affinity: none`, or
 /// within `takeoverCooldown`) forwards the request to its owner; `421 misdirected` with
 /// `X-DRS-Owner` only when forwarding fails.
 @Suite("Forwarding to the owner", .timeLimit(.minutes(1)))

@@ -296,7 +296,7 @@ struct ConfigurationTests {
         #expect(config.nodes.count == 4)
     }
 
-    @Test("replication rules of DESIGN section 5 are enforced", arguments: [
+    @Test("replication rules of docs/design.md (Replication) are enforced", arguments: [
         ("replication: {mode: synchronous, writeFrequency: time-based}", "replication.writeFrequency"),
         ("replication: {mode: synchronous, writeFrequency: manual}", "replication.writeFrequency"),
         ("replication: {mode: synchronous, replicas: 0}", "replication.replicas"),

@@ -86,7 +86,7 @@ public struct NodeStatus: Hashable, Sendable {
 }
 
 /// What the HTTP API needs from a node. `ReplicationNode` conforms; tests can supply
-/// their own. Every method throws `SessionError` with the codes of DESIGN section 8.
+/// their own. Every method throws `SessionError` with the codes of docs/contracts.md.
 public protocol SessionBackend: Sendable {
     /// This node's configured name (the route in cookies).
     var nodeName: String { get }

@@ -27,7 +27,7 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
 }
 
 extension ClusterConfiguration {
-    /// Reads, parses and validates the YAML file at `path` (DESIGN section 8); errors name `path`.
+    /// Reads, parses and validates the YAML file at `path` (docs/contracts.md); errors name `path`.
     /// Throws a `ConfigurationError` when the file is unreadable, not YAML, or invalid.
     public static func load(path: String) throws(ConfigurationError) -> ClusterConfiguration {
         let text: String
@@ -50,7 +50,7 @@ extension ClusterConfiguration {
         return config
     }
 
-    /// Checks the rules of DESIGN sections 5 and 8 on a parsed or hand-built configuration.
+    /// Checks the rules of docs/design.md (Replication), and docs/contracts.md on a parsed or hand-built configuration.
     /// Throws the first `ConfigurationError` found, naming `file` (default `<config>`) and the field.
     public func validate(file: String = "<config>") throws(ConfigurationError) {
         func check(_ ok: Bool, _ field: String, _ message: @autoclosure () -> String) throws(ConfigurationError) {
@@ -104,7 +104,7 @@ extension ClusterConfiguration {
             }
         }
 
-        // replication (DESIGN section 5)
+        // replication (docs/design.md (Replication))
         let r = replication
         if case .count(let n) = r.replicas {
             try atLeast(0, n, "replication.replicas")
@@ -134,14 +134,14 @@ extension ClusterConfiguration {
         try atLeast(1, r.reorderFrames, "replication.reorderFrames")
         try nonNegative(r.reorderDelay, "replication.reorderDelay")
 
-        // membership (DESIGN section 6)
+        // membership (docs/design.md (Membership and failover))
         try positive(membership.probeInterval, "membership.probeInterval")
         try positive(membership.lease, "membership.lease")
         try nonNegative(membership.tombstoneTTL, "membership.tombstoneTTL")
         try check(membership.promotion != .majority || nodes.count >= 3, "membership.promotion",
                   "majority needs at least 3 nodes (voters), found \(nodes.count)")
 
-        // sessions (DESIGN section 4)
+        // sessions (docs/design.md (Sessions))
         let s = sessions
         try positive(s.maxInactiveInterval, "sessions.maxInactiveInterval")
         try nonNegative(s.backupGrace, "sessions.backupGrace")
@@ -155,7 +155,7 @@ extension ClusterConfiguration {
                   "expected at most maxSessionBytes (\(ConfigSyntax.format(size: s.maxSessionBytes))), found \(ConfigSyntax.format(size: s.maxAttributeBytes))")
         try atLeast(1, s.maxSessions, "sessions.maxSessions")
 
-        // http (DESIGN sections 7 and 8)
+        // http (docs/design.md (Wire format and security), and docs/contracts.md)
         let tokenChars = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
         try check(!http.cookieName.isEmpty && http.cookieName.allSatisfy(tokenChars.contains), "http.cookieName",
                   "expected a cookie name (letters, digits, !#$%&'*+-.^_`|~), found \"\(http.cookieName)\"")

@@ -15,7 +15,7 @@ struct HandoverWaits {
 }
 
 extension ReplicationNode {
-    /// Makes this node the owner of `id` when another node owns it (DESIGN section 6,
+    /// Makes this node the owner of `id` when another node owns it (docs/design.md (Membership and failover),
     /// takeover on request and handover): asks the owner named by this node's backup
     /// copy, or every live member when it holds nothing, follows referrals to the
     /// owner, and adopts the whole state the owner hands over (under a higher epoch).

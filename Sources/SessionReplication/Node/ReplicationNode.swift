@@ -585,7 +585,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     // MARK: - Internals: writes
 
     /// Whether this node may serve `state` now: a lease from every member of its replica
-    /// set that membership holds alive or suspect (DESIGN section 6, serving rule).
+    /// set that membership holds alive or suspect (docs/design.md (Membership and failover), serving rule).
     /// Under `promotion: majority` it also needs a quorum lease (grants from a majority
     /// of the configured voters, itself included), checked as well as (not instead of)
     /// the replica-set leases: a backup that holds the owner dead stops granting it at

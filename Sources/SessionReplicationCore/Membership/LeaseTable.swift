@@ -1,4 +1,4 @@
-/// Leases for self-fencing (DESIGN section 6), both sides of them, as a value type with
+/// Leases for self-fencing (docs/design.md (Membership and failover)), both sides of them, as a value type with
 /// `now` passed in.
 ///
 /// - Asking: every `lease / 4` this node asks each live peer for a grant. A grant for

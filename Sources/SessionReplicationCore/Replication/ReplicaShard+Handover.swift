@@ -1,4 +1,4 @@
-/// Takeover on request and handover from a live owner (DESIGN section 6): a node asked
+/// Takeover on request and handover from a live owner (docs/design.md (Membership and failover)): a node asked
 /// for a session it does not own asks the owner, which hands over its whole current
 /// state; the asker owns it from then on under a higher epoch.
 extension ReplicaShard {

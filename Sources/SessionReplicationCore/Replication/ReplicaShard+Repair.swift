@@ -1,4 +1,4 @@
-/// Anti-entropy (DESIGN section 5): every `repairInterval` an owner sends each backup
+/// Anti-entropy (docs/design.md (Replication)): every `repairInterval` an owner sends each backup
 /// digests of the sessions that backup should hold, 1,024 buckets per lane, each the XOR
 /// of hashes of `(id, epoch, version)`. The backup answers with the buckets that differ
 /// and what it holds there; the owner pushes its last replicated state of what is

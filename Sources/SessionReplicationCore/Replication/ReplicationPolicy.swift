@@ -100,7 +100,7 @@ public enum Affinity: String, Hashable, Sendable, CaseIterable {
     case none
 }
 
-/// Every replication knob of a node (DESIGN section 5), with its documented default.
+/// Every replication knob of a node (docs/design.md (Replication)), with its documented default.
 public struct ReplicationPolicy: Hashable, Sendable {
     /// Backups per session. Default 1.
     public var replicas: ReplicaCount = .count(1)
@@ -179,7 +179,7 @@ public struct ReplicationPolicy: Hashable, Sendable {
     public var effectiveTransport: TransportKind { mode == .bestEffort ? transport : .tcp }
 }
 
-/// Session lifetime and size limits (DESIGN section 4), with their defaults.
+/// Session lifetime and size limits (docs/design.md (Sessions)), with their defaults.
 public struct SessionPolicy: Hashable, Sendable {
     /// Idle time after which the owner expires a session. Default 30 minutes.
     public var maxInactiveInterval: Duration = .seconds(30 * 60)

@@ -1,4 +1,4 @@
-/// The decisions of one takeover on request (DESIGN section 6): which members to ask for
+/// The decisions of one takeover on request (docs/design.md (Membership and failover)): which members to ask for
 /// a session this node does not own, when to wait, when to follow a referral, and when
 /// an answer is final. A value type with no clock and no I/O: the node's shell reports
 /// what it holds and what members answered, and carries out each `Step`.
@@ -232,7 +232,7 @@ public struct SearchSlots: Sendable {
     public mutating func release() { inFlight = max(0, inFlight - 1) }
 }
 
-/// Owners learned from `kept` answers (DESIGN section 6: answers cached 1 s): a node
+/// Owners learned from `kept` answers (docs/design.md (Membership and failover): answers cached 1 s): a node
 /// with no copy of a session an owner keeps (`affinity: none`) refers requests to that
 /// owner without asking every member again. At most `limit` entries (all dropped when
 /// full, the simplest bound on memory); the shell uses an entry only while its owner is

@@ -1,4 +1,4 @@
-/// Faults a node injects into its own outbound replication traffic (DESIGN section 9.4:
+/// Faults a node injects into its own outbound replication traffic (docs/design.md (Testing):
 /// this machine has no netem, so delay, duplication and reordering for drills come from
 /// the node's transport). All zero (the default) injects nothing.
 ///

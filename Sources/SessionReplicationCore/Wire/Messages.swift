@@ -131,8 +131,8 @@ public struct ResyncRequest: Hashable, Sendable {
     }
 }
 
-/// A taker asks another holder of sessions whose owner died to promise (DESIGN section
-/// 6, takeover): it reports the copy it holds, and whether it is fresher.
+/// A taker asks another holder of sessions whose owner died to promise (docs/design.md (Membership and failover),
+/// takeover): it reports the copy it holds, and whether it is fresher.
 public struct PrepareRequest: Hashable, Sendable {
     /// The owner that died.
     public var oldOwner: String
@@ -191,7 +191,7 @@ public struct PromiseReply: Hashable, Sendable {
     }
 }
 
-/// A node asks for a session it was asked to serve (DESIGN section 6, takeover on
+/// A node asks for a session it was asked to serve (docs/design.md (Membership and failover), takeover on
 /// request and handover): the owner hands it over, any other node says what it holds.
 public struct HandoverRequest: Hashable, Sendable {
     /// Matches the reply to the request (chosen by the asker; never 0).
@@ -237,7 +237,7 @@ public struct HandoverReply: Hashable, Sendable {
     }
 }
 
-/// Anti-entropy (DESIGN section 5): an owner's digests of the sessions one backup should
+/// Anti-entropy (docs/design.md (Replication)): an owner's digests of the sessions one backup should
 /// hold, in one of the owner's lanes, as `buckets` XORs of `(id, epoch, version)` hashes.
 public struct DigestRequest: Hashable, Sendable {
     /// Buckets per lane.
