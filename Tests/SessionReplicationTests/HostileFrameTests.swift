@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 @testable import SessionReplication
+@testable import SessionReplicationCore
 import SessionReplicationCore
 import Testing
 
@@ -134,16 +135,23 @@ struct RejoinDuringRequestTests {
         try await TestCluster.with(config) { cluster in
             let n1 = cluster["n1"]
             let id = try #require(try await n1.createSession(attributes: ["a": [1]]).state?.id)
-            let generation = n1.rejoins
-            #expect(throws: Never.self) { try n1.checkNotRejoined(since: generation, id) }
-            // In the middle of a rejoin (declared dead, store being emptied) too.
-            n1.state.withLockedValue { $0.declaredDead = true }
-            #expect(throws: SessionError.self) { try n1.checkNotRejoined(since: generation, id) }
-            n1.state.withLockedValue { $0.declaredDead = false }
-            n1.rejoin()
+            let (t, w) = (n1.now, n1.wall)
+            // A scope on the session is in progress (its body runs); a read waits behind it.
+            let actions: [NodeAction] = n1.withCore { core in
+                var a = core.beginScope(RequestID(1 << 40), id, ifMatch: nil, now: t, wall: w)
+                a += core.read(RequestID((1 << 40) + 1), id, now: t, wall: w)
+                core.rejoin()
+                return a + core.takeActions()
+            }
             #expect(n1.copy(of: id) == nil, "a rejoin drops every session held")
-            let error = #expect(throws: SessionError.self) { try n1.checkNotRejoined(since: generation, id) }
-            #expect(error?.code == .sessionUnavailable)
+            let failed = actions.compactMap { a -> SessionError? in
+                if case .complete(let r, .failed(let e)) = a, r.rawValue >= 1 << 40 { return e }
+                return nil
+            }
+            #expect(failed.count == 2 && failed.allSatisfy { $0.code == .sessionUnavailable }, "\(actions)")
+            // The body's commit after the rejoin applies nothing and says to retry.
+            let late = n1.withCore { $0.commitScope(RequestID(1 << 40), .changes(ChangeSet(), maxInactiveInterval: nil), now: t, wall: w) }
+            #expect(late == [.complete(RequestID(1 << 40), .failed(SessionError(.sessionUnavailable, "this node rejoined the cluster while the request waited; nothing was applied; retry")))])
         }
     }
 }

@@ -1,4 +1,5 @@
 @testable import SessionReplication
+@testable import SessionReplicationCore
 import SessionReplicationCore
 import Testing
 
@@ -103,7 +104,7 @@ struct TakeoverIntegrationTests {
             // The node without a copy remembers the owner for a second (no round of asking
             // for each forwarded request); the backup knows it from its copy.
             let noCopy = try #require(["n2", "n3"].first { cluster[$0].copy(of: id) == nil })
-            #expect(cluster[noCopy].ownerHints.withLockedValue { $0.entries[id]?.owner } == "n1")
+            #expect(cluster[noCopy].withCore { $0.ownerHints.entries[id]?.owner } == "n1")
             let error = await sessionError { try await cluster[noCopy].takeOver(id) }
             #expect(error?.code == .notOwner && error?.owner == "n1")
         }
@@ -126,7 +127,7 @@ struct TakeoverIntegrationTests {
             stray.replicaSet = ["n1"]
             let n1 = cluster["n1"]
             let t = n1.now
-            let outcome = n1.shard(for: stray.id).withCore { $0.apply(.full(stray), from: "n3", now: t) }
+            let outcome = n1.withCore { $0.lanes[$0.lane(of: stray.id)].apply(.full(stray), from: "n3", now: t) }
             #expect(outcome == .applied)
             guard case .backup(_, let named)? = Optional(n1.lookup(stray.id)) else { Issue.record("no stray copy"); return }
             #expect(named == "n3")
@@ -145,13 +146,13 @@ struct TakeoverIntegrationTests {
             let id = try #require(try await n1.createSession(attributes: ["v": [1]]).state?.id)
             let unknown = SessionID(high: 7, low: 7)
             #expect(await sessionError { try await n2.takeOver(unknown) }?.code == .sessionNotFound)
-            n2.searchSlots.withLockedValue { $0.limit = 0 }
+            n2.withCore { $0.searchSlots.limit = 0 }
             #expect(await sessionError { try await n2.takeOver(unknown) }?.code == .overloaded)
             // A session n2 holds a copy of needs no search.
             #expect(await eventually { n2.copy(of: id)?.backupState != nil })
             try await n2.takeOver(id)
             #expect(n2.copy(of: id)?.ownerState != nil)
-            #expect(n2.searchSlots.withLockedValue { $0.inFlight } == 0)
+            #expect(n2.withCore { $0.searchSlots.inFlight } == 0)
         }
     }
 

@@ -5,7 +5,7 @@ extension ReplicationNode: SessionBackend {
     public var nodeName: String { endpoint.name }
 
     /// Whether the node was started and is not stopping.
-    public var isReady: Bool { isStarted && !isStopped && !isDraining && !isDeclaredDead }
+    public var isReady: Bool { isStarted && !isStopped && core.read { !$0.draining && !$0.stopped && !$0.declaredDead } }
 
     /// Creates a session with a fresh id (the `SessionBackend` requirement).
     public func createSession(attributes: [String: [UInt8]], maxInactiveInterval: Duration?) async throws -> WriteResult {
@@ -14,8 +14,7 @@ extension ReplicationNode: SessionBackend {
 
     /// What this node holds of `id`, without touching it.
     public func lookup(_ id: SessionID) -> SessionLookup {
-        let box = shard(for: id)
-        return box.withCore { core in
+        core.read { core in
             switch core.copy(of: id) {
             case .owner(let s): return .owned(s)
             case .backup(let s): return .backup(s, owner: core.backupOwner(of: id) ?? "unknown")
@@ -28,18 +27,20 @@ extension ReplicationNode: SessionBackend {
     /// Gives an owned session a new id with the same attributes and idle limit (defence
     /// against fixation), then tombstones the old id on every backup. Throws like
     /// `createSession` and `invalidate`; when the old id's invalidation times out the new
-    /// session exists and `sync-timeout` is thrown.
+    /// session exists and `sync-timeout` is thrown. The old session's scope is held
+    /// throughout, so no change to it is lost between the copy and the end.
     public func rotate(_ id: SessionID) async throws -> WriteResult {
-        try checkRunning()
-        let box = shard(for: id)
-        await box.acquireScope(id)
-        defer { box.releaseScope(id) }
-        try await awaitServing(id)
-        guard let state = box.withCore({ $0.access(id, wall: wall) }) else { throw notOwnedHere(id) }
-        let created = try await createSession(attributes: state.attributes, maxInactiveInterval: state.maxInactiveInterval)
-        let outcome = try box.withCore { try $0.invalidate(id, reason: .rotated, now: now) }
-        flushPending(box)
-        _ = try await finish(outcome, box: box, invalidation: true)
+        let r = core.newRequest()
+        let first = await request(r) { c, t, w in c.beginScope(r, id, ifMatch: nil, now: t, wall: w) }
+        guard case .ready(let state) = first else { throw unexpected(first) }
+        let created: WriteResult
+        do {
+            created = try await createSession(attributes: state.attributes, maxInactiveInterval: state.maxInactiveInterval)
+        } catch {
+            _ = await request(r) { c, t, w in c.commitScope(r, .abort(SessionError(.badRequest, "rotation failed")), now: t, wall: w) }
+            throw error
+        }
+        _ = try writeResult(await request(r) { c, t, w in c.commitScope(r, .invalidate(.rotated), now: t, wall: w) })
         return created
     }
 
@@ -54,39 +55,15 @@ extension ReplicationNode: SessionBackend {
         }
     }
 
-    /// Send-to-receipt samples per peer since the last call (for the lag histogram).
-    func takeLatencySamples() -> [String: [Duration]] {
-        var out: [String: [Duration]] = [:]
-        for shard in shards {
-            for (peer, samples) in shard.withCore({ $0.takeLatencySamples() }) { out[peer, default: []] += samples }
-        }
-        return out
-    }
-
     /// This node's status.
     public func status() -> NodeStatus {
-        var under = 0, transferPending = 0
-        var lag: [String: Double] = [:]
-        for shard in shards {
-            shard.withCore { core in
-                under += core.underReplicatedCount
-                transferPending += core.stateTransferPending
-                for (peer, stream) in core.streams {
-                    if let p99 = stream.receiptLatencyP99 {
-                        lag[peer] = max(lag[peer] ?? 0, Double(p99.nanosecondsClamped) / 1e6)
-                    }
-                }
-            }
-        }
-        let c = counters
-        let live = Array(livePeers.withLockedValue { $0 }).sorted()
         let t = now
-        let remaining = leases.withLockedValue { $0.remaining(among: live, now: t) }
-        let leaseMs = remaining.map { Int($0.millisecondsClamped) } ?? 0
-        let fenced = isDeclaredDead || (remaining.map { $0 <= .zero } ?? false) || (requiresQuorum && !hasQuorum())
-        return NodeStatus(name: endpoint.name, id: nodeID.description,
-                          state: isStopped || isDraining ? "leaving" : fenced ? "fenced" : membership.withLockedValue({ $0.joined }) ? "serving" : "joining",
-                          leaseRemainingMs: leaseMs, primaries: c.primaries, backups: c.backups, underReplicated: under,
-                          queues: c.queueDepth, lagMsP99: lag, stateTransferPending: transferPending, stateTransferDone: c.replication.stateTransfers)
+        let s = core.read { $0.status(now: t) }
+        let leaseMs = s.leaseRemaining.map { Int($0.millisecondsClamped) } ?? 0
+        let state = isStopped ? "leaving" : s.state
+        return NodeStatus(name: endpoint.name, id: nodeID.description, state: state, leaseRemainingMs: leaseMs,
+                          primaries: s.primaries, backups: s.backups, underReplicated: s.underReplicated,
+                          queues: s.queues, lagMsP99: s.lagMsP99, stateTransferPending: s.stateTransferPending,
+                          stateTransferDone: s.stateTransferDone)
     }
 }

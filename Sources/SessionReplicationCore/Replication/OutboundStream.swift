@@ -22,7 +22,7 @@ public struct OutboundEntry: Sendable {
 }
 
 /// A batch of consecutive data messages ready to be framed and sent.
-public struct OutboundBatch: Sendable {
+public struct OutboundBatch: Hashable, Sendable {
     /// Sequence of the first message.
     public var firstSequence: UInt64
     /// Every sequence below this is receipted or abandoned.

@@ -1,0 +1,208 @@
+/// Identifies one request a caller made of a node (a read, a write scope, a takeover, a
+/// drain). The shell allocates them below `internalBase`; the core uses the ids from
+/// `internalBase` up for requests it makes of itself (answering a handover, which waits
+/// for the session's scope like any caller).
+public struct RequestID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The raw value.
+    public var rawValue: UInt64
+    /// Wraps a raw value.
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    /// The first id the core keeps for itself.
+    public static let internalBase: UInt64 = 1 << 63
+    /// Whether the core made this request of itself.
+    public var isInternal: Bool { rawValue >= Self.internalBase }
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { "r\(rawValue)" }
+}
+
+/// Lane-tagged data batch: the never-sent or resent messages of one lane's stream to one
+/// peer.
+public struct LaneBatch: Hashable, Sendable {
+    /// The lane (the sender's shard) whose stream the batch belongs to.
+    public var lane: UInt16
+    /// The sequenced messages.
+    public var batch: OutboundBatch
+    /// Creates a lane batch.
+    public init(lane: UInt16, batch: OutboundBatch) {
+        self.lane = lane
+        self.batch = batch
+    }
+}
+
+/// What the shell sends to one peer in one go: data batches (one frame each) and control
+/// messages (one frame together), sealed by the process `speaker`. A transmission whose
+/// speaker is no longer this process (it rejoined under a new id meanwhile) is dropped:
+/// it speaks for the dead process.
+public struct Transmission: Hashable, Sendable {
+    /// The process that decided to send it.
+    public var speaker: NodeID
+    /// Data batches, in order.
+    public var batches: [LaneBatch]
+    /// Control messages (receipts, resync requests, prepares, promises, handovers, digests).
+    public var control: [ReplicationMessage]
+    /// Creates a transmission.
+    public init(speaker: NodeID, batches: [LaneBatch] = [], control: [ReplicationMessage] = []) {
+        self.speaker = speaker
+        self.batches = batches
+        self.control = control
+    }
+    /// Whether there is nothing to send.
+    public var isEmpty: Bool { batches.isEmpty && control.isEmpty }
+}
+
+/// How a request ended.
+public enum RequestResult: Hashable, Sendable {
+    /// A read: the owned session (counting as an access), or `nil` when this node does
+    /// not own it.
+    case session(SessionState?)
+    /// A write, creation or sync: the session after it (`nil` after an invalidation) and
+    /// the backups that confirmed it (`nil`: local durability).
+    case written(SessionState?, replicatedTo: [String]?)
+    /// A takeover: this node owns the session now.
+    case tookOver
+    /// A drain: how many sessions were handed over.
+    case drained(Int)
+    /// The request failed; what the error says happened (nothing applied, except for
+    /// `sync-timeout`).
+    case failed(SessionError)
+}
+
+/// How a change scope ends (`NodeCore.commitScope`).
+public enum ScopeCommit: Hashable, Sendable {
+    /// Commit these changes (and a new idle limit when set).
+    case changes(ChangeSet, maxInactiveInterval: Duration?)
+    /// End the session (tombstone, replicated invalidation) for `reason`.
+    case invalidate(EndReason)
+    /// Release the scope without changing anything; the request fails with `error`.
+    case abort(SessionError)
+}
+
+/// A line the shell logs.
+public struct NodeLog: Hashable, Sendable {
+    /// Log levels the core uses.
+    public enum Level: Hashable, Sendable { case debug, info, notice, warning }
+    /// The level.
+    public var level: Level
+    /// A static message.
+    public var message: String
+    /// Metadata (`drs.peer`, `drs.session`, ...).
+    public var metadata: [String: String]
+    /// Creates a log line.
+    public init(_ level: Level, _ message: String, _ metadata: [String: String] = [:]) {
+        self.level = level
+        self.message = message
+        self.metadata = metadata
+    }
+}
+
+/// Why the core refused an inbound frame.
+public enum FrameRefusal: String, Hashable, Sendable {
+    /// It came from a process of that member that a later one replaced.
+    case retiredProcess = "retired-process"
+    /// Its sender is not a member.
+    case unknownSender = "unknown-sender"
+    /// A control message it carried does not make sense (a lane this node does not run).
+    case malformed
+}
+
+/// What the core asks the shell to do.
+public enum NodeAction: Hashable, Sendable {
+    /// Send a transmission to `peer` now.
+    case send(peer: String, Transmission)
+    /// Data or control messages wait for `peer`: call `NodeCore.flush` for it soon,
+    /// after `delay` when given (receipts over UDP wait a moment so one covers many
+    /// datagrams); one flush covers every request to flush made before it runs.
+    case flush(peer: String, delay: Duration?)
+    /// Send a membership message (a datagram, or over the stream when `reliable`) as
+    /// process `speaker`.
+    case sendMembership(MembershipOutgoing, speaker: NodeID)
+    /// A request ended.
+    case complete(RequestID, RequestResult)
+    /// A scope request holds its session and this node may serve it: run the caller's
+    /// body on `state`, then call `NodeCore.commitScope`.
+    case scopeReady(RequestID, SessionState)
+    /// This process took a new node id (it rejoined after the cluster declared it dead):
+    /// seal from now on as the new id.
+    case identityChanged(NodeID)
+    /// A frame was refused (counted by reason).
+    case refused(FrameRefusal)
+    /// A backup copy changed (only when `NodeCore.reportsBackupApplies`).
+    case backupApplied(SessionState)
+    /// Something happened to a session here (only when `NodeCore.reportsEvents`).
+    case event(SessionEvent)
+    /// Log a line.
+    case log(NodeLog)
+}
+
+/// One frame of a transmission, ready to be sealed: its header fields and body.
+public struct OutboundFrame: Hashable, Sendable {
+    /// The lane (stream) of its data; 0 for control.
+    public var lane: UInt16
+    /// Sequence of its first data message (0 without data).
+    public var firstSequence: UInt64
+    /// The sender's low watermark (0 without data).
+    public var lowWatermark: UInt64
+    /// The encoded `FrameBody`.
+    public var body: [UInt8]
+    /// Whether it goes as a datagram (UDP transport, and it fits `udpMaxPayload`);
+    /// otherwise over the stream connection.
+    public var datagram: Bool
+}
+
+extension Transmission {
+    /// The frames this transmission is sent as: one per data batch and one for the control
+    /// messages; over UDP (`datagram`) those that fit `maxDatagram` with the frame's
+    /// overhead go as datagrams, larger ones over the stream.
+    public func frames(datagram udp: Bool, maxDatagram: Int) -> [OutboundFrame] {
+        var out: [OutboundFrame] = []
+        func add(_ lane: UInt16, _ first: UInt64, _ low: UInt64, _ body: [UInt8]) {
+            let fits = udp && body.count + FrameHeader.maxDatagramOverhead <= maxDatagram
+            out.append(OutboundFrame(lane: lane, firstSequence: first, lowWatermark: low, body: body, datagram: fits))
+        }
+        for b in batches {
+            add(b.lane, b.batch.firstSequence, b.batch.lowWatermark, FrameBody.encode(data: b.batch.messages, control: []))
+        }
+        if !control.isEmpty {
+            add(0, 0, 0, FrameBody.encode(data: [], control: control.map { MessageCodec.encode($0) }))
+        }
+        return out
+    }
+}
+
+/// Something that happened to a session on this node, for the application (`created`,
+/// `changed`, `expired`, `invalidated`, `rotated`, `activated`: this node became its
+/// owner by takeover, failover or handover; `passivated`: it stopped being the owner).
+public struct SessionEvent: Hashable, Sendable {
+    /// What happened.
+    public enum Kind: Hashable, Sendable {
+        /// Created here.
+        case created
+        /// Changed here: the attributes set or removed.
+        case changed([String])
+        /// Expired here (idle past its `maxInactiveInterval`).
+        case expired
+        /// Ended by a caller.
+        case invalidated
+        /// Ended by rotation (its attributes live on under a new id).
+        case rotated
+        /// This node became the owner.
+        case activated
+        /// This node stopped being the owner (handed over, or another owner took it).
+        case passivated
+    }
+    /// What happened.
+    public var kind: Kind
+    /// The session.
+    public var id: SessionID
+    /// Its stamp after the event (the last one for an end).
+    public var stamp: Stamp
+    /// When (this node's wall clock).
+    public var at: WallTime
+    /// Creates an event.
+    public init(_ kind: Kind, _ id: SessionID, _ stamp: Stamp, at: WallTime) {
+        self.kind = kind
+        self.id = id
+        self.stamp = stamp
+        self.at = at
+    }
+}

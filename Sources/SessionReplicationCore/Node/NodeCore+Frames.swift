@@ -1,0 +1,296 @@
+/// One frame as the shell hands it over: opened, authenticated and decoded.
+public struct InboundFrame: Hashable, Sendable {
+    /// The sender's configured name.
+    public var senderName: String
+    /// The sender's process id.
+    public var sender: NodeID
+    /// The sender's lane (stream) the data belongs to.
+    public var lane: UInt16
+    /// Sequence of the first data message.
+    public var firstSequence: UInt64
+    /// The sender's low watermark: everything below was receipted or abandoned.
+    public var lowWatermark: UInt64
+    /// Sequenced data messages (sessions' changes), in order.
+    public var data: [ReplicationMessage]
+    /// Control messages.
+    public var control: [ReplicationMessage]
+    /// A membership message carried over the stream connection instead.
+    public var membership: MembershipMessage?
+
+    /// Creates a frame.
+    public init(senderName: String, sender: NodeID, lane: UInt16 = 0, firstSequence: UInt64 = 0, lowWatermark: UInt64 = 0,
+                data: [ReplicationMessage] = [], control: [ReplicationMessage] = [], membership: MembershipMessage? = nil) {
+        self.senderName = senderName
+        self.sender = sender
+        self.lane = lane
+        self.firstSequence = firstSequence
+        self.lowWatermark = lowWatermark
+        self.data = data
+        self.control = control
+        self.membership = membership
+    }
+}
+
+/// Inbound frames, outbound flushes, connections and time.
+extension NodeCore {
+    /// A frame from a peer. Frames of a process that a later one of the same name
+    /// replaced are refused; the first frame of a new process retires the old one (its
+    /// streams end, and every session it backed is sent whole again).
+    public mutating func receiveFrame(_ frame: InboundFrame, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+        begin(now, wall)
+        guard !stopped else { return [] }
+        let name = frame.senderName
+        guard peers[name] != nil else { emit(.refused(.unknownSender)); return takeActions() }
+        guard !peers[name]!.retired.contains(frame.sender) else { emit(.refused(.retiredProcess)); return takeActions() }
+        if let previous = peers[name]!.current, previous != frame.sender {
+            // The peer restarted: its old streams are gone for good, and frames of the old
+            // process are refused from now on.
+            for key in inbound.keys where key.sender == previous { inbound[key] = nil }
+            peers[name]!.retired.insert(previous)
+            log(.info, "peer restarted; re-sending the sessions it backs", ["drs.peer": name])
+            for l in lanes.indices { lanes[l].peerRestarted(name) }
+        }
+        peers[name]!.current = frame.sender
+        nodeCounters.framesReceived += 1
+        if let m = frame.membership {
+            handleMembership(m, from: name, id: frame.sender, reliable: true)
+            return takeActions()
+        }
+        for message in frame.control { handleControl(message, from: name, process: frame.sender) }
+        // A frame without data may still move the sender's low watermark (after drops).
+        if !frame.data.isEmpty || frame.lowWatermark > 1 {
+            let key = StreamKey(sender: frame.sender, lane: frame.lane)
+            var lane = inbound.removeValue(forKey: key) ?? InboundLane(senderName: name, lastHeard: now)
+            lane.lastHeard = now
+            let d = lane.stream.accept(firstSequence: frame.firstSequence, lowWatermark: frame.lowWatermark, messages: frame.data,
+                                       now: now, reorderFrames: settings.policy.reorderFrames, reorderDelay: settings.policy.reorderDelay)
+            deliver(d, into: &lane, lane: frame.lane)
+            inbound[key] = lane
+        }
+        return takeActions()
+    }
+
+    mutating func handleControl(_ message: ReplicationMessage, from name: String, process: NodeID) {
+        switch message {
+        case .receipt(let r) where Int(r.lane) < lanes.count:
+            let l = Int(r.lane)
+            let o = lanes[l].onReceipt(from: name, r, now: now, datagram: settings.datagram)
+            completeWaits(lane: l, o.completed)
+            if !o.resend.isEmpty {
+                emit(.send(peer: name, Transmission(speaker: id, batches: o.resend.map { LaneBatch(lane: r.lane, batch: $0) })))
+            }
+            recheckParked()
+        case .resync(let r) where Int(r.lane) < lanes.count:
+            lanes[Int(r.lane)].onResync(from: name, entries: r.entries, now: now)
+            flushPending(lane: Int(r.lane))
+        case .prepare(let p):
+            // Only a taker held alive: a dead process's takeover is void.
+            if isAlive(name, process: process) { onPrepare(p, from: name) }
+        case .promise(let p):
+            onPromise(p, from: name)
+        case .handover(let h):
+            onHandover(h, from: name, process: process)
+        case .handoverReply(let h):
+            onHandoverReply(h, from: name, process: process)
+        case .digest(let d):
+            onDigest(d, from: name)
+        case .digestReply(let d) where Int(d.lane) < lanes.count:
+            let l = Int(d.lane)
+            let release = lanes[l].onDigestReply(from: name, d, now: now)
+            flushPending(lane: l)
+            if !release.isEmpty { sendControl(.release(ReleaseRequest(entries: release)), to: name) }
+        case .release(let r):
+            var byLane: [Int: [DigestReply.Entry]] = [:]
+            for e in r.entries { byLane[lane(of: e.id), default: []].append(e) }
+            for (l, part) in byLane.sorted(by: { $0.key < $1.key }) { lanes[l].release(part, from: name) }
+        default:
+            emit(.refused(.malformed))
+        }
+    }
+
+    /// Applies delivered messages and queues the receipt (and resync requests) for the
+    /// sender, in stream order.
+    mutating func deliver(_ d: InboundStream.Delivery, into lane: inout InboundLane, lane streamLane: UInt16) {
+        var newResyncs = 0
+        var refused: [UInt64] = []
+        for (seq, message) in d.messages {
+            guard let sid = message.sessionID else { continue }
+            let l = self.lane(of: sid)
+            let outcome = lanes[l].apply(message, from: lane.senderName, now: now)
+            if outcome == .fenced { refused.append(seq) }
+            switch (outcome, message) {
+            case (.needsResync, _):
+                lane.stream.needsResync(sid, sequence: seq, now: now)
+                newResyncs += 1
+            case (_, .full), (_, .invalidate):
+                lane.stream.resolved(sid)
+            default:
+                break
+            }
+            if reportsBackupApplies, outcome == .applied, case .backup(let s)? = lanes[l].copy(of: sid) { emit(.backupApplied(s)) }
+        }
+        if newResyncs > 0 { lanes[0].noteResyncRequested(newResyncs) }
+        let resync = lane.stream.pendingResyncs(now: now)
+        nodeCounters.duplicateMessages += d.duplicates
+        nodeCounters.skippedSequences += Int(d.skipped)
+        let peer = lane.senderName
+        guard peers[peer] != nil else { return }
+        let held = lane.stream.buffered > 0 ? lane.stream.heldRanges() : []
+        addReceipt(to: peer, lane: streamLane, through: lane.stream.deliveredThrough, held: held, resync: resync, refused: refused)
+        if settings.datagram && resync.isEmpty && !d.reportGap {
+            // Over UDP a receipt waits up to 1 ms so that one covers many datagrams. Over
+            // TCP it goes at once: synchronous writes wait on it.
+            emit(.flush(peer: peer, delay: .milliseconds(1)))
+        } else {
+            requestFlush(peer)
+        }
+    }
+
+    /// Keeps the newest receipt per lane for `peer`, with its resyncs and refusals.
+    mutating func addReceipt(to peer: String, lane: UInt16, through: UInt64, held: [ClosedRange<UInt64>],
+                             resync: [ResyncRequest.Entry], refused: [UInt64]) {
+        if through >= peers[peer]!.receipts[lane]?.through ?? 0 {
+            peers[peer]!.receipts[lane] = Receipt(lane: lane, through: through, received: held)
+            peers[peer]!.resyncs[lane] = resync.isEmpty ? nil : resync
+        }
+        if !refused.isEmpty { peers[peer]!.refused[lane, default: []] += refused }
+    }
+
+    /// The shell may send to `peer` now: every never-sent data batch of every lane and,
+    /// when the stream connection is up (or the transport is UDP), the queued control
+    /// messages (which otherwise wait for a connection rather than being lost).
+    public mutating func flush(_ peer: String, now: MonotonicInstant, wall: WallTime, streamConnected: Bool) -> [NodeAction] {
+        begin(now, wall)
+        guard !stopped, peers[peer] != nil else { return [] }
+        var t = Transmission(speaker: id)
+        for l in lanes.indices {
+            for b in lanes[l].takeBatches(for: peer, now: now, datagram: settings.datagram) {
+                t.batches.append(LaneBatch(lane: UInt16(l), batch: b))
+            }
+        }
+        if settings.datagram || streamConnected { t.control = takeControl(peer) }
+        if !t.isEmpty { emit(.send(peer: peer, t)) }
+        return takeActions()
+    }
+
+    mutating func takeControl(_ peer: String) -> [ReplicationMessage] {
+        var p = peers[peer]!
+        var out = p.control
+        p.control = []
+        for lane in p.resyncs.keys.sorted() { out.append(.resync(ResyncRequest(lane: lane, entries: p.resyncs[lane]!))) }
+        for lane in p.receipts.keys.sorted() {
+            var receipt = p.receipts[lane]!
+            if let r = p.refused.removeValue(forKey: lane) {
+                receipt.refused = Array(r.filter { $0 <= receipt.through }.suffix(Receipt.maxRefused))
+                let later = r.filter { $0 > receipt.through }
+                if !later.isEmpty { p.refused[lane] = later }
+            }
+            out.append(.receipt(receipt))
+        }
+        p.receipts = [:]
+        p.resyncs = [:]
+        peers[peer] = p
+        return out
+    }
+
+    /// The stream connection to `peer` came up or went down. Over TCP, what was in
+    /// flight on a lost connection is resent at once when a new one is up.
+    public mutating func connectionChanged(_ peer: String, connected up: Bool, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+        begin(now, wall)
+        guard !stopped, peers[peer] != nil else { return [] }
+        if up { connected.insert(peer) } else { connected.remove(peer) }
+        refreshReachability(peer)
+        if up {
+            var t = Transmission(speaker: id)
+            if !settings.datagram {
+                for l in lanes.indices {
+                    for b in lanes[l].resendInFlight(to: peer, now: now, datagram: false) { t.batches.append(LaneBatch(lane: UInt16(l), batch: b)) }
+                }
+            }
+            if !t.isEmpty { emit(.send(peer: peer, t)) }
+            requestFlush(peer)
+        }
+        return takeActions()
+    }
+
+    /// The earliest instant `tick` has work.
+    public var nextDeadline: MonotonicInstant {
+        var d = min(membership.nextDeadline, leases.nextDeadline, nextShardTick)
+        for r in parked { if let p = requests[r], case .awaitingServing(let until) = p.stage { d = min(d, until) } }
+        for p in requests.values {
+            if let s = p.search { d = min(d, s.roundEnds ?? s.resumeAt ?? d) }
+        }
+        return d
+    }
+
+    /// Runs due timers: membership probes, lease requests, the shards' retries, waits,
+    /// expiry and repair, gap reports, takeover searches, requests waiting on leases, and
+    /// a drain in progress. `tickInterval` is how often the shards' timers run.
+    public mutating func tick(now: MonotonicInstant, wall: WallTime, tickInterval: Duration = NodeCore.shardTick) -> [NodeAction] {
+        begin(now, wall)
+        guard !stopped else { return [] }
+        if now >= membership.nextDeadline {
+            membership.tick(now: now)
+            performMembershipOutput()
+        }
+        for r in leases.requests(to: membership.liveNames, now: now) {
+            emit(.sendMembership(MembershipOutgoing(to: r.peer, message: .leaseRequest(sequence: r.sequence), reliable: false), speaker: id))
+        }
+        if now >= nextShardTick {
+            nextShardTick = now + tickInterval
+            tickShards()
+        }
+        tickSearches()
+        recheckParked()
+        for (r, p) in requests.sorted(by: { $0.key < $1.key }) { if case .drain = p.kind { runDrain(r) } }
+        return takeActions()
+    }
+
+    mutating func tickShards() {
+        // Peers with a live connection get no timed resends over TCP: it delivers in
+        // order, and everything in flight is resent when a connection is re-established.
+        let reliable: Set<String> = settings.datagram ? [] : connected
+        var resend: [String: [LaneBatch]] = [:]
+        for l in lanes.indices {
+            let o = lanes[l].tick(now: now, wall: wall, datagram: settings.datagram, reliable: reliable)
+            for (peer, batches) in o.resend { resend[peer, default: []] += batches.map { LaneBatch(lane: UInt16(l), batch: $0) } }
+            completeWaits(lane: l, o.completed)
+            flushPending(lane: l)
+            if reportsEvents {
+                for id in o.expired {
+                    if case .tombstone(let stamp)? = lanes[l].copy(of: id) { emit(.event(SessionEvent(.expired, id, stamp, at: wall))) }
+                }
+            }
+            for (peer, request) in o.digests { sendControl(.digest(request), to: peer) }
+        }
+        for (peer, batches) in resend.sorted(by: { $0.key < $1.key }) {
+            emit(.send(peer: peer, Transmission(speaker: id, batches: batches)))
+        }
+        // Streams of senders silent for a minute are forgotten (a peer that never came
+        // back); should it return, its next frame's low watermark starts a new one.
+        let idle = now + (.zero - .seconds(60))
+        if idle > .zero { for (key, lane) in inbound where lane.lastHeard < idle { inbound[key] = nil } }
+        // Gaps that waited out the reorder delay.
+        for key in inbound.keys.sorted(by: { ($0.sender, $0.lane) < ($1.sender, $1.lane) }) {
+            var lane = inbound[key]!
+            let d = lane.stream.tick(now: now, reorderDelay: settings.policy.reorderDelay)
+            if d.reportGap { deliver(d, into: &lane, lane: key.lane) }
+            inbound[key] = lane
+        }
+    }
+
+    /// An owner's anti-entropy digests for one of its lanes: this node computes the same
+    /// digests over the copies it holds of that owner's sessions and, when buckets
+    /// differ, answers with them and what it holds there.
+    mutating func onDigest(_ request: DigestRequest, from owner: String) {
+        var mine = [UInt64](repeating: 0, count: DigestRequest.bucketCount)
+        let count = Int(request.lanes), l = Int(request.lane)
+        for i in lanes.indices { lanes[i].addDigests(owner: owner, lanes: count, lane: l, into: &mine) }
+        let differing = (0..<DigestRequest.bucketCount).filter { mine[$0] != request.buckets[$0] }
+        guard !differing.isEmpty else { return }
+        let buckets = Set(differing)
+        var held: [DigestReply.Entry] = []
+        for i in lanes.indices { held += lanes[i].heldEntries(owner: owner, lanes: count, lane: l, buckets: buckets) }
+        sendControl(.digestReply(DigestReply(round: request.round, lane: request.lane, buckets: differing.map { UInt16($0) }, held: held)), to: owner)
+    }
+}

@@ -1,0 +1,208 @@
+/// Membership events, leases, failover and its majority deferral, and rejoin.
+extension NodeCore {
+    /// A membership message from `peer` (process `sender`), by datagram or, when
+    /// `reliable`, over a stream connection. Lease requests are granted unless this node
+    /// holds the asker dead or revoked it; grants extend this node's leases.
+    public mutating func receiveMembership(_ message: MembershipMessage, from peer: String, id sender: NodeID, reliable: Bool,
+                                           now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+        begin(now, wall)
+        handleMembership(message, from: peer, id: sender, reliable: reliable)
+        return takeActions()
+    }
+
+    mutating func handleMembership(_ message: MembershipMessage, from peer: String, id sender: NodeID, reliable: Bool) {
+        guard !stopped, peers[peer] != nil else { return }
+        membership.receive(message, from: peer, id: sender, reliable: reliable, now: now)
+        let known = membership.member(peer)
+        let heldDead = known.map { $0.id > sender || ($0.id == sender && !$0.status.isLive) } ?? false
+        let dying = membership.status != .alive
+        performMembershipOutput()
+        switch message {
+        case .leaseRequest(let seq):
+            if leases.onRequest(from: peer, heldDead: heldDead || dying, now: now) {
+                emit(.sendMembership(MembershipOutgoing(to: peer, message: .leaseGrant(sequence: seq), reliable: reliable), speaker: id))
+            }
+        case .leaseGrant(let seq):
+            leases.onGrant(from: peer, sequence: seq)
+            recheckParked()
+        default:
+            break
+        }
+    }
+
+    /// Sends membership's outbox and handles its events.
+    mutating func performMembershipOutput() {
+        let (outgoing, events) = membership.takeOutput()
+        // A process declared dead says nothing more: its last messages would leave under
+        // the new id it rejoins with, and speak the dead process's view for the new one.
+        let dying = events.contains(.selfDeclaredDead)
+        if !dying { for o in outgoing { emit(.sendMembership(o, speaker: id)) } }
+        for e in events {
+            handle(e)
+            if e == .selfDeclaredDead { return }
+        }
+    }
+
+    mutating func handle(_ event: MembershipEvent) {
+        switch event {
+        case .alive(let name, let pid):
+            log(.info, "member alive", ["drs.peer": name, "drs.peer.id": "\(pid)"])
+            // A new process under a name whose old process was never declared gone: the
+            // old one departed (its sessions are failed over), then the new one joins.
+            let previous = memberIDs[name]
+            memberIDs[name] = pid
+            if let previous, previous != pid {
+                log(.notice, "member restarted under a new process id: failing over its old process", ["drs.peer": name])
+                memberGone(name, id: previous)
+            }
+            if livePeers.insert(name).inserted { leases.restore(name) }
+            for l in lanes.indices { lanes[l].memberReturned(name) }
+            refreshReachability(name)
+            resumeDeferredFailovers(returning: name, id: pid)
+        case .suspect(let name, let pid):
+            log(.info, "member suspected", ["drs.peer": name, "drs.peer.id": "\(pid)"])
+            livePeers.insert(name)
+        case .dead(let name, let pid), .left(let name, let pid):
+            let left = if case .left = event { true } else { false }
+            log(.notice, left ? "member left" : "member declared dead", ["drs.peer": name, "drs.peer.id": "\(pid)"])
+            livePeers.remove(name)
+            if memberIDs[name] == pid { memberIDs[name] = nil }
+            refreshReachability(name)
+            memberGone(name, id: pid)
+        case .selfDeclaredDead:
+            rejoin()
+        }
+    }
+
+    /// A peer counts as reachable while its connection is up and membership does not
+    /// hold it dead or left.
+    mutating func refreshReachability(_ peer: String) {
+        let live = membership.member(peer)?.status.isLive ?? true
+        let reachable = live && connected.contains(peer)
+        for l in lanes.indices { lanes[l].setReachable(peer, reachable) }
+    }
+
+    /// A member was declared dead or left: its streams end, sessions it backed get new
+    /// backups, and sessions it owned whose first live backup is this node are promoted
+    /// (once every lease this node granted it has run out). Under `promotion: majority`
+    /// a node that sees no majority defers the promotions.
+    mutating func memberGone(_ name: String, id pid: NodeID) {
+        let after = leases.grantsExpire(for: name)
+        let mayPromote = !settings.majority || seesMajority
+        if !mayPromote {
+            deferredFailovers[name] = pid
+            log(.warning, "no majority of voters alive: not promoting the sessions of a departed member (promotion: majority)", ["drs.peer": name])
+        }
+        var promoted = 0, rereplicated = 0
+        var outcomes: [ReplicaShard.FailoverOutcome] = []
+        for l in lanes.indices {
+            let o = lanes[l].memberDeparted(name, now: now, promoteAfter: after, mayPromote: mayPromote)
+            completeWaits(lane: l, o.completed)
+            flushPending(lane: l)
+            outcomes.append(o)
+            promoted += o.promoted.count
+            rereplicated += o.rereplicated.count
+        }
+        sendFailover(outcomes, oldOwner: name)
+        log(.notice, "failover", ["drs.peer": name, "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
+    }
+
+    /// A member is alive: if it is the same process whose failover was deferred, it kept
+    /// its sessions and nothing is promoted; and once this node sees a majority again,
+    /// deferred failovers of members still gone run.
+    mutating func resumeDeferredFailovers(returning name: String, id pid: NodeID) {
+        guard settings.majority else { return }
+        if deferredFailovers[name] == pid { deferredFailovers[name] = nil }
+        guard !deferredFailovers.isEmpty, seesMajority else { return }
+        let statuses = peerStatuses()
+        for (member, old) in deferredFailovers.sorted(by: { $0.key < $1.key }) where statuses[member] != .alive || member == name {
+            deferredFailovers[member] = nil
+            memberGone(member, id: old)
+            // A new process under the same name: it backs sessions again.
+            if member == name { for l in lanes.indices { lanes[l].memberReturned(name) } }
+        }
+    }
+
+    /// Another member declared this process dead: it serves nothing more, drops
+    /// everything it holds (owned sessions, backups, tombstones, streams), fails every
+    /// request in progress (`session-unavailable`: retry), takes a new, larger node id
+    /// and joins again; its peers see a new process and send it what it should back.
+    mutating func rejoin() {
+        let old = id
+        let verdict = membership.deathVerdict.map { "\($0)" } ?? "unknown"
+        let fresh = NodeID.fresh(start: wall, random: random.next())
+        id = NodeID(max(old.rawValue + 1, fresh.rawValue))
+        failAll(SessionError(.sessionUnavailable, "this node rejoined the cluster while the request waited; retry"))
+        lanes = Self.makeLanes(settings, id: id)
+        inbound = [:]
+        membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members, tuning: settings.membership,
+                                randomSeed: random.next(), now: now)
+        leases = LeaseTable(lease: settings.lease)
+        livePeers = []
+        memberIDs = [:]
+        deferredFailovers = [:]
+        for name in peers.keys.sorted() {
+            // What the dead process queued speaks for it: dropped.
+            peers[name]!.control = []
+            peers[name]!.receipts = [:]
+            peers[name]!.resyncs = [:]
+            peers[name]!.refused = [:]
+        }
+        for peer in connected.sorted() { refreshReachability(peer) }
+        rejoins += 1
+        emit(.identityChanged(id))
+        log(.warning, "declared dead by the cluster: dropped every session held and rejoined under a new node id",
+            ["drs.id.old": "\(old)", "drs.id": "\(id)", "drs.verdict": verdict])
+    }
+
+    // MARK: - Prepare and promise
+
+    /// A taker's prepare: each lane answers for its sessions; this node stops granting
+    /// the old owner leases and tells how long ago it last did.
+    mutating func onPrepare(_ request: PrepareRequest, from taker: String) {
+        var entries: [PromiseReply.Entry] = []
+        var byLane: [Int: [PrepareRequest.Entry]] = [:]
+        for e in request.entries { byLane[lane(of: e.id), default: []].append(e) }
+        for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
+            entries += lanes[l].onPrepare(from: taker, PrepareRequest(oldOwner: request.oldOwner, entries: part))
+        }
+        leases.revoke(request.oldOwner)
+        let since = leases.lastGranted[request.oldOwner].map { UInt32(clamping: (now - $0).millisecondsClamped) } ?? .max
+        sendControl(.promise(PromiseReply(oldOwner: request.oldOwner, sinceGrantMs: since, entries: entries)), to: taker)
+    }
+
+    /// Sends what failover asks of other holders: prepares, and hints to the first live
+    /// holder of sessions this node is not first for.
+    mutating func sendFailover(_ outcomes: [ReplicaShard.FailoverOutcome], oldOwner: String) {
+        var prepares: [String: [PrepareRequest.Entry]] = [:]
+        var hints: [String: [PromiseReply.Entry]] = [:]
+        for o in outcomes {
+            for (holder, entries) in o.prepares { prepares[holder, default: []] += entries }
+            for (holder, entries) in o.hints { hints[holder, default: []] += entries }
+        }
+        for (holder, entries) in prepares.sorted(by: { $0.key < $1.key }) {
+            sendControl(.prepare(PrepareRequest(oldOwner: oldOwner, entries: entries)), to: holder)
+        }
+        for (holder, entries) in hints.sorted(by: { $0.key < $1.key }) {
+            sendControl(.promise(PromiseReply(oldOwner: oldOwner, sinceGrantMs: .max, entries: entries)), to: holder)
+        }
+    }
+
+    /// A holder's promise: each lane adopts fresher copies and schedules promotions.
+    /// Entries no takeover here asked for are hints (a holder whose copy names this node
+    /// first): this node keeps the fresher copy and takes it over if it holds the old
+    /// owner departed.
+    mutating func onPromise(_ reply: PromiseReply, from holder: String) {
+        var byLane: [Int: [PromiseReply.Entry]] = [:]
+        for e in reply.entries { byLane[lane(of: e.id), default: []].append(e) }
+        let after = leases.grantsExpire(for: reply.oldOwner)
+        var outcomes: [ReplicaShard.FailoverOutcome] = []
+        for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
+            let r = PromiseReply(oldOwner: reply.oldOwner, sinceGrantMs: reply.sinceGrantMs, entries: part)
+            let unasked = lanes[l].onPromise(from: holder, r, now: now, lease: settings.lease)
+            outcomes.append(lanes[l].onTakeoverHint(oldOwner: reply.oldOwner, entries: unasked, now: now, promoteAfter: after))
+            flushPending(lane: l)
+        }
+        sendFailover(outcomes, oldOwner: reply.oldOwner)
+    }
+}

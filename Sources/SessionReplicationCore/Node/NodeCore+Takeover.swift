@@ -1,0 +1,189 @@
+/// Takeover on request, handover from a live owner, and drain.
+extension NodeCore {
+    /// Makes this node the owner of `id` when another node owns it: asks the owner named
+    /// by this node's backup copy, or every live member when it holds nothing, follows
+    /// referrals, and adopts the whole state the owner hands over (the decisions are
+    /// `TakeoverSearch`'s). Completes with `tookOver` at once when this node owns `id`.
+    /// With `ignoringCooldown` it takes a session back even within `takeoverCooldown` of
+    /// handing it away (for callers that cannot send their client to the owner).
+    ///
+    /// Fails `session-not-found` when authoritative; `misdirected` naming the owner when
+    /// this node may not take it (`affinity: none`, a `server` node, the cooldown);
+    /// `session-unavailable` when no owner handed it over within `handoverTimeout`;
+    /// `overloaded` when 256 lookups of ids this node holds nothing of are in flight;
+    /// `not-ready` while stopping or draining.
+    public mutating func takeOver(_ r: RequestID, _ id: SessionID, ignoringCooldown: Bool, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+        begin(now, wall)
+        if let e = unavailableError { complete(r, .failed(e)); return takeActions() }
+        var holdsSlot = false
+        if copy(of: id) == nil {
+            if let limit = searchSlots.acquire() {
+                complete(r, .failed(SessionError(.overloaded, "\(limit) lookups of sessions this node holds nothing of are in flight; retry")))
+                return takeActions()
+            }
+            holdsSlot = true
+        }
+        let settings = TakeoverSearch.Settings(policy: self.settings.policy, ignoringCooldown: ignoringCooldown)
+        var p = PendingRequest(kind: .takeOver(id))
+        p.stage = .working
+        p.search = SearchState(search: TakeoverSearch(id: id, selfName: self.settings.name, settings: settings,
+                                                      handoverTimeout: self.settings.policy.handoverTimeout, now: now),
+                               holdsSlot: holdsSlot)
+        requests[r] = p
+        advanceSearch(r)
+        return takeActions()
+    }
+
+    /// Starts the next step of the search `r`.
+    mutating func advanceSearch(_ r: RequestID) {
+        guard var s = requests[r]?.search, case .takeOver(let id)? = requests[r]?.kind else { return }
+        if let e = unavailableError { complete(r, .failed(e)); return }
+        let l = lane(of: id)
+        let held = lanes[l].searchHeld(id)
+        let cooled = lanes[l].handedAwayRecently(id, now: now, cooldown: settings.policy.takeoverCooldown)
+        let hint = held == .nothing && !s.search.settings.mayTakeOver ? ownerHints.owner(of: id, now: now) : nil
+        let step = s.search.next(held: held, handedAwayRecently: cooled, statuses: peerStatuses(), hint: hint, now: now)
+        perform(step, r, &s)
+    }
+
+    mutating func perform(_ step: TakeoverSearch.Step, _ r: RequestID, _ s: inout SearchState) {
+        guard case .takeOver(let id)? = requests[r]?.kind else { return }
+        if s.handoverID != 0 { handoverRounds[s.handoverID] = nil }
+        s.handoverID = 0
+        s.roundEnds = nil
+        s.resumeAt = nil
+        switch step {
+        case .done:
+            requests[r]!.search = s
+            complete(r, .tookOver)
+        case .fail(let error):
+            if let owner = s.search.learnedOwner { ownerHints.remember(id, owner: owner, now: now) }
+            requests[r]!.search = s
+            complete(r, .failed(error))
+        case .wait(let pause):
+            s.resumeAt = now + pause
+            requests[r]!.search = s
+        case .ask(let targets, let timeout):
+            let h = nextHandoverRequest
+            nextHandoverRequest += 1
+            s.handoverID = h
+            s.expected = Set(targets)
+            s.answers = [:]
+            s.roundEnds = now + timeout
+            requests[r]!.search = s
+            handoverRounds[h] = r
+            for t in targets { sendControl(.handover(HandoverRequest(requestID: h, id: id)), to: t) }
+        }
+    }
+
+    /// Ends the round of asking of search `r` (every answer in, or its time up).
+    mutating func endSearchRound(_ r: RequestID) {
+        guard var s = requests[r]?.search, case .takeOver(let id)? = requests[r]?.kind else { return }
+        let owns = if case .owner? = copy(of: id) { true } else { false }
+        let configured = settings.members.filter { $0 != settings.name }
+        if let step = s.search.answered(s.answers, ownsNow: owns, configuredPeers: configured, now: now) {
+            perform(step, r, &s)
+        } else {
+            if s.handoverID != 0 { handoverRounds[s.handoverID] = nil }
+            s.handoverID = 0
+            s.roundEnds = nil
+            requests[r]!.search = s
+            advanceSearch(r)
+        }
+    }
+
+    /// Runs the searches whose round ended or whose pause is over.
+    mutating func tickSearches() {
+        for (r, p) in requests.sorted(by: { $0.key < $1.key }) {
+            guard let s = p.search else { continue }
+            if let end = s.roundEnds, now >= end {
+                endSearchRound(r)
+            } else if let resume = s.resumeAt, now >= resume {
+                advanceSearch(r)
+            }
+        }
+    }
+
+    /// Another node asks for a session: an owner answers once the session's scope is
+    /// free (no change in flight), handing it over when it may; any other node says what
+    /// it holds (or hands a copy again to the very taker whose first answer was lost).
+    mutating func onHandover(_ h: HandoverRequest, from requester: String, process: NodeID) {
+        let l = lane(of: h.id)
+        if case .owner? = lanes[l].copy(of: h.id) {
+            let r = RequestID(nextInternalRequest)
+            nextInternalRequest += 1
+            requests[r] = PendingRequest(kind: .handoverAnswer(h.id, requester: requester, process: process, requestID: h.requestID))
+            enqueueScope(r)
+            return
+        }
+        let may = mayHandOver(to: requester, process: process)
+        let answer = lanes[l].answerHandover(h.id, to: requester, requesterID: process, now: now, mayHandOver: may)
+        if case .transferred = answer {
+            log(.info, "handed a session over again: the taker asked once more", ["drs.peer": requester, "drs.session": "\(h.id)"])
+        }
+        sendControl(.handoverReply(HandoverReply(requestID: h.requestID, id: h.id, answer: answer)), to: requester)
+    }
+
+    /// The internal request `r` holds the scope of owned session `id`: answer the handover.
+    mutating func answerOwnedHandover(_ r: RequestID, _ id: SessionID, requester: String, process: NodeID, requestID: UInt64) {
+        let l = lane(of: id)
+        var may = mayHandOver(to: requester, process: process)
+        if let set = lanes[l].ownedReplicaSet(of: id) { may = may && mayServe(replicaSet: set, now: now) }
+        let answer = lanes[l].answerHandover(id, to: requester, requesterID: process, now: now, mayHandOver: may)
+        if case .transferred = answer {
+            log(.debug, "handed a session over", ["drs.peer": requester, "drs.session": "\(id)"])
+        }
+        sendControl(.handoverReply(HandoverReply(requestID: requestID, id: id, answer: answer)), to: requester)
+        complete(r, .tookOver)
+    }
+
+    /// Whether this node may hand a session to `requester` at all: it runs, is not
+    /// draining or held dead, and membership holds the requester alive under `process`
+    /// (never a process held dead: it rejoins and drops what it holds, and its sessions
+    /// were failed over).
+    func mayHandOver(to requester: String, process: NodeID) -> Bool {
+        !stopped && !draining && !declaredDead && isAlive(requester, process: process)
+    }
+
+    /// An answer to a handover request (or a draining owner's handover): a whole session
+    /// is adopted at once, whether or not anyone still waits for it, so a late answer
+    /// never leaves a session without an owner; then the search that asked hears it.
+    mutating func onHandoverReply(_ reply: HandoverReply, from giver: String, process: NodeID) {
+        // Not from a process held dead (or unknown) here: its sessions are failed over by
+        // their holders, and adopting as well would make two owners.
+        if case .transferred(let state) = reply.answer, state.id == reply.id, !stopped, !declaredDead,
+           isAlive(giver, process: process) {
+            let l = lane(of: reply.id)
+            if lanes[l].adoptHandover(state, from: giver, giverStays: reply.requestID != 0, now: now) {
+                flushPending(lane: l)
+            }
+        }
+        guard reply.requestID != 0, let r = handoverRounds[reply.requestID], var s = requests[r]?.search,
+              s.expected.contains(giver) else { return }
+        s.answers[giver] = reply.answer
+        requests[r]!.search = s
+        if s.answers.count == s.expected.count { endSearchRound(r) }
+    }
+
+    /// Hands over what it can of the drain `r`; completes it when nothing is left to hand
+    /// over or `drainTimeout` passed.
+    mutating func runDrain(_ r: RequestID) {
+        guard let p = requests[r], case .drain = p.kind else { return }
+        guard now < p.drainUntil else { complete(r, .drained(p.handed)); return }
+        let notLive = Set(peers.keys).subtracting(livePeers)
+        var left = false
+        var handed = p.handed
+        for l in lanes.indices {
+            for (id, taker) in lanes[l].drainTargets(limit: 256, excluding: notLive) {
+                left = true
+                // A session whose scope is held (a change in flight) goes on a later pass.
+                guard scopes[id] == nil, case .owner? = lanes[l].copy(of: id) else { continue }
+                let state = lanes[l].handOff(id, to: taker, now: now)
+                sendControl(.handoverReply(HandoverReply(requestID: 0, id: id, answer: .transferred(state))), to: taker)
+                handed += 1
+            }
+        }
+        requests[r]!.handed = handed
+        if !left { complete(r, .drained(handed)) }
+    }
+}

@@ -1,0 +1,297 @@
+import DequeModule
+
+/// What a node is, as the core needs it: its name, the cluster's members and the knobs.
+public struct NodeSettings: Hashable, Sendable {
+    /// This node's configured name.
+    public var name: String
+    /// Every configured member's name, this node's included: the voters of
+    /// `promotion: majority` and the seeds of membership.
+    public var members: [String]
+    /// Other members that may hold backups (their role stores backups).
+    public var backupCandidates: [String]
+    /// Replication knobs, with this node's role resolved.
+    public var policy: ReplicationPolicy
+    /// Session lifetime and size limits.
+    public var sessions: SessionPolicy
+    /// Membership (SWIM) timing.
+    public var membership: MembershipTuning
+    /// The lease length `L`. Default 500 ms.
+    public var lease: Duration = .milliseconds(500)
+    /// `promotion: majority`: serve only with a quorum lease, promote only seeing a
+    /// majority of the members alive. Default false (`any`).
+    public var majority = false
+    /// Shards (stream lanes) of this node, at least 1. Default 1.
+    public var lanes = 1
+    /// Whether replication data goes over UDP (best-effort with `transport: udp`).
+    public var datagram: Bool { policy.effectiveTransport == .udp }
+
+    /// Creates settings.
+    public init(name: String, members: [String], backupCandidates: [String], policy: ReplicationPolicy,
+                sessions: SessionPolicy, membership: MembershipTuning) {
+        self.name = name
+        self.members = members
+        self.backupCandidates = backupCandidates
+        self.policy = policy
+        self.sessions = sessions
+        self.membership = membership
+    }
+}
+
+/// Every protocol decision one node makes, as a value type: membership and leases,
+/// failover and its majority deferral, Prepare and promise, handover, the takeover
+/// search, anti-entropy digests, inbound streams with apply and receipts, peer restarts
+/// and rejoin, and the requests callers make (reads, change scopes, syncs, takeovers,
+/// drains). It performs no I/O, reads no clock and takes no lock: each event is one
+/// `mutating func` that takes the time and returns the actions to perform
+/// (`NodeAction`: send, flush, complete a request, log, ...). `ReplicationNode` performs
+/// them on sockets and timers; the simulator performs them on a virtual network.
+public struct NodeCore: Sendable {
+    /// The settings.
+    public let settings: NodeSettings
+    /// This process's node id (a new one after each rejoin).
+    public internal(set) var id: NodeID
+    /// The membership protocol's state.
+    public internal(set) var membership: Membership
+    /// Leases asked of and granted to peers.
+    public internal(set) var leases: LeaseTable
+    /// The replica shards, one per lane (a session's lane is its id's stable hash modulo
+    /// the lane count).
+    public internal(set) var lanes: [ReplicaShard]
+    /// Whether the node is draining (handing its sessions over before it leaves).
+    public internal(set) var draining = false
+    /// Whether the node stopped.
+    public internal(set) var stopped = false
+    /// Times this node rejoined under a new id after being declared dead.
+    public internal(set) var rejoins = 0
+    /// When set, every change applied to a backup copy is reported (`backupApplied`).
+    /// Default false.
+    public var reportsBackupApplies = false
+    /// When set, session events are reported (`event`). Default false.
+    public var reportsEvents = false
+    /// Counters the core keeps beyond the shards'.
+    public internal(set) var nodeCounters = NodeCoreCounters()
+
+    var random: SplitMix64
+    /// Inbound streams by (sender process, lane).
+    var inbound: [StreamKey: InboundLane] = [:]
+    /// Per peer: the process its frames come from, processes it replaced, what waits to
+    /// be sent to it.
+    var peers: [String: PeerState] = [:]
+    /// Members membership holds alive or suspect.
+    var livePeers: Set<String> = []
+    /// Peers with a live outgoing stream connection.
+    var connected: Set<String> = []
+    /// The process id membership last reported alive for each member.
+    var memberIDs: [String: NodeID] = [:]
+    /// Under `promotion: majority`: members declared gone while this node saw no
+    /// majority, whose sessions it has not promoted yet (by process id).
+    var deferredFailovers: [String: NodeID] = [:]
+    /// Requests in progress.
+    var requests: [RequestID: PendingRequest] = [:]
+    /// Scopes by session: the head holds the session, the rest wait in order.
+    var scopes: [SessionID: Deque<RequestID>] = [:]
+    /// Replication waits (per lane) and the requests they answer.
+    var waiters: [LaneWaiter: RequestID] = [:]
+    /// Handover rounds of takeover searches, by handover request id.
+    var handoverRounds: [UInt64: RequestID] = [:]
+    var nextHandoverRequest: UInt64 = 1
+    var nextInternalRequest = RequestID.internalBase
+    /// Owners learned from `kept` answers (`affinity: none`).
+    var ownerHints = OwnerHints()
+    /// Lookups of ids this node holds nothing of in flight.
+    var searchSlots = SearchSlots()
+    var nextShardTick: MonotonicInstant = .zero
+    /// A request waits (serving check, quorum, full queue, a paused search) in here.
+    var parked: Set<RequestID> = []
+    var out: [NodeAction] = []
+    var flushes: Set<String> = []
+    /// The time of the event being handled (monotonic and wall).
+    var now: MonotonicInstant = .zero
+    var wall = WallTime(milliseconds: 0)
+
+    /// How often the shards' timers run. Default 5 ms.
+    public static let shardTick: Duration = .milliseconds(5)
+
+    /// A node with process id `id` starting at `now`; `randomSeed` drives its random
+    /// choices (membership's probes, the random part of a rejoin's id).
+    public init(settings: NodeSettings, id: NodeID, randomSeed: UInt64, now: MonotonicInstant) {
+        self.settings = settings
+        self.id = id
+        self.random = SplitMix64(seed: randomSeed)
+        self.membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members,
+                                     tuning: settings.membership, randomSeed: random.next(), now: now)
+        self.leases = LeaseTable(lease: settings.lease)
+        self.lanes = Self.makeLanes(settings, id: id)
+        for peer in settings.members where peer != settings.name { peers[peer] = PeerState() }
+        nextShardTick = now
+        self.now = now
+    }
+
+    static func makeLanes(_ settings: NodeSettings, id: NodeID) -> [ReplicaShard] {
+        let count = max(1, settings.lanes)
+        return (0..<count).map { lane in
+            var s = ShardSettings(selfName: settings.name, selfID: id, lane: UInt16(lane), policy: settings.policy,
+                                  sessions: settings.sessions, backupCandidates: settings.backupCandidates)
+            s.lanes = count
+            return ReplicaShard(settings: s)
+        }
+    }
+
+    // MARK: - Views
+
+    /// The lane of session `id`.
+    public func lane(of id: SessionID) -> Int { Int(id.stableHash % UInt64(lanes.count)) }
+
+    /// This node's copy of `id` (owner, backup or tombstone), without touching it.
+    public func copy(of id: SessionID) -> HeldCopy? { lanes[lane(of: id)].copy(of: id) }
+
+    /// The node a backup copy of `id` came from; `nil` when none is held.
+    public func backupOwner(of id: SessionID) -> String? { lanes[lane(of: id)].backupOwner(of: id) }
+
+    /// Sessions owned and backup copies held, over every lane.
+    public var sessionCount: Int { lanes.reduce(0) { $0 + $1.ownedCount + $1.backupCount } }
+
+    /// Whether the cluster declared this process dead and it has not rejoined yet (it
+    /// never stays so past the event that told it: it rejoins at once).
+    public var declaredDead: Bool { membership.status == .dead }
+
+    /// Members membership holds alive or suspect (never this node).
+    public var liveMembers: Set<String> { livePeers }
+
+    /// Each peer's membership status (never this node).
+    public func peerStatuses() -> [String: MemberStatus] {
+        var out: [String: MemberStatus] = [:]
+        for n in settings.members where n != settings.name {
+            if let s = membership.member(n)?.status { out[n] = s }
+        }
+        return out
+    }
+
+    /// Whether membership holds `name` alive or suspect under process `process`.
+    public func isAlive(_ name: String, process: NodeID) -> Bool {
+        membership.member(name).map { $0.status.isLive && $0.id == process } ?? false
+    }
+
+    /// Whether this node holds a quorum lease (`promotion: majority`): grants from a
+    /// majority of the configured members, itself included.
+    public func hasQuorum(now: MonotonicInstant) -> Bool {
+        leases.hasQuorum(voters: settings.members, selfName: settings.name, now: now)
+    }
+
+    /// Whether this node sees a majority of the configured members alive (itself
+    /// included): under `promotion: majority` only such a node promotes.
+    public var seesMajority: Bool {
+        let alive = settings.members.filter { $0 == settings.name || membership.member($0)?.status == .alive }.count
+        return alive > settings.members.count / 2
+    }
+
+    /// Whether this node may serve a session with `replicaSet` now (the serving rule): a
+    /// current lease from every member of the set membership holds alive or suspect, and
+    /// under `promotion: majority` a quorum lease as well.
+    public func mayServe(replicaSet: [String], now: MonotonicInstant) -> Bool {
+        guard !settings.majority || hasQuorum(now: now) else { return false }
+        guard !replicaSet.isEmpty else { return true }
+        return leases.mayServe(replicaSet: replicaSet, live: livePeers, now: now)
+    }
+
+    /// Whether this node owns `id` and passes the serving rule for it now.
+    public func serves(_ id: SessionID, now: MonotonicInstant) -> Bool {
+        guard !stopped, !declaredDead, let set = lanes[lane(of: id)].ownedReplicaSet(of: id) else { return false }
+        return mayServe(replicaSet: set, now: now)
+    }
+
+    /// The error a fenced node answers with.
+    func fencedError(now: MonotonicInstant) -> SessionError {
+        if settings.majority, !hasQuorum(now: now) {
+            return SessionError(.noQuorum, "no current lease from a majority of the voters (promotion: majority); this side of a partition serves nothing")
+        }
+        return SessionError(.fenced, "no current lease from every live backup of the session; another node may own it now")
+    }
+
+    /// Why a request cannot run at all, or `nil`.
+    var unavailableError: SessionError? {
+        if stopped { return SessionError(.shuttingDown, "the node is stopped") }
+        if draining { return SessionError(.shuttingDown, "the node is leaving: it hands its sessions to their backups; retry") }
+        if declaredDead { return SessionError(.fenced, "the cluster declared this node dead; it serves nothing until it rejoined") }
+        return nil
+    }
+
+    // MARK: - Output
+
+    /// Queues an action.
+    mutating func emit(_ action: NodeAction) { out.append(action) }
+
+    /// Asks the shell to flush `peer` (once per event).
+    mutating func requestFlush(_ peer: String) {
+        if flushes.insert(peer).inserted { out.append(.flush(peer: peer, delay: nil)) }
+    }
+
+    /// Queues a control message for `peer` and asks for a flush.
+    mutating func sendControl(_ message: ReplicationMessage, to peer: String) {
+        guard peers[peer] != nil else { return }
+        peers[peer]!.control.append(message)
+        requestFlush(peer)
+    }
+
+    /// Takes the actions queued by the event that just ran.
+    mutating func takeActions() -> [NodeAction] {
+        flushes.removeAll(keepingCapacity: true)
+        defer { out = [] }
+        return out
+    }
+
+    mutating func log(_ level: NodeLog.Level, _ message: String, _ metadata: [String: String] = [:]) {
+        out.append(.log(NodeLog(level, message, metadata)))
+    }
+
+    /// Schedules a flush of every peer with never-sent data in lane `l`.
+    mutating func flushPending(lane l: Int) {
+        for peer in lanes[l].peersWithUnsent.sorted() { requestFlush(peer) }
+    }
+}
+
+/// Counters the core keeps beyond the shards' own.
+public struct NodeCoreCounters: Hashable, Sendable {
+    /// Data messages ignored as duplicates by the stream receivers.
+    public var duplicateMessages = 0
+    /// Stream sequences skipped as gaps.
+    public var skippedSequences = 0
+    /// Frames accepted.
+    public var framesReceived = 0
+    /// All zero.
+    public init() {}
+}
+
+/// One inbound stream (a sender process's lane) and when it was last heard.
+struct InboundLane: Sendable {
+    var stream = InboundStream()
+    var senderName: String
+    var lastHeard: MonotonicInstant
+}
+
+struct StreamKey: Hashable, Sendable {
+    var sender: NodeID
+    var lane: UInt16
+}
+
+/// A shard's replication wait.
+struct LaneWaiter: Hashable, Sendable {
+    var lane: Int
+    var waiter: WaiterID
+}
+
+/// What the core knows of one peer's transport side.
+struct PeerState: Sendable {
+    /// The process id its frames come from.
+    var current: NodeID?
+    /// Processes of that name replaced by a later one: their frames are refused.
+    var retired: Set<NodeID> = []
+    /// Control messages waiting for the next flush.
+    var control: [ReplicationMessage] = []
+    /// The newest receipt per lane (only the newest matters), with its resyncs.
+    var receipts: [UInt16: Receipt] = [:]
+    var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
+    var refused: [UInt16: [UInt64]] = [:]
+
+    var hasControl: Bool { !control.isEmpty || !receipts.isEmpty }
+}

@@ -1,0 +1,63 @@
+/// A request the core is working on, and where it stands.
+struct PendingRequest: Sendable {
+    enum Kind: Sendable {
+        /// Create a session (waits for a quorum lease under `promotion: majority`).
+        case create(SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?)
+        /// Read an owned session.
+        case read(SessionID)
+        /// A change scope on an owned session.
+        case scope(SessionID, ifMatch: Stamp?)
+        /// Send what is pending and wait per mode.
+        case sync(SessionID)
+        /// Make this node the owner (takeover search).
+        case takeOver(SessionID)
+        /// Hand every owned session to its first live backup.
+        case drain
+        /// Answer another node's handover request for an owned session, once its scope is
+        /// free (internal).
+        case handoverAnswer(SessionID, requester: String, process: NodeID, requestID: UInt64)
+    }
+
+    enum Stage: Sendable {
+        /// Waiting for the session's scope.
+        case queued
+        /// Holds the scope; waits for this node to pass the serving check (or a quorum).
+        case awaitingServing(until: MonotonicInstant)
+        /// The caller's body runs (the shell holds the state).
+        case inScope
+        /// A commit found a replication queue full; retried until `until`.
+        case awaitingQueue(ScopeCommit, until: MonotonicInstant)
+        /// Waits for replication (a shard's waiter).
+        case awaitingReplication(state: SessionState?, strict: Bool, invalidation: Bool)
+        /// A takeover search or a drain in progress.
+        case working
+    }
+
+    var kind: Kind
+    var stage: Stage = .queued
+    /// A takeover search's state.
+    var search: SearchState?
+    /// A drain's progress.
+    var handed = 0
+    var drainUntil: MonotonicInstant = .zero
+
+    /// The session whose scope the request takes, if any.
+    var scopeSession: SessionID? {
+        switch kind {
+        case .read(let id), .scope(let id, _), .sync(let id), .handoverAnswer(let id, _, _, _): return id
+        case .create, .takeOver, .drain: return nil
+        }
+    }
+}
+
+/// One takeover search carried out by the core: the decisions are `TakeoverSearch`'s.
+struct SearchState: Sendable {
+    var search: TakeoverSearch
+    /// Holds one of the `SearchSlots` (a lookup of an id this node held nothing of).
+    var holdsSlot: Bool
+    var handoverID: UInt64 = 0
+    var expected: Set<String> = []
+    var answers: [String: HandoverReply.Answer] = [:]
+    var roundEnds: MonotonicInstant?
+    var resumeAt: MonotonicInstant?
+}
