@@ -20,8 +20,9 @@ public struct LeaseTable: Sendable {
     public private(set) var grantedUntil: [String: MonotonicInstant] = [:]
     /// When this node last granted each peer (grantor side).
     public private(set) var lastGranted: [String: MonotonicInstant] = [:]
-    /// Peers this node will not grant (it promised a takeover of their sessions).
-    public private(set) var revoked: Set<String> = []
+    /// Processes this node will not grant, by member (it promised a takeover of that
+    /// process's sessions). Another process of the same name is granted.
+    public private(set) var revoked: [String: NodeID] = [:]
     /// Requests answered with a grant, refused.
     public private(set) var granted = 0, refused = 0
 
@@ -64,22 +65,23 @@ public struct LeaseTable: Sendable {
         if until > grantedUntil[peer] ?? .zero { grantedUntil[peer] = until }
     }
 
-    /// A lease request from `peer`: whether to grant it. Refused when `heldDead` (this
-    /// node holds the asker dead) or the peer is revoked; granted otherwise, recording
-    /// the grant time.
-    public mutating func onRequest(from peer: String, heldDead: Bool, now: MonotonicInstant) -> Bool {
-        guard !heldDead, !revoked.contains(peer) else { refused += 1; return false }
+    /// A lease request from process `process` of `peer`: whether to grant it. Refused
+    /// when `heldDead` (this node holds the asker dead) or that very process is revoked;
+    /// granted otherwise (a later process of the name too), recording the grant time.
+    public mutating func onRequest(from peer: String, process: NodeID, heldDead: Bool, now: MonotonicInstant) -> Bool {
+        guard !heldDead, revoked[peer] != process else { refused += 1; return false }
         lastGranted[peer] = now
         granted += 1
         return true
     }
 
-    /// Stops granting `peer` (a takeover of its sessions was promised).
-    public mutating func revoke(_ peer: String) { revoked.insert(peer) }
+    /// Stops granting process `process` of `peer` (a takeover of its sessions was
+    /// promised).
+    public mutating func revoke(_ peer: String, process: NodeID) { revoked[peer] = process }
 
     /// Grants `peer` again (it rejoined under a new process id).
     public mutating func restore(_ peer: String) {
-        revoked.remove(peer)
+        revoked[peer] = nil
         grantedUntil[peer] = nil
         lastGranted[peer] = nil
     }

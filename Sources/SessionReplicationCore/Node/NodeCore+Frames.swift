@@ -256,6 +256,10 @@ extension NodeCore {
             for (peer, batches) in o.resend { resend[peer, default: []] += batches.map { LaneBatch(lane: UInt16(l), batch: $0) } }
             completeWaits(lane: l, o.completed)
             flushPending(lane: l)
+            if verbose, !o.promoted.isEmpty {
+                let lane = lanes[l]
+                debug("promoted \(o.promoted.map { "\($0) as \(lane.copy(of: $0).map { "\($0)" } ?? "-")" })")
+            }
             if reportsEvents {
                 for id in o.expired {
                     if case .tombstone(let stamp)? = lanes[l].copy(of: id) { emit(.event(SessionEvent(.expired, id, stamp, at: wall))) }

@@ -19,7 +19,7 @@ extension NodeCore {
         performMembershipOutput()
         switch message {
         case .leaseRequest(let seq):
-            if leases.onRequest(from: peer, heldDead: heldDead || dying, now: now) {
+            if leases.onRequest(from: peer, process: sender, heldDead: heldDead || dying, now: now) {
                 emit(.sendMembership(MembershipOutgoing(to: peer, message: .leaseGrant(sequence: seq), reliable: reliable), speaker: id))
             }
         case .leaseGrant(let seq):
@@ -100,10 +100,11 @@ extension NodeCore {
             completeWaits(lane: l, o.completed)
             flushPending(lane: l)
             outcomes.append(o)
+            debug("\(name)/\(pid) departed: promoted \(o.promoted), rereplicated \(o.rereplicated), prepares \(o.prepares.mapValues { $0.map(\.id) }), hints \(o.hints.mapValues { $0.map(\.id) })")
             promoted += o.promoted.count
             rereplicated += o.rereplicated.count
         }
-        sendFailover(outcomes, oldOwner: name)
+        sendFailover(outcomes, oldOwner: name, oldOwnerID: pid)
         log(.notice, "failover", ["drs.peer": name, "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
     }
 
@@ -166,14 +167,15 @@ extension NodeCore {
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
             entries += lanes[l].onPrepare(from: taker, PrepareRequest(oldOwner: request.oldOwner, entries: part))
         }
-        leases.revoke(request.oldOwner)
+        debug("prepare from \(taker) for \(request.oldOwner)/\(request.oldOwnerID): answers \(entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-") owned \($0.ownedByHolder) owner \($0.owner ?? "-") ended \($0.ended?.etag ?? "-")" })")
+        leases.revoke(request.oldOwner, process: request.oldOwnerID)
         let since = leases.lastGranted[request.oldOwner].map { UInt32(clamping: (now - $0).millisecondsClamped) } ?? .max
-        sendControl(.promise(PromiseReply(oldOwner: request.oldOwner, sinceGrantMs: since, entries: entries)), to: taker)
+        sendControl(.promise(PromiseReply(oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID, sinceGrantMs: since, entries: entries)), to: taker)
     }
 
     /// Sends what failover asks of other holders: prepares, and hints to the first live
     /// holder of sessions this node is not first for.
-    mutating func sendFailover(_ outcomes: [ReplicaShard.FailoverOutcome], oldOwner: String) {
+    mutating func sendFailover(_ outcomes: [ReplicaShard.FailoverOutcome], oldOwner: String, oldOwnerID: NodeID) {
         var prepares: [String: [PrepareRequest.Entry]] = [:]
         var hints: [String: [PromiseReply.Entry]] = [:]
         for o in outcomes {
@@ -181,10 +183,10 @@ extension NodeCore {
             for (holder, entries) in o.hints { hints[holder, default: []] += entries }
         }
         for (holder, entries) in prepares.sorted(by: { $0.key < $1.key }) {
-            sendControl(.prepare(PrepareRequest(oldOwner: oldOwner, entries: entries)), to: holder)
+            sendControl(.prepare(PrepareRequest(oldOwner: oldOwner, oldOwnerID: oldOwnerID, entries: entries)), to: holder)
         }
         for (holder, entries) in hints.sorted(by: { $0.key < $1.key }) {
-            sendControl(.promise(PromiseReply(oldOwner: oldOwner, sinceGrantMs: .max, entries: entries)), to: holder)
+            sendControl(.promise(PromiseReply(oldOwner: oldOwner, oldOwnerID: oldOwnerID, sinceGrantMs: .max, entries: entries)), to: holder)
         }
     }
 
@@ -196,13 +198,14 @@ extension NodeCore {
         var byLane: [Int: [PromiseReply.Entry]] = [:]
         for e in reply.entries { byLane[lane(of: e.id), default: []].append(e) }
         let after = leases.grantsExpire(for: reply.oldOwner)
+        debug("promise from \(holder) for \(reply.oldOwner): \(reply.entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-") owned \($0.ownedByHolder) owner \($0.owner ?? "-") ended \($0.ended?.etag ?? "-")" })")
         var outcomes: [ReplicaShard.FailoverOutcome] = []
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
-            let r = PromiseReply(oldOwner: reply.oldOwner, sinceGrantMs: reply.sinceGrantMs, entries: part)
+            let r = PromiseReply(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, sinceGrantMs: reply.sinceGrantMs, entries: part)
             let unasked = lanes[l].onPromise(from: holder, r, now: now, lease: settings.lease)
             outcomes.append(lanes[l].onTakeoverHint(oldOwner: reply.oldOwner, entries: unasked, now: now, promoteAfter: after))
             flushPending(lane: l)
         }
-        sendFailover(outcomes, oldOwner: reply.oldOwner)
+        sendFailover(outcomes, oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID)
     }
 }

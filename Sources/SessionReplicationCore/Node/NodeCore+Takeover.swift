@@ -155,6 +155,8 @@ extension NodeCore {
            isAlive(giver, process: process) {
             let l = lane(of: reply.id)
             if lanes[l].adoptHandover(state, from: giver, giverStays: reply.requestID != 0, now: now) {
+                let copy = lanes[l].copy(of: reply.id)
+                debug("adopted \(reply.id) from \(giver): \(copy.map { "\($0)" } ?? "-")")
                 flushPending(lane: l)
             }
         }

@@ -68,6 +68,9 @@ public struct NodeCore: Sendable {
     public var reportsBackupApplies = false
     /// When set, session events are reported (`event`). Default false.
     public var reportsEvents = false
+    /// When set, protocol decisions are logged at debug level (prepares, promises,
+    /// promotions, handovers); off by default, since building the lines costs.
+    public var verbose = false
     /// Counters the core keeps beyond the shards'.
     public internal(set) var nodeCounters = NodeCoreCounters()
 
@@ -133,6 +136,7 @@ public struct NodeCore: Sendable {
             var s = ShardSettings(selfName: settings.name, selfID: id, lane: UInt16(lane), policy: settings.policy,
                                   sessions: settings.sessions, backupCandidates: settings.backupCandidates)
             s.lanes = count
+            s.members = settings.members.filter { $0 != settings.name }
             return ReplicaShard(settings: s)
         }
     }
@@ -238,6 +242,11 @@ public struct NodeCore: Sendable {
         flushes.removeAll(keepingCapacity: true)
         defer { out = [] }
         return out
+    }
+
+    /// Logs a protocol decision when `verbose`.
+    mutating func debug(_ message: @autoclosure () -> String) {
+        if verbose { out.append(.log(NodeLog(.debug, message()))) }
     }
 
     mutating func log(_ level: NodeLog.Level, _ message: String, _ metadata: [String: String] = [:]) {

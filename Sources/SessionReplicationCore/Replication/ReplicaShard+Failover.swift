@@ -119,9 +119,11 @@ extension ReplicaShard {
             }
             return
         }
-        let others = holders.filter { $0 != settings.selfName }
+        // Every other live member is asked, not only the holders this copy names: the copy
+        // may be stale (a replica set changed since, or the session moved on to another
+        // owner that this copy never heard of), and any member may own or back it now.
+        let others = settings.members.filter { $0 != settings.selfName && !departed.contains($0) }
         if !others.isEmpty {
-            // Other holders may hold a fresher copy: ask them first.
             takeovers[id] = Takeover(owner: member, waiting: Set(others), after: promoteAfter)
             for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }
         } else if now >= promoteAfter {
@@ -166,10 +168,17 @@ extension ReplicaShard {
                 // Taken over here meanwhile (on request): the taker must not promote.
                 return .init(id: e.id, fresher: replicable(o.state), ownedByHolder: true)
             }
-            guard let b = backups[e.id] else { return .init(id: e.id, fresher: nil) }
-            backups[e.id]!.owner = taker
-            takeovers[e.id] = nil
-            return .init(id: e.id, fresher: b.state.stamp > e.stamp ? replicable(b.state) : nil)
+            guard let b = backups[e.id] else {
+                return .init(id: e.id, fresher: nil, ended: tombstones[e.id]?.stamp)
+            }
+            let answer = PromiseReply.Entry(id: e.id, fresher: b.state.stamp > e.stamp ? replicable(b.state) : nil, owner: b.owner)
+            // A copy of the departed owner now answers to the taker, which will send the
+            // whole session under its new epoch; a copy of another (live) owner stays its.
+            if b.owner == request.oldOwner || b.owner == taker {
+                backups[e.id]!.owner = taker
+                takeovers[e.id] = nil
+            }
+            return answer
         }
     }
 
@@ -189,6 +198,22 @@ extension ReplicaShard {
                 takeovers[e.id] = nil
                 if let b = backups[e.id], s.stamp > b.state.stamp { backups[e.id]!.state = s }
                 backups[e.id]?.owner = holder
+                continue
+            }
+            if let s = e.fresher, let owner = e.owner, owner != reply.oldOwner, owner != settings.selfName,
+               owner != holder, !departed.contains(owner), s.stamp.epoch > (backups[e.id]?.state.stamp.epoch ?? s.stamp.epoch) {
+                // The session moved on to another owner, alive as far as this node knows:
+                // this copy is a stray of an earlier epoch. Keep the newer copy as its backup.
+                takeovers[e.id] = nil
+                backups[e.id]!.state = s
+                backups[e.id]!.owner = owner
+                continue
+            }
+            if let ended = e.ended, let b = backups[e.id], ended >= b.state.stamp {
+                // Ended at least as recently as this copy: never promoted over its tombstone.
+                takeovers[e.id] = nil
+                backups[e.id] = nil
+                addTombstone(e.id, ended, now: now, idle: b.state.maxInactiveInterval)
                 continue
             }
             if let s = e.fresher, let b = backups[e.id], s.stamp > b.state.stamp {

@@ -13,6 +13,9 @@ public struct ShardSettings: Sendable {
     /// Other members that may hold backups (static membership: the configured nodes
     /// whose role stores backups).
     public var backupCandidates: [String]
+    /// Every other member (whatever its role): a takeover asks each live one for its
+    /// copy, since any may own or hold the session now. Default: `backupCandidates`.
+    public var members: [String]
     /// Bytes reserved for frame header and seal in a datagram. Default
     /// `FrameHeader.maxDatagramOverhead`.
     public var datagramOverhead: Int = FrameHeader.maxDatagramOverhead
@@ -29,6 +32,7 @@ public struct ShardSettings: Sendable {
         self.policy = policy
         self.sessions = sessions
         self.backupCandidates = backupCandidates
+        self.members = backupCandidates
     }
 }
 

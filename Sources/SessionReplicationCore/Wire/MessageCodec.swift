@@ -85,9 +85,11 @@ public enum MessageCodec {
             for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
         case .prepare(let p):
             writeNames([p.oldOwner], &w)
+            w.write(p.oldOwnerID.rawValue)
             writeEntries(p.entries, &w)
         case .promise(let p):
             writeNames([p.oldOwner], &w)
+            w.write(p.oldOwnerID.rawValue)
             w.write(p.sinceGrantMs)
             w.write(UInt32(p.entries.count))
             for e in p.entries {
@@ -95,6 +97,10 @@ public enum MessageCodec {
                 if let s = e.fresher {
                     w.write(UInt8(e.ownedByHolder ? 2 : 1))
                     encode(.full(s), into: &w)
+                    if !e.ownedByHolder { writeNames(e.owner.map { [$0] } ?? [], &w) }
+                } else if let ended = e.ended {
+                    w.write(UInt8(3))
+                    writeStamp(ended, &w)
                 } else {
                     w.write(UInt8(0))
                 }
@@ -221,10 +227,12 @@ public enum MessageCodec {
         case .prepare:
             let owner = try readNames(&r, limits)
             guard owner.count == 1 else { throw .invalid(field: "prepare.oldOwner") }
-            message = .prepare(PrepareRequest(oldOwner: owner[0], entries: try readEntries(&r, limits, "prepare")))
+            let ownerID = NodeID(try r.read(UInt64.self, "prepare.oldOwnerID"))
+            message = .prepare(PrepareRequest(oldOwner: owner[0], oldOwnerID: ownerID, entries: try readEntries(&r, limits, "prepare")))
         case .promise:
             let owner = try readNames(&r, limits)
             guard owner.count == 1 else { throw .invalid(field: "promise.oldOwner") }
+            let ownerID = NodeID(try r.read(UInt64.self, "promise.oldOwnerID"))
             let since = try r.read(UInt32.self, "promise.sinceGrantMs")
             let count = Int(try r.read(UInt32.self, "promise.count"))
             guard count <= limits.maxMessages else { throw .tooLarge(field: "promise.count", limit: limits.maxMessages, found: count) }
@@ -236,11 +244,19 @@ public enum MessageCodec {
                 case 0: entries.append(.init(id: id, fresher: nil))
                 case let kind where kind == 1 || kind == 2:
                     guard case .full(let s) = try decode(&r, limits: limits), s.id == id else { throw .invalid(field: "promise.state") }
-                    entries.append(.init(id: id, fresher: s, ownedByHolder: kind == 2))
+                    var owner: String?
+                    if kind == 1 {
+                        let names = try readNames(&r, limits)
+                        guard names.count <= 1 else { throw .invalid(field: "promise.owner") }
+                        owner = names.first
+                    }
+                    entries.append(.init(id: id, fresher: s, ownedByHolder: kind == 2, owner: owner))
+                case 3:
+                    entries.append(.init(id: id, fresher: nil, ended: try readStamp(&r)))
                 default: throw .invalid(field: "promise.hasState")
                 }
             }
-            message = .promise(PromiseReply(oldOwner: owner[0], sinceGrantMs: since, entries: entries))
+            message = .promise(PromiseReply(oldOwner: owner[0], oldOwnerID: ownerID, sinceGrantMs: since, entries: entries))
         case .handover:
             message = .handover(HandoverRequest(requestID: try r.read(UInt64.self, "handover.requestID"), id: try readID(&r)))
         case .handoverReply:

@@ -151,7 +151,11 @@ public struct PrepareRequest: Hashable, Sendable {
         }
     }
     /// Creates a request.
-    public init(oldOwner: String, entries: [Entry]) {
+    /// The departed owner's process: only that process loses its leases (a new process
+    /// of the same name keeps getting them). Default zero (none named).
+    public var oldOwnerID = NodeID(0)
+    public init(oldOwner: String, oldOwnerID: NodeID = NodeID(0), entries: [Entry]) {
+        self.oldOwnerID = oldOwnerID
         self.oldOwner = oldOwner
         self.entries = entries
     }
@@ -176,15 +180,26 @@ public struct PromiseReply: Hashable, Sendable {
         /// Whether the holder owns the session (it took it over meanwhile): the taker
         /// then gives up its takeover and keeps a backup of `fresher`.
         public var ownedByHolder: Bool
-        /// Creates an entry; `ownedByHolder` defaults to false.
-        public init(id: SessionID, fresher: SessionState?, ownedByHolder: Bool = false) {
+        /// For a fresher backup copy: the node it answers to. When that is not the
+        /// departed owner, the session lives on elsewhere and the taker gives up.
+        public var owner: String?
+        /// The holder's tombstone of the session, when it holds one: nothing is promoted
+        /// over a tombstone at least as new as the taker's copy.
+        public var ended: Stamp?
+        /// Creates an entry; `ownedByHolder` defaults to false, `owner` and `ended` to nil.
+        public init(id: SessionID, fresher: SessionState?, ownedByHolder: Bool = false, owner: String? = nil, ended: Stamp? = nil) {
             self.id = id
             self.fresher = fresher
             self.ownedByHolder = ownedByHolder && fresher != nil
+            self.owner = fresher == nil || ownedByHolder ? nil : owner
+            self.ended = fresher == nil ? ended : nil
         }
     }
     /// Creates a reply.
-    public init(oldOwner: String, sinceGrantMs: UInt32, entries: [Entry]) {
+    /// The departed owner's process (see `PrepareRequest.oldOwnerID`).
+    public var oldOwnerID = NodeID(0)
+    public init(oldOwner: String, oldOwnerID: NodeID = NodeID(0), sinceGrantMs: UInt32, entries: [Entry]) {
+        self.oldOwnerID = oldOwnerID
         self.oldOwner = oldOwner
         self.sinceGrantMs = sinceGrantMs
         self.entries = entries

@@ -58,6 +58,7 @@ public struct SimulatedNode: SimulatedProcess {
         core = NodeCore(settings: settings, id: id, randomSeed: randomSeed, now: now)
         core.reportsBackupApplies = true
         core.reportsEvents = true
+        core.verbose = log.tracing
         self.log = log
         self.tickInterval = tickInterval
         self.maxDatagram = settings.policy.udpMaxPayload
