@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill clean
+.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill docs clean
 
 all: build
 
@@ -48,6 +48,12 @@ failover-timing: release
 # Replication throughput and lag (release build; its own two-node cluster in one process).
 bench: release
 	./.build/release/drs bench
+
+# DocC documentation of the library modules (swift-docc-plugin): one .doccarchive per
+# module in .build/plugins/Swift-DocC/outputs/.
+DOC_TARGETS = SessionReplicationCore SessionReplication SessionReplicationHummingbird
+docs:
+	$(SWIFT) package generate-documentation $(foreach t,$(DOC_TARGETS),--target $(t))
 
 clean:
 	rm -rf .build .build-simulate .drs drill-reports
