@@ -87,11 +87,22 @@ public struct LeaseTable: Sendable {
     }
 
     /// The instant after which no lease this node granted `peer` can still be running
-    /// anywhere, allowing for clock-rate drift of 10^-3 and 10 ms of scheduling slack:
-    /// a taker waits for it before serving the old owner's sessions.
+    /// anywhere: a taker waits for it before serving the old owner's sessions.
     public func grantsExpire(for peer: String) -> MonotonicInstant {
         guard let last = lastGranted[peer] else { return .zero }
-        return last + lease + lease / 1000 + .milliseconds(10)
+        return last + Self.safeWait(lease)
+    }
+
+    /// How long after a grant the lease it gave can no longer run anywhere: `lease`,
+    /// plus 1/8 of it for clock-rate drift (two clocks 5 % apart either way differ by
+    /// under 11 %), plus 10 ms of scheduling slack.
+    public static func safeWait(_ lease: Duration) -> Duration { lease + lease / 8 + .milliseconds(10) }
+
+    /// Forgets every grant this node holds (its clock stopped for a while: what it
+    /// believes of their ends cannot be trusted); it is fenced until fresh grants arrive.
+    public mutating func dropGrants() {
+        grantedUntil = [:]
+        outstanding = [:]
     }
 
     /// Whether an owner may serve a session with `replicaSet` now: every member in

@@ -105,6 +105,8 @@ public struct Membership: Sendable {
     var nextReconnect: MonotonicInstant
     var nextSweep: MonotonicInstant
     var deathNoticeSent: [String: MonotonicInstant] = [:]
+    /// Whether `selfSuperseded` was reported (once per process).
+    var superseded = false
     /// While applying a push-pull list: its sender and how many live members it lists.
     var syncContext: (sender: String, live: Int)?
 
@@ -381,6 +383,12 @@ public struct Membership: Sendable {
         }
         if id > m.id {
             apply(MemberUpdate(status: .alive, name: name, id: id, incarnation: 0, from: name), now: now)
+        } else if id < m.id, deathNoticeSent[name].map({ now - $0 >= tuning.probeInterval }) ?? true {
+            // A process with a smaller id than the one this node knows under that name (its
+            // wall clock stepped back at start): tell it what this node knows, so that it
+            // takes a larger id; until then every member ignores it.
+            deathNoticeSent[name] = now
+            send(.sync(members: fullList, reply: false), to: name, reliable: true)
         } else if id == m.id, m.status == .dead, deathNoticeSent[name].map({ now - $0 >= tuning.probeInterval }) ?? true {
             // A process we hold dead is still talking: tell it, with the whole list, so it
             // rejoins (or, if this side is the smaller one, tells this node to).
@@ -393,6 +401,11 @@ public struct Membership: Sendable {
     @discardableResult
     mutating func apply(_ u: MemberUpdate, now: MonotonicInstant) -> Bool {
         if u.name == selfName {
+            if u.id > selfID, status == .alive, !superseded {
+                superseded = true
+                events.append(.selfSuperseded(by: u.id))
+                return false
+            }
             guard u.id == selfID else { return false }
             switch u.status {
             case .suspect where status == .alive && u.incarnation >= incarnation:

@@ -114,6 +114,10 @@ public enum MembershipEvent: Hashable, Sendable {
     /// Another member declared this process dead: it must drop what it holds and rejoin
     /// under a new node id.
     case selfDeclaredDead
+    /// A later process of this node's own name is known (this process started with a
+    /// smaller id, its wall clock stepped back): it must take an id above `by` and join
+    /// again, or every member keeps ignoring it.
+    case selfSuperseded(by: NodeID)
 }
 
 /// A message for the node to send.

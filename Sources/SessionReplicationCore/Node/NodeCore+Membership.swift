@@ -35,11 +35,12 @@ extension NodeCore {
         let (outgoing, events) = membership.takeOutput()
         // A process declared dead says nothing more: its last messages would leave under
         // the new id it rejoins with, and speak the dead process's view for the new one.
-        let dying = events.contains(.selfDeclaredDead)
+        let dying = events.contains { if case .selfDeclaredDead = $0 { true } else if case .selfSuperseded = $0 { true } else { false } }
         if !dying { for o in outgoing { emit(.sendMembership(o, speaker: id)) } }
         for e in events {
             handle(e)
-            if e == .selfDeclaredDead { return }
+            if case .selfDeclaredDead = e { return }
+            if case .selfSuperseded = e { return }
         }
     }
 
@@ -71,6 +72,10 @@ extension NodeCore {
             memberGone(name, id: pid)
         case .selfDeclaredDead:
             rejoin()
+        case .selfSuperseded(let later):
+            log(.warning, "a later process of this node's name is known (this one started with a smaller id: was the wall clock stepped back?); joining again under a larger id",
+                ["drs.id": "\(id)", "drs.id.later": "\(later)"])
+            rejoin(above: later)
         }
     }
 
@@ -128,11 +133,11 @@ extension NodeCore {
     /// everything it holds (owned sessions, backups, tombstones, streams), fails every
     /// request in progress (`session-unavailable`: retry), takes a new, larger node id
     /// and joins again; its peers see a new process and send it what it should back.
-    mutating func rejoin() {
+    mutating func rejoin(above floor: NodeID? = nil) {
         let old = id
         let verdict = membership.deathVerdict.map { "\($0)" } ?? "unknown"
         let fresh = NodeID.fresh(start: wall, random: random.next())
-        id = NodeID(max(old.rawValue + 1, fresh.rawValue))
+        id = NodeID(max(old.rawValue + 1, fresh.rawValue, (floor?.rawValue ?? 0) &+ 1))
         failAll(SessionError(.sessionUnavailable, "this node rejoined the cluster while the request waited; retry"))
         lanes = Self.makeLanes(settings, id: id)
         inbound = [:]

@@ -102,6 +102,17 @@ extension NodeCore {
     // MARK: - Internals
 
     mutating func begin(_ now: MonotonicInstant, _ wall: WallTime) {
+        // The wall clock ran on much further than the monotonic one since the last event:
+        // the monotonic clock stopped (a paused VM). What this node believes of its
+        // leases' ends cannot be trusted then: it drops them and is fenced until fresh
+        // grants arrive. (A wall clock stepped forward fences it briefly too, which is safe.)
+        let mono = now - self.now, walled = Duration.milliseconds(wall.milliseconds - self.wall.milliseconds)
+        if self.wall.milliseconds > 0, walled > mono + .milliseconds(25) + mono / 8 {
+            leases.dropGrants()
+            nodeCounters.clockJumps += 1
+            log(.warning, "the wall clock ran ahead of the monotonic clock (was the process or its VM paused?): leases dropped until fresh grants",
+                ["drs.wall.ms": "\(walled.millisecondsClamped)", "drs.monotonic.ms": "\(mono.millisecondsClamped)"])
+        }
         self.now = max(self.now, now)
         self.wall = wall
     }

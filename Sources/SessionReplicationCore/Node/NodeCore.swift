@@ -267,6 +267,9 @@ public struct NodeCoreCounters: Hashable, Sendable {
     public var skippedSequences = 0
     /// Frames accepted.
     public var framesReceived = 0
+    /// Times the wall clock ran ahead of the monotonic clock between two events (leases
+    /// dropped).
+    public var clockJumps = 0
     /// All zero.
     public init() {}
 }

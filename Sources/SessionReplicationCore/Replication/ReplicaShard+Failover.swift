@@ -171,6 +171,14 @@ extension ReplicaShard {
             guard let b = backups[e.id] else {
                 return .init(id: e.id, fresher: nil, ended: tombstones[e.id]?.stamp)
             }
+            let takingOver = takeovers[e.id] != nil || pendingPromotions.contains { $0.id == e.id }
+            if takingOver, b.owner == request.oldOwner, b.state.stamp > e.stamp || (b.state.stamp == e.stamp && settings.selfName < taker) {
+                // Two holders each took itself for the first live holder (their copies name
+                // different replica sets). The one with the fresher copy (on a tie, the
+                // smaller name) goes on; the other gives up, as if this node owned it.
+                return .init(id: e.id, fresher: replicable(b.state), ownedByHolder: true)
+            }
+            pendingPromotions.removeAll { $0.id == e.id }
             let answer = PromiseReply.Entry(id: e.id, fresher: b.state.stamp > e.stamp ? replicable(b.state) : nil, owner: b.owner)
             // A copy of the departed owner now answers to the taker, which will send the
             // whole session under its new epoch; a copy of another (live) owner stays its.
@@ -190,7 +198,7 @@ extension ReplicaShard {
     public mutating func onPromise(from holder: String, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) -> [PromiseReply.Entry] {
         var unasked: [PromiseReply.Entry] = []
         let since = Duration.milliseconds(Int64(reply.sinceGrantMs))
-        let wait = lease + lease / 1000 + .milliseconds(10) - since
+        let wait = LeaseTable.safeWait(lease) - since
         for e in reply.entries {
             guard var t = takeovers[e.id], t.waiting.contains(holder) else { unasked.append(e); continue }
             if e.ownedByHolder, let s = e.fresher {
