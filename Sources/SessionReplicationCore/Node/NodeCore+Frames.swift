@@ -64,7 +64,7 @@ extension NodeCore {
             lane.lastHeard = now
             let d = lane.stream.accept(firstSequence: frame.firstSequence, lowWatermark: frame.lowWatermark, messages: frame.data,
                                        now: now, reorderFrames: settings.policy.reorderFrames, reorderDelay: settings.policy.reorderDelay)
-            deliver(d, into: &lane, lane: frame.lane)
+            deliver(d, into: &lane, key: key)
             inbound[key] = lane
         }
         return takeActions()
@@ -85,9 +85,9 @@ extension NodeCore {
             flushPending(lane: Int(r.lane))
         case .prepare(let p):
             // Only a taker held alive: a dead process's takeover is void.
-            if isAlive(name, process: process) { onPrepare(p, from: name) }
+            if isAlive(name, process: process) { onPrepare(p, from: name, process: process) }
         case .promise(let p):
-            onPromise(p, from: name)
+            onPromise(p, from: name, process: process)
         case .handover(let h):
             onHandover(h, from: name, process: process)
         case .handoverReply(let h):
@@ -110,13 +110,14 @@ extension NodeCore {
 
     /// Applies delivered messages and queues the receipt (and resync requests) for the
     /// sender, in stream order.
-    mutating func deliver(_ d: InboundStream.Delivery, into lane: inout InboundLane, lane streamLane: UInt16) {
+    mutating func deliver(_ d: InboundStream.Delivery, into lane: inout InboundLane, key: StreamKey) {
+        let streamLane = key.lane
         var newResyncs = 0
         var refused: [UInt64] = []
         for (seq, message) in d.messages {
             guard let sid = message.sessionID else { continue }
             let l = self.lane(of: sid)
-            let outcome = lanes[l].apply(message, from: lane.senderName, now: now)
+            let outcome = lanes[l].apply(message, from: lane.senderName, process: key.sender, now: now)
             if outcome == .fenced { refused.append(seq) }
             switch (outcome, message) {
             case (.needsResync, _):
@@ -266,6 +267,7 @@ extension NodeCore {
                 }
             }
             for (peer, request) in o.digests { sendControl(.digest(request), to: peer) }
+            for (peer, request) in o.prepares { sendControl(.prepare(request), to: peer) }
         }
         for (peer, batches) in resend.sorted(by: { $0.key < $1.key }) {
             emit(.send(peer: peer, Transmission(speaker: id, batches: batches)))
@@ -278,7 +280,7 @@ extension NodeCore {
         for key in inbound.keys.sorted(by: { ($0.sender, $0.lane) < ($1.sender, $1.lane) }) {
             var lane = inbound[key]!
             let d = lane.stream.tick(now: now, reorderDelay: settings.policy.reorderDelay)
-            if d.reportGap { deliver(d, into: &lane, lane: key.lane) }
+            if d.reportGap { deliver(d, into: &lane, key: key) }
             inbound[key] = lane
         }
     }

@@ -54,7 +54,7 @@ extension NodeCore {
             memberIDs[name] = pid
             if let previous, previous != pid {
                 log(.notice, "member restarted under a new process id: failing over its old process", ["drs.peer": name])
-                memberGone(name, id: previous)
+                memberGone(name, id: previous, replaced: true)
             }
             if livePeers.insert(name).inserted { leases.restore(name) }
             for l in lanes.indices { lanes[l].memberReturned(name) }
@@ -91,7 +91,7 @@ extension NodeCore {
     /// backups, and sessions it owned whose first live backup is this node are promoted
     /// (once every lease this node granted it has run out). Under `promotion: majority`
     /// a node that sees no majority defers the promotions.
-    mutating func memberGone(_ name: String, id pid: NodeID) {
+    mutating func memberGone(_ name: String, id pid: NodeID, replaced: Bool = false) {
         let after = leases.grantsExpire(for: name)
         let mayPromote = !settings.majority || seesMajority
         if !mayPromote {
@@ -101,7 +101,7 @@ extension NodeCore {
         var promoted = 0, rereplicated = 0
         var outcomes: [ReplicaShard.FailoverOutcome] = []
         for l in lanes.indices {
-            let o = lanes[l].memberDeparted(name, now: now, promoteAfter: after, mayPromote: mayPromote)
+            let o = lanes[l].memberDeparted(name, process: pid, replaced: replaced, now: now, promoteAfter: after, mayPromote: mayPromote)
             completeWaits(lane: l, o.completed)
             flushPending(lane: l)
             outcomes.append(o)
@@ -165,15 +165,16 @@ extension NodeCore {
 
     /// A taker's prepare: each lane answers for its sessions; this node stops granting
     /// the old owner leases and tells how long ago it last did.
-    mutating func onPrepare(_ request: PrepareRequest, from taker: String) {
+    mutating func onPrepare(_ request: PrepareRequest, from taker: String, process: NodeID) {
         var entries: [PromiseReply.Entry] = []
         var byLane: [Int: [PrepareRequest.Entry]] = [:]
         for e in request.entries { byLane[lane(of: e.id), default: []].append(e) }
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
-            entries += lanes[l].onPrepare(from: taker, PrepareRequest(oldOwner: request.oldOwner, entries: part))
+            entries += lanes[l].onPrepare(from: taker, process: process, PrepareRequest(oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID, entries: part))
         }
         debug("prepare from \(taker) for \(request.oldOwner)/\(request.oldOwnerID): answers \(entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-") owned \($0.ownedByHolder) owner \($0.owner ?? "-") ended \($0.ended?.etag ?? "-")" })")
-        leases.revoke(request.oldOwner, process: request.oldOwnerID)
+        // A confirmation (no process named) revokes nobody.
+        if request.oldOwnerID != NodeID(0) { leases.revoke(request.oldOwner, process: request.oldOwnerID) }
         let since = leases.lastGranted[request.oldOwner].map { UInt32(clamping: (now - $0).millisecondsClamped) } ?? .max
         sendControl(.promise(PromiseReply(oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID, sinceGrantMs: since, entries: entries)), to: taker)
     }
@@ -199,7 +200,7 @@ extension NodeCore {
     /// Entries no takeover here asked for are hints (a holder whose copy names this node
     /// first): this node keeps the fresher copy and takes it over if it holds the old
     /// owner departed.
-    mutating func onPromise(_ reply: PromiseReply, from holder: String) {
+    mutating func onPromise(_ reply: PromiseReply, from holder: String, process: NodeID) {
         var byLane: [Int: [PromiseReply.Entry]] = [:]
         for e in reply.entries { byLane[lane(of: e.id), default: []].append(e) }
         let after = leases.grantsExpire(for: reply.oldOwner)
@@ -207,8 +208,8 @@ extension NodeCore {
         var outcomes: [ReplicaShard.FailoverOutcome] = []
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
             let r = PromiseReply(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, sinceGrantMs: reply.sinceGrantMs, entries: part)
-            let unasked = lanes[l].onPromise(from: holder, r, now: now, lease: settings.lease)
-            outcomes.append(lanes[l].onTakeoverHint(oldOwner: reply.oldOwner, entries: unasked, now: now, promoteAfter: after))
+            let unasked = lanes[l].onPromise(from: holder, process: process, r, now: now, lease: settings.lease)
+            outcomes.append(lanes[l].onTakeoverHint(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, entries: unasked, now: now, promoteAfter: after))
             flushPending(lane: l)
         }
         sendFailover(outcomes, oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID)

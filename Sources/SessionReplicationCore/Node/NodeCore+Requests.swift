@@ -179,8 +179,7 @@ extension NodeCore {
             return
         }
         if let e = unavailableError { complete(r, .failed(e)); return }
-        let l = lane(of: id)
-        if let set = lanes[l].ownedReplicaSet(of: id), !mayServe(replicaSet: set, now: now) {
+        if servable(id, now: now) == false {
             requests[r]!.stage = .awaitingServing(until: now + settings.lease * 4)
             parked.insert(r)
             return
@@ -249,7 +248,7 @@ extension NodeCore {
         case .abort(let error):
             complete(r, .failed(error))
         case .invalidate(let reason):
-            if let set = lanes[l].ownedReplicaSet(of: id), !mayServe(replicaSet: set, now: now) {
+            if servable(id, now: now) == false {
                 complete(r, .failed(fencedError(now: now)))
                 return
             }
@@ -262,7 +261,7 @@ extension NodeCore {
             }
         case .changes(let changes, let mii):
             // Checked again at the commit itself, never trusted from earlier.
-            if let set = lanes[l].ownedReplicaSet(of: id), !mayServe(replicaSet: set, now: now) {
+            if servable(id, now: now) == false {
                 complete(r, .failed(fencedError(now: now)))
                 return
             }
@@ -337,8 +336,7 @@ extension NodeCore {
                 }
                 guard let id = p.scopeSession else { continue }
                 if let e = unavailableError { complete(r, .failed(e)); continue }
-                let set = lanes[lane(of: id)].ownedReplicaSet(of: id)
-                if set == nil || mayServe(replicaSet: set!, now: now) {
+                if servable(id, now: now) != false {
                     proceed(r)
                 } else if now >= until {
                     complete(r, .failed(fencedError(now: now)))

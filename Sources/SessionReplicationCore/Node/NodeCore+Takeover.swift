@@ -128,7 +128,7 @@ extension NodeCore {
     mutating func answerOwnedHandover(_ r: RequestID, _ id: SessionID, requester: String, process: NodeID, requestID: UInt64) {
         let l = lane(of: id)
         var may = mayHandOver(to: requester, process: process)
-        if let set = lanes[l].ownedReplicaSet(of: id) { may = may && mayServe(replicaSet: set, now: now) }
+        if let ok = servable(id, now: now) { may = may && ok }
         let answer = lanes[l].answerHandover(id, to: requester, requesterID: process, now: now, mayHandOver: may)
         if case .transferred = answer {
             log(.debug, "handed a session over", ["drs.peer": requester, "drs.session": "\(id)"])
@@ -155,6 +155,10 @@ extension NodeCore {
            isAlive(giver, process: process) {
             let l = lane(of: reply.id)
             if lanes[l].adoptHandover(state, from: giver, giverStays: reply.requestID != 0, now: now) {
+                // It serves only once every live member confirmed nobody else owns it.
+                for (member, entries) in lanes[l].startConfirming(reply.id, giver: giver, now: now).sorted(by: { $0.key < $1.key }) {
+                    sendControl(.prepare(PrepareRequest(oldOwner: giver, entries: entries)), to: member)
+                }
                 let copy = lanes[l].copy(of: reply.id)
                 debug("adopted \(reply.id) from \(giver): \(copy.map { "\($0)" } ?? "-")")
                 flushPending(lane: l)
@@ -179,7 +183,8 @@ extension NodeCore {
             for (id, taker) in lanes[l].drainTargets(limit: 256, excluding: notLive) {
                 left = true
                 // A session whose scope is held (a change in flight) goes on a later pass.
-                guard scopes[id] == nil, case .owner? = lanes[l].copy(of: id) else { continue }
+                // So does one this node may not serve now: its copy may be stale.
+                guard scopes[id] == nil, servable(id, now: now) == true else { continue }
                 let state = lanes[l].handOff(id, to: taker, now: now)
                 sendControl(.handoverReply(HandoverReply(requestID: 0, id: id, answer: .transferred(state))), to: taker)
                 handed += 1

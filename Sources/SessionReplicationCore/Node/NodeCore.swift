@@ -200,8 +200,15 @@ public struct NodeCore: Sendable {
 
     /// Whether this node owns `id` and passes the serving rule for it now.
     public func serves(_ id: SessionID, now: MonotonicInstant) -> Bool {
-        guard !stopped, !declaredDead, let set = lanes[lane(of: id)].ownedReplicaSet(of: id) else { return false }
-        return mayServe(replicaSet: set, now: now)
+        guard !stopped, !declaredDead else { return false }
+        return servable(id, now: now) == true
+    }
+
+    /// `nil` when this node does not own `id`; otherwise whether it may serve it now: its
+    /// ownership is confirmed and it passes the serving rule.
+    func servable(_ id: SessionID, now: MonotonicInstant) -> Bool? {
+        guard let o = lanes[lane(of: id)].ownership(of: id) else { return nil }
+        return o.confirmed && mayServe(replicaSet: o.replicaSet, now: now)
     }
 
     /// The error a fenced node answers with.

@@ -19,8 +19,13 @@ extension ReplicaShard {
 
     struct Takeover: Sendable {
         var owner: String
+        /// The departed owner's process, when known.
+        var ownerID: NodeID?
         var waiting: Set<String>
         var after: MonotonicInstant
+        /// When the prepares were last sent (they are sent again to members still silent:
+        /// a reset connection loses them).
+        var sentAt: MonotonicInstant
     }
 
     /// Backup candidates not departed, in configuration order.
@@ -57,12 +62,19 @@ extension ReplicaShard {
     /// With `mayPromote` false (under `promotion: majority` on a side that sees no
     /// majority) copies it owned stay backups of `member`; calling again with true
     /// promotes them.
-    public mutating func memberDeparted(_ member: String, now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero,
-                                        mayPromote: Bool = true) -> FailoverOutcome {
+    ///
+    /// With `process` only copies answering to that process of `member` fail over (when
+    /// known); with `replaced` a later process of the name is alive already (a restart
+    /// faster than detection): the name stays a live member (it is asked, and may own
+    /// sessions by now), only what the old process held and owed ends.
+    public mutating func memberDeparted(_ member: String, process: NodeID? = nil, replaced: Bool = false, now: MonotonicInstant,
+                                        promoteAfter: MonotonicInstant = .zero, mayPromote: Bool = true) -> FailoverOutcome {
         var out = FailoverOutcome()
         guard member != settings.selfName else { return out }
-        departed.insert(member)
-        heardAlive.remove(member)
+        if !replaced {
+            departed.insert(member)
+            heardAlive.remove(member)
+        }
         // Takeovers waiting for this member's promise need it no more.
         for id in takeovers.keys.sorted() where takeovers[id]!.waiting.contains(member) {
             takeovers[id]!.waiting.remove(member)
@@ -99,7 +111,12 @@ extension ReplicaShard {
             out.rereplicated.append(id)
         }
         for id in backups.keys.sorted() where mayPromote && backups[id]!.owner == member {
-            failOver(id, owner: member, now: now, promoteAfter: promoteAfter, out: &out)
+            if let process, let ownerID = backups[id]!.ownerID, ownerID != process { continue }
+            failOver(id, owner: member, ownerID: process, now: now, promoteAfter: promoteAfter, out: &out)
+        }
+        // Confirmations that waited on this member need it no more.
+        for id in owned.keys.sorted() where owned[id]!.confirming.contains(member) && !replaced {
+            owned[id]!.confirming.remove(member)
         }
         return out
     }
@@ -107,7 +124,7 @@ extension ReplicaShard {
     /// The copy of `id` lost its owner `member`: the first live member of its replica
     /// set takes it over (after a prepare round when others hold it too); any other
     /// holder sends that member its copy as a hint and awaits its full state.
-    mutating func failOver(_ id: SessionID, owner member: String, now: MonotonicInstant, promoteAfter: MonotonicInstant,
+    mutating func failOver(_ id: SessionID, owner member: String, ownerID: NodeID? = nil, now: MonotonicInstant, promoteAfter: MonotonicInstant,
                            out: inout FailoverOutcome) {
         // Only nodes that may own take over (a `server` node keeps its copy, which is
         // evicted after maxInactiveInterval + backupGrace if nobody claims it).
@@ -124,7 +141,7 @@ extension ReplicaShard {
         // owner that this copy never heard of), and any member may own or back it now.
         let others = settings.members.filter { $0 != settings.selfName && !departed.contains($0) }
         if !others.isEmpty {
-            takeovers[id] = Takeover(owner: member, waiting: Set(others), after: promoteAfter)
+            takeovers[id] = Takeover(owner: member, ownerID: ownerID, waiting: Set(others), after: promoteAfter, sentAt: now)
             for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }
         } else if now >= promoteAfter {
             promote(id, now: now)
@@ -139,7 +156,7 @@ extension ReplicaShard {
     /// this node's (or becomes it), and when this node holds `oldOwner` departed too it
     /// takes those sessions over as `memberDeparted` would. Sessions owned here, or
     /// ended at least as recently, are left alone.
-    public mutating func onTakeoverHint(oldOwner: String, entries: [PromiseReply.Entry],
+    public mutating func onTakeoverHint(oldOwner: String, oldOwnerID: NodeID? = nil, entries: [PromiseReply.Entry],
                                         now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
         var out = FailoverOutcome()
         for e in entries {
@@ -149,11 +166,12 @@ extension ReplicaShard {
                 guard s.stamp > b.state.stamp else { continue }
                 backups[e.id]!.state = s
                 backups[e.id]!.owner = oldOwner
+                backups[e.id]!.ownerID = oldOwnerID
             } else {
-                storeBackup(s, from: oldOwner, now: now)
+                storeBackup(s, from: oldOwner, ownerID: oldOwnerID, now: now)
             }
             if departed.contains(oldOwner) {
-                failOver(e.id, owner: oldOwner, now: now, promoteAfter: promoteAfter, out: &out)
+                failOver(e.id, owner: oldOwner, ownerID: oldOwnerID, now: now, promoteAfter: promoteAfter, out: &out)
             }
         }
         return out
@@ -162,7 +180,7 @@ extension ReplicaShard {
     /// A taker's prepare: for each session, this node's copy when it is fresher than the
     /// taker's. This node stops treating the old owner as the copy's source (the taker
     /// will send the whole session under its new epoch) and never promotes it itself.
-    public mutating func onPrepare(from taker: String, _ request: PrepareRequest) -> [PromiseReply.Entry] {
+    public mutating func onPrepare(from taker: String, process: NodeID? = nil, _ request: PrepareRequest) -> [PromiseReply.Entry] {
         request.entries.map { e in
             if let o = owned[e.id] {
                 // Taken over here meanwhile (on request): the taker must not promote.
@@ -171,19 +189,25 @@ extension ReplicaShard {
             guard let b = backups[e.id] else {
                 return .init(id: e.id, fresher: nil, ended: tombstones[e.id]?.stamp)
             }
+            let ofDeparted = b.owner == request.oldOwner && (b.ownerID == nil || request.oldOwnerID == NodeID(0) || b.ownerID == request.oldOwnerID)
             let takingOver = takeovers[e.id] != nil || pendingPromotions.contains { $0.id == e.id }
-            if takingOver, b.owner == request.oldOwner, b.state.stamp > e.stamp || (b.state.stamp == e.stamp && settings.selfName < taker) {
+            if takingOver, ofDeparted, b.state.stamp > e.stamp || (b.state.stamp == e.stamp && settings.selfName < taker) {
                 // Two holders each took itself for the first live holder (their copies name
                 // different replica sets). The one with the fresher copy (on a tie, the
                 // smaller name) goes on; the other gives up, as if this node owned it.
                 return .init(id: e.id, fresher: replicable(b.state), ownedByHolder: true)
             }
             pendingPromotions.removeAll { $0.id == e.id }
-            let answer = PromiseReply.Entry(id: e.id, fresher: b.state.stamp > e.stamp ? replicable(b.state) : nil, owner: b.owner)
+            // The owner is named only when the copy came from it: a taker it was promised to
+            // has not owned the session (and may yield to this very asker).
+            let answer = PromiseReply.Entry(id: e.id, fresher: b.state.stamp > e.stamp ? replicable(b.state) : nil,
+                                            owner: b.promised ? nil : b.owner)
             // A copy of the departed owner now answers to the taker, which will send the
             // whole session under its new epoch; a copy of another (live) owner stays its.
-            if b.owner == request.oldOwner || b.owner == taker {
+            if ofDeparted || b.owner == taker {
                 backups[e.id]!.owner = taker
+                backups[e.id]!.ownerID = process
+                backups[e.id]!.promised = true
                 takeovers[e.id] = nil
             }
             return answer
@@ -195,17 +219,22 @@ extension ReplicaShard {
     /// holder's last grant to the old owner. Returns the entries no takeover here asked
     /// for (hints, see `onTakeoverHint`).
     @discardableResult
-    public mutating func onPromise(from holder: String, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) -> [PromiseReply.Entry] {
+    public mutating func onPromise(from holder: String, process: NodeID? = nil, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) -> [PromiseReply.Entry] {
         var unasked: [PromiseReply.Entry] = []
         let since = Duration.milliseconds(Int64(reply.sinceGrantMs))
         let wait = LeaseTable.safeWait(lease) - since
         for e in reply.entries {
+            if owned[e.id]?.confirming.contains(holder) == true {
+                confirmed(e, from: holder, process: process, now: now)
+                continue
+            }
             guard var t = takeovers[e.id], t.waiting.contains(holder) else { unasked.append(e); continue }
             if e.ownedByHolder, let s = e.fresher {
                 // The holder owns it now: keep a backup of its copy, promote nothing.
                 takeovers[e.id] = nil
                 if let b = backups[e.id], s.stamp > b.state.stamp { backups[e.id]!.state = s }
                 backups[e.id]?.owner = holder
+                backups[e.id]?.ownerID = process
                 continue
             }
             if let s = e.fresher, let owner = e.owner, owner != reply.oldOwner, owner != settings.selfName,
@@ -215,6 +244,7 @@ extension ReplicaShard {
                 takeovers[e.id] = nil
                 backups[e.id]!.state = s
                 backups[e.id]!.owner = owner
+                backups[e.id]!.ownerID = nil
                 continue
             }
             if let ended = e.ended, let b = backups[e.id], ended >= b.state.stamp {

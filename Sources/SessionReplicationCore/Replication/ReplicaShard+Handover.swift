@@ -62,7 +62,7 @@ extension ReplicaShard {
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         var kept = o.state
         kept.replicaSet = [settings.selfName] + kept.replicaSet.filter { $0 != settings.selfName && $0 != taker }
-        storeBackup(kept, from: taker, now: now)
+        storeBackup(kept, from: taker, ownerID: takerID, now: now)
         handedAway[id] = (now, taker)
         let handed = replicable(o.state)
         if let takerID { unconfirmedHandoffs[id] = (taker, takerID, handed) }
@@ -82,7 +82,9 @@ extension ReplicaShard {
         let id = state.id
         guard settings.policy.role.owns, owned[id] == nil else { return false }
         if let t = tombstones[id], t.stamp >= state.stamp { return false }
-        if let b = backups[id], b.state.stamp.epoch.counter > state.stamp.epoch.counter {
+        if let b = backups[id], b.state.stamp.epoch.counter > state.stamp.epoch.counter || (b.promised && b.owner != giver) {
+            // A later epoch is held, or this node promised its copy to another taker: the
+            // session moved on since it was handed over (a late or repeated answer).
             counters.staleHandoversRefused += 1
             return false
         }

@@ -18,13 +18,25 @@ public struct ReplicaShard: Sendable {
         var pending = ChangeSet()
         var needsFull = false
         var accessSent: WallTime
+        /// Members whose answer an adopted handover still waits for before it serves (none
+        /// may own the session, nor hold it from an owner other than the giver), and when
+        /// they were last asked.
+        var confirming: Set<String> = []
+        var confirmSentAt: MonotonicInstant = .zero
+        var confirmGiver = ""
     }
 
     struct Backup: Sendable {
         var state: SessionState
         var lastHeard: MonotonicInstant
-        /// The node the copy came from.
+        /// The node the copy answers to (it came from it, or was promised or handed to it).
         var owner: String
+        /// That node's process, when known: a copy fails over only when this very process
+        /// departs (a new process of the same name may own the session by now).
+        var ownerID: NodeID?
+        /// Whether `owner` is a taker this node promised the copy to (it has not owned the
+        /// session yet), rather than the node the copy came from.
+        var promised = false
     }
 
     struct Tombstone: Sendable {
@@ -167,6 +179,14 @@ public struct ReplicaShard: Sendable {
 
     /// The replica set of `id` when this node owns it (cheaper than `copy(of:)`).
     public func ownedReplicaSet(of id: SessionID) -> [String]? { owned[id]?.state.replicaSet }
+
+    /// When this node owns `id`: its replica set, and whether its ownership is confirmed
+    /// (an adopted handover serves only once every live member answered that nobody else
+    /// owns it).
+    public func ownership(of id: SessionID) -> (replicaSet: [String], confirmed: Bool)? {
+        guard let o = owned[id] else { return nil }
+        return (o.state.replicaSet, o.confirming.isEmpty)
+    }
 
     /// This node's copy of `id` without touching it.
     public func copy(of id: SessionID) -> HeldCopy? {
@@ -440,7 +460,7 @@ public struct ReplicaShard: Sendable {
     /// newer; a tombstone beats any equal or older state. A copy that answers to another
     /// node (promised to a taker, or handed over) refuses `peer`'s messages of an epoch
     /// no newer than its own (`fenced`: receipted as refused, confirming nothing).
-    public mutating func apply(_ message: ReplicationMessage, from peer: String, now: MonotonicInstant) -> ApplyOutcome {
+    public mutating func apply(_ message: ReplicationMessage, from peer: String, process: NodeID? = nil, now: MonotonicInstant) -> ApplyOutcome {
         guard settings.policy.role.storesBackups else { return .ignored }
         switch message {
         case .full(let s):
@@ -475,7 +495,7 @@ public struct ReplicaShard: Sendable {
                 return .ignored
             }
             tombstones[s.id] = nil
-            storeBackup(s, from: peer, now: now)
+            storeBackup(s, from: peer, ownerID: process, now: now)
             counters.appliedFull += 1
             return .applied
         case .delta(let d):
@@ -543,6 +563,8 @@ public struct ReplicaShard: Sendable {
         public var promoted: [SessionID] = []
         /// Anti-entropy digests to send, by backup.
         public var digests: [(peer: String, request: DigestRequest)] = []
+        /// Prepares (of takeovers and confirmations) to send again, by member.
+        public var prepares: [(peer: String, request: PrepareRequest)] = []
     }
 
     /// Advances time: retries and drops, time-based writes, access replication, repair,
@@ -601,6 +623,7 @@ public struct ReplicaShard: Sendable {
             out.completed.append((WaiterID(rawValue: key), .timedOut(w.acked.sorted())))
         }
         out.promoted = runPendingPromotions(now: now)
+        out.prepares = resendPrepares(now: now)
         sweepHandedAway(now: now)
         runRefill(now: now, budget: Self.refillSlice)
         out.expired = expireOwned(wall: wall, now: now)
@@ -810,9 +833,9 @@ public struct ReplicaShard: Sendable {
         for key in moved { waitersByPeer[peer]!.append((new, key)) }
     }
 
-    mutating func storeBackup(_ s: SessionState, from owner: String, now: MonotonicInstant) {
+    mutating func storeBackup(_ s: SessionState, from owner: String, ownerID: NodeID? = nil, now: MonotonicInstant) {
         let isNew = backups[s.id] == nil
-        backups[s.id] = Backup(state: s, lastHeard: now, owner: owner)
+        backups[s.id] = Backup(state: s, lastHeard: now, owner: owner, ownerID: ownerID)
         if isNew {
             let deadline = now + s.maxInactiveInterval + settings.sessions.backupGrace
             backupExpiry.schedule(s.id, at: Int64(deadline.nanoseconds / 1_000_000_000) + 1)

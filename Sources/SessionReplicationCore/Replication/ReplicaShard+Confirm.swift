@@ -1,0 +1,83 @@
+/// A taker confirms its epoch before it serves: an adopted handover asks every live
+/// member (a prepare that revokes nobody) whether anyone owns the session, holds it from
+/// another owner, or ended it; and prepares of takeovers and confirmations that a reset
+/// connection lost are sent again.
+extension ReplicaShard {
+    /// Starts confirming the adoption of `id` (handed over by `giver`): until every live
+    /// member other than this node answered, the session is not served. Returns the
+    /// prepares to send, by member.
+    mutating func startConfirming(_ id: SessionID, giver: String, now: MonotonicInstant) -> [String: [PrepareRequest.Entry]] {
+        guard let o = owned[id] else { return [:] }
+        let others = settings.members.filter { $0 != settings.selfName && !departed.contains($0) }
+        owned[id]!.confirming = Set(others)
+        owned[id]!.confirmSentAt = now
+        owned[id]!.confirmGiver = giver
+        var out: [String: [PrepareRequest.Entry]] = [:]
+        for m in others { out[m, default: []].append(.init(id: id, stamp: o.state.stamp)) }
+        return out
+    }
+
+    /// A member's answer to the confirmation of an adopted session. Someone else owns it,
+    /// or holds it from a live owner other than the giver under a later epoch than the one
+    /// handed over: the handover was stale (a late or repeated answer) and this node
+    /// yields, keeping a backup. A tombstone at least as new ends it. Otherwise the member
+    /// is done; once all are, the session is served.
+    mutating func confirmed(_ e: PromiseReply.Entry, from holder: String, process: NodeID?, now: MonotonicInstant) {
+        guard let o = owned[e.id] else { return }
+        let giver = o.confirmGiver
+        if e.ownedByHolder, let s = e.fresher {
+            yield(e.id, to: holder, ownerID: process, state: s.stamp > o.state.stamp ? s : o.state, now: now)
+            counters.staleHandoversRefused += 1
+            return
+        }
+        if let s = e.fresher, let owner = e.owner, owner != giver, owner != settings.selfName, !departed.contains(owner),
+           s.stamp.epoch.counter >= o.state.stamp.epoch.counter {
+            yield(e.id, to: owner, ownerID: nil, state: s, now: now)
+            counters.staleHandoversRefused += 1
+            return
+        }
+        if let ended = e.ended, ended.epoch.counter >= o.state.stamp.epoch.counter {
+            owned[e.id] = nil
+            dirty.remove(e.id); accessed.remove(e.id); repair.remove(e.id)
+            addTombstone(e.id, ended, now: now, idle: o.state.maxInactiveInterval)
+            return
+        }
+        owned[e.id]!.confirming.remove(holder)
+    }
+
+    /// Gives up ownership of an adopted, unconfirmed session: it is kept as a backup of
+    /// `owner` (it never served it, so nothing it holds is newer than what it was handed).
+    mutating func yield(_ id: SessionID, to owner: String, ownerID: NodeID?, state: SessionState, now: MonotonicInstant) {
+        owned[id] = nil
+        dirty.remove(id); accessed.remove(id); repair.remove(id)
+        storeBackup(state, from: owner, ownerID: ownerID, now: now)
+        counters.takeovers -= 1
+    }
+
+    /// Prepares and confirmations still waiting for members, sent again every
+    /// `retryInterval` (a reset connection loses control messages): by member, with the
+    /// old owner each is about (a confirmation names no process to revoke).
+    mutating func resendPrepares(now: MonotonicInstant) -> [(peer: String, request: PrepareRequest)] {
+        let every = settings.policy.retryInterval
+        var out: [String: [(String, NodeID, PrepareRequest.Entry)]] = [:]
+        for id in takeovers.keys.sorted() {
+            guard let t = takeovers[id], now - t.sentAt >= every, let b = backups[id] else { continue }
+            takeovers[id]!.sentAt = now
+            for m in t.waiting.sorted() { out[m, default: []].append((t.owner, t.ownerID ?? NodeID(0), .init(id: id, stamp: b.state.stamp))) }
+        }
+        for id in owned.keys.sorted() {
+            guard let o = owned[id], !o.confirming.isEmpty, now - o.confirmSentAt >= every else { continue }
+            owned[id]!.confirmSentAt = now
+            for m in o.confirming.sorted() { out[m, default: []].append((o.confirmGiver, NodeID(0), .init(id: id, stamp: o.state.stamp))) }
+        }
+        var requests: [(peer: String, request: PrepareRequest)] = []
+        for (peer, entries) in out.sorted(by: { $0.key < $1.key }) {
+            var byOwner: [String: (NodeID, [PrepareRequest.Entry])] = [:]
+            for (owner, ownerID, e) in entries { byOwner[owner, default: (ownerID, [])].1.append(e); byOwner[owner]!.0 = ownerID }
+            for (owner, (ownerID, es)) in byOwner.sorted(by: { $0.key < $1.key }) {
+                requests.append((peer, PrepareRequest(oldOwner: owner, oldOwnerID: ownerID, entries: es)))
+            }
+        }
+        return requests
+    }
+}
