@@ -132,6 +132,7 @@ extension ReplicaShard {
         guard settings.policy.role.owns, holders.first == settings.selfName || holders.isEmpty else {
             if let next = holders.first, next != settings.selfName {
                 backups[id]!.owner = next
+                backups[id]!.promised = true
                 out.hints[next, default: []].append(.init(id: id, fresher: replicable(backups[id]!.state)))
             }
             return
@@ -191,10 +192,12 @@ extension ReplicaShard {
             }
             let ofDeparted = b.owner == request.oldOwner && (b.ownerID == nil || request.oldOwnerID == NodeID(0) || b.ownerID == request.oldOwnerID)
             let takingOver = takeovers[e.id] != nil || pendingPromotions.contains { $0.id == e.id }
-            if takingOver, ofDeparted, b.state.stamp > e.stamp || (b.state.stamp == e.stamp && settings.selfName < taker) {
+            if takingOver, settings.selfName < taker {
                 // Two holders each took itself for the first live holder (their copies name
-                // different replica sets). The one with the fresher copy (on a tie, the
-                // smaller name) goes on; the other gives up, as if this node owned it.
+                // different replica sets). The smaller name goes on, the other gives up as if
+                // this node owned it (a rule both apply alike whatever their copies hold at
+                // the moment; the loser's answer to this node's prepare carries its copy when
+                // fresher, so no write is lost to the choice).
                 return .init(id: e.id, fresher: replicable(b.state), ownedByHolder: true)
             }
             pendingPromotions.removeAll { $0.id == e.id }
@@ -204,7 +207,8 @@ extension ReplicaShard {
                                             owner: b.promised ? nil : b.owner)
             // A copy of the departed owner now answers to the taker, which will send the
             // whole session under its new epoch; a copy of another (live) owner stays its.
-            if ofDeparted || b.owner == taker {
+            // A taker that lost to this one gives its takeover up too.
+            if ofDeparted || b.owner == taker || takingOver {
                 backups[e.id]!.owner = taker
                 backups[e.id]!.ownerID = process
                 backups[e.id]!.promised = true

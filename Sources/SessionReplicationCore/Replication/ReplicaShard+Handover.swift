@@ -82,9 +82,10 @@ extension ReplicaShard {
         let id = state.id
         guard settings.policy.role.owns, owned[id] == nil else { return false }
         if let t = tombstones[id], t.stamp >= state.stamp { return false }
-        if let b = backups[id], b.state.stamp.epoch.counter > state.stamp.epoch.counter || (b.promised && b.owner != giver) {
-            // A later epoch is held, or this node promised its copy to another taker: the
-            // session moved on since it was handed over (a late or repeated answer).
+        if let b = backups[id], b.state.stamp.epoch.counter > state.stamp.epoch.counter {
+            // A later epoch is held: the session moved on since it was handed over (a late
+            // or repeated answer). A copy promised to another taker is no reason to refuse:
+            // the confirmation round asks that taker, which yields or makes this node yield.
             counters.staleHandoversRefused += 1
             return false
         }

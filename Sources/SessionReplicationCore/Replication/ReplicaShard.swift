@@ -696,7 +696,7 @@ public struct ReplicaShard: Sendable {
         guard settings.policy.mode == .synchronous else { return false }
         let reachable = replicaSet.filter { !unreachable.contains($0) }.count
         // Fewer eligible members than `replicas` means a smaller replica set, not a refusal.
-        let needed = min(settings.policy.syncReplicasNeeded(backups: replicaSet.count), replicaSet.count)
+        let needed = settings.policy.syncReplicasNeeded(backups: replicaSet.count)
         guard reachable < needed else { return false }
         if settings.policy.onSyncTimeout == .degrade { return true }
         throw SessionError(.insufficientReplicas, "\(reachable) reachable backups, minSyncReplicas is \(needed)")
@@ -787,7 +787,7 @@ public struct ReplicaShard: Sendable {
             return CommitOutcome(state: state, waiter: nil, localOnly: localOnly || targets.isEmpty)
         }
         let live = targets.filter { !unreachable.contains($0.key) }
-        let needed = min(settings.policy.syncReplicasNeeded(backups: targets.count), targets.count)
+        let needed = settings.policy.syncReplicasNeeded(backups: targets.count)
         let w = addWaiter(id, targets: live, needed: needed, now: now)
         return CommitOutcome(state: state, waiter: w, localOnly: false)
     }

@@ -165,14 +165,16 @@ public struct ReplicationPolicy: Hashable, Sendable {
     /// Creates the default policy.
     public init() {}
 
-    /// `minSyncReplicas` resolved against `replicas` for `eligible` backups.
+    /// How many backups must apply a synchronous write when the replica set has `backups`
+    /// members: an explicit `minSyncReplicas` always (with fewer backups the write is
+    /// refused or degraded: `replicated` never promises fewer copies than configured);
+    /// without one, every backup of the replica set (at most `replicas`).
     public func syncReplicasNeeded(backups: Int) -> Int {
-        let configured: Int
+        if let minSyncReplicas { return minSyncReplicas }
         switch replicas {
-        case .count(let n): configured = minSyncReplicas ?? n
-        case .all: configured = minSyncReplicas ?? backups
+        case .count(let n): return min(n, backups)
+        case .all: return backups
         }
-        return configured
     }
 
     /// The transport deltas really travel on: UDP only in best-effort mode.
