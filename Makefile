@@ -29,17 +29,17 @@ drill: release
 	./scripts/drill-set.sh $(CONFIG) $(DRILL_DURATION)
 
 # Unit, codec, simulation and loopback integration tests (Swift Testing).
-test:
-	SWIFT_DETERMINISTIC_HASHING=1 $(SWIFT) test
+# The simulation matrix runs in the release binary (`drs simulate-cluster`), which the
+# tests call: build it first.
+test: release
+	SWIFT_DETERMINISTIC_HASHING=1 DRS_RELEASE_BINARY=$(CURDIR)/.build/release/drs $(SWIFT) test
 
-# Many more simulated seeds than `make test`, in an optimised test build of its own
-# (SEEDS standard-scenario seeds; the other scenarios scale with it). A failing seed prints
-# its replay command.
+# Many more simulated seeds than `make test` (SEEDS seeds of the matrix, from BASE), in
+# the release binary on two threads. A failing seed prints the command that replays it.
 SEEDS ?= 20000
-simulate:
-	SWIFT_DETERMINISTIC_HASHING=1 DRS_SIM_CLUSTER_SEEDS=$(SEEDS) DRS_SIM_SEEDS=$$(( $(SEEDS) / 4 )) \
-	DRS_SIM_TWO_BACKUP_SEEDS=$$(( $(SEEDS) / 4 )) \
-	$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path .build-simulate --filter 'SimulationTests'
+BASE ?= 1000000
+simulate: release
+	./.build/release/drs simulate-cluster --seeds $(SEEDS) --base $(BASE) --jobs 2
 
 # Crash-to-dead and crash-to-promoted with real drs processes of $(CONFIG) (release).
 failover-timing: release
@@ -56,7 +56,7 @@ docs:
 	$(SWIFT) package generate-documentation $(foreach t,$(DOC_TARGETS),--target $(t))
 
 clean:
-	rm -rf .build .build-simulate .drs drill-reports
+	rm -rf .build .drs drill-reports
 
 # HTTP PUT throughput through one node of local-3.yaml vs replicas: 0 (wrk; installs it if missing).
 bench-http: release

@@ -36,10 +36,7 @@ let package = Package(
             name: "SessionReplicationCore",
             dependencies: [
                 .product(name: "DequeModule", package: "swift-collections"),
-            ],
-            // The simulator runs thousands of seeds in `make test` (a debug build): the
-            // protocol core is optimised there too.
-            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+            ]
         ),
         .target(
             name: "SessionReplication",
@@ -78,8 +75,7 @@ let package = Package(
             dependencies: [
                 "SessionReplicationCore",
                 .product(name: "HeapModule", package: "swift-collections"),
-            ],
-            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+            ]
         ),
         .executableTarget(
             name: "drs",

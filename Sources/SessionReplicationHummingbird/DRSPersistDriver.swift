@@ -86,13 +86,13 @@ public struct DRSPersistDriver: PersistDriver {
     /// key's session is taken over when another node owns it. Throws `session-unavailable`
     /// when its owner cannot be reached within `handoverTimeout`.
     public func get<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> Object? {
-        guard let state = live(try await locate(Self.sessionID(for: key))), let bytes = state.attributes[key] else { return nil }
+        guard let state = try await current(Self.sessionID(for: key)), let bytes = state.attributes[key] else { return nil }
         return try? JSONDecoder().decode(Object.self, from: Data(bytes))
     }
 
     /// The value and the time left to its deadline.
     public func getWithTTL<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> (object: Object, ttl: Duration?)? {
-        guard let state = live(try await locate(Self.sessionID(for: key))), let bytes = state.attributes[key],
+        guard let state = try await current(Self.sessionID(for: key)), let bytes = state.attributes[key],
               let object = try? JSONDecoder().decode(Object.self, from: Data(bytes)) else { return nil }
         let left = state.expiresAt.milliseconds - nowMilliseconds
         return (object, state.maxInactiveInterval >= Self.noExpiry ? nil : .milliseconds(max(0, left)))
@@ -114,6 +114,24 @@ public struct DRSPersistDriver: PersistDriver {
     /// key written through one node is found through any other, and `create` sees a
     /// duplicate anywhere in the cluster); returns what this node then holds. Throws
     /// what `ReplicationNode.takeOver` throws, except `session-not-found` (absent).
+    /// The key's session as this node may serve it: taken over first when another node
+    /// owns it, then read under the serving rule (a fenced node throws `fenced`, never
+    /// answers from a copy the cluster may have changed since); `nil` when absent or
+    /// expired. Throws `misdirected` when this node cannot own it (a `server` node).
+    func current(_ id: SessionID) async throws -> SessionState? {
+        switch try await locate(id) {
+        case .owned:
+            guard let state = try await node.session(id, touching: false) else {
+                throw SessionError(.sessionUnavailable, "the key's session moved to another node while it was read; retry")
+            }
+            return live(.owned(state))
+        case .backup(_, let owner):
+            throw SessionError(.notOwner, "this node cannot own the key's session; its owner is \(owner)", owner: owner)
+        case .ended, .unknown:
+            return nil
+        }
+    }
+
     func locate(_ id: SessionID) async throws -> SessionLookup {
         do {
             // An application cannot send its client to the owner: the cooldown that makes

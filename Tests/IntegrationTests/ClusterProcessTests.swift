@@ -17,9 +17,9 @@ struct DRSBinary {
     /// drill starved every async test beside it (a fresh-clone CI run: the PersistDriver
     /// tests' handover answers, sent from tasks, missed their 5 s timeout).
     @discardableResult
-    static func run(_ arguments: [String], in directory: URL, timeout: Int = 300) async throws -> (status: Int32, output: String) {
+    static func run(_ arguments: [String], in directory: URL, timeout: Int = 300, binary: String? = nil) async throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
+        process.executableURL = URL(fileURLWithPath: binary ?? path)
         process.arguments = arguments
         process.currentDirectoryURL = directory
         let pipe = Pipe()

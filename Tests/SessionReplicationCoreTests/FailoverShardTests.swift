@@ -43,8 +43,13 @@ struct FailoverShardTests {
         #expect(backup.apply(message, from: "n1", now: clock.now) == .applied)
         var server = shard("n2", id: 2, candidates: ["n1", "n3"], role: .server)
         #expect(server.apply(message, from: "n1", now: clock.now) == .applied)
+        // It asks every other live member first (any may own or hold the session now).
         let out = backup.memberDeparted("n1", now: clock.now)
-        #expect(out.promoted == [id])
+        #expect(out.promoted.isEmpty)
+        #expect(out.prepares["n3"]?.map(\.id) == [id])
+        backup.onPromise(from: "n3", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: [.init(id: id, fresher: nil)]),
+                         now: clock.now, lease: .milliseconds(500))
+        #expect(backup.tick(now: clock.now, wall: clock.wall, datagram: false).promoted == [id])
         guard case .owner(let promoted)? = backup.copy(of: id) else { Issue.record("not promoted"); return }
         #expect(promoted.stamp.epoch == Epoch(counter: 2, owner: NodeID(2)))
         #expect(promoted.replicaSet == ["n3"])

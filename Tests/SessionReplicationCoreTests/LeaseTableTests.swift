@@ -37,7 +37,7 @@ struct LeaseTableTests {
         clock.advance(by: .milliseconds(100))
         let g2 = t.onRequest(from: "n1", process: NodeID(1), heldDead: false, now: clock.now)
         #expect(g2)
-        #expect(t.grantsExpire(for: "n1") == clock.now + .milliseconds(500) + .microseconds(500) + .milliseconds(10))
+        #expect(t.grantsExpire(for: "n1") == clock.now + .milliseconds(500) + .microseconds(62_500) + .milliseconds(10))
         let g3 = t.onRequest(from: "n1", process: NodeID(1), heldDead: true, now: clock.now)
         #expect(!g3)
         t.revoke("n2", process: NodeID(2))

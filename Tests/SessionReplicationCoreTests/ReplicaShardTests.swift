@@ -301,7 +301,7 @@ struct ReplicaShardReplicationTests {
         #expect(inv.stamp == Stamp(epoch: net.epoch, version: 1) && inv.reason == .invalidated)
         #expect(net.deliver(sent) == [.applied])
         #expect(net.n2.copy(of: TwoNodes.id) == .tombstone(inv.stamp))
-        #expect(net.deliver(first) == [.ignored])
+        #expect(net.deliver(first) == [.fenced], "refused, so it confirms no write")
         #expect(net.n2.copy(of: TwoNodes.id) == .tombstone(inv.stamp))
         #expect(net.n1.copy(of: TwoNodes.id) == .tombstone(inv.stamp))
         let done = net.receipt()

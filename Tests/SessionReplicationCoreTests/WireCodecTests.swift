@@ -17,11 +17,11 @@ struct WireCodecTests {
     @Test("a message's length prefix counts exactly the bytes after it")
     func lengthPrefix() {
         let encoded = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 2)))
-        #expect(encoded == [16, 13, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(encoded == [16, 21, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         let ranged = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 2, received: [4...5])))
-        #expect(ranged.count == 5 + 13 + 16)
+        #expect(ranged.count == 5 + 21 + 16)
         let refused = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 9, refused: [3, 7])))
-        #expect(refused.count == 5 + 13 + 16)
+        #expect(refused.count == 5 + 21 + 16)
         #expect((try? MessageCodec.decode(refused)) == .receipt(Receipt(lane: 1, through: 9, refused: [3, 7])))
     }
 

@@ -149,7 +149,13 @@ struct OpenAPIContractTests {
 
         // Health and cluster views.
         #expect(try await c.send(.get, "/healthz", "/healthz", authorized: false).status == .ok)
-        #expect(try await c.send(.get, "/readyz", "/readyz").status == .ok)
+        // Ready once joined and holding its leases (a moment after start).
+        var ready = false
+        for _ in 0..<200 where !ready {
+            ready = try await c.send(.get, "/readyz", "/readyz").status == .ok
+            if !ready { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(ready)
         #expect(try await c.send(.get, "/cluster/members", "/cluster/members").status == .ok)
         #expect(try await c.send(.get, "/cluster/status", "/cluster/status").status == .ok)
         #expect(try await c.send(.get, "/metrics", "/metrics").status == .ok)

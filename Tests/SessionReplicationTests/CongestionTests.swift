@@ -35,7 +35,7 @@ struct CongestionTests {
                 all.allSatisfy { id in n2.copy(of: id)?.backupState?.stamp == n1.copy(of: id)?.ownerState?.stamp }
             }
             #expect(level, "backups did not converge after repair")
-            #expect(n1.counters.replication.repairsSent > 0)
+            #expect(n1.counters.replication.repairsSent > 0, "\(n1.counters.replication)")
             for id in all {
                 #expect(n2.copy(of: id)?.backupState?.attributes == n1.copy(of: id)?.ownerState?.attributes)
             }

@@ -4,8 +4,13 @@ extension ReplicationNode: SessionBackend {
     /// This node's configured name.
     public var nodeName: String { endpoint.name }
 
-    /// Whether the node was started and is not stopping.
-    public var isReady: Bool { isStarted && !isStopped && core.read { !$0.draining && !$0.stopped && !$0.declaredDead } }
+    /// Whether the node serves (`/readyz`): started, not stopping or draining, joined,
+    /// and not fenced (a current lease from every live peer; a quorum lease under
+    /// `promotion: majority`).
+    public var isReady: Bool {
+        let t = now
+        return isStarted && !isStopped && core.read { $0.isReady(now: t) }
+    }
 
     /// Creates a session with a fresh id (the `SessionBackend` requirement).
     public func createSession(attributes: [String: [UInt8]], maxInactiveInterval: Duration?) async throws -> WriteResult {

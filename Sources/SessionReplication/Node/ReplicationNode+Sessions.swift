@@ -28,8 +28,14 @@ extension ReplicationNode {
     /// `session-unavailable` when this node rejoined the cluster meanwhile, and
     /// `not-ready` once stopped.
     public func session(_ id: SessionID) async throws -> SessionState? {
+        try await session(id, touching: true)
+    }
+
+    /// `session(_:)`; with `touching` false the read is no access (it does not move the
+    /// session's idle deadline). Throws as `session(_:)`.
+    public func session(_ id: SessionID, touching: Bool) async throws -> SessionState? {
         let r = core.newRequest()
-        switch await request(r, { c, t, w in c.read(r, id, now: t, wall: w) }) {
+        switch await request(r, { c, t, w in c.read(r, id, touching: touching, now: t, wall: w) }) {
         case .result(.session(let s)): return s
         case let other: throw unexpected(other)
         }

@@ -267,7 +267,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 break  // the sealer learned it under the core's lock
             case .refused(let reason):
                 switch reason {
-                case .retiredProcess: countRejection(.replayed)
+                case .retiredProcess, .deadProcess: countRejection(.replayed)
                 case .unknownSender: countRejection(.unknownSender)
                 case .malformed: countRejection(.malformed)
                 }

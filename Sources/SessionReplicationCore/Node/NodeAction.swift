@@ -101,6 +101,8 @@ public enum FrameRefusal: String, Hashable, Sendable {
     case retiredProcess = "retired-process"
     /// Its sender is not a member.
     case unknownSender = "unknown-sender"
+    /// Its sender is a process membership holds dead or left.
+    case deadProcess = "dead-process"
     /// A control message it carried does not make sense (a lane this node does not run).
     case malformed
 }

@@ -46,12 +46,21 @@ extension NodeCore {
             // The peer restarted: its old streams are gone for good, and frames of the old
             // process are refused from now on.
             for key in inbound.keys where key.sender == previous { inbound[key] = nil }
+            // Receipts queued for the old process's streams would confirm the new one's.
+            peers[name]!.receipts = peers[name]!.receipts.filter { $0.value.stream != previous }
             peers[name]!.retired.insert(previous)
             log(.info, "peer restarted; re-sending the sessions it backs", ["drs.peer": name])
             for l in lanes.indices { lanes[l].peerRestarted(name) }
         }
         peers[name]!.current = frame.sender
         nodeCounters.framesReceived += 1
+        // A process membership holds dead or left speaks for a process whose sessions failed
+        // over: what it sends is refused (its membership messages still reach membership,
+        // which tells it to rejoin).
+        if frame.membership == nil, let m = membership.member(name), m.id == frame.sender, !m.status.isLive {
+            emit(.refused(.deadProcess))
+            return takeActions()
+        }
         if let m = frame.membership {
             handleMembership(m, from: name, id: frame.sender, reliable: true)
             return takeActions()
@@ -64,6 +73,8 @@ extension NodeCore {
             lane.lastHeard = now
             let d = lane.stream.accept(firstSequence: frame.firstSequence, lowWatermark: frame.lowWatermark, messages: frame.data,
                                        now: now, reorderFrames: settings.policy.reorderFrames, reorderDelay: settings.policy.reorderDelay)
+            // Refusals below the sender's low watermark reached it: it moved past them.
+            if !lane.refused.isEmpty, frame.lowWatermark > 0 { lane.refused.removeAll { $0 < frame.lowWatermark } }
             deliver(d, into: &lane, key: key)
             inbound[key] = lane
         }
@@ -73,6 +84,9 @@ extension NodeCore {
     mutating func handleControl(_ message: ReplicationMessage, from name: String, process: NodeID) {
         switch message {
         case .receipt(let r) where Int(r.lane) < lanes.count:
+            // A receipt about another process's stream (this node's predecessor's, queued
+            // while it restarted) confirms nothing here.
+            guard r.stream == id else { nodeCounters.foreignReceipts += 1; return }
             let l = Int(r.lane)
             let o = lanes[l].onReceipt(from: name, r, now: now, datagram: settings.datagram)
             completeWaits(lane: l, o.completed)
@@ -113,12 +127,11 @@ extension NodeCore {
     mutating func deliver(_ d: InboundStream.Delivery, into lane: inout InboundLane, key: StreamKey) {
         let streamLane = key.lane
         var newResyncs = 0
-        var refused: [UInt64] = []
         for (seq, message) in d.messages {
             guard let sid = message.sessionID else { continue }
             let l = self.lane(of: sid)
             let outcome = lanes[l].apply(message, from: lane.senderName, process: key.sender, now: now)
-            if outcome == .fenced { refused.append(seq) }
+            if outcome == .fenced { lane.refused.append(seq) }
             switch (outcome, message) {
             case (.needsResync, _):
                 lane.stream.needsResync(sid, sequence: seq, now: now)
@@ -137,7 +150,10 @@ extension NodeCore {
         let peer = lane.senderName
         guard peers[peer] != nil else { return }
         let held = lane.stream.buffered > 0 ? lane.stream.heldRanges() : []
-        addReceipt(to: peer, lane: streamLane, through: lane.stream.deliveredThrough, held: held, resync: resync, refused: refused)
+        let through = lane.stream.deliveredThrough
+        addReceipt(to: peer, Receipt(lane: streamLane, through: through, received: held,
+                                     refused: Array(lane.refused.filter { $0 <= through }.suffix(Receipt.maxRefused)), stream: key.sender),
+                   resync: resync)
         if settings.datagram && resync.isEmpty && !d.reportGap {
             // Over UDP a receipt waits up to 1 ms so that one covers many datagrams. Over
             // TCP it goes at once: synchronous writes wait on it.
@@ -147,14 +163,12 @@ extension NodeCore {
         }
     }
 
-    /// Keeps the newest receipt per lane for `peer`, with its resyncs and refusals.
-    mutating func addReceipt(to peer: String, lane: UInt16, through: UInt64, held: [ClosedRange<UInt64>],
-                             resync: [ResyncRequest.Entry], refused: [UInt64]) {
-        if through >= peers[peer]!.receipts[lane]?.through ?? 0 {
-            peers[peer]!.receipts[lane] = Receipt(lane: lane, through: through, received: held)
-            peers[peer]!.resyncs[lane] = resync.isEmpty ? nil : resync
-        }
-        if !refused.isEmpty { peers[peer]!.refused[lane, default: []] += refused }
+    /// Keeps the newest receipt per lane for `peer`, with its resyncs.
+    mutating func addReceipt(to peer: String, _ receipt: Receipt, resync: [ResyncRequest.Entry]) {
+        let lane = receipt.lane
+        if let old = peers[peer]!.receipts[lane], old.stream == receipt.stream, old.through > receipt.through { return }
+        peers[peer]!.receipts[lane] = receipt
+        peers[peer]!.resyncs[lane] = resync.isEmpty ? nil : resync
     }
 
     /// The shell may send to `peer` now: every never-sent data batch of every lane and,
@@ -179,15 +193,7 @@ extension NodeCore {
         var out = p.control
         p.control = []
         for lane in p.resyncs.keys.sorted() { out.append(.resync(ResyncRequest(lane: lane, entries: p.resyncs[lane]!))) }
-        for lane in p.receipts.keys.sorted() {
-            var receipt = p.receipts[lane]!
-            if let r = p.refused.removeValue(forKey: lane) {
-                receipt.refused = Array(r.filter { $0 <= receipt.through }.suffix(Receipt.maxRefused))
-                let later = r.filter { $0 > receipt.through }
-                if !later.isEmpty { p.refused[lane] = later }
-            }
-            out.append(.receipt(receipt))
-        }
+        for lane in p.receipts.keys.sorted() { out.append(.receipt(p.receipts[lane]!)) }
         p.receipts = [:]
         p.resyncs = [:]
         peers[peer] = p
@@ -247,7 +253,29 @@ extension NodeCore {
         return takeActions()
     }
 
+    /// Live peers that granted this node no lease for `4 x lease` are cut off from it:
+    /// its sessions are placed elsewhere rather than fenced while the cut lasts.
+    mutating func checkCutOff() {
+        for peer in livePeers.sorted() {
+            if let until = leases.grantedUntil[peer], until > now { leaseLostAt[peer] = nil } else if leaseLostAt[peer] == nil { leaseLostAt[peer] = now }
+        }
+        for peer in leaseLostAt.keys.sorted() where !livePeers.contains(peer) { leaseLostAt[peer] = nil }
+        let cut = Set(leaseLostAt.filter { now - $0.value >= settings.lease * 4 }.keys)
+        guard cut != cutOff else { return }
+        let newly = cut.subtracting(cutOff)
+        cutOff = cut
+        guard !newly.isEmpty else { return }
+        var moved = 0
+        for l in lanes.indices {
+            moved += lanes[l].replaceCutOff(cut, now: now)
+            flushPending(lane: l)
+        }
+        log(.warning, "members alive but granting no lease (a cut link?): their sessions placed elsewhere",
+            ["drs.peers": cut.sorted().joined(separator: ","), "drs.moved": "\(moved)"])
+    }
+
     mutating func tickShards() {
+        checkCutOff()
         // Peers with a live connection get no timed resends over TCP: it delivers in
         // order, and everything in flight is resent when a connection is re-established.
         let reliable: Set<String> = settings.datagram ? [] : connected

@@ -152,7 +152,6 @@ extension NodeCore {
             peers[name]!.control = []
             peers[name]!.receipts = [:]
             peers[name]!.resyncs = [:]
-            peers[name]!.refused = [:]
         }
         for peer in connected.sorted() { refreshReachability(peer) }
         rejoins += 1

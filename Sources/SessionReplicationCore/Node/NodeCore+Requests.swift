@@ -27,8 +27,10 @@ extension NodeCore {
     /// the serving check; completes with `session(nil)` when this node does not own it.
     /// Fails `fenced`/`no-quorum` when the check still fails after `4 x lease`,
     /// `session-unavailable` when this node rejoined meanwhile, `not-ready` when stopped.
-    public mutating func read(_ r: RequestID, _ id: SessionID, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
-        start(r, .read(id), now, wall)
+    /// With `touching` false the read is no access (an application's driver reading its
+    /// own deadline-bound keys).
+    public mutating func read(_ r: RequestID, _ id: SessionID, touching: Bool = true, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+        start(r, .read(id, touching: touching), now, wall)
         return takeActions()
     }
 
@@ -193,8 +195,8 @@ extension NodeCore {
         parked.remove(r)
         let l = lane(of: id)
         switch p.kind {
-        case .read:
-            complete(r, .session(lanes[l].access(id, wall: wall)))
+        case .read(_, let touching):
+            complete(r, .session(touching ? lanes[l].access(id, wall: wall) : ownedState(id)))
         case .scope(_, let ifMatch):
             guard let state = lanes[l].access(id, wall: wall) else { complete(r, .failed(notOwnedHere(id))); return }
             if let ifMatch, ifMatch != state.stamp {

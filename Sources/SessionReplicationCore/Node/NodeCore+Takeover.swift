@@ -164,6 +164,7 @@ extension NodeCore {
                 flushPending(lane: l)
             }
         }
+        if case .ended(let stamp) = reply.answer { lanes[lane(of: reply.id)].learnTombstone(reply.id, stamp, now: now) }
         guard reply.requestID != 0, let r = handoverRounds[reply.requestID], var s = requests[r]?.search,
               s.expected.contains(giver) else { return }
         s.answers[giver] = reply.answer

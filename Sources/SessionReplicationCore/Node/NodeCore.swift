@@ -108,6 +108,10 @@ public struct NodeCore: Sendable {
     var parked: Set<RequestID> = []
     var out: [NodeAction] = []
     var flushes: Set<String> = []
+    /// Since when each live peer has granted this node no current lease.
+    var leaseLostAt: [String: MonotonicInstant] = [:]
+    /// Live peers without a lease for `4 x lease` (a cut link), last acted on.
+    var cutOff: Set<String> = []
     /// The time of the event being handled (monotonic and wall).
     var now: MonotonicInstant = .zero
     var wall = WallTime(milliseconds: 0)
@@ -211,6 +215,13 @@ public struct NodeCore: Sendable {
         return o.confirmed && mayServe(replicaSet: o.replicaSet, now: now)
     }
 
+    /// Whether this node is ready to serve (`/readyz`): running, joined, and neither
+    /// fenced (a lease from every live peer, a quorum under `promotion: majority`) nor
+    /// leaving.
+    public func isReady(now: MonotonicInstant) -> Bool {
+        !stopped && !draining && !declaredDead && membership.joined && status(now: now).state == "serving"
+    }
+
     /// The error a fenced node answers with.
     func fencedError(now: MonotonicInstant) -> SessionError {
         if settings.majority, !hasQuorum(now: now) {
@@ -274,6 +285,8 @@ public struct NodeCoreCounters: Hashable, Sendable {
     public var skippedSequences = 0
     /// Frames accepted.
     public var framesReceived = 0
+    /// Receipts ignored because they were about another process's stream.
+    public var foreignReceipts = 0
     /// Times the wall clock ran ahead of the monotonic clock between two events (leases
     /// dropped).
     public var clockJumps = 0
@@ -286,6 +299,10 @@ struct InboundLane: Sendable {
     var stream = InboundStream()
     var senderName: String
     var lastHeard: MonotonicInstant
+    /// Sequences refused (fenced) that the sender may not know of yet: every receipt lists
+    /// them until the sender's low watermark passes them, so a receipt lost with its
+    /// connection never turns a refusal into an acknowledgement.
+    var refused: [UInt64] = []
 }
 
 struct StreamKey: Hashable, Sendable {
@@ -310,7 +327,6 @@ struct PeerState: Sendable {
     /// The newest receipt per lane (only the newest matters), with its resyncs.
     var receipts: [UInt16: Receipt] = [:]
     var resyncs: [UInt16: [ResyncRequest.Entry]] = [:]
-    var refused: [UInt16: [UInt64]] = [:]
 
     var hasControl: Bool { !control.isEmpty || !receipts.isEmpty }
 }

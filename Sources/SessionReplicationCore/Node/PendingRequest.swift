@@ -3,8 +3,8 @@ struct PendingRequest: Sendable {
     enum Kind: Sendable {
         /// Create a session (waits for a quorum lease under `promotion: majority`).
         case create(SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?)
-        /// Read an owned session.
-        case read(SessionID)
+        /// Read an owned session (an access when `touching`).
+        case read(SessionID, touching: Bool)
         /// A change scope on an owned session.
         case scope(SessionID, ifMatch: Stamp?)
         /// Send what is pending and wait per mode.
@@ -44,7 +44,7 @@ struct PendingRequest: Sendable {
     /// The session whose scope the request takes, if any.
     var scopeSession: SessionID? {
         switch kind {
-        case .read(let id), .scope(let id, _), .sync(let id), .handoverAnswer(let id, _, _, _): return id
+        case .read(let id, _), .scope(let id, _), .sync(let id), .handoverAnswer(let id, _, _, _): return id
         case .create, .takeOver, .drain: return nil
         }
     }

@@ -35,8 +35,8 @@ extension ReplicaShard {
     /// eligible members in rendezvous order, up to `replicas`: members membership holds
     /// alive before members never heard of (a configured node that is not running yet
     /// is chosen only when no running one is left). Never this node, nor `excluding`.
-    func placement(for id: SessionID, keeping: [String], excluding: String? = nil) -> [String] {
-        let live = liveCandidates.filter { $0 != excluding }
+    func placement(for id: SessionID, keeping: [String], excluding: String? = nil, avoiding: Set<String> = []) -> [String] {
+        let live = liveCandidates.filter { $0 != excluding && !avoiding.contains($0) }
         let wanted = settings.policy.replicas.resolve(eligible: live.count)
         var set = keeping.filter { $0 != settings.selfName && !departed.contains($0) && live.contains($0) }
         if set.count > wanted { set = Array(set.prefix(wanted)) }

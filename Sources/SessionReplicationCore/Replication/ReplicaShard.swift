@@ -298,9 +298,23 @@ public struct ReplicaShard: Sendable {
             targets[peer] = enqueue(message, to: peer, session: id, mustDeliver: true)
             counters.invalidationsSent += 1
         }
-        let live = targets.filter { !unreachable.contains($0.key) }
+        // Every backup membership holds alive must hold the tombstone before the end is
+        // acknowledged, reachable or not: one that missed it could otherwise promote the
+        // ended session after its owner dies.
+        let live = targets.filter { !departed.contains($0.key) }
         let w = live.isEmpty || !wait ? nil : addWaiter(id, targets: live, needed: live.count, now: now)
         return CommitOutcome(state: nil, waiter: w, localOnly: live.isEmpty)
+    }
+
+    /// Another member holds a tombstone of `id` (a takeover search learned it): a copy
+    /// it beats is dropped and the tombstone kept here, so a session later created under
+    /// the same id (derived ids come back) starts a generation above it.
+    public mutating func learnTombstone(_ id: SessionID, _ stamp: Stamp, now: MonotonicInstant) {
+        guard owned[id] == nil else { return }
+        if let b = backups[id], b.state.stamp > stamp { return }
+        if let t = tombstones[id], t.stamp >= stamp { return }
+        backups[id] = nil
+        addTombstone(id, stamp, now: now)
     }
 
     /// Records whether the transport reaches `peer`.
@@ -364,6 +378,9 @@ public struct ReplicaShard: Sendable {
     /// messages reported missing (older than `reorderDelay`) for immediate resend.
     public mutating func onReceipt(from peer: String, _ receipt: Receipt, now: MonotonicInstant, datagram: Bool) -> ReceiptOutcome {
         var out = ReceiptOutcome()
+        // A receipt never confirms a sequence this stream did not send.
+        var receipt = receipt
+        receipt.through = min(receipt.through, (streams[peer]?.nextSequence ?? 1) - 1)
         let limit = maxBatchBytes(datagram: datagram)
         let holeDelay = settings.policy.reorderDelay
         if streams[peer] != nil {
@@ -464,7 +481,9 @@ public struct ReplicaShard: Sendable {
         guard settings.policy.role.storesBackups else { return .ignored }
         switch message {
         case .full(let s):
-            if let t = tombstones[s.id], t.stamp >= s.stamp { counters.staleIgnored += 1; return .ignored }
+            // Beaten by a tombstone: refused, so that the write it carries is never counted
+            // as held here (a re-used id created under an epoch the tombstone beats).
+            if let t = tombstones[s.id], t.stamp >= s.stamp { counters.fencedRejected += 1; return .fenced }
             if let o = owned[s.id] {
                 guard s.stamp.epoch > o.state.stamp.epoch else { counters.fencedRejected += 1; return .fenced }
                 owned[s.id] = nil

@@ -61,9 +61,11 @@ public struct TakeoverSearch: Sendable {
         }
 
         /// The settings `policy` gives (its `affinity` and `role`), with `ignoringCooldown`
-        /// (default false).
+        /// (default false). A caller that ignores the cooldown cannot send its client to
+        /// the owner (an application's embedded driver): it takes the session over under
+        /// `affinity: none` too, rather than read a copy it may not serve.
         public init(policy: ReplicationPolicy, ignoringCooldown: Bool = false) {
-            self.init(mayTakeOver: policy.affinity != .none && policy.role.owns, ownsSessions: policy.role.owns,
+            self.init(mayTakeOver: (policy.affinity != .none || ignoringCooldown) && policy.role.owns, ownsSessions: policy.role.owns,
                       ignoringCooldown: ignoringCooldown)
         }
     }

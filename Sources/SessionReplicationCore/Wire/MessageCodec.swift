@@ -74,7 +74,7 @@ public enum MessageCodec {
         case .touch(let t):
             writeID(t.id, &w); writeStamp(t.stamp, &w); w.write(t.lastAccessedAt.milliseconds)
         case .receipt(let r):
-            w.write(r.lane); w.write(r.through)
+            w.write(r.lane); w.write(r.through); w.write(r.stream.rawValue)
             w.write(UInt8(truncatingIfNeeded: r.received.count))
             for range in r.received { w.write(range.lowerBound); w.write(range.upperBound) }
             let refused = r.refused.prefix(Receipt.maxRefused)
@@ -191,6 +191,7 @@ public enum MessageCodec {
             let lane = try r.read(UInt16.self, "receipt.lane")
             let through = try r.read(UInt64.self, "receipt.through")
             guard through < FrameHeader.maxSequence else { throw .invalid(field: "receipt.through") }
+            let stream = NodeID(try r.read(UInt64.self, "receipt.stream"))
             let count = Int(try r.read(UInt8.self, "receipt.rangeCount"))
             guard count <= Receipt.maxRanges else { throw .tooLarge(field: "receipt.rangeCount", limit: Receipt.maxRanges, found: count) }
             var ranges: [ClosedRange<UInt64>] = []
@@ -212,7 +213,7 @@ public enum MessageCodec {
                 guard s >= 1, s < FrameHeader.maxSequence else { throw .invalid(field: "receipt.refused") }
                 refused.append(s)
             }
-            message = .receipt(Receipt(lane: lane, through: through, received: ranges, refused: refused))
+            message = .receipt(Receipt(lane: lane, through: through, received: ranges, refused: refused, stream: stream))
         case .resync:
             let lane = try r.read(UInt16.self, "resync.lane")
             let count = Int(try r.read(UInt32.self, "resync.count"))

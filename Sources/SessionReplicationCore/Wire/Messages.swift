@@ -97,7 +97,11 @@ public struct Receipt: Hashable, Sendable {
     /// Most refused sequences a receipt carries.
     public static let maxRefused = 1024
     /// Creates a receipt.
-    public init(lane: UInt16, through: UInt64, received: [ClosedRange<UInt64>] = [], refused: [UInt64] = []) {
+    /// The process whose stream this receipt is about: a receipt never confirms anything
+    /// for another process of the same name (one started since). Default zero (unknown).
+    public var stream = NodeID(0)
+    public init(lane: UInt16, through: UInt64, received: [ClosedRange<UInt64>] = [], refused: [UInt64] = [], stream: NodeID = NodeID(0)) {
+        self.stream = stream
         self.lane = lane
         self.through = through
         self.received = received

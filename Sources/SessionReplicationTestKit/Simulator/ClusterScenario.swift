@@ -39,7 +39,7 @@ public enum ClusterScenario {
 
     /// The command that replays `seed` exactly.
     public static func replayCommand(_ seed: UInt64) -> String {
-        "DRS_SIM_SEED=\(seed) swift test -c release -Xswiftc -enable-testing --filter ClusterSimulationTests"
+        "drs simulate-cluster --seed \(seed)"
     }
 
     /// Runs `seed` with its knobs (or `knobs` when given); `observe` checks the serving

@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+
+/// The simulation matrix (`NodeCore` clusters under a simulated network, every scenario
+/// family) run by the release binary, where it is fast: `make test` builds it and names it
+/// in `DRS_RELEASE_BINARY`. `DRS_SIM_CLUSTER_SEEDS` changes the seed count (2,100 by
+/// default), `DRS_SIM_BASE` the first seed. A failing seed is printed with the command
+/// that replays it.
+@Suite("The simulation matrix", .serialized)
+struct SimulationMatrixTests {
+    static var binary: String? { ProcessInfo.processInfo.environment["DRS_RELEASE_BINARY"] }
+
+    @Test("every seed of the matrix keeps every invariant, and the runs exercise failover and takeover")
+    func matrix() async throws {
+        let path = try #require(Self.binary, "DRS_RELEASE_BINARY is not set: run `make test`, which builds the release drs and names it")
+        #expect(FileManager.default.isExecutableFile(atPath: path), "no release drs at \(path)")
+        let env = ProcessInfo.processInfo.environment
+        let seeds = env["DRS_SIM_CLUSTER_SEEDS"] ?? "2100"
+        let base = env["DRS_SIM_BASE"] ?? "1000"
+        let directory = FileManager.default.temporaryDirectory
+        let (status, output) = try await DRSBinary.run(["simulate-cluster", "--seeds", seeds, "--base", base, "--jobs", "2"],
+                                                        in: directory, timeout: 3_600, binary: path)
+        print(output)
+        #expect(status == 0, "the matrix found failing seeds:\n\(output)")
+        // The runs did what they are for.
+        for family in ["standard", "two-backups", "mixed", "restarts", "cuts", "clocks", "lifecycle"] {
+            #expect(output.contains("\(family) "), "no \(family) seeds ran")
+        }
+        let totals = try #require(output.split(separator: "\n").first { $0.hasPrefix("writes ") })
+        let numbers = totals.split(separator: " ").compactMap { Int(String($0).trimmingCharacters(in: .punctuationCharacters)) }
+        #expect(numbers.count >= 5 && numbers.prefix(4).allSatisfy { $0 > 0 }, "writes, replicated writes, promotions and takeovers all happen: \(totals)")
+    }
+
+    @Test("a seed replays exactly: the same trace digest twice")
+    func replay() async throws {
+        let path = try #require(Self.binary, "DRS_RELEASE_BINARY is not set: run `make test`")
+        let directory = FileManager.default.temporaryDirectory
+        let a = try await DRSBinary.run(["simulate-cluster", "--seed", "4242"], in: directory, binary: path)
+        let b = try await DRSBinary.run(["simulate-cluster", "--seed", "4242"], in: directory, binary: path)
+        let c = try await DRSBinary.run(["simulate-cluster", "--seed", "4243"], in: directory, binary: path)
+        func digest(_ s: String) -> String? { s.split(separator: "\n").first { $0.hasPrefix("trace digest") }.map(String.init) }
+        #expect(a.status == 0 && b.status == 0, "\(a.output)")
+        #expect(digest(a.output) != nil && digest(a.output) == digest(b.output))
+        #expect(digest(c.output) != digest(a.output))
+    }
+}
