@@ -1,0 +1,101 @@
+import Testing
+@testable import SessionReplicationCore
+import SessionReplicationTestKit
+
+/// One `NodeCore` driven event by event: frames and membership messages made by hand,
+/// actions read back.
+struct NodeCoreTests {
+    static let p1 = NodeID(1_000), p1b = NodeID(5_000), p3 = NodeID(3_000)
+    static let id = SessionID(high: 42, low: 1)
+
+    /// Node n2 of n1, n2, n3 (a backup), lanes 1.
+    static func backup() -> NodeCore {
+        var p = ReplicationPolicy()
+        p.mode = .synchronous
+        p.minSyncReplicas = 1
+        let s = NodeSettings(name: "n2", members: ["n1", "n2", "n3"], backupCandidates: ["n1", "n3"], policy: p,
+                             sessions: SessionPolicy(), membership: MembershipTuning())
+        return NodeCore(settings: s, id: NodeID(2_000), randomSeed: 7, now: .zero)
+    }
+
+    static func state(version: UInt64, epochOwner: NodeID = p1, attributes: [String: [UInt8]] = ["a": [1]]) -> SessionState {
+        SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: 1, owner: epochOwner), version: version), attributes: attributes,
+                     createdAt: WallTime(milliseconds: 1), lastAccessedAt: WallTime(milliseconds: 1),
+                     maxInactiveInterval: .seconds(60), replicaSet: ["n2"])
+    }
+
+    static func frame(_ sender: NodeID, seq: UInt64, low: UInt64 = 1, _ data: [ReplicationMessage]) -> InboundFrame {
+        InboundFrame(senderName: "n1", sender: sender, lane: 0, firstSequence: seq, lowWatermark: low, data: data)
+    }
+
+    static func receipts(_ actions: [NodeAction]) -> [Receipt] {
+        actions.flatMap { a -> [Receipt] in
+            guard case .send(_, let t) = a else { return [] }
+            return t.control.compactMap { if case .receipt(let r) = $0 { r } else { nil } }
+        }
+    }
+
+    var clock = ManualClock()
+
+    @Test("hole 7: a receipt queued for a process that restarted meanwhile is never sent to its successor")
+    mutating func receiptsOfARestartedSenderAreDropped() {
+        var b = Self.backup()
+        // n1's first process replicates; the connection back to n1 is down, so the receipt
+        // waits in the queue.
+        _ = b.receiveFrame(Self.frame(Self.p1, seq: 1, [.full(Self.state(version: 1))]), now: clock.now, wall: clock.wall)
+        _ = b.flush("n1", now: clock.now, wall: clock.wall, streamConnected: false)
+        clock.advance(by: .milliseconds(10))
+        // n1 restarted: its new process's first frame arrives, then the connection is up.
+        _ = b.receiveFrame(InboundFrame(senderName: "n1", sender: Self.p1b, membership: .leaseGrant(sequence: 1)), now: clock.now, wall: clock.wall)
+        let sent = Self.receipts(b.flush("n1", now: clock.now, wall: clock.wall, streamConnected: true))
+        #expect(sent.allSatisfy { $0.stream == Self.p1b }, "a receipt for the old process's stream reached the new one: \(sent)")
+        // And an owner never counts a receipt about another process's stream.
+        var owner = NodeCore(settings: NodeSettings(name: "n1", members: ["n1", "n2"], backupCandidates: ["n2"], policy: ReplicationPolicy(),
+                                                    sessions: SessionPolicy(), membership: MembershipTuning()),
+                             id: Self.p1b, randomSeed: 1, now: .zero)
+        _ = owner.receiveFrame(InboundFrame(senderName: "n2", sender: NodeID(2_000), control: [.receipt(Receipt(lane: 0, through: 5, stream: Self.p1))]),
+                               now: clock.now, wall: clock.wall)
+        #expect(owner.nodeCounters.foreignReceipts == 1)
+    }
+
+    @Test("hole 8: a refusal lost with its receipt is repeated in the next receipt, never turned into an acknowledgement")
+    mutating func refusalsAreRepeatedUntilTheSenderMovesOn() {
+        var b = Self.backup()
+        // n3 is alive under process p3 and takes the session over from n1 (it asks n2 to
+        // promise): n2's copy now answers to n3.
+        _ = b.receiveMembership(.ping(sequence: 1, target: NodeID(2_000), updates: []), from: "n3", id: Self.p3, reliable: false, now: clock.now, wall: clock.wall)
+        _ = b.receiveFrame(Self.frame(Self.p1, seq: 1, [.full(Self.state(version: 1))]), now: clock.now, wall: clock.wall)
+        _ = b.flush("n1", now: clock.now, wall: clock.wall, streamConnected: true)
+        _ = b.receiveFrame(InboundFrame(senderName: "n3", sender: Self.p3,
+                                        control: [.prepare(PrepareRequest(oldOwner: "n1", oldOwnerID: Self.p1, entries: [.init(id: Self.id, stamp: Self.state(version: 1).stamp)]))]),
+                           now: clock.now, wall: clock.wall)
+        // n1, not yet told, commits version 2: refused. That receipt is lost (a reset).
+        var full2 = Self.state(version: 2)
+        full2.attributes["b"] = [2]
+        _ = b.receiveFrame(Self.frame(Self.p1, seq: 2, [.full(full2)]), now: clock.now, wall: clock.wall)
+        let lost = Self.receipts(b.flush("n1", now: clock.now, wall: clock.wall, streamConnected: true))
+        #expect(lost.last?.refused == [2])
+        // n1's next message (its low watermark still 2: nothing receipted past 1 reached it).
+        _ = b.receiveFrame(Self.frame(Self.p1, seq: 3, low: 2, [.touch(Touch(id: Self.id, stamp: full2.stamp, lastAccessedAt: WallTime(milliseconds: 5)))]),
+                           now: clock.now, wall: clock.wall)
+        let next = Self.receipts(b.flush("n1", now: clock.now, wall: clock.wall, streamConnected: true))
+        #expect(next.last?.through == 3)
+        #expect(next.last?.refused.contains(2) == true, "the refusal of 2 must be repeated: \(next)")
+        // Once n1's low watermark passed 2, it is not repeated any more.
+        _ = b.receiveFrame(Self.frame(Self.p1, seq: 4, low: 4, [.touch(Touch(id: Self.id, stamp: full2.stamp, lastAccessedAt: WallTime(milliseconds: 6)))]),
+                           now: clock.now, wall: clock.wall)
+        #expect(Self.receipts(b.flush("n1", now: clock.now, wall: clock.wall, streamConnected: true)).last?.refused == [])
+    }
+
+    @Test("a copy sent by a process this node holds dead is refused, not stored where nobody promotes it")
+    mutating func framesOfADeadProcessAreRefused() {
+        var b = Self.backup()
+        _ = b.receiveMembership(.ping(sequence: 1, target: NodeID(2_000), updates: []), from: "n1", id: Self.p1, reliable: false, now: clock.now, wall: clock.wall)
+        _ = b.receiveMembership(.ping(sequence: 2, target: NodeID(2_000), updates: [MemberUpdate(status: .dead, name: "n1", id: Self.p1, incarnation: 0, from: "n3")]),
+                                from: "n3", id: Self.p3, reliable: false, now: clock.now, wall: clock.wall)
+        #expect(b.membership.member("n1")?.status == .dead)
+        let actions = b.receiveFrame(Self.frame(Self.p1, seq: 1, [.full(Self.state(version: 1))]), now: clock.now, wall: clock.wall)
+        #expect(actions.contains(.refused(.deadProcess)))
+        #expect(b.copy(of: Self.id) == nil)
+    }
+}
