@@ -7,7 +7,7 @@ import SessionReplicationHummingbird
 import Testing
 
 /// Two real nodes on 127.0.0.1, ports picked by the kernel.
-private func withTwoNodes(_ body: (ReplicationNode, ReplicationNode) async throws -> Void) async throws {
+private func withTwoNodes(_ configure: (inout ClusterConfiguration) -> Void = { _ in }, _ body: (ReplicationNode, ReplicationNode) async throws -> Void) async throws {
     var config = ClusterConfiguration(
         clusterID: "persist", keys: ClusterKeys(current: Array(repeating: 7, count: 32)),
         nodes: ["n1", "n2"].map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) })
@@ -18,6 +18,7 @@ private func withTwoNodes(_ body: (ReplicationNode, ReplicationNode) async throw
     config.membership.lease = .seconds(2)
     // ... and answers to a takeover request can take longer than the default second.
     config.replication.handoverTimeout = .seconds(5)
+    configure(&config)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var logger = Logger(label: "persist")
     logger.logLevel = .warning
@@ -51,6 +52,26 @@ private struct Cart: Codable, Sendable, Equatable {
 
 @Suite("The PersistDriver over the replicated store", .timeLimit(.minutes(1)))
 struct PersistDriverTests {
+    @Test("a read on a node holding only a backup under affinity none never answers that backup's older value")
+    func readsGoThroughTheOwner() async throws {
+        try await withTwoNodes({ $0.replication.affinity = .none }) { n1, n2 in
+            let owner = DRSPersistDriver(node: n1), other = DRSPersistDriver(node: n2)
+            try await owner.set(key: "k", value: "v1", expires: nil)
+            let id = DRSPersistDriver.sessionID(for: "k")
+            #expect(await waitUntil { n2.copy(of: id) != nil })
+            // n1's replication to n2 now arrives 3 s late: n2's backup keeps v1 meanwhile.
+            n1.setFaults(try FaultSettings(spec: "delay=3s"))
+            try await owner.set(key: "k", value: "v2", expires: nil)
+            do {
+                let read = try await other.get(key: "k", as: String.self)
+                #expect(read == "v2", "n2 answered from its stale backup")
+            } catch let error as SessionError {
+                // Waiting for the owner may time out on a starved machine: never a stale value.
+                #expect(error.code == .sessionUnavailable || error.code == .fenced, "\(error)")
+            }
+        }
+    }
+
     @Test("a key's session id is the first 128 bits of SHA-256 of the key")
     func keyToID() {
         // SHA-256("") = e3b0c442 98fc1c14 9afbf4c8 996fb924 27ae41e4 ...
@@ -147,4 +168,14 @@ struct PersistDriverTests {
             }
         }
     }
+}
+
+/// Polls `condition` every 10 ms for up to 10 s.
+private func waitUntil(_ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
 }
