@@ -47,6 +47,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     var membershipLoop: any EventLoop { membershipGroup.next() }
     // A plain stored closure: reading one through a generic box re-wraps it in a
     // reabstraction thunk on every call, which profiling showed stacking up.
+    let eventHub = SessionEventHub()
     private let observerLock = NIOLock()
     private var applyObserver: (@Sendable (SessionState) -> Void)?
 
@@ -198,6 +199,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             try? await done.futureResult.get()
         }
         perform(core.run { $0.stop() })
+        eventHub.finish()
         try? await membership?.close()
         try? await server?.close()
         try? await datagram?.close()
@@ -271,8 +273,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 case .unknownSender: countRejection(.unknownSender)
                 case .malformed: countRejection(.malformed)
                 }
-            case .event:
-                break
+            case .event(let e):
+                eventHub.publish(e)
             case .backupApplied(let s):
                 if let observer = observerLock.withLock({ applyObserver }) { observer(s) }
             case .log(let line):
@@ -296,6 +298,27 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         observerLock.withLock { applyObserver = observer }
         core.modify { $0.reportsBackupApplies = observer != nil }
     }
+
+    /// What happens to sessions on this node, in order per session, as an `AsyncSequence`:
+    /// `created`, `changed` (the attribute names), `expired`, `invalidated`, `rotated`,
+    /// `activated` (this node became the owner by takeover, failover or handover) and
+    /// `passivated` (it stopped being the owner), each with the session id and stamp.
+    /// Every subscription gets every event once, through its own buffer of `bufferSize`
+    /// events (default 10,000): when a subscriber falls that far behind, its oldest
+    /// events are dropped and counted (`droppedSessionEvents`); the replication path never
+    /// waits for a subscriber. The sequence ends when the node stops. Events are produced
+    /// only while someone subscribes.
+    public func sessionEvents(bufferSize: Int = 10_000) -> AsyncStream<SessionEvent> {
+        let stream = eventHub.subscribe(buffer: bufferSize) { [weak self] in
+            guard let self, !self.eventHub.hasSubscribers else { return }
+            self.core.modify { $0.reportsEvents = false }
+        }
+        core.modify { $0.reportsEvents = true }
+        return stream
+    }
+
+    /// Session events dropped because a subscriber's buffer was full.
+    public var droppedSessionEvents: Int { eventHub.droppedCount }
 
     // MARK: - Sending
 

@@ -289,11 +289,6 @@ extension NodeCore {
                 let lane = lanes[l]
                 debug("promoted \(o.promoted.map { "\($0) as \(lane.copy(of: $0).map { "\($0)" } ?? "-")" })")
             }
-            if reportsEvents {
-                for id in o.expired {
-                    if case .tombstone(let stamp)? = lanes[l].copy(of: id) { emit(.event(SessionEvent(.expired, id, stamp, at: wall))) }
-                }
-            }
             for (peer, request) in o.digests { sendControl(.digest(request), to: peer) }
             for (peer, request) in o.prepares { sendControl(.prepare(request), to: peer) }
         }

@@ -139,7 +139,13 @@ extension NodeCore {
         let fresh = NodeID.fresh(start: wall, random: random.next())
         id = NodeID(max(old.rawValue + 1, fresh.rawValue, (floor?.rawValue ?? 0) &+ 1))
         failAll(SessionError(.sessionUnavailable, "this node rejoined the cluster while the request waited; retry"))
+        if reportsEvents {
+            for lane in lanes {
+                for (sid, o) in lane.owned.sorted(by: { $0.key < $1.key }) { emit(.event(SessionEvent(.passivated, sid, o.state.stamp, at: wall))) }
+            }
+        }
         lanes = Self.makeLanes(settings, id: id)
+        for l in lanes.indices { lanes[l].reportsEvents = reportsEvents }
         inbound = [:]
         membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members, tuning: settings.membership,
                                 randomSeed: random.next(), now: now)

@@ -67,7 +67,9 @@ public struct NodeCore: Sendable {
     /// Default false.
     public var reportsBackupApplies = false
     /// When set, session events are reported (`event`). Default false.
-    public var reportsEvents = false
+    public var reportsEvents = false {
+        didSet { for l in lanes.indices { lanes[l].reportsEvents = reportsEvents } }
+    }
     /// When set, protocol decisions are logged at debug level (prepares, promises,
     /// promotions, handovers); off by default, since building the lines costs.
     public var verbose = false
@@ -258,6 +260,14 @@ public struct NodeCore: Sendable {
     /// Takes the actions queued by the event that just ran.
     mutating func takeActions() -> [NodeAction] {
         flushes.removeAll(keepingCapacity: true)
+        if reportsEvents {
+            for l in lanes.indices where !lanes[l].events.isEmpty {
+                for var e in lanes[l].takeEvents() {
+                    e.at = wall
+                    out.append(.event(e))
+                }
+            }
+        }
         defer { out = [] }
         return out
     }

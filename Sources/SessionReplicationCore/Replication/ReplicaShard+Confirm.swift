@@ -52,6 +52,7 @@ extension ReplicaShard {
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         storeBackup(state, from: owner, ownerID: ownerID, now: now)
         counters.takeovers -= 1
+        note(.passivated, id, state.stamp)
     }
 
     /// Prepares and confirmations still waiting for members, sent again every

@@ -392,6 +392,7 @@ extension ReplicaShard {
         owned[id] = Owned(state: state, sentVersion: 0, accessSent: state.lastAccessedAt)
         ownerExpiry.schedule(id, at: state.expiresAt.milliseconds / 1000 + 1)
         counters.promotions += 1
+        note(.activated, id, state.stamp)
         _ = send(id, now: now)
     }
 }

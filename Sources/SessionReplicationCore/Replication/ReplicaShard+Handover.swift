@@ -67,6 +67,7 @@ extension ReplicaShard {
         let handed = replicable(o.state)
         if let takerID { unconfirmedHandoffs[id] = (taker, takerID, handed) }
         counters.handoversGiven += 1
+        note(.passivated, id, o.state.stamp)
         return handed
     }
 
@@ -105,6 +106,7 @@ extension ReplicaShard {
         owned[id] = Owned(state: s, sentVersion: 0, accessSent: s.lastAccessedAt)
         ownerExpiry.schedule(id, at: s.expiresAt.milliseconds / 1000 + 1)
         counters.takeovers += 1
+        note(.activated, id, s.stamp)
         _ = send(id, now: now)
         return true
     }

@@ -103,6 +103,21 @@ public struct ReplicaShard: Sendable {
     var moves: [String: Deque<(sequence: UInt64, id: SessionID, displaced: String)>] = [:]
     var refill: [SessionID] = []
     var refillIndex = 0
+    /// When set, what happens to sessions here is recorded in `events`. Default false.
+    public var reportsEvents = false
+    /// Session events since the last `takeEvents` (their `at` is set by the node).
+    var events: [SessionEvent] = []
+
+    /// Records a session event when events are reported.
+    mutating func note(_ kind: SessionEvent.Kind, _ id: SessionID, _ stamp: Stamp) {
+        if reportsEvents { events.append(SessionEvent(kind, id, stamp, at: WallTime(milliseconds: 0))) }
+    }
+
+    /// Takes the recorded session events.
+    public mutating func takeEvents() -> [SessionEvent] {
+        defer { events = [] }
+        return events
+    }
 
     /// Creates an empty shard.
     public init(settings: ShardSettings) {
@@ -145,6 +160,7 @@ public struct ReplicaShard: Sendable {
         owned[id] = Owned(state: state, accessSent: wall)
         ownerExpiry.schedule(id, at: state.expiresAt.milliseconds / 1000 + 1)
         counters.sessionsCreated += 1
+        note(.created, id, state.stamp)
         let targets = send(id, now: now)
         return outcome(for: id, targets: targets, localOnly: localOnly, now: now)
     }
@@ -236,6 +252,7 @@ public struct ReplicaShard: Sendable {
         entry.pending.merge(changes)
         owned[id] = entry
         counters.commits += 1
+        if reportsEvents { note(.changed((Array(changes.updated.keys) + Array(changes.removed)).sorted()), id, entry.state.stamp) }
         // The wheel is lazy about later deadlines, not earlier ones.
         if maxInactiveInterval != nil { ownerExpiry.schedule(id, at: entry.state.expiresAt.milliseconds / 1000 + 1) }
         switch settings.policy.writeFrequency {
@@ -292,6 +309,7 @@ public struct ReplicaShard: Sendable {
         guard let entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         addTombstone(id, entry.state.stamp, now: now, idle: entry.state.maxInactiveInterval)
+        note(reason == .expired ? .expired : reason == .rotated ? .rotated : .invalidated, id, entry.state.stamp)
         let message = MessageCodec.encode(.invalidate(Invalidation(id: id, stamp: entry.state.stamp, reason: reason)))
         var targets: [String: UInt64] = [:]
         for peer in entry.state.replicaSet {
@@ -487,6 +505,7 @@ public struct ReplicaShard: Sendable {
             if let o = owned[s.id] {
                 guard s.stamp.epoch > o.state.stamp.epoch else { counters.fencedRejected += 1; return .fenced }
                 owned[s.id] = nil
+                note(.passivated, s.id, s.stamp)
                 dirty.remove(s.id); accessed.remove(s.id); repair.remove(s.id)
             }
             if let b = backups[s.id], b.owner != peer, s.stamp.epoch <= b.state.stamp.epoch {
@@ -545,6 +564,7 @@ public struct ReplicaShard: Sendable {
             if let o = owned[i.id] {
                 guard i.stamp.epoch > o.state.stamp.epoch else { counters.fencedRejected += 1; return .fenced }
                 owned[i.id] = nil
+                note(.passivated, i.id, i.stamp)
             }
             if let b = backups[i.id], b.state.stamp > i.stamp { counters.staleIgnored += 1; return .ignored }
             if let b = backups[i.id], b.owner != peer, i.stamp.epoch <= b.state.stamp.epoch { counters.fencedRejected += 1; return .fenced }
