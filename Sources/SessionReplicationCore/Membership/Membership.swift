@@ -252,6 +252,7 @@ public struct Membership: Sendable {
         if now - nextDeadline > tuning.probeTimeout { bumpHealth(1) }
         for name in suspicions.keys.sorted() {
             guard let s = suspicions[name], now >= s.deadline, let m = members[name], m.status == .suspect else { continue }
+            if let quorum = tuning.deathQuorum, 1 + members.values.count(where: { $0.status == .alive }) < quorum { continue }
             counters.deathsDeclared += 1
             apply(MemberUpdate(status: .dead, name: name, id: m.id, incarnation: m.incarnation, from: selfName), now: now)
         }

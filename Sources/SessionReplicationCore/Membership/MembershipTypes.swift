@@ -164,6 +164,12 @@ public struct MembershipTuning: Hashable, Sendable {
     public var tombstoneTTL: Duration = .seconds(60)
     /// Also ping over the reliable stream when the direct probe times out. Default true.
     public var tcpFallback = true
+    /// When set, a suspicion becomes a death only while this node sees at least this many
+    /// members alive, itself included (`promotion: majority` sets a majority of the
+    /// configured members): a node cut off from the majority keeps its peers suspect
+    /// instead of declaring them dead, so a healed partition does not make the majority's
+    /// members rejoin and drop what they hold. Default nil (always).
+    public var deathQuorum: Int? = nil
 
     /// The defaults.
     public init() {}

@@ -147,7 +147,7 @@ extension NodeCore {
         lanes = Self.makeLanes(settings, id: id)
         for l in lanes.indices { lanes[l].reportsEvents = reportsEvents }
         inbound = [:]
-        membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members, tuning: settings.membership,
+        membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members, tuning: Self.membershipTuning(settings),
                                 randomSeed: random.next(), now: now)
         leases = LeaseTable(lease: settings.lease)
         livePeers = []

@@ -117,7 +117,7 @@ extension NodeCore {
             return
         }
         let may = mayHandOver(to: requester, process: process)
-        let answer = lanes[l].answerHandover(h.id, to: requester, requesterID: process, now: now, mayHandOver: may)
+        let answer = lanes[l].answerHandover(h.id, to: requester, requesterID: process, requestID: h.requestID, now: now, mayHandOver: may)
         if case .transferred = answer {
             log(.info, "handed a session over again: the taker asked once more", ["drs.peer": requester, "drs.session": "\(h.id)"])
         }
@@ -129,7 +129,7 @@ extension NodeCore {
         let l = lane(of: id)
         var may = mayHandOver(to: requester, process: process)
         if let ok = servable(id, now: now) { may = may && ok }
-        let answer = lanes[l].answerHandover(id, to: requester, requesterID: process, now: now, mayHandOver: may)
+        let answer = lanes[l].answerHandover(id, to: requester, requesterID: process, requestID: requestID, now: now, mayHandOver: may)
         if case .transferred = answer {
             log(.debug, "handed a session over", ["drs.peer": requester, "drs.session": "\(id)"])
         }

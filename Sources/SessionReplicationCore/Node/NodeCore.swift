@@ -128,12 +128,20 @@ public struct NodeCore: Sendable {
         self.id = id
         self.random = SplitMix64(seed: randomSeed)
         self.membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members,
-                                     tuning: settings.membership, randomSeed: random.next(), now: now)
+                                     tuning: Self.membershipTuning(settings), randomSeed: random.next(), now: now)
         self.leases = LeaseTable(lease: settings.lease)
         self.lanes = Self.makeLanes(settings, id: id)
         for peer in settings.members where peer != settings.name { peers[peer] = PeerState() }
         nextShardTick = now
         self.now = now
+    }
+
+    /// Membership's tuning: under `promotion: majority` a death needs a majority of the
+    /// configured members alive in this node's view.
+    static func membershipTuning(_ settings: NodeSettings) -> MembershipTuning {
+        var t = settings.membership
+        if settings.majority { t.deathQuorum = settings.members.count / 2 + 1 }
+        return t
     }
 
     static func makeLanes(_ settings: NodeSettings, id: NodeID) -> [ReplicaShard] {

@@ -124,14 +124,15 @@ extension ReplicaShard {
     /// The copy of `id` lost its owner `member`: the first live member of its replica
     /// set takes it over (after a prepare round when others hold it too); any other
     /// holder sends that member its copy as a hint and awaits its full state.
-    mutating func failOver(_ id: SessionID, owner member: String, ownerID: NodeID? = nil, now: MonotonicInstant, promoteAfter: MonotonicInstant,
-                           out: inout FailoverOutcome) {
+    mutating func failOver(_ id: SessionID, owner member: String, ownerID: NodeID? = nil, asTaker: Bool = false, now: MonotonicInstant,
+                           promoteAfter: MonotonicInstant, out: inout FailoverOutcome) {
         // Only nodes that may own take over (a `server` node keeps its copy, which is
         // evicted after maxInactiveInterval + backupGrace if nobody claims it).
         let holders = backups[id]!.state.replicaSet.filter { !departed.contains($0) }
-        guard settings.policy.role.owns, holders.first == settings.selfName || holders.isEmpty else {
+        guard settings.policy.role.owns, asTaker || holders.first == settings.selfName || holders.isEmpty else {
             if let next = holders.first, next != settings.selfName {
                 backups[id]!.owner = next
+                backups[id]!.ownerID = nil
                 backups[id]!.promised = true
                 out.hints[next, default: []].append(.init(id: id, fresher: replicable(backups[id]!.state)))
             }
@@ -164,15 +165,22 @@ extension ReplicaShard {
             guard let s = e.fresher, s.id == e.id, !e.ownedByHolder, owned[e.id] == nil, takeovers[e.id] == nil else { continue }
             if let t = tombstones[e.id], t.stamp >= s.stamp { continue }
             if let b = backups[e.id] {
-                guard s.stamp > b.state.stamp else { continue }
-                backups[e.id]!.state = s
+                if s.stamp > b.state.stamp {
+                    backups[e.id]!.state = s
+                } else if !(b.owner == oldOwner || b.promised) {
+                    continue  // this copy answers to a live owner: the hint is stale
+                }
                 backups[e.id]!.owner = oldOwner
                 backups[e.id]!.ownerID = oldOwnerID
+                backups[e.id]!.promised = false
             } else {
                 storeBackup(s, from: oldOwner, ownerID: oldOwnerID, now: now)
             }
             if departed.contains(oldOwner) {
-                failOver(e.id, owner: oldOwner, ownerID: oldOwnerID, now: now, promoteAfter: promoteAfter, out: &out)
+                // The hinting holder deferred to this node: it takes over itself, whatever its
+                // own copy's replica set says (two copies naming each other first would
+                // otherwise pass the hint back and forth).
+                failOver(e.id, owner: oldOwner, ownerID: oldOwnerID, asTaker: true, now: now, promoteAfter: promoteAfter, out: &out)
             }
         }
         return out

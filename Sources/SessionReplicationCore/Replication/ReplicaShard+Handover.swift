@@ -25,20 +25,22 @@ extension ReplicaShard {
     /// handover answers). Any other asker under that name may be a new process whose
     /// predecessor's sessions failover promotes (a restart counts as the old process
     /// departing), possibly from a fresher copy: it is told about the copy instead.
-    public mutating func answerHandover(_ id: SessionID, to requester: String, requesterID: NodeID? = nil,
+    public mutating func answerHandover(_ id: SessionID, to requester: String, requesterID: NodeID? = nil, requestID: UInt64 = 0,
                                         now: MonotonicInstant, mayHandOver: Bool) -> HandoverReply.Answer {
         if let o = owned[id] {
             guard mayHandOver, settings.policy.affinity == .sticky else { return .kept(o.state.stamp) }
-            return .transferred(handOff(id, to: requester, takerID: requesterID, now: now))
+            return .transferred(handOff(id, to: requester, takerID: requesterID, requestID: requestID, now: now))
         }
         if let b = backups[id] {
-            if mayHandOver, b.owner == requester, let requesterID, let u = unconfirmedHandoffs[id],
+            if mayHandOver, b.owner == requester, let requesterID, var u = unconfirmedHandoffs[id],
                u.to == requester, u.taker == requesterID, u.handed.stamp == b.state.stamp {
                 // The state as first handed, with its replica set: the kept copy lists
                 // this node first, and a taker adopting that list would drop the other
                 // holders, leaving them stray copies that name this node (found by the
                 // simulator: promoted when this node died, beside the taker).
                 counters.handoversResent += 1
+                u.sentAt = now
+                unconfirmedHandoffs[id] = u
                 return .transferred(u.handed)
             }
             return .backup(b.state.stamp, owner: b.owner)
@@ -57,7 +59,7 @@ extension ReplicaShard {
     /// round that adopts any fresher copy the taker's writes left with the others.
     /// With `takerID` (the taker's process) the hand-over stays answerable again until
     /// the taker's first word supersedes the kept copy (see `answerHandover`).
-    public mutating func handOff(_ id: SessionID, to taker: String, takerID: NodeID? = nil, now: MonotonicInstant) -> SessionState {
+    public mutating func handOff(_ id: SessionID, to taker: String, takerID: NodeID? = nil, requestID: UInt64 = 0, now: MonotonicInstant) -> SessionState {
         let o = owned.removeValue(forKey: id)!
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         var kept = o.state
@@ -65,7 +67,7 @@ extension ReplicaShard {
         storeBackup(kept, from: taker, ownerID: takerID, now: now)
         handedAway[id] = (now, taker)
         let handed = replicable(o.state)
-        if let takerID { unconfirmedHandoffs[id] = (taker, takerID, handed) }
+        if let takerID { unconfirmedHandoffs[id] = UnconfirmedHandoff(to: taker, taker: takerID, handed: handed, requestID: requestID, sentAt: now) }
         counters.handoversGiven += 1
         note(.passivated, id, o.state.stamp)
         return handed
@@ -135,5 +137,24 @@ extension ReplicaShard {
             guard let b = backups[id] else { return false }
             return b.owner == u.to && b.state.stamp == u.handed.stamp
         }
+    }
+}
+
+extension ReplicaShard {
+    /// Hand-over answers not confirmed by their taker (no word from it since) for
+    /// `4 x retryInterval`: sent again, the same answer to the same request.
+    mutating func resendHandoffs(now: MonotonicInstant) -> [(peer: String, reply: HandoverReply)] {
+        guard !unconfirmedHandoffs.isEmpty else { return [] }
+        let every = settings.policy.retryInterval * 4
+        var out: [(peer: String, reply: HandoverReply)] = []
+        for id in unconfirmedHandoffs.keys.sorted() {
+            guard var u = unconfirmedHandoffs[id], now - u.sentAt >= every,
+                  let b = backups[id], b.owner == u.to, b.state.stamp == u.handed.stamp else { continue }
+            u.sentAt = now
+            unconfirmedHandoffs[id] = u
+            counters.handoversResent += 1
+            out.append((u.to, HandoverReply(requestID: u.requestID, id: id, answer: .transferred(u.handed))))
+        }
+        return out
     }
 }

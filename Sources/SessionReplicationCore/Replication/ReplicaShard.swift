@@ -92,7 +92,7 @@ public struct ReplicaShard: Sendable {
     /// while this node's copy still names that taker at that stamp (the taker's first
     /// message supersedes it). Lets the handover be answered again when the taker asks
     /// once more, its answer having been lost.
-    var unconfirmedHandoffs: [SessionID: (to: String, taker: NodeID, handed: SessionState)] = [:]
+    var unconfirmedHandoffs: [SessionID: UnconfirmedHandoff] = [:]
     var nextCooldownSweep: MonotonicInstant = .zero
     var digestRound: UInt64 = 0
     /// Where a new stream to each peer starts: past every sequence an earlier stream to
@@ -604,6 +604,20 @@ public struct ReplicaShard: Sendable {
         public var digests: [(peer: String, request: DigestRequest)] = []
         /// Prepares (of takeovers and confirmations) to send again, by member.
         public var prepares: [(peer: String, request: PrepareRequest)] = []
+        /// Hand-over answers to send again (their takers have not confirmed them).
+        public var handovers: [(peer: String, reply: HandoverReply)] = []
+    }
+
+    /// A hand-over whose taker has not been heard from since.
+    struct UnconfirmedHandoff: Sendable {
+        var to: String
+        var taker: NodeID
+        var handed: SessionState
+        /// The request it answered, and when the answer was last sent (it is sent again
+        /// until the taker's word arrives: an answer lost with its datagram or connection
+        /// must not leave the session without an owner).
+        var requestID: UInt64
+        var sentAt: MonotonicInstant
     }
 
     /// Advances time: retries and drops, time-based writes, access replication, repair,
@@ -663,6 +677,7 @@ public struct ReplicaShard: Sendable {
         }
         out.promoted = runPendingPromotions(now: now)
         out.prepares = resendPrepares(now: now)
+        out.handovers = resendHandoffs(now: now)
         sweepHandedAway(now: now)
         runRefill(now: now, budget: Self.refillSlice)
         out.expired = expireOwned(wall: wall, now: now)

@@ -35,6 +35,9 @@ public final class ClusterLog {
     public internal(set) var reads: [Read] = []
     /// Deletes acknowledged, by session: when the delete began and was answered.
     public internal(set) var deletes: [SessionID: (began: MonotonicInstant, at: MonotonicInstant)] = [:]
+    /// Sessions a delete was asked for, whatever the answer (a `504` leaves the end applied
+    /// on the owner: the session may be gone).
+    public internal(set) var deleteAsked: Set<SessionID> = []
     /// Sessions created (acknowledged), by node.
     public internal(set) var created: [SessionID: String] = [:]
     /// Every state seen by `(session, stamp)`: its attribute names.

@@ -195,7 +195,9 @@ struct ScenarioRun {
         switch f.fault {
         case .pause(let n, _): sim.resume(n)
         case .loopPause(let n, _): sim.release(n)
-        case .partition, .linkCut, .oneWay: sim.heal()
+        case .partition(let n): sim.unpartition([n], names.filter { $0 != n })
+        case .linkCut(let a, let b): sim.unblock(from: a, to: b); sim.unblock(from: b, to: a)
+        case .oneWay(let a, let b): sim.unblock(from: a, to: b)
         default: break
         }
     }
@@ -286,7 +288,7 @@ struct ScenarioRun {
         out.failures += log.violations
         let running = names.filter { sim.isRunning($0) }
         // No search answers "not found" for a session that exists.
-        for miss in log.notFound where sessions.contains(miss.session) && log.deletes[miss.session] == nil && log.expiries[miss.session] == nil {
+        for miss in log.notFound where sessions.contains(miss.session) && !log.deleteAsked.contains(miss.session) && log.expiries[miss.session] == nil {
             out.failures.append("\(miss.node) answered session-not-found for live \(miss.session) at \(miss.at)")
         }
         // Reads: none misses a replicated write acknowledged before it began; none is
@@ -313,13 +315,14 @@ struct ScenarioRun {
         let replicas = knobs.policy.replicas
         for s in sessions {
             let ended = log.deletes[s] != nil || log.expiries[s] != nil
+            let maybeEnded = log.deleteAsked.contains(s)
             let owners = running.filter { n in if case .owner? = sim.inspect(n, { $0.core.copy(of: s) }) ?? nil { return true } else { return false } }
             if ended {
                 if !owners.isEmpty { out.failures.append("\(s) ended but is owned by \(owners) after healing") }
                 continue
             }
             guard owners.count == 1, case .owner(let state)? = sim.inspect(owners[0], { $0.core.copy(of: s) }) ?? nil else {
-                if owners.isEmpty { out.stuck.append("\(s) has no owner after healing") } else { out.failures.append("\(s) has owners \(owners) after healing") }
+                if owners.isEmpty { if !maybeEnded { out.stuck.append("\(s) has no owner after healing") } } else { out.failures.append("\(s) has owners \(owners) after healing") }
                 continue
             }
             if !(allowStale && !cutWindows.isEmpty) {
@@ -349,7 +352,7 @@ struct ScenarioRun {
         // replicated write.
         if out.failures.isEmpty, running.count > 1, knobs.policy.affinity == .sticky {
             var asked: [(SessionID, String)] = []
-            for s in sessions where log.deletes[s] == nil && log.expiries[s] == nil {
+            for s in sessions where !log.deleteAsked.contains(s) && log.expiries[s] == nil {
                 guard let owner = running.first(where: { n in if case .owner? = sim.inspect(n, { $0.core.copy(of: s) }) ?? nil { true } else { false } }) else { continue }
                 let others = running.filter { $0 != owner }
                 let asker = others[Int(random.next() % UInt64(others.count))]

@@ -119,7 +119,10 @@ public struct SimulatedNode: SimulatedProcess {
         log.clock = global
         let actions: [NodeAction]
         switch op {
-        case .write(let id, _, _), .delete(let id):
+        case .write(let id, _, _):
+            actions = core.beginScope(r, id, ifMatch: nil, now: now, wall: wall)
+        case .delete(let id):
+            log.deleteAsked.insert(id)
             actions = core.beginScope(r, id, ifMatch: nil, now: now, wall: wall)
         case .read(let id):
             actions = core.read(r, id, now: now, wall: wall)

@@ -164,6 +164,7 @@ public final class Simulator<Process: SimulatedProcess> {
     var heap = Heap<Event>()
     var order: UInt64 = 0
     var blocked: Set<Pair> = []
+    var cuts: [Pair: Int] = [:]
     var connections: [Pair: Connection] = [:]
     var starts: UInt64 = 0
 
@@ -342,10 +343,33 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Cuts traffic from `from` to `to` (one direction, datagrams and streams alike;
-    /// stream messages wait for the cut to heal).
+    /// stream messages wait for the cut to heal). Cuts of one pair add up: each `block`
+    /// needs its `unblock`.
     public func block(from: String, to: String) {
-        blocked.insert(Pair(from: from, to: to))
+        let pair = Pair(from: from, to: to)
+        blocked.insert(pair)
+        cuts[pair, default: 0] += 1
         mix(0x57, from + ">" + to)
+    }
+
+    /// Lifts one cut from `from` to `to`; when none is left, what the stream held flows.
+    public func unblock(from: String, to: String) {
+        let pair = Pair(from: from, to: to)
+        guard let n = cuts[pair] else { return }
+        if n > 1 { cuts[pair] = n - 1; return }
+        cuts[pair] = nil
+        blocked.remove(pair)
+        mix(0x5A, from + ">" + to)
+        if let held = connections[pair]?.held, !held.isEmpty {
+            connections[pair]!.held = []
+            for d in held { schedule(d, pair: pair) }
+        }
+        for key in [pair, Pair(from: to, to: from)] where connections[key]?.up == false { scheduleConnect(key, after: delay()) }
+    }
+
+    /// Lifts the cuts `partition` made between the two groups.
+    public func unpartition(_ a: [String], _ b: [String]) {
+        for x in a { for y in b { unblock(from: x, to: y); unblock(from: y, to: x) } }
     }
 
     /// Cuts all traffic between the two groups, both directions.
@@ -356,6 +380,7 @@ public final class Simulator<Process: SimulatedProcess> {
     /// Removes every cut: stream messages held across it are delivered, in order.
     public func heal() {
         blocked = []
+        cuts = [:]
         mix(0x58, "heal")
         for key in connections.keys.sorted() where !connections[key]!.held.isEmpty {
             let held = connections[key]!.held
