@@ -276,9 +276,15 @@ struct ScenarioRun {
                 sessionsRef.ids = (0..<max(9, names.count * 2)).map { SessionID(high: log.seedHigh, low: UInt64($0)) }
             }
             if !majority, windows.contains(where: { sim.now >= $0.0 && sim.now <= $0.1 }) { return }
-            for s in sessionsRef.ids where sim.inspect(touched, { $0.serves(s, now: sim.clock(touched)) }) == true {
-                let others = names.filter { n in n != touched && sim.isRunning(n) && sim.inspect(n, { $0.serves(s, now: sim.clock(n)) }) == true }
-                if !others.isEmpty { log.violation("\([touched] + others) all serve \(s)") }
+            // One look at each node per event (reading a node copies it).
+            let at = sim.clock(touched)
+            let ids = sessionsRef.ids
+            let served = sim.inspect(touched) { p in ids.filter { p.serves($0, now: at) } } ?? []
+            guard !served.isEmpty else { return }
+            for n in names where n != touched && sim.isRunning(n) {
+                let clock = sim.clock(n)
+                let both = sim.inspect(n) { p in served.filter { p.serves($0, now: clock) } } ?? []
+                for s in both { log.violation("[\(touched), \(n)] both serve \(s)") }
             }
         }
         log.seedHigh = seed
