@@ -3,7 +3,7 @@ import Testing
 import SessionReplicationCore
 
 /// Inputs kept in `Fuzz/regressions/<target>/` (crashers `make fuzz` found, and the hostile
-/// inputs of past reports), run through the decoders as the fuzz targets run them: each
+/// inputs of attacks found before), run through the decoders as the fuzz targets run them: each
 /// must decode or throw `DecodeError`, and what decodes must round-trip.
 struct FuzzRegressionTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -37,7 +37,7 @@ struct HostileLimitsTests {
     @Test("a promise nested 400,000 deep is refused as a bad state, without recursion")
     func deepNestingIsRefused() throws {
         // Before: the generic decoder recursed into the nested promise once per level and
-        // the process died of a stack overflow (the 13 MB frame of the report).
+        // the process died of a stack overflow (a 13 MB frame nested 400,000 deep killed a node).
         let bytes = Self.nestedPromises(depth: 400_000)
         #expect(bytes.count > 13_000_000)
         #expect(throws: DecodeError.invalid(field: "promise.state")) { try MessageCodec.decode(bytes) }
