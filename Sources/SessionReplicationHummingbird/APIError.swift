@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 import SessionReplicationCore
 
 /// A non-2xx answer of the API: status, contract error code, message and extra headers.
@@ -61,13 +62,17 @@ struct APIError: Error, Sendable {
 
 extension APIError {
     /// The contract's answer for any error: `APIError` as is, `SessionError` by code,
-    /// Hummingbird's `HTTPError` by status, anything else `500 internal` with a fixed
+    /// Hummingbird's `HTTPError` by status, a malformed request (NIO's `HTTPParserError`)
+    /// `400 bad-request`, anything else `500 internal` with a fixed
     /// message (internals never leak).
     init(_ error: any Error) {
         switch error {
         case let error as APIError: self = error
         case let error as SessionError: self.init(sessionError: error)
         case let error as HTTPError: self.init(httpError: error)
+        // The request itself was malformed (a bad chunk size, a broken header): the
+        // client's fault, not the node's.
+        case is HTTPParserError: self = .badRequest("malformed HTTP request")
         default: self = .internalError
         }
     }

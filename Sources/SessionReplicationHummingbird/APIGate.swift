@@ -2,7 +2,8 @@ import HTTPTypes
 import Hummingbird
 
 /// The middleware in front of every route of the API (and of routes added to the router
-/// after it): checks the bearer token, answers `404 not-found` / `405 method-not-allowed`
+/// after it): checks the bearer token (not on `/healthz` and `/readyz`), notes the client's
+/// address for the handlers, answers `404 not-found` / `405 method-not-allowed`
 /// by the route table, rejects bad `{id}` and `{name}` segments before any handler runs,
 /// and turns every error into the contract's JSON error body.
 struct APIGate<Context: RequestContext>: RouterMiddleware {
@@ -17,7 +18,8 @@ struct APIGate<Context: RequestContext>: RouterMiddleware {
     private func answer(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async -> Response {
         do {
             let path = Substring(request.uri.path)
-            if path != "/healthz" { try authorize(request) }
+            // The load balancer's health checks carry no token.
+            if path != "/healthz" && path != "/readyz" { try authorize(request) }
             if let match = RouteMatch(path: path) {
                 guard match.route.methods.contains(request.method) else { throw APIError.methodNotAllowed(match.route.methods) }
                 if let id = match.id, SessionPathID(segment: id) == nil { throw APIError.invalidSessionID(id) }
@@ -25,7 +27,8 @@ struct APIGate<Context: RequestContext>: RouterMiddleware {
             } else if RouteMatch.isIrregular(path) {
                 throw APIError.notFound
             }
-            return try await next(request, context)
+            let client = (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress
+            return try await RequestClient.$address.withValue(client) { try await next(request, context) }
         } catch {
             return APIResponse.error(APIError(error))
         }

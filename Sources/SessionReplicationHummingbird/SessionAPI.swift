@@ -27,6 +27,8 @@ public struct SessionAPI: Sendable {
     /// `nil`: such requests answer `421 misdirected` with `X-DRS-Owner`, as they also do
     /// when forwarding fails.
     public let forwarder: SessionForwarder?
+    /// Each client's share of lookups of unknown sessions.
+    let lookups: ClientLookupLimiter
 
     /// Creates the API over `backend`, forwarding with `forwarder` when given. Traps if
     /// `settings.cookieName` is not a valid cookie name (check with
@@ -36,6 +38,7 @@ public struct SessionAPI: Sendable {
         self.backend = backend
         self.settings = settings
         self.forwarder = forwarder
+        self.lookups = ClientLookupLimiter(perClient: max(1, settings.maxLookupsPerClient))
     }
 
     /// Adds the API's gate middleware and every route of the contract to `router`.
@@ -48,7 +51,7 @@ public struct SessionAPI: Sendable {
     /// answer `404 not-found`.
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.add(middleware: APIGate<Context>(settings: settings))
-        let handlers = SessionHandlers(backend: backend, settings: settings, forwarder: forwarder)
+        let handlers = SessionHandlers(backend: backend, settings: settings, forwarder: forwarder, lookups: lookups)
         for route in APIRoute.allCases {
             for method in route.methods {
                 router.on(route.routerPath, method: method) { request, context in

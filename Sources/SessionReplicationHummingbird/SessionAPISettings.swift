@@ -8,7 +8,7 @@ extension SessionAPI {
         public var cookieName: String
         /// Whether `Set-Cookie` carries `; Secure`. Default `false` (`http.secureCookie`).
         public var secureCookie: Bool
-        /// When set (and not empty), every request except `/healthz` needs
+        /// When set (and not empty), every request except `/healthz` and `/readyz` needs
         /// `Authorization: Bearer <token>`, else `401 unauthorized`. Default `nil` (`http.token`).
         public var bearerToken: String?
         /// Largest attribute value a `PUT` accepts, in bytes; a longer body answers
@@ -23,6 +23,10 @@ extension SessionAPI {
         /// before) so the client can read the `413`; beyond it the connection is closed.
         /// Default 64 MiB.
         public var maxDrainBytes: Int
+        /// Lookups of sessions this node holds nothing of that one client (by address, see
+        /// `DRSRequestContext`) may have in flight; beyond it a request answers
+        /// `503 overloaded` with `Retry-After`. Default 64 (the node runs at most 256).
+        public var maxLookupsPerClient: Int = 64
 
         /// Creates settings; every parameter has the default documented on its property.
         public init(cookieName: String = "DRSSESSIONID", secureCookie: Bool = false, bearerToken: String? = nil,

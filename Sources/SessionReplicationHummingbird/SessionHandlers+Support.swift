@@ -23,10 +23,17 @@ extension SessionHandlers {
     /// `SessionBackend.takeOver`), or throws the contract's answer: `404
     /// session-not-found` when authoritative, `421 misdirected` or `503
     /// session-unavailable` naming the owner when known.
+    /// A lookup of an id this node holds nothing of takes one of the client's lookups
+    /// (`503 overloaded` with `Retry-After` when it has none free).
     func ensureOwned(_ id: SessionID) async throws {
-        if case .owned = backend.lookup(id) { return }
+        let held = backend.lookup(id)
+        if case .owned = held { return }
         do {
-            try await backend.takeOver(id)
+            if case .unknown = held {
+                try await lookups.withLookup(client: RequestClient.address) { try await backend.takeOver(id) }
+            } else {
+                try await backend.takeOver(id)
+            }
         } catch {
             throw APIError(error)
         }

@@ -9,6 +9,8 @@ struct SessionHandlers: Sendable {
     let backend: any SessionBackend
     let settings: SessionAPI.Settings
     let forwarder: SessionForwarder?
+    /// Each client's share of lookups of unknown sessions.
+    var lookups = ClientLookupLimiter(perClient: 64)
 
     /// Answers `request` on `route`; a request this node may not serve (`421 misdirected`
     /// naming the owner) goes to the owner when a forwarder is set, the request was not

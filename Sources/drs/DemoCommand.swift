@@ -18,7 +18,10 @@ struct DemoCommand: AsyncParsableCommand {
     var sessions: Int = 4
 
     func run() async throws {
-        let configuration = try loadConfiguration(config)
+        var configuration = try loadConfiguration(config)
+        // Every node of the demo runs in this process: a key of its own, made now, seals
+        // their frames even when the configuration says `insecure: true` (loopback only).
+        if configuration.keys.insecure { configuration.keys = ClusterKeys(current: ClusterKeys.generateKey()) }
         var logger = Logger(label: "drs.demo")
         logger.logLevel = .warning
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)

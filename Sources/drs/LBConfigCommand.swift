@@ -55,16 +55,22 @@ struct LBConfigCommand: ParsableCommand {
             "backend drs_nodes",
             "    balance roundrobin",
             "    # Only nodes that are joined, not fenced and done with their initial transfer take traffic.",
+            "    # /readyz answers without the bearer token, so the check needs none.",
             "    option httpchk GET /readyz",
             "    http-check expect status 200",
         ]
+        let tls = configuration.http.tls != nil
+        if tls {
+            lines.append("    # The nodes speak TLS (http.tls): traffic and checks to them are encrypted; their")
+            lines.append("    # certificate is not verified here (`ca-file <their CA>` with `verify required` does).")
+        }
         for node in configuration.nodes {
             let n = node.name
             lines.append("    use-server \(n) if { req.cook(\(cookie)),field(2,.) -m str \(n) }")
             lines.append("    use-server \(n) if { path_reg ^/sessions/[0-9a-f]{32}\\.\(n)(/|$) }")
         }
         for node in configuration.nodes {
-            lines.append("    server \(node.name) \(node.address):\(node.httpPort) check inter 250ms fall 2 rise 2")
+            lines.append("    server \(node.name) \(node.address):\(node.httpPort) check inter 250ms fall 2 rise 2" + (tls ? " ssl verify none" : ""))
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -24,19 +24,42 @@ struct LocalCluster {
 
     func pidFile(_ name: String) -> String { "\(folder)/\(name).pid" }
 
-    /// Nodes whose pid file names a live process.
+    /// The cluster key its nodes seal with: a fresh one per `start()`, readable by its
+    /// owner only, handed to each node as DRS_CLUSTER_KEY_FILE (which wins over the
+    /// configuration's own key, `keyFile` or `insecure`). Not used when the environment
+    /// already names a key.
+    var keyFile: String { "\(folder)/cluster.key" }
+
+    /// Nodes whose pid file names a live `drs` process (a pid reused by another program
+    /// since is not ours: it is never signalled).
     func runningNodes() -> [Running] {
         config.nodes.compactMap { node in
             guard let text = try? String(contentsOfFile: pidFile(node.name), encoding: .utf8),
-                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0 else { return nil }
+                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0, kill(pid, 0) == 0,
+                  Self.isDRSNode(pid: pid, name: node.name) else { return nil }
             return Running(name: node.name, pid: pid)
         }
+    }
+
+    /// Whether process `pid` is a `drs node --name <name>` (its /proc/<pid>/cmdline): the
+    /// program is named `drs` and its arguments start with `node` and name `name`.
+    static func isDRSNode(pid: Int32, name: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let program = args.first, (program as NSString).lastPathComponent == "drs", args.dropFirst().first == "node" else { return false }
+        guard let i = args.firstIndex(of: "--name"), i + 1 < args.count else { return false }
+        return args[i + 1] == name
     }
 
     /// Starts every node as `drs node` in its own process group, detached from this one,
     /// each with a new log.
     func start() throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        if !Self.environmentNamesKey {
+            do { try ClusterKeys.writeKeyFile(ClusterKeys.generateKey(), to: keyFile, replace: true) } catch {
+                throw DrillError("\(error)")
+            }
+        }
         for node in config.nodes {
             guard FileManager.default.createFile(atPath: "\(folder)/\(node.name).log", contents: nil) else {
                 throw DrillError("cannot create \(folder)/\(node.name).log")
@@ -63,6 +86,11 @@ struct LocalCluster {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
+        if !Self.environmentNamesKey, FileManager.default.fileExists(atPath: keyFile) {
+            var environment = ProcessInfo.processInfo.environment
+            environment["DRS_CLUSTER_KEY_FILE"] = URL(fileURLWithPath: keyFile).standardizedFileURL.path
+            process.environment = environment
+        }
         try process.run()
         try "\(process.processIdentifier)\n".write(toFile: pidFile(name), atomically: true, encoding: .utf8)
         return process.processIdentifier
@@ -82,7 +110,13 @@ struct LocalCluster {
         return running.map(\.name)
     }
 
-    func baseURL(_ node: NodeEndpoint) -> String { "http://\(node.address):\(node.httpPort)" }
+    /// Whether this process's environment already gives the nodes a key.
+    static var environmentNamesKey: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["DRS_CLUSTER_KEY"] != nil || env["DRS_CLUSTER_KEY_FILE"] != nil
+    }
+
+    func baseURL(_ node: NodeEndpoint) -> String { "\(config.http.tls == nil ? "http" : "https")://\(node.address):\(node.httpPort)" }
 
     /// GETs `path` on `node`; `nil` on any failure.
     func get(_ node: NodeEndpoint, _ path: String) async -> Data? {

@@ -3,6 +3,7 @@ import Logging
 import SessionReplication
 import ServiceLifecycle
 import Hummingbird
+import HummingbirdCore
 import SessionReplicationHummingbird
 import SessionReplicationCore
 import UnixSignals
@@ -15,8 +16,8 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Path of a cluster-configs/*.yaml file.")
     var config: String
 
-    @Option(help: "This node's name in the configuration.")
-    var name: String
+    @Option(help: "This node's name in the configuration (default: DRS_NODE_NAME).")
+    var name: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -27,6 +28,10 @@ struct NodeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try loadConfiguration(config)
+        guard let name = name ?? ProcessInfo.processInfo.environment["DRS_NODE_NAME"] else {
+            printError("drs node: --name: required (or DRS_NODE_NAME), expected one of \(configuration.nodes.map(\.name).joined(separator: ", "))")
+            throw ExitCode(2)
+        }
         guard configuration.node(named: name) != nil else {
             printError("drs: invalid configuration: \(config): nodes: no node named \"\(name)\" (have \(configuration.nodes.map(\.name).joined(separator: ", ")))")
             throw ExitCode(2)
@@ -45,7 +50,7 @@ struct NodeCommand: AsyncParsableCommand {
             }
             if node.faults.isActive { logger.notice("injecting faults", metadata: ["drs.faults": "\(node.faults)"]) }
         }
-        let router = Router()
+        let router = Router(context: DRSRequestContext.self)
         let metrics = NodeMetrics(node: node)
         let forwarder = SessionForwarder { ok in
             metrics.increment("drs_http_forwarded_total", labels: [("result", ok ? "ok" : "failed")],
@@ -56,9 +61,18 @@ struct NodeCommand: AsyncParsableCommand {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
         }
+        let server: HTTPServerBuilder
+        do {
+            server = try DRSHTTPServer.builder(configuration.http)
+        } catch {
+            printError("drs: invalid configuration: \(config): \(error)")
+            throw ExitCode(2)
+        }
         let http = Application(
             router: router,
-            configuration: .init(address: .hostname(endpoint.address, port: endpoint.httpPort), serverName: "drs/\(name)"),
+            server: server,
+            configuration: DRSHTTPServer.configuration(address: .hostname(endpoint.address, port: endpoint.httpPort),
+                                                       serverName: "drs/\(name)", settings: configuration.http, logger: logger),
             logger: logger)
         // The node starts first and stops last: the API answers only while it runs.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: node), .init(service: http)]

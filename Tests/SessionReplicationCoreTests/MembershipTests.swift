@@ -302,7 +302,7 @@ struct MembershipTests {
 
     @Test func codecRoundTripsEveryMessageAndRefusesHostileBytes() throws {
         let u = [MemberUpdate(status: .suspect, name: "n2", id: Self.b, incarnation: 9, from: "n3"),
-                 MemberUpdate(status: .left, name: "node-7", id: NodeID(.max), incarnation: .max, from: "node-7")]
+                 MemberUpdate(status: .left, name: "node-7", id: NodeID(.max), incarnation: MembershipCodec.maxIncarnation - 1, from: "node-7")]
         let messages: [MembershipMessage] = [
             .ping(sequence: 1, target: Self.a, updates: u), .ping(sequence: .max, target: Self.b, updates: []),
             .ack(sequence: 2, updates: u), .pingRequest(sequence: 3, target: "n3", targetID: Self.c, updates: u),

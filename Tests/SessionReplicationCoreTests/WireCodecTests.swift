@@ -312,14 +312,15 @@ struct WireCodecTests {
         #expect(throws: DecodeError.invalid(field: "invalidate.reason")) { try decodeMessage(encoded) }
     }
 
-    @Test("a message length longer than its fields leaves trailing bytes, shorter overruns")
+    @Test("a message length longer than its fields leaves trailing bytes, shorter cuts the last field short")
     func messageLengthMismatch() {
         let touch = MessageCodec.encode(.touch(Touch(id: sampleID, stamp: sampleStamp, lastAccessedAt: WallTime(milliseconds: 5))))
         let body = Array(touch[5...])
         #expect(throws: DecodeError.trailingBytes(3)) {
             try decodeMessage(wrapMessage(type: 4, body + [0, 0, 0]))
         }
-        #expect(throws: DecodeError.invalid(field: "message.length")) {
+        // The body is read within its declared length only (the next message starts there).
+        #expect(throws: DecodeError.truncated(field: "touch.lastAccessedAt")) {
             try decodeMessage(wrapMessage(type: 4, body, length: UInt32(body.count - 1)))
         }
     }

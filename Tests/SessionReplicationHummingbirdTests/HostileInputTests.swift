@@ -171,7 +171,7 @@ struct HostileInputTests {
         }
     }
 
-    @Test("With a bearer token set, requests without it or with a wrong one answer 401; /healthz stays open", .timeLimit(.minutes(1)))
+    @Test("With a bearer token set, requests without it or with a wrong one answer 401; /healthz and /readyz stay open", .timeLimit(.minutes(1)))
     func bearerToken() async throws {
         try await withAPI(settings: .init(bearerToken: "s3cret")) { client in
             var twice = HTTPFields()
@@ -180,7 +180,7 @@ struct HostileInputTests {
             let wrong: [HTTPFields] = [[:], [.authorization: "Bearer nope"], [.authorization: "Bearer s3cret2"], [.authorization: "Bearer s3cre"],
                                        [.authorization: "Basic s3cret"], [.authorization: "s3cret"], [.authorization: "Bearer "], twice]
             for headers in wrong {
-                for (uri, method) in [("/sessions", HTTPRequest.Method.post), ("/cluster/status", .get), ("/readyz", .get), ("/nope", .get)] {
+                for (uri, method) in [("/sessions", HTTPRequest.Method.post), ("/cluster/status", .get), ("/metrics", .get), ("/nope", .get)] {
                     let response = try await client.execute(uri: uri, method: method, headers: headers)
                     #expect(response.isError(.unauthorized, "unauthorized"), "\(headers) \(uri)")
                     #expect(response.headers[.wwwAuthenticate] == "Bearer")
@@ -188,6 +188,8 @@ struct HostileInputTests {
             }
             let health = try await client.execute(uri: "/healthz", method: .get)
             #expect(health.status == .ok)
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            #expect(ready.status == .ok)
             let good = try await client.create(headers: [.authorization: "Bearer s3cret"])
             #expect(good.status == .created)
             let lowercase = try await client.execute(uri: "/cluster/status", method: .get, headers: [.authorization: "bearer s3cret"])

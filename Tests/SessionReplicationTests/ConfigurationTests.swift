@@ -52,22 +52,27 @@ private let clusterCases: [(String, String)] = {
 
 @Suite("Configuration files")
 struct ConfigurationTests {
-    @Test("every shipped file in cluster-configs loads, validates and has no warnings")
+    @Test("every shipped file in cluster-configs loads and validates, carries no key, and binds loopback only")
     func shippedFilesLoad() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: configDirectory.path).filter { $0.hasSuffix(".yaml") }.sorted()
         #expect(Set(files).isSuperset(of: ["drs-defaults.yaml", "local-3.yaml", "local-5-two-backups.yaml", "sync-3.yaml"]))
         for file in files {
-            let config = try ClusterConfiguration.load(path: configDirectory.appendingPathComponent(file).path)
+            let config = try ClusterConfiguration.load(path: configDirectory.appendingPathComponent(file).path, environment: [:])
             #expect(config.clusterID + ".yaml" == file)
-            #expect(config.keys.current?.count == 32 && !config.keys.insecure, "\(file) must carry a real key")
-            #expect(config.warnings.isEmpty, "\(file): \(config.warnings)")
+            // Before: each carried a fixed key, published with the repository.
+            #expect(config.keys.current == nil && config.keys.insecure, "\(file) must carry no key")
+            #expect(config.nodes.allSatisfy { $0.address.hasPrefix("127.") }, "\(file) must stay on loopback")
+            #expect(config.warnings.allSatisfy { $0.hasPrefix("cluster.insecure:") }, "\(file): \(config.warnings)")
+            let text = try String(contentsOf: configDirectory.appendingPathComponent(file), encoding: .utf8)
+            #expect(text.range(of: #"key:\s*[A-Za-z0-9+/]{43}="#, options: .regularExpression) == nil,
+                    "\(file) holds something that looks like a key")
         }
     }
 
     @Test("the shipped files say what their names promise")
     func shippedFilesContent() throws {
         func load(_ name: String) throws -> ClusterConfiguration {
-            try ClusterConfiguration.load(path: configDirectory.appendingPathComponent(name).path)
+            try ClusterConfiguration.load(path: configDirectory.appendingPathComponent(name).path, environment: [:])
         }
         let local3 = try load("local-3.yaml")
         #expect(local3.nodes.map(\.name) == ["n1", "n2", "n3"])
@@ -334,7 +339,8 @@ struct ConfigurationTests {
 
     @Test("an HTTP API beyond loopback needs http.token")
     func tokenBeyondLoopback() throws {
-        let exposed = "cluster: {id: t, insecure: true}\nnodes: [{name: a, address: 10.1.2.3}]"
+        let key = Data(ClusterKeys.generateKey()).base64EncodedString()
+        let exposed = "cluster: {id: t, key: \"\(key)\"}\nnodes: [{name: a, address: 10.1.2.3}]"
         #expect(failingField(exposed) == "http.token")
         #expect(try parse(exposed + "\nhttp: {token: secret}").http.token == "secret")
     }

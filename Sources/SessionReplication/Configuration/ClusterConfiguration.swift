@@ -69,9 +69,40 @@ public struct HTTPSettings: Hashable, Sendable {
     public var secureCookie: Bool = false
     /// Bearer token required when the API binds beyond loopback. Default none.
     public var token: String? = nil
+    /// A connection that carries no request for this long, or whose request stops
+    /// arriving for this long, is closed (`http.idleTimeout`). Default 30 s.
+    public var idleTimeout: Duration = .seconds(30)
+    /// Time a client has to send one whole request (head and body) once it began: a
+    /// request still arriving after it is cut off, however steadily it trickles (slowloris,
+    /// endless chunked bodies). Not a configuration key; derived as
+    /// `max(60 s, 2 x idleTimeout)` unless set here.
+    public var requestTimeout: Duration? = nil
+    /// Connections the HTTP API holds open at once (`http.maxConnections`); beyond it new
+    /// connections wait in the listen backlog until one closes. Default 1,024.
+    public var maxConnections: Int = 1024
+    /// TLS for the HTTP API (`http.tls.certificate`, `http.tls.key`). Default none:
+    /// plain HTTP.
+    public var tls: HTTPTLSFiles? = nil
 
     /// Creates the defaults.
     public init() {}
+
+    /// `requestTimeout`, or `max(60 s, 2 x idleTimeout)` when not set.
+    public var effectiveRequestTimeout: Duration { requestTimeout ?? max(.seconds(60), idleTimeout * 2) }
+}
+
+/// PEM files that make the HTTP API speak TLS (`http.tls:`).
+public struct HTTPTLSFiles: Hashable, Sendable {
+    /// Path of the certificate chain, PEM (`http.tls.certificate`), leaf first.
+    public var certificate: String
+    /// Path of the private key, PEM (`http.tls.key`).
+    public var key: String
+    /// Names both files; relative paths are taken from the current directory (the loader
+    /// resolves them against the configuration file's folder).
+    public init(certificate: String, key: String) {
+        self.certificate = certificate
+        self.key = key
+    }
 }
 
 /// The cluster's keys for sealing frames (AES-256-GCM).
@@ -80,8 +111,13 @@ public struct ClusterKeys: Hashable, Sendable {
     public var current: [UInt8]?
     /// Older keys still accepted when opening frames (rotation). Default none.
     public var keyring: [[UInt8]] = []
-    /// Runs without sealing; must be said explicitly (`insecure: true`).
+    /// Runs without sealing; must be said explicitly (`insecure: true`). Refused at load
+    /// when any node binds beyond loopback.
     public var insecure: Bool = false
+    /// Where `current` was read from (`cluster.keyFile`), when it came from a file; the
+    /// loader resolves a relative path against the configuration file's folder. Default
+    /// `nil`.
+    public var keyFile: String? = nil
 
     /// Creates a key set. `current` must be 32 bytes unless `insecure` is true.
     public init(current: [UInt8]?, keyring: [[UInt8]] = [], insecure: Bool = false) {

@@ -28,24 +28,32 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
 
 extension ClusterConfiguration {
     /// Reads, parses and validates the YAML file at `path` (docs/contracts.md); errors name `path`.
+    /// Every key can also be set from `environment` (default: the process's), which wins
+    /// over the file: `DRS_` and the key's path in upper snake case (`DRS_CLUSTER_KEY`,
+    /// `DRS_REPLICATION_MODE`, `DRS_HTTP_TLS_CERTIFICATE`; list items cannot). Relative
+    /// paths in it (`cluster.keyFile`, `http.tls.*`) are taken from `path`'s folder.
     /// Throws a `ConfigurationError` when the file is unreadable, not YAML, or invalid.
-    public static func load(path: String) throws(ConfigurationError) -> ClusterConfiguration {
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigurationError) -> ClusterConfiguration {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ConfigurationError(file: path, field: "", message: "cannot read the file: \(error.localizedDescription)")
         }
-        return try parse(yaml: text, file: path)
+        let folder = (path as NSString).deletingLastPathComponent
+        return try parse(yaml: text, file: path, environment: environment, directory: folder.isEmpty ? "." : folder)
     }
 
     /// Parses and validates a configuration; every key but `cluster.id` and `nodes` is optional
-    /// and defaults as documented on the settings types. Throws a `ConfigurationError` naming
-    /// `file` and the field on invalid YAML, unknown keys, wrong types or failed `validate`.
-    public static func parse(yaml: String, file: String = "<config>") throws(ConfigurationError) -> ClusterConfiguration {
+    /// and defaults as documented on the settings types. `environment` overrides keys as
+    /// `load` says (default none); relative paths are taken from `directory` (default the
+    /// current one). Throws a `ConfigurationError` naming `file` and the field on invalid
+    /// YAML, unknown keys, wrong types, an unreadable `cluster.keyFile`, or failed `validate`.
+    public static func parse(yaml: String, file: String = "<config>", environment: [String: String] = [:],
+                             directory: String = ".") throws(ConfigurationError) -> ClusterConfiguration {
         let root: Node?
         do { root = try compose(yaml: yaml) } catch {
             throw ConfigurationError(file: file, field: "", message: "not valid YAML: \(ConfigSyntax.describe(yamlError: error))")
         }
-        let config = try ConfigReader(file: file).configuration(root)
+        let config = try ConfigReader(file: file, environment: environment, directory: directory).configuration(root)
         try config.validate(file: file)
         return config
     }
@@ -69,16 +77,16 @@ extension ClusterConfiguration {
         // cluster
         let idOK = (1...64).contains(clusterID.utf8.count) && clusterID.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F }
         try check(idOK, "cluster.id", "expected 1 to 64 bytes without spaces or control characters, found \"\(clusterID)\"")
+        let keyField = keys.keyFile == nil ? "cluster.key" : "cluster.keyFile"
         if let key = keys.current {
-            try check(key.count == 32, "cluster.key", "expected base64 of exactly 32 bytes, found \(key.count) bytes")
-            try check(!keys.insecure, "cluster.insecure", "`insecure: true` contradicts `cluster.key`; remove one of them")
+            try check(key.count == 32, keyField, "expected base64 of exactly 32 bytes, found \(key.count) bytes")
+            try check(!keys.insecure, "cluster.insecure", "`insecure: true` contradicts `\(keyField)`; remove one of them")
         } else {
-            try check(keys.insecure, "cluster.key", "expected base64 of exactly 32 bytes (`head -c32 /dev/urandom | base64`), or `insecure: true`, found nothing")
+            try check(keys.insecure, "cluster.key", "expected base64 of exactly 32 bytes (make one with `drs keygen`; or give `keyFile`, or DRS_CLUSTER_KEY), or `insecure: true` on loopback, found nothing")
         }
         for (i, old) in keys.keyring.enumerated() {
             try check(old.count == 32, "cluster.keyring[\(i)]", "expected base64 of exactly 32 bytes, found \(old.count) bytes")
         }
-
         // nodes
         try check(!nodes.isEmpty, "nodes", "expected at least one node, found none")
         var names: [String: Int] = [:]
@@ -154,15 +162,44 @@ extension ClusterConfiguration {
         try check(s.maxAttributeBytes <= s.maxSessionBytes, "sessions.maxAttributeBytes",
                   "expected at most maxSessionBytes (\(ConfigSyntax.format(size: s.maxSessionBytes))), found \(ConfigSyntax.format(size: s.maxAttributeBytes))")
         try atLeast(1, s.maxSessions, "sessions.maxSessions")
+        try atLeast(0, s.maxAttributes, "sessions.maxAttributes")
+        if let budget = s.maxBytes {
+            try check(budget >= s.maxSessionBytes, "sessions.maxBytes",
+                      "expected at least maxSessionBytes (\(ConfigSyntax.format(size: s.maxSessionBytes))), found \(ConfigSyntax.format(size: budget))")
+        }
+        if let (field, message) = s.wireProblem() {
+            try check(false, "sessions.\(field)", message)
+        }
 
         // http (docs/design.md (Wire format and security), and docs/contracts.md)
         let tokenChars = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
         try check(!http.cookieName.isEmpty && http.cookieName.allSatisfy(tokenChars.contains), "http.cookieName",
                   "expected a cookie name (letters, digits, !#$%&'*+-.^_`|~), found \"\(http.cookieName)\"")
+        try positive(http.idleTimeout, "http.idleTimeout")
+        if let t = http.requestTimeout { try positive(t, "http.requestTimeout") }
+        try atLeast(1, http.maxConnections, "http.maxConnections")
+        if let tls = http.tls {
+            for (field, path) in [("http.tls.certificate", tls.certificate), ("http.tls.key", tls.key)] {
+                try check(FileManager.default.isReadableFile(atPath: path), field, "expected a readable PEM file, found \"\(path)\" unreadable or missing")
+            }
+        }
         if let token = http.token {
             try check(!token.isEmpty, "http.token", "expected a non-empty bearer token, found \"\"")
         } else if let exposed = nodes.firstIndex(where: { !ConfigSyntax.isLoopback($0.address) }) {
             try check(false, "http.token", "required when the HTTP API binds beyond loopback (nodes[\(exposed)].address is \(nodes[exposed].address)), found nothing")
+        }
+
+        // Beyond loopback anyone on the network can send frames: they must be sealed, with
+        // a key nobody else has read.
+        if let exposed = nodes.firstIndex(where: { !ConfigSyntax.isLoopback($0.address) }) {
+            let reason = "nodes[\(exposed)].address \(nodes[exposed].address) is beyond loopback"
+            try check(!keys.insecure, "cluster.insecure", "refused: \(reason), where frames must be sealed; give a key from `drs keygen` (cluster.key, cluster.keyFile or DRS_CLUSTER_KEY)")
+            if let key = keys.current {
+                try check(!KnownKeys.isPublished(key), keyField, "refused: this key is published (shipped in the drs repository, or one repeated byte) and \(reason); make a fresh one with `drs keygen`")
+            }
+            for (i, old) in keys.keyring.enumerated() {
+                try check(!KnownKeys.isPublished(old), "cluster.keyring[\(i)]", "refused: this key is published (shipped in the drs repository, or one repeated byte) and \(reason); drop it from the keyring")
+            }
         }
     }
 
@@ -181,6 +218,12 @@ extension ClusterConfiguration {
         }
         if keys.insecure {
             out.append("cluster.insecure: frames travel unsealed and unauthenticated; use only for local experiments")
+        }
+        if let key = keys.current, KnownKeys.isPublished(key) {
+            out.append("\(keys.keyFile == nil ? "cluster.key" : "cluster.keyFile"): this key is published (anyone who read the drs repository has it); fine on loopback, refused beyond it; make a fresh one with `drs keygen`")
+        }
+        if let path = keys.keyFile, let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            out.append("cluster.keyFile: \(path) is readable by other users (mode \(String(mode, radix: 8))); `chmod 600` it")
         }
         return out
     }
@@ -246,6 +289,48 @@ enum ConfigSyntax {
     /// The config spelling of a write frequency.
     static func name(of frequency: WriteFrequency) -> String { writeFrequencies.first { $0.1 == frequency }!.0 }
     static let writeFrequencies: [(String, WriteFrequency)] = [("end-of-service", .endOfService), ("manual", .manual), ("time-based", .timeBased)]
+
+    /// The environment variable that sets the key at `path`: `DRS_` and the path in upper
+    /// snake case (`sessions.maxAttributeBytes` is `DRS_SESSIONS_MAX_ATTRIBUTE_BYTES`).
+    static func environmentName(_ path: String) -> String {
+        var out = "DRS_"
+        for c in path {
+            if c == "." { out.append("_") } else if c.isUppercase { out.append("_"); out.append(c) } else { out.append(contentsOf: c.uppercased()) }
+        }
+        return out
+    }
+
+    /// `path` as given when absolute, else inside `directory`.
+    static func resolve(_ path: String, in directory: String) -> String {
+        path.hasPrefix("/") || directory == "." ? path : directory + "/" + path
+    }
+
+    /// What is wrong with a file the configuration names.
+    struct Problem: Error {
+        var message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    /// Most bytes a key file may hold: one base64 key and some whitespace.
+    static let maxKeyFileBytes = 4096
+
+    /// The 32-byte key in the regular file at `path` (base64, surrounding whitespace
+    /// ignored); the problem as text otherwise. Reads at most `maxKeyFileBytes`.
+    static func readKeyFile(_ path: String) -> Result<[UInt8], Problem> {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+            return .failure(Problem("cannot read \"\(path)\": no such file or no permission"))
+        }
+        guard attributes[.type] as? FileAttributeType == .typeRegular else { return .failure(Problem("\"\(path)\" is not a regular file")) }
+        guard let size = attributes[.size] as? Int, size <= maxKeyFileBytes else {
+            return .failure(Problem("\"\(path)\" is larger than \(maxKeyFileBytes) bytes; expected one base64 key from `drs keygen`"))
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { return .failure(Problem("cannot read \"\(path)\"")) }
+        let text = String(decoding: data.prefix(maxKeyFileBytes), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let key = Data(base64Encoded: text), key.count == 32 else {
+            return .failure(Problem("expected \"\(path)\" to hold base64 of exactly 32 bytes (`drs keygen --out \(path)`), found something else"))
+        }
+        return .success([UInt8](key))
+    }
 
     /// The canonical text of an IPv4 or IPv6 literal, or `nil` when `address` is not one.
     static func normalizedAddress(_ address: String) -> String? { (try? SocketAddress(ipAddress: address, port: 0))?.ipAddress }
@@ -357,10 +442,22 @@ private struct Section {
     let path: String
     private var values: [String: Node] = [:]
 
-    /// `node` nil means the section is absent (all defaults).
-    init(_ node: Node?, path: String, file: String, keys: [String]) throws(ConfigurationError) {
+    /// `node` nil means the section is absent (all defaults). A key set in `environment`
+    /// (`DRS_` and its path in upper snake case) replaces the file's value.
+    /// Keys in `ignoringFile` keep no value from the file (the environment replaces them).
+    init(_ node: Node?, path: String, file: String, keys: [String], environment: [String: String] = [:],
+         ignoringFile: Set<String> = []) throws(ConfigurationError) {
         self.file = file
         self.path = path
+        try read(node, keys: keys)
+        for key in ignoringFile { values[key] = nil }
+        for key in keys {
+            guard let text = environment[ConfigSyntax.environmentName(field(key))] else { continue }
+            values[key] = (try? compose(yaml: text)) ?? Node.scalar(.init(text))
+        }
+    }
+
+    private mutating func read(_ node: Node?, keys: [String]) throws(ConfigurationError) {
         guard let node, !Kind<Void>.isNull(node) else { return }
         guard case .mapping(let mapping) = node else {
             throw ConfigurationError(file: file, field: path, message: "expected a mapping with keys \(keys.joined(separator: ", ")), found \(Kind<Void>.describe(node))")
@@ -429,20 +526,41 @@ private struct Section {
 /// Builds a `ClusterConfiguration` from the YAML tree, types and keys only (`validate` does the rest).
 private struct ConfigReader {
     let file: String
+    var environment: [String: String] = [:]
+    var directory = "."
+
+    func section(_ node: Node?, _ path: String, _ keys: [String], ignoringFile: Set<String> = []) throws(ConfigurationError) -> Section {
+        try Section(node, path: path, file: file, keys: keys, environment: environment, ignoringFile: ignoringFile)
+    }
 
     func configuration(_ root: Node?) throws(ConfigurationError) -> ClusterConfiguration {
         let top = try Section(root, path: "", file: file, keys: ["cluster", "nodes", "replication", "membership", "sessions", "http"])
 
-        let c = try Section(top.node("cluster"), path: "cluster", file: file, keys: ["id", "key", "keyring", "insecure"])
+        // A key from the environment replaces every key source of the file (`key`,
+        // `keyFile`, `insecure`): `drs cluster up` hands its nodes a fresh key this way.
+        let keyFromEnvironment = environment["DRS_CLUSTER_KEY"] != nil || environment["DRS_CLUSTER_KEY_FILE"] != nil
+        let c = try section(top.node("cluster"), "cluster", ["id", "key", "keyFile", "keyring", "insecure"],
+                            ignoringFile: keyFromEnvironment ? ["key", "keyFile", "insecure"] : [])
         var keys = ClusterKeys(current: try c.get("key", .key), keyring: try c.list("keyring", .key) ?? [])
         try c.set(&keys.insecure, "insecure", .bool)
+        if let path = try c.get("keyFile", .string) {
+            guard keys.current == nil else {
+                throw ConfigurationError(file: file, field: "cluster.keyFile", message: "give either `key` or `keyFile`, found both")
+            }
+            let resolved = ConfigSyntax.resolve(path, in: directory)
+            switch ConfigSyntax.readKeyFile(resolved) {
+            case .success(let key): keys.current = key
+            case .failure(let problem): throw ConfigurationError(file: file, field: "cluster.keyFile", message: problem.message)
+            }
+            keys.keyFile = resolved
+        }
         var config = ClusterConfiguration(clusterID: try c.required("id", .string), keys: keys, nodes: [])
 
         guard let nodes = try top.list("nodes") else {
             throw ConfigurationError(file: file, field: "nodes", message: "required, expected a list of nodes ({name, address, httpPort, replicationPort, membershipPort}), found nothing")
         }
         for item in nodes {
-            let n = try Section(item.node, path: item.field, file: file, keys: ["name", "address", "httpPort", "replicationPort", "membershipPort", "role"])
+            let n = try section(item.node, item.field, ["name", "address", "httpPort", "replicationPort", "membershipPort", "role"])
             var node = NodeEndpoint(name: try n.required("name", .string))
             try n.set(&node.address, "address", .string)
             try n.set(&node.httpPort, "httpPort", .port)
@@ -452,7 +570,7 @@ private struct ConfigReader {
             config.nodes.append(node)
         }
 
-        let r = try Section(top.node("replication"), path: "replication", file: file, keys: [
+        let r = try section(top.node("replication"), "replication", [
             "replicas", "role", "mode", "minSyncReplicas", "transport", "writeFrequency", "writeInterval", "writeContents",
             "retryCount", "retryInterval", "syncTimeout", "onSyncTimeout", "repairInterval", "affinity",
             "takeoverCooldown", "handoverTimeout", "drainTimeout", "maxQueueBytes", "udpMaxPayload", "udpWindow", "udpRate", "reorderFrames", "reorderDelay",
@@ -481,15 +599,15 @@ private struct ConfigReader {
         try r.set(&config.replication.reorderFrames, "reorderFrames", .int(1...Int.max))
         try r.set(&config.replication.reorderDelay, "reorderDelay", .duration)
 
-        let m = try Section(top.node("membership"), path: "membership", file: file, keys: ["probeInterval", "lease", "promotion", "tombstoneTTL"])
+        let m = try section(top.node("membership"), "membership", ["probeInterval", "lease", "promotion", "tombstoneTTL"])
         try m.set(&config.membership.probeInterval, "probeInterval", .duration)
         try m.set(&config.membership.lease, "lease", .duration)
         try m.set(&config.membership.promotion, "promotion", .choice)
         try m.set(&config.membership.tombstoneTTL, "tombstoneTTL", .duration)
 
-        let s = try Section(top.node("sessions"), path: "sessions", file: file, keys: [
+        let s = try section(top.node("sessions"), "sessions", [
             "maxInactiveInterval", "backupGrace", "transientAttributes", "maxAttributeBytes", "maxSessionBytes",
-            "maxSessions", "accessReplicationInterval",
+            "maxSessions", "maxAttributes", "maxBytes", "accessReplicationInterval",
         ])
         try s.set(&config.sessions.maxInactiveInterval, "maxInactiveInterval", .duration)
         try s.set(&config.sessions.backupGrace, "backupGrace", .duration)
@@ -497,12 +615,27 @@ private struct ConfigReader {
         try s.set(&config.sessions.maxAttributeBytes, "maxAttributeBytes", .size)
         try s.set(&config.sessions.maxSessionBytes, "maxSessionBytes", .size)
         try s.set(&config.sessions.maxSessions, "maxSessions", .int(1...Int.max))
+        try s.set(&config.sessions.maxAttributes, "maxAttributes", .int(0...Int.max))
+        try s.set(&config.sessions.maxBytes, "maxBytes", .size)
         try s.set(&config.sessions.accessReplicationInterval, "accessReplicationInterval", .duration)
 
-        let h = try Section(top.node("http"), path: "http", file: file, keys: ["cookieName", "secureCookie", "token"])
+        let h = try section(top.node("http"), "http", ["cookieName", "secureCookie", "token", "idleTimeout", "maxConnections", "tls"])
         try h.set(&config.http.cookieName, "cookieName", .string)
         try h.set(&config.http.secureCookie, "secureCookie", .bool)
         try h.set(&config.http.token, "token", .string)
+        try h.set(&config.http.idleTimeout, "idleTimeout", .duration)
+        try h.set(&config.http.maxConnections, "maxConnections", .int(1...Int.max))
+        let t = try section(h.node("tls"), "http.tls", ["certificate", "key"])
+        let certificate = try t.get("certificate", .string), tlsKey = try t.get("key", .string)
+        switch (certificate, tlsKey) {
+        case (nil, nil): break
+        case (let cert?, let key?):
+            config.http.tls = HTTPTLSFiles(certificate: ConfigSyntax.resolve(cert, in: directory), key: ConfigSyntax.resolve(key, in: directory))
+        case (nil, _):
+            throw ConfigurationError(file: file, field: "http.tls.certificate", message: "required with http.tls.key, expected a PEM file path, found nothing")
+        case (_, nil):
+            throw ConfigurationError(file: file, field: "http.tls.key", message: "required with http.tls.certificate, expected a PEM file path, found nothing")
+        }
         return config
     }
 }

@@ -129,6 +129,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// membership socket, and starts the timer. Throws if a socket cannot be bound.
     public func start() async throws {
         guard state.withLockedValue({ s in defer { s.started = true }; return !s.started }) else { return }
+        let inboundPolicy = InboundPolicy(configuration: configuration, selfName: endpoint.name)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -142,11 +143,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                 guard open else { return channel.close() }
                 channel.closeFuture.whenComplete { [self] _ in _ = state.withLockedValue { $0.children.removeValue(forKey: key) } }
                 return channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    try ops.addHandler(ByteToMessageHandler(BoundedFrameDecoder(
-                        maxFrameBytes: frameCodec.limits.maxFrameBytes + 4096,
-                        onOversized: { [weak self] in self?.countRejection(.oversized) })))
-                    try ops.addHandler(StreamFrameHandler(receiver: self))
+                    try channel.pipeline.syncOperations.addHandler(inboundGuard(inboundPolicy))
                 }
             }
             .bind(host: endpoint.address, port: endpoint.replicationPort).get()
@@ -379,6 +376,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         bound.connect(host: host, port: port).whenComplete { [self] result in
             switch result {
             case .success(let channel):
+                // A small first frame, before anything else can use the connection: the
+                // listener buffers little until a frame authenticates (InboundPolicy).
+                channel.writeAndFlush(helloFrame(), promise: nil)
                 guard link.connected(channel), !isStopped else { return }
                 channel.closeFuture.whenComplete { [self] _ in
                     link.disconnected(channel)

@@ -39,7 +39,7 @@ struct FrameCodec: Sendable {
         if !datagram { buffer.writeInteger(UInt32(w.bytes.count + bodyLength), endianness: .little) }
         buffer.writeBytes(w.bytes)
         if sealer.sealing {
-            sealer.seal(body: body, headerBytes: w.bytes, counter: counter, sender: sender, into: &buffer)
+            sealer.seal(body: body, headerBytes: w.bytes, counter: counter, sender: sender, name: selfName, into: &buffer)
         } else {
             buffer.writeBytes(body)
         }

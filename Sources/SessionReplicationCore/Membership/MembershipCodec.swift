@@ -8,6 +8,9 @@ public enum MembershipCodec {
 
     /// Most updates in one message. Default 4,096 members.
     public static let maxUpdates = 4_096
+    /// Incarnations at or above this (2^62) are refused on decode: a node refuting a
+    /// suspicion takes the heard incarnation plus one.
+    public static let maxIncarnation: UInt64 = 1 << 62
 
     /// Encodes one message.
     public static func encode(_ message: MembershipMessage) -> [UInt8] {
@@ -105,6 +108,8 @@ public enum MembershipCodec {
             let name = try readName(&r, "update.name")
             let id = NodeID(try r.read(UInt64.self, "update.id"))
             let incarnation = try r.read(UInt64.self, "update.incarnation")
+            // A refutation adds one to the highest incarnation heard.
+            guard incarnation < maxIncarnation else { throw .invalid(field: "update.incarnation") }
             let from = try readName(&r, "update.from")
             out.append(MemberUpdate(status: status, name: name, id: id, incarnation: incarnation, from: from))
         }

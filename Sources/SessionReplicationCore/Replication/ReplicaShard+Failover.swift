@@ -146,8 +146,7 @@ extension ReplicaShard {
             takeovers[id] = Takeover(owner: member, ownerID: ownerID, waiting: Set(others), after: promoteAfter, sentAt: now)
             for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }
         } else if now >= promoteAfter {
-            promote(id, now: now)
-            out.promoted.append(id)
+            if promote(id, now: now) { out.promoted.append(id) }
         } else {
             pendingPromotions.append((id, member, promoteAfter))
         }
@@ -296,8 +295,7 @@ extension ReplicaShard {
             guard now >= p.after else { waiting.append(p); continue }
             // Still a backup of that owner (nothing newer arrived meanwhile).
             guard backups[p.id]?.owner == p.owner else { continue }
-            promote(p.id, now: now)
-            done.append(p.id)
+            if promote(p.id, now: now) { done.append(p.id) }
         }
         pendingPromotions = waiting
         return done
@@ -392,15 +390,24 @@ extension ReplicaShard {
     }
 
     /// Makes the backup copy of `id` an owned session under a new epoch and replicates it.
-    mutating func promote(_ id: SessionID, now: MonotonicInstant) {
-        guard let b = backups.removeValue(forKey: id) else { return }
+    /// Refused (false, the copy kept as it is, `counters.overflowRefused` counted) when
+    /// its epoch counter has no successor below `Epoch.maxCounter`.
+    @discardableResult
+    mutating func promote(_ id: SessionID, now: MonotonicInstant) -> Bool {
+        guard let b = backups[id] else { return false }
+        guard let epoch = b.state.stamp.epoch.next(owner: settings.selfID) else {
+            counters.overflowRefused += 1
+            return false
+        }
+        backups[id] = nil
         var state = b.state
-        state.stamp = Stamp(epoch: Epoch(counter: state.stamp.epoch.counter + 1, owner: settings.selfID), version: state.stamp.version)
+        state.stamp = Stamp(epoch: epoch, version: state.stamp.version)
         state.replicaSet = placement(for: id, keeping: state.replicaSet)
         owned[id] = Owned(state: state, sentVersion: 0, accessSent: state.lastAccessedAt)
         ownerExpiry.schedule(id, at: state.expiresAt.milliseconds / 1000 + 1)
         counters.promotions += 1
         note(.activated, id, state.stamp)
         _ = send(id, now: now)
+        return true
     }
 }

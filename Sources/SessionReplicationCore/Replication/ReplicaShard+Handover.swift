@@ -78,7 +78,8 @@ extension ReplicaShard {
     /// replaced by `giver` (when `giverStays`; a draining giver is left out), filled up
     /// to `replicas` by placement, and sent whole to it at once, so that every old holder
     /// ends up with the new epoch. Returns false (nothing changes) when this node cannot
-    /// own (`server` role), already owns it, or holds a tombstone at least as new.
+    /// own (`server` role), already owns it, holds a tombstone at least as new, or the
+    /// epoch counter has no successor below `Epoch.maxCounter` (`counters.overflowRefused`).
     /// Also refused: a state of an earlier epoch than the backup copy held here (the
     /// session moved on since it was handed over; a late or repeated answer).
     public mutating func adoptHandover(_ state: SessionState, from giver: String, giverStays: Bool, now: MonotonicInstant) -> Bool {
@@ -94,7 +95,11 @@ extension ReplicaShard {
         }
         var s = state
         let counter = max(s.stamp.epoch.counter, backups[id]?.state.stamp.epoch.counter ?? 0)
-        s.stamp = Stamp(epoch: Epoch(counter: counter + 1, owner: settings.selfID), version: s.stamp.version)
+        guard let epoch = Epoch(counter: counter, owner: settings.selfID).next(owner: settings.selfID) else {
+            counters.overflowRefused += 1
+            return false
+        }
+        s.stamp = Stamp(epoch: epoch, version: s.stamp.version)
         var keep = s.replicaSet
         if keep.contains(settings.selfName) {
             keep = keep.map { $0 == settings.selfName ? giver : $0 }

@@ -11,7 +11,7 @@ public struct ReplicaShard: Sendable {
     /// Counters since start.
     public internal(set) var counters = ReplicationCounters()
 
-    struct Owned: Sendable {
+    struct Owned: Sendable, HoldsSessionState {
         var state: SessionState
         /// Version last sent to the backups; 0 before the first send.
         var sentVersion: UInt64 = 0
@@ -26,7 +26,7 @@ public struct ReplicaShard: Sendable {
         var confirmGiver = ""
     }
 
-    struct Backup: Sendable {
+    struct Backup: Sendable, HoldsSessionState {
         var state: SessionState
         var lastHeard: MonotonicInstant
         /// The node the copy answers to (it came from it, or was promised or handed to it).
@@ -52,8 +52,8 @@ public struct ReplicaShard: Sendable {
         var deadline: MonotonicInstant
     }
 
-    var owned: [SessionID: Owned] = [:]
-    var backups: [SessionID: Backup] = [:]
+    var owned = SessionTable<Owned>()
+    var backups = SessionTable<Backup>()
     var tombstones: [SessionID: Tombstone] = [:]
     /// Outbound streams by peer name.
     public internal(set) var streams: [String: OutboundStream] = [:]
@@ -134,7 +134,9 @@ public struct ReplicaShard: Sendable {
     // MARK: - Owner side
 
     /// Creates a session owned by this node, replicated at once in every write frequency.
-    /// Fails with `capacity` at `maxSessions`, `payloadTooLarge` beyond the size limits,
+    /// Fails with `capacity` at `maxSessions` or beyond the byte budget (`maxBytes`),
+    /// `payloadTooLarge` beyond the size limits (`maxAttributes`, `maxAttributeBytes`,
+    /// `maxSessionBytes`, and what one replication frame carries),
     /// `notOwner` on a `server` node, `insufficientReplicas` (synchronous, `fail`) when
     /// fewer backups are reachable than `minSyncReplicas`; nothing is created then.
     public mutating func create(id: SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?,
@@ -144,16 +146,19 @@ public struct ReplicaShard: Sendable {
         guard owned[id] == nil, backups[id] == nil else { throw SessionError(.preconditionFailed, "session id already in use") }
         // An ended id (derived ids can come back) starts a new generation that beats its
         // tombstone everywhere.
-        let generation = (tombstones[id]?.stamp.epoch.counter ?? 0) + 1
+        guard let generation = Epoch(counter: tombstones[id]?.stamp.epoch.counter ?? 0, owner: settings.selfID).next(owner: settings.selfID) else {
+            counters.overflowRefused += 1
+            throw SessionError(.capacity, "session id \(id) has used up its epochs")
+        }
         if let maxInactiveInterval, !IdleLimit.isValid(maxInactiveInterval) {
             throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
         }
-        try checkSizes(attributes)
+        try checkBudget(adding: try checkSizes(attributes))
         let replicaSet = placement(for: id, keeping: [])
         let localOnly = try checkSyncReplicas(replicaSet)
         try checkQueues(replicaSet)
         tombstones[id] = nil
-        let state = SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: generation, owner: settings.selfID), version: 1),
+        let state = SessionState(id: id, stamp: Stamp(epoch: generation, version: 1),
                                  attributes: attributes, createdAt: wall, lastAccessedAt: wall,
                                  maxInactiveInterval: maxInactiveInterval ?? settings.sessions.maxInactiveInterval,
                                  replicaSet: replicaSet)
@@ -213,7 +218,9 @@ public struct ReplicaShard: Sendable {
     }
 
     /// Commits the changes of a scope on an owned session: bumps the version when
-    /// anything changed and replicates per `writeFrequency`. Size checks and (synchronous)
+    /// anything changed and replicates per `writeFrequency`. Size checks (as `create`),
+    /// the byte budget for a session that grows (`capacity`), the version's range
+    /// (`capacity` once it would reach `Stamp.maxVersion`; never wraps) and (synchronous)
     /// replica checks happen first; on failure nothing is applied.
     public mutating func commit(_ id: SessionID, changes: ChangeSet, maxInactiveInterval: Duration?,
                                 now: MonotonicInstant, wall: WallTime) throws(SessionError) -> CommitOutcome {
@@ -224,7 +231,16 @@ public struct ReplicaShard: Sendable {
             if let maxInactiveInterval, !IdleLimit.isValid(maxInactiveInterval) {
                 throw SessionError(.badRequest, "maxInactiveInterval must be between 1 ms and 366 days")
             }
-            try checkSizes(entry.state.attributes, applying: changes)
+            let size = try checkSizes(entry.state.attributes, applying: changes)
+            if !changes.isEmpty {
+                guard entry.state.stamp.version < Stamp.maxVersion - 1 else {
+                    counters.overflowRefused += 1
+                    throw SessionError(.capacity, "session \(id) has used up its versions (\(Stamp.maxVersion))")
+                }
+                // Taken out of the table, the entry's own bytes are not counted: only a
+                // session that grows must fit.
+                if size > entry.state.byteSize { try checkBudget(adding: size) }
+            }
             entry.state.lastAccessedAt = max(entry.state.lastAccessedAt, wall)
             guard !changes.isEmpty else {
                 owned[id] = entry
@@ -718,11 +734,19 @@ public struct ReplicaShard: Sendable {
 
     // MARK: - Internals
 
-    /// Checks `attributes` after `changes` without building the result.
-    func checkSizes(_ attributes: [String: [UInt8]], applying changes: ChangeSet) throws(SessionError) {
-        var total = 0
+    /// Checks `attributes` after `changes` without building the result: names, each value
+    /// against `maxAttributeBytes`, the count against `maxAttributes`, the total against
+    /// `maxSessionBytes`, and the whole against what one message of one frame carries
+    /// (`WireLimits`), so that no session a receiver would refuse is ever created. Returns
+    /// the session's size (names plus values) after the changes.
+    @discardableResult
+    func checkSizes(_ attributes: [String: [UInt8]], applying changes: ChangeSet) throws(SessionError) -> Int {
+        let limits = WireLimits()
+        var total = 0, count = 0, largest = 0
         for (name, value) in attributes where changes.updated[name] == nil && !changes.removed.contains(name) {
             total += name.utf8.count + value.count
+            count += 1
+            largest = max(largest, value.count)
         }
         for (name, value) in changes.updated {
             guard AttributeName.isValid(name) else {
@@ -732,17 +756,40 @@ public struct ReplicaShard: Sendable {
                 throw SessionError(.payloadTooLarge, "attribute exceeds maxAttributeBytes (\(settings.sessions.maxAttributeBytes))")
             }
             total += name.utf8.count + value.count
+            count += 1
+            largest = max(largest, value.count)
+        }
+        guard count <= settings.sessions.maxAttributes else {
+            throw SessionError(.payloadTooLarge, "session would hold \(count) attributes, more than maxAttributes (\(settings.sessions.maxAttributes))")
         }
         guard total <= settings.sessions.maxSessionBytes else {
             throw SessionError(.payloadTooLarge, "session exceeds maxSessionBytes (\(settings.sessions.maxSessionBytes))")
         }
+        if let problem = limits.sessionProblem(attributes: count, bytes: total, largestValue: largest) {
+            throw SessionError(.payloadTooLarge, "session too large to replicate: \(problem)")
+        }
+        return total
     }
 
-    /// Checks a new session's attributes (all of them are new).
-    func checkSizes(_ attributes: [String: [UInt8]]) throws(SessionError) {
+    /// Checks a new session's attributes (all of them are new); returns its size.
+    @discardableResult
+    func checkSizes(_ attributes: [String: [UInt8]]) throws(SessionError) -> Int {
         var all = ChangeSet()
         all.updated = attributes
-        try checkSizes([:], applying: all)
+        return try checkSizes([:], applying: all)
+    }
+
+    /// Bytes (names plus values) of every session owned and every backup copy held here.
+    public var heldBytes: Int { owned.bytes + backups.bytes }
+
+    /// Throws `capacity` when holding `size` more bytes would pass this lane's share of
+    /// the node's byte budget (`sessions.maxBytes / lanes`); `size` 0 or less always fits.
+    func checkBudget(adding size: Int) throws(SessionError) {
+        guard size > 0, let budget = settings.sessions.maxBytes else { return }
+        let share = budget / max(1, settings.lanes)
+        guard heldBytes + size <= share else {
+            throw SessionError(.capacity, "sessions.maxBytes (\(budget) bytes) reached: this lane holds \(heldBytes) of its \(share)")
+        }
     }
 
     /// Whether the write proceeds local-only (degrade); throws when it must fail.
@@ -783,7 +830,10 @@ public struct ReplicaShard: Sendable {
             owned[id] = entry
             return [:]
         }
+        // Coalesced changes (time-based, manual) can name more removed attributes than a
+        // message carries: the whole session, which the size checks bound, goes instead.
         let full = entry.sentVersion == 0 || entry.needsFull || settings.policy.writeContents == .allAttributes
+            || !Self.deltaFits(entry.pending, state, maxAttributes: settings.sessions.maxAttributes)
         let message: ReplicationMessage
         if full {
             message = .full(replicable(state))
@@ -809,6 +859,17 @@ public struct ReplicaShard: Sendable {
             targets[peer] = enqueue(bytes, to: peer, session: id, mustDeliver: false)
         }
         return targets
+    }
+
+    /// Whether a delta of `pending` on `state` stays within one message's counts and one
+    /// frame's bytes.
+    static func deltaFits(_ pending: ChangeSet, _ state: SessionState, maxAttributes: Int) -> Bool {
+        guard pending.removed.count + pending.updated.count <= maxAttributes else { return false }
+        let limits = WireLimits()
+        var bytes = limits.encodedStateBytes(attributes: pending.updated.count, bytes: 0)
+        for name in pending.updated.keys { bytes += name.utf8.count + (state.attributes[name]?.count ?? 0) }
+        for name in pending.removed { bytes += 2 + name.utf8.count }
+        return bytes <= limits.maxFrameBytes
     }
 
     mutating func sendTouch(_ id: SessionID, now: MonotonicInstant) {

@@ -196,12 +196,41 @@ public struct SessionPolicy: Hashable, Sendable {
     public var maxSessionBytes: Int = 4 << 20
     /// Sessions a node owns and holds at most. Default 1,000,000.
     public var maxSessions: Int = 1_000_000
+    /// Attributes one session holds at most; a create or commit beyond it fails with
+    /// `payload-too-large` and changes nothing. Default 4,096 (one message carries up to
+    /// `WireLimits.maxAttributes`, 65,536).
+    public var maxAttributes: Int = 4_096
+    /// The node's byte budget: names plus values of every session it owns and every
+    /// backup copy it holds (`sessions.maxBytes`). A create or a commit that grows a
+    /// session beyond it fails with `capacity` and changes nothing; copies received from
+    /// owners are always stored. Each of the node's lanes (shards) keeps to an equal
+    /// share. `nil` means no budget beyond `maxSessions`. Default 1 GiB.
+    public var maxBytes: Int? = 1 << 30
     /// How late last-access times may reach backups; `nil` means
     /// `min(10 s, maxInactiveInterval / 10)`.
     public var accessReplicationInterval: Duration? = nil
 
     /// Creates the default policy.
     public init() {}
+
+    /// The first of `maxAttributes`, `maxAttributeBytes` and `maxSessionBytes` that lets
+    /// a session grow larger than one message of one frame carries under `limits` (a
+    /// receiver would refuse it): the field's name (`maxAttributes`, ...) and why; `nil`
+    /// when every session these limits allow fits.
+    public func wireProblem(limits: WireLimits = WireLimits()) -> (field: String, message: String)? {
+        if maxAttributes > limits.maxAttributes {
+            return ("maxAttributes", "expected at most \(limits.maxAttributes) (what one replication message carries), found \(maxAttributes)")
+        }
+        if maxAttributeBytes > limits.maxValueBytes {
+            return ("maxAttributeBytes", "expected at most \(limits.maxValueBytes) bytes (what one replication message carries), found \(maxAttributeBytes)")
+        }
+        let encoded = limits.encodedStateBytes(attributes: maxAttributes, bytes: maxSessionBytes)
+        if encoded > limits.maxFrameBytes {
+            let room = limits.maxFrameBytes - limits.encodedStateBytes(attributes: maxAttributes, bytes: 0)
+            return ("maxSessionBytes", "expected at most \(room) bytes with maxAttributes \(maxAttributes) (a whole session must fit one \(limits.maxFrameBytes)-byte frame), found \(maxSessionBytes)")
+        }
+        return nil
+    }
 
     /// The effective access replication interval.
     public var effectiveAccessInterval: Duration {

@@ -6,6 +6,16 @@ public struct Epoch: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var counter: UInt64
     /// The node that owns the session in this epoch.
     public var owner: NodeID
+    /// Counters at or above this (2^62) are refused on decode; a takeover past it fails
+    /// instead of wrapping. Honest counters grow by one per change of owner.
+    public static let maxCounter: UInt64 = 1 << 62
+
+    /// The next epoch owned by `owner`: `(counter + 1, owner)`; `nil` when that would
+    /// reach `maxCounter` (never traps).
+    public func next(owner: NodeID) -> Epoch? {
+        guard counter < Self.maxCounter - 1 else { return nil }
+        return Epoch(counter: counter + 1, owner: owner)
+    }
 
     /// Creates an epoch.
     public init(counter: UInt64, owner: NodeID) {
@@ -27,6 +37,9 @@ public struct Stamp: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var epoch: Epoch
     /// The number of committed changes.
     public var version: UInt64
+    /// Versions at or above this (2^62) are refused on decode; a commit past it fails
+    /// instead of wrapping. Honest versions grow by one per committed change.
+    public static let maxVersion: UInt64 = 1 << 62
 
     /// Creates a stamp.
     public init(epoch: Epoch, version: UInt64) {

@@ -131,6 +131,16 @@ public struct ByteReader {
         return try readBytes(count, field)
     }
 
+    /// A reader over the next `count` bytes alone (its offsets start at 0), moving this
+    /// reader past them; throws `truncated(field:)` when fewer remain. A decoder that
+    /// fails inside the returned reader leaves this one at the next field.
+    public mutating func take(_ count: Int, _ field: String) throws(DecodeError) -> ByteReader {
+        guard count >= 0, remaining >= count else { throw .truncated(field: field) }
+        let sub = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]))
+        offset += count
+        return sub
+    }
+
     /// Skips `count` bytes.
     public mutating func skip(_ count: Int, _ field: String) throws(DecodeError) {
         guard count >= 0, remaining >= count else { throw .truncated(field: field) }

@@ -150,8 +150,23 @@ public struct FrameBody: Hashable, Sendable {
         return w.bytes
     }
 
-    /// Decodes a body; data messages must be sequenced and control messages must not.
+    /// Decodes a body whole: data messages must be sequenced and control messages must
+    /// not. Throws the first problem found, in the frame or in any one message (see
+    /// `decodeEach` to keep the good messages of a frame holding a bad one).
     public static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(DecodeError) -> FrameBody {
+        let each = try decodeEach(bytes, limits: limits)
+        if let first = each.refused.first { throw first.error }
+        return FrameBody(data: each.data.map(\.message), control: each.control.map(\.message))
+    }
+
+    /// Decodes a body message by message: a message whose content is bad (a count or size
+    /// over `limits`, a stamp near the top of its range, an unknown type, a data message
+    /// among the control ones) is refused alone, with its position, and the others are
+    /// kept. Throws only when the frame itself is broken: its counts (more than
+    /// `limits.maxMessages`), a message's type-and-length prefix running past the body,
+    /// or bytes left after the last message; then no message can be trusted to be where
+    /// the counts say.
+    public static func decodeEach(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(DecodeError) -> Decoded {
         var r = ByteReader(bytes)
         let dataCount = Int(try r.read(UInt16.self, "body.dataCount"))
         let controlCount = Int(try r.read(UInt16.self, "body.controlCount"))
@@ -159,20 +174,71 @@ public struct FrameBody: Hashable, Sendable {
             throw .tooLarge(field: "body.messages", limit: limits.maxMessages, found: dataCount + controlCount)
         }
         guard (dataCount + controlCount) * 5 <= r.remaining else { throw .truncated(field: "body.messages") }
-        var body = FrameBody()
-        body.data.reserveCapacity(dataCount)
-        for _ in 0..<dataCount {
-            let m = try MessageCodec.decode(&r, limits: limits)
-            guard m.isSequenced else { throw .invalid(field: "body.data") }
-            body.data.append(m)
-        }
-        for _ in 0..<controlCount {
-            let m = try MessageCodec.decode(&r, limits: limits)
-            guard !m.isSequenced else { throw .invalid(field: "body.control") }
-            body.control.append(m)
+        var out = Decoded()
+        out.data.reserveCapacity(dataCount)
+        for offset in 0..<(dataCount + controlCount) {
+            let isData = offset < dataCount
+            let (tag, body) = try MessageCodec.envelope(&r)
+            let index = isData ? offset : offset - dataCount
+            do throws(DecodeError) {
+                let m = try MessageCodec.decodeBody(tag, body, limits: limits)
+                if isData {
+                    guard m.isSequenced else { throw DecodeError.invalid(field: "body.data") }
+                    out.data.append(.init(index: index, message: m))
+                } else {
+                    guard !m.isSequenced else { throw DecodeError.invalid(field: "body.control") }
+                    out.control.append(.init(index: index, message: m))
+                }
+            } catch {
+                out.refused.append(Refusal(sequenced: isData, index: index, error: error))
+            }
         }
         guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
-        return body
+        return out
+    }
+
+    /// A body decoded message by message (`decodeEach`).
+    public struct Decoded: Hashable, Sendable {
+        /// Data messages that decoded, in order; `index` is the offset from the header's
+        /// `firstSequence` (the message's sequence is `firstSequence + index`).
+        public var data: [Positioned] = []
+        /// Control messages that decoded, in order; `index` counts control messages only.
+        public var control: [Positioned] = []
+        /// Messages refused, in frame order.
+        public var refused: [Refusal] = []
+        /// Creates an empty result.
+        public init() {}
+    }
+
+    /// A message with its position in the frame.
+    public struct Positioned: Hashable, Sendable {
+        /// For a data message, its offset from the header's `firstSequence`; for a
+        /// control message, its place among the control messages (from 0).
+        public var index: Int
+        /// The message.
+        public var message: ReplicationMessage
+        /// Creates a positioned message.
+        public init(index: Int, message: ReplicationMessage) {
+            self.index = index
+            self.message = message
+        }
+    }
+
+    /// One message refused on decode, the frame around it kept.
+    public struct Refusal: Hashable, Sendable {
+        /// Whether it stood among the data (sequenced) messages; its sequence is then
+        /// `firstSequence + index`, and the receiver should receipt it as refused.
+        public var sequenced: Bool
+        /// Offset from `firstSequence` (data) or place among the control messages.
+        public var index: Int
+        /// Why, naming the field (`DecodeError.reason` for metrics).
+        public var error: DecodeError
+        /// Creates a refusal.
+        public init(sequenced: Bool, index: Int, error: DecodeError) {
+            self.sequenced = sequenced
+            self.index = index
+            self.error = error
+        }
     }
 }
 

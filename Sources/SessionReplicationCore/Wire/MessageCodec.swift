@@ -14,6 +14,31 @@ public struct WireLimits: Hashable, Sendable {
     public var maxMessages: Int = 65_535
     /// Creates the defaults.
     public init() {}
+
+    /// Bytes a whole session costs in a frame beyond its attributes: the message and
+    /// frame prefixes, id, stamp, times, a replica set of `maxReplicaSet` 32-byte names,
+    /// the seal's tag, and a handover answer's own fields around it. 4 KiB (about
+    /// 2.3 KiB are used).
+    public static let stateOverheadBytes = 4096
+    /// Bytes each attribute costs beyond its name and value: its two length prefixes.
+    public static let attributeOverheadBytes = 6
+
+    /// The encoded size, at most, of a whole session of `attributes` attributes whose
+    /// names and values total `bytes`.
+    public func encodedStateBytes(attributes: Int, bytes: Int) -> Int {
+        Self.stateOverheadBytes + attributes * Self.attributeOverheadBytes + bytes
+    }
+
+    /// Why a session of `attributes` attributes whose names and values total `bytes`,
+    /// the largest value `largestValue` bytes, could not travel in one message of one
+    /// frame (a receiver would refuse it), or `nil` when it can.
+    public func sessionProblem(attributes: Int, bytes: Int, largestValue: Int) -> String? {
+        if attributes > maxAttributes { return "\(attributes) attributes, more than one message carries (\(maxAttributes))" }
+        if largestValue > maxValueBytes { return "a \(largestValue)-byte value, larger than one message carries (\(maxValueBytes))" }
+        let encoded = encodedStateBytes(attributes: attributes, bytes: bytes)
+        if encoded > maxFrameBytes { return "\(encoded) bytes encoded, more than one frame carries (\(maxFrameBytes))" }
+        return nil
+    }
 }
 
 /// Binary encoding of `ReplicationMessage`: `type u8 | length u32 | body`, little-endian.
@@ -132,36 +157,39 @@ public enum MessageCodec {
     }
 
     /// Decodes one length-prefixed message from `r`. Throws on any bound violation,
-    /// unknown type, invalid UTF-8, or a body whose length disagrees with its prefix.
+    /// unknown type, invalid UTF-8, a stamp near the top of its range, or a body whose
+    /// length disagrees with its prefix. Not recursive: a state inside a `promise` or a
+    /// `handoverReply` is read by `readState`, which accepts a whole session and nothing
+    /// else. When only the body is bad (the type and length prefix hold), `r` has moved
+    /// past the message all the same, so a caller can go on with the next one.
     public static func decode(_ r: inout ByteReader, limits: WireLimits) throws(DecodeError) -> ReplicationMessage {
+        let (rawTag, body) = try envelope(&r)
+        return try decodeBody(rawTag, body, limits: limits)
+    }
+
+    /// The type byte and a reader over exactly the body of the next message, moving `r`
+    /// past it. Throws only when the prefix itself is cut short or claims more bytes than
+    /// are left (`truncated`): then nothing after it can be found either.
+    static func envelope(_ r: inout ByteReader) throws(DecodeError) -> (UInt8, ByteReader) {
         let rawTag = try r.read(UInt8.self, "message.type")
         let length = Int(try r.read(UInt32.self, "message.length"))
         guard length <= r.remaining else { throw .truncated(field: "message.body") }
+        return (rawTag, try r.take(length, "message.body"))
+    }
+
+    /// Decodes the body of one message of type `rawTag`; `body` must be consumed exactly.
+    static func decodeBody(_ rawTag: UInt8, _ body: ByteReader, limits: WireLimits) throws(DecodeError) -> ReplicationMessage {
         guard let tag = Tag(rawValue: rawTag) else { throw .invalid(field: "message.type") }
-        let end = r.offset + length
+        var r = body
         let message: ReplicationMessage
         switch tag {
         case .full:
-            let id = try readID(&r), stamp = try readStamp(&r)
-            let created = WallTime(milliseconds: try r.read(Int64.self, "full.createdAt"))
-            let accessed = WallTime(milliseconds: try r.read(Int64.self, "full.lastAccessedAt"))
-            let mii = try readInterval(&r)
-            let replicas = try readNames(&r, limits)
-            let count = Int(try r.read(UInt32.self, "full.attributeCount"))
-            guard count <= limits.maxAttributes else { throw .tooLarge(field: "full.attributeCount", limit: limits.maxAttributes, found: count) }
-            var attributes: [String: [UInt8]] = [:]
-            attributes.reserveCapacity(min(count, r.remaining / 6))
-            for _ in 0..<count {
-                let name = try readAttributeName(&r, limits)
-                attributes[name] = try r.readBlob("attribute.value", maxBytes: limits.maxValueBytes)
-            }
-            message = .full(SessionState(id: id, stamp: stamp, attributes: attributes, createdAt: created,
-                                         lastAccessedAt: accessed, maxInactiveInterval: mii, replicaSet: replicas))
+            message = .full(try readFullBody(&r, limits))
         case .delta:
             let id = try readID(&r), epoch = try readEpoch(&r)
             let base = try r.read(UInt64.self, "delta.baseVersion")
             let version = try r.read(UInt64.self, "delta.version")
-            guard version > base else { throw .invalid(field: "delta.version") }
+            guard version > base, version < Stamp.maxVersion else { throw .invalid(field: "delta.version") }
             let accessed = WallTime(milliseconds: try r.read(Int64.self, "delta.lastAccessedAt"))
             let mii = try readInterval(&r)
             let replicas = try readNames(&r, limits)
@@ -222,7 +250,9 @@ public enum MessageCodec {
             var entries: [ResyncRequest.Entry] = []
             entries.reserveCapacity(count)
             for _ in 0..<count {
-                entries.append(.init(sequence: try r.read(UInt64.self, "resync.sequence"), id: try readID(&r)))
+                let sequence = try r.read(UInt64.self, "resync.sequence")
+                guard sequence < FrameHeader.maxSequence else { throw .invalid(field: "resync.sequence") }
+                entries.append(.init(sequence: sequence, id: try readID(&r)))
             }
             message = .resync(ResyncRequest(lane: lane, entries: entries))
         case .prepare:
@@ -244,7 +274,8 @@ public enum MessageCodec {
                 switch try r.read(UInt8.self, "promise.hasState") {
                 case 0: entries.append(.init(id: id, fresher: nil))
                 case let kind where kind == 1 || kind == 2:
-                    guard case .full(let s) = try decode(&r, limits: limits), s.id == id else { throw .invalid(field: "promise.state") }
+                    let s = try readState(&r, limits, "promise.state")
+                    guard s.id == id else { throw .invalid(field: "promise.state") }
                     var owner: String?
                     if kind == 1 {
                         let names = try readNames(&r, limits)
@@ -274,7 +305,8 @@ public enum MessageCodec {
                 answer = .backup(stamp, owner: owner[0])
             case 3: answer = .kept(try readStamp(&r))
             case 4:
-                guard case .full(let s) = try decode(&r, limits: limits), s.id == id else { throw .invalid(field: "handoverReply.state") }
+                let s = try readState(&r, limits, "handoverReply.state")
+                guard s.id == id else { throw .invalid(field: "handoverReply.state") }
                 answer = .transferred(s)
             default: throw .invalid(field: "handoverReply.answer")
             }
@@ -307,11 +339,38 @@ public enum MessageCodec {
         case .release:
             message = .release(ReleaseRequest(entries: try readEntries(&r, limits, "release")))
         }
-        guard r.offset == end else {
-            if r.offset > end { throw .invalid(field: "message.length") }
-            throw .trailingBytes(end - r.offset)
-        }
+        guard r.remaining == 0 else { throw .trailingBytes(r.remaining) }
         return message
+    }
+
+    /// The fields of a whole session (the body of a `full` message).
+    static func readFullBody(_ r: inout ByteReader, _ limits: WireLimits) throws(DecodeError) -> SessionState {
+        let id = try readID(&r), stamp = try readStamp(&r)
+        let created = WallTime(milliseconds: try r.read(Int64.self, "full.createdAt"))
+        let accessed = WallTime(milliseconds: try r.read(Int64.self, "full.lastAccessedAt"))
+        let mii = try readInterval(&r)
+        let replicas = try readNames(&r, limits)
+        let count = Int(try r.read(UInt32.self, "full.attributeCount"))
+        guard count <= limits.maxAttributes else { throw .tooLarge(field: "full.attributeCount", limit: limits.maxAttributes, found: count) }
+        var attributes: [String: [UInt8]] = [:]
+        attributes.reserveCapacity(min(count, r.remaining / 6))
+        for _ in 0..<count {
+            let name = try readAttributeName(&r, limits)
+            attributes[name] = try r.readBlob("attribute.value", maxBytes: limits.maxValueBytes)
+        }
+        return SessionState(id: id, stamp: stamp, attributes: attributes, createdAt: created,
+                            lastAccessedAt: accessed, maxInactiveInterval: mii, replicaSet: replicas)
+    }
+
+    /// A whole session nested in another message (`promise`, `handoverReply`): a `full`
+    /// message and nothing else, read without recursion; any other type is `invalid(field)`.
+    static func readState(_ r: inout ByteReader, _ limits: WireLimits, _ field: String) throws(DecodeError) -> SessionState {
+        let (rawTag, body) = try envelope(&r)
+        guard rawTag == Tag.full.rawValue else { throw .invalid(field: field) }
+        var b = body
+        let state = try readFullBody(&b, limits)
+        guard b.remaining == 0 else { throw .trailingBytes(b.remaining) }
+        return state
     }
 
     /// Decodes one message filling all of `bytes`.
@@ -354,11 +413,20 @@ public enum MessageCodec {
     static func readID(_ r: inout ByteReader) throws(DecodeError) -> SessionID {
         SessionID(high: try r.read(UInt64.self, "session.id"), low: try r.read(UInt64.self, "session.id"))
     }
+    /// An epoch; a counter at or above `Epoch.maxCounter` is `invalid(epoch.counter)`
+    /// (a takeover adds one to it).
     static func readEpoch(_ r: inout ByteReader) throws(DecodeError) -> Epoch {
-        Epoch(counter: try r.read(UInt64.self, "epoch.counter"), owner: NodeID(try r.read(UInt64.self, "epoch.owner")))
+        let counter = try r.read(UInt64.self, "epoch.counter")
+        guard counter < Epoch.maxCounter else { throw .invalid(field: "epoch.counter") }
+        return Epoch(counter: counter, owner: NodeID(try r.read(UInt64.self, "epoch.owner")))
     }
+    /// A stamp; a version at or above `Stamp.maxVersion` is `invalid(stamp.version)` (a
+    /// commit adds one to it).
     static func readStamp(_ r: inout ByteReader) throws(DecodeError) -> Stamp {
-        Stamp(epoch: try readEpoch(&r), version: try r.read(UInt64.self, "stamp.version"))
+        let epoch = try readEpoch(&r)
+        let version = try r.read(UInt64.self, "stamp.version")
+        guard version < Stamp.maxVersion else { throw .invalid(field: "stamp.version") }
+        return Stamp(epoch: epoch, version: version)
     }
     static func readInterval(_ r: inout ByteReader) throws(DecodeError) -> Duration {
         let ms = try r.read(Int64.self, "maxInactiveInterval")
