@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "SessionReplication", targets: ["SessionReplication"]),
         .library(name: "SessionReplicationTestKit", targets: ["SessionReplicationTestKit"]),
         .library(name: "SessionReplicationHummingbird", targets: ["SessionReplicationHummingbird"]),
+        .library(name: "SessionReplicationVapor", targets: ["SessionReplicationVapor"]),
         .executable(name: "drs", targets: ["drs"]),
     ],
     dependencies: [
@@ -28,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // Only for the example application (Examples/Cart): Hummingbird's SessionMiddleware.
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        // Only for SessionReplicationVapor (and its example and tests): Vapor's SessionDriver.
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
     ],
     targets: [
         .target(
@@ -65,6 +68,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "SessionReplicationVapor",
+            dependencies: [
+                "SessionReplication",
+                "SessionReplicationCore",
+                .product(name: "Vapor", package: "vapor"),
             ]
         ),
         .target(
