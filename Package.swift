@@ -143,6 +143,18 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SessionReplicationVaporTests",
+            dependencies: [
+                "SessionReplicationVapor",
+                "SessionReplication",
+                "SessionReplicationCore",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "VaporTesting", package: "vapor"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "SessionReplicationTests",
             dependencies: [
                 "SessionReplication",
