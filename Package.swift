@@ -121,9 +121,21 @@ let package = Package(
             ],
             path: "Examples/Cart"
         ),
+        .executableTarget(
+            name: "drs-vapor-cart",
+            dependencies: [
+                "SessionReplication",
+                "SessionReplicationVapor",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/VaporCart",
+            exclude: ["README.md"]
+        ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["drs", "drs-cart", "SessionReplicationDrill"]
+            dependencies: ["drs", "drs-cart", "drs-vapor-cart", "SessionReplicationDrill"]
         ),
         .testTarget(
             name: "SessionReplicationCoreTests",
