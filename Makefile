@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill clean
+.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill clean check-consumer
 
 all: build
 
@@ -48,6 +48,12 @@ failover-timing: release
 # Replication throughput and lag (release build; its own two-node cluster in one process).
 bench: release
 	./.build/release/drs bench
+
+# The package as users depend on it: HEAD copied to a temporary bare repository and tagged
+# 99.0.0, a consumer package depending on it by version (one node inside a Hummingbird and
+# a Vapor application), built there and run as two processes sharing a session.
+check-consumer:
+	./scripts/check-consumer.sh
 
 clean:
 	rm -rf .build .build-simulate .drs drill-reports
