@@ -40,7 +40,6 @@ let package = Package(
             ],
             // The simulator runs thousands of seeds in `make test` (a debug build): the
             // protocol core is optimised there too.
-            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
         .target(
             name: "SessionReplication",
@@ -88,7 +87,6 @@ let package = Package(
                 "SessionReplicationCore",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
-            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
         .executableTarget(
             name: "drs",
