@@ -116,6 +116,23 @@ struct DriverTests {
         }
     }
 
+    @Test("sessions get the configured idle limit, and one idle past it reads as no session")
+    func idleLimit() async throws {
+        try await VaporCluster.with { cluster in
+            try await withDRSApp(on: cluster["n1"], configuration: .init(maxInactiveInterval: .seconds(1))) { app in
+                let first = try await app.testing().sendRequest(.POST, "set/k/v")
+                let id = try clusterID(first.sessionCookie)
+                guard case .owned(let state) = cluster["n1"].lookup(id) else { Issue.record("not owned"); return }
+                #expect(state.maxInactiveInterval == .seconds(1))
+                try await Task.sleep(for: .milliseconds(1_500))
+                let later = try await app.testing().sendRequest(.GET, "session", headers: cookie(first.sessionCookie))
+                #expect(later.status == .ok)
+                #expect(later.data == [:])
+                #expect(try clusterID(later.sessionCookie) != id)
+            }
+        }
+    }
+
     @Test("attributes that are not UTF-8 are invisible to Vapor and survive its writes")
     func binaryAttributesAreKept() async throws {
         try await VaporCluster.with { cluster in

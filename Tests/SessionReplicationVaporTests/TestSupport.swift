@@ -81,11 +81,12 @@ final class VaporCluster: Sendable {
 
 /// A Vapor application whose sessions live in `node` (started elsewhere unless
 /// `managesNode`), with the routes the tests use; booted; shut down after `body`.
-func withDRSApp(on node: ReplicationNode, managesNode: Bool = false, _ body: (Application) async throws -> Void) async throws {
+func withDRSApp(on node: ReplicationNode, configuration: DRSSessionDriver.Configuration = .init(), managesNode: Bool = false,
+                _ body: (Application) async throws -> Void) async throws {
     let app = try await Application.make(.testing)
     app.logger.logLevel = .error  // the answers tests provoke on purpose stay quiet
     do {
-        app.sessions.use(.drs(node, managesNode: managesNode))
+        app.sessions.use(.drs(node, configuration: configuration, managesNode: managesNode))
         app.middleware.use(app.sessions.middleware)
         TestRoutes.register(on: app, node: node)
         try await app.asyncBoot()
