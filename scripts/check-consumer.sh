@@ -23,6 +23,8 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
+  # SwiftPM's lock files for the build folder, left beside it in the temporary directory.
+  rm -f "$(dirname "$WORK")/$(echo "$WORK/build" | tr / _)"*
 }
 trap cleanup EXIT
 
