@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill docs clean fuzz fuzz-build fuzz-corpus
+.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer
 
 all: build
 
@@ -54,6 +54,12 @@ bench: release
 DOC_TARGETS = SessionReplicationCore SessionReplication SessionReplicationHummingbird
 docs:
 	$(SWIFT) package generate-documentation $(foreach t,$(DOC_TARGETS),--target $(t))
+
+# The package as users depend on it: HEAD copied to a temporary bare repository and tagged
+# 99.0.0, a consumer package depending on it by version (one node inside a Hummingbird and
+# a Vapor application), built there and run as two processes sharing a session.
+check-consumer:
+	./scripts/check-consumer.sh
 
 clean:
 	rm -rf .build .drs drill-reports Fuzz/.build Fuzz/.build-corpus

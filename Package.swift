@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "SessionReplication", targets: ["SessionReplication"]),
         .library(name: "SessionReplicationTestKit", targets: ["SessionReplicationTestKit"]),
         .library(name: "SessionReplicationHummingbird", targets: ["SessionReplicationHummingbird"]),
+        .library(name: "SessionReplicationVapor", targets: ["SessionReplicationVapor"]),
         .executable(name: "drs", targets: ["drs"]),
     ],
     dependencies: [
@@ -30,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         // Only for `make docs` (swift package generate-documentation): no target depends on it.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // Only for SessionReplicationVapor (and its example and tests): Vapor's SessionDriver.
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
     ],
     targets: [
         .target(
@@ -67,6 +70,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "SessionReplicationVapor",
+            dependencies: [
+                "SessionReplication",
+                "SessionReplicationCore",
+                .product(name: "Vapor", package: "vapor"),
             ]
         ),
         .target(
@@ -112,9 +123,21 @@ let package = Package(
             ],
             path: "Examples/Cart"
         ),
+        .executableTarget(
+            name: "drs-vapor-cart",
+            dependencies: [
+                "SessionReplication",
+                "SessionReplicationVapor",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/VaporCart",
+            exclude: ["README.md"]
+        ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["drs", "drs-cart", "SessionReplicationDrill"]
+            dependencies: ["drs", "drs-cart", "drs-vapor-cart", "SessionReplicationDrill"]
         ),
         .testTarget(
             name: "SessionReplicationCoreTests",
@@ -133,6 +156,18 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .testTarget(
+            name: "SessionReplicationVaporTests",
+            dependencies: [
+                "SessionReplicationVapor",
+                "SessionReplication",
+                "SessionReplicationCore",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "VaporTesting", package: "vapor"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

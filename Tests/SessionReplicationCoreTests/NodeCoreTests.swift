@@ -98,4 +98,46 @@ struct NodeCoreTests {
         #expect(actions.contains(.refused(.deadProcess)))
         #expect(b.copy(of: Self.id) == nil)
     }
+
+    @Test("a message that did not decode is refused alone: the ones behind it apply, and the receipt names it")
+    mutating func oneBadMessageIsRefusedAlone() {
+        var b = Self.backup()
+        var body = FrameBody.Decoded()
+        let other = SessionID(high: 42, low: 2)
+        var second = Self.state(version: 1)
+        second.id = other
+        body.data = [.init(index: 0, message: .full(Self.state(version: 1))), .init(index: 2, message: .full(second))]
+        body.refused = [.init(sequenced: true, index: 1, error: .tooLarge(field: "full.attributeCount", limit: 4096, found: 70_000))]
+        let frame = InboundFrame(senderName: "n1", sender: Self.p1, lane: 0, firstSequence: 1, lowWatermark: 1, decoded: body)
+        #expect(frame.refusedData == [1] && frame.data.count == 3)
+        _ = b.receiveFrame(frame, now: clock.now, wall: clock.wall)
+        #expect(b.copy(of: Self.id) != nil && b.copy(of: other) != nil, "the messages around the bad one apply")
+        let r = Self.receipts(b.flush("n1", now: clock.now, wall: clock.wall, streamConnected: true))
+        #expect(r.last?.through == 3 && r.last?.refused == [2])
+        #expect(b.nodeCounters.messagesRefused == 1)
+    }
+
+    @Test("an owner whose backup keeps refusing a session stops resending it after maxRefusals, counts it and calls it under-replicated")
+    mutating func refusedForGood() throws {
+        var p = ReplicationPolicy()
+        p.repairInterval = .milliseconds(100)
+        var owner = ReplicaShard(settings: ShardSettings(selfName: "n1", selfID: Self.p1, policy: p, sessions: SessionPolicy(), backupCandidates: ["n2"]))
+        _ = try owner.create(id: Self.id, attributes: ["a": [1]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        var givenUp: [SessionID] = []
+        _ = owner.tick(now: clock.now, wall: clock.wall, datagram: false)  // sets the first repair time
+        for _ in 0...ReplicaShard.maxRefusals {
+            guard let batch = owner.takeBatches(for: "n2", now: clock.now, datagram: false).first else { break }
+            let seq = batch.firstSequence
+            givenUp += owner.onReceipt(from: "n2", Receipt(lane: 0, through: seq, refused: [seq]), now: clock.now, datagram: false).givenUp
+            clock.advance(by: .milliseconds(150))
+            _ = owner.tick(now: clock.now, wall: clock.wall, datagram: false)
+        }
+        #expect(givenUp == [Self.id])
+        #expect(owner.counters.refusedForGood == 1)
+        #expect(owner.underReplicatedCount == 1)
+        clock.advance(by: .milliseconds(150))
+        _ = owner.tick(now: clock.now, wall: clock.wall, datagram: false)
+        #expect(owner.takeBatches(for: "n2", now: clock.now, datagram: false).isEmpty, "nothing is resent any more")
+    }
 }
+

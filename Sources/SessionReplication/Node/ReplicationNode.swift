@@ -420,8 +420,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             countRejection(reason)
             return
         case .success(.replication(let h, let b)):
+            // A message that did not decode is refused alone (the core receipts a data
+            // message as refused), never the frame around it.
+            for r in b.refused { countRejection(r.error.isTooLarge ? .oversized : .malformed) }
             frame = InboundFrame(senderName: h.senderName, sender: h.sender, lane: h.lane, firstSequence: h.firstSequence,
-                                 lowWatermark: h.lowWatermark, data: b.data, control: b.control)
+                                 lowWatermark: h.lowWatermark, decoded: b)
             counter = h.counter
         case .success(.membership(let h, let m)):
             // Membership datagrams belong on the membership socket.

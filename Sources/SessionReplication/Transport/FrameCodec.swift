@@ -4,7 +4,7 @@ import SessionReplicationCore
 /// A frame that opened and decoded.
 enum DecodedFrame {
     /// Replication data and control messages.
-    case replication(FrameHeader, FrameBody)
+    case replication(FrameHeader, FrameBody.Decoded)
     /// One membership message.
     case membership(FrameHeader, MembershipMessage)
 
@@ -67,7 +67,7 @@ struct FrameCodec: Sendable {
             let membership = header.namespace == FrameHeader.membershipNamespace
             func parse(_ p: UnsafeRawBufferPointer) -> Result<DecodedFrame, DecodeError> {
                 Result { () throws(DecodeError) in
-                    membership ? .membership(header, try MembershipCodec.decode(p)) : .replication(header, try FrameBody.decode(p, limits: limits))
+                    membership ? .membership(header, try MembershipCodec.decode(p)) : .replication(header, try FrameBody.decodeEach(p, limits: limits))
                 }
             }
             let decoded: Result<DecodedFrame, DecodeError>

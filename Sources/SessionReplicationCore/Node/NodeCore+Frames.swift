@@ -16,6 +16,9 @@ public struct InboundFrame: Hashable, Sendable {
     public var control: [ReplicationMessage]
     /// A membership message carried over the stream connection instead.
     public var membership: MembershipMessage?
+    /// Offsets (from `firstSequence`) of data messages that did not decode: refused one by
+    /// one (their place in `data` holds a stand-in), never the frame around them.
+    public var refusedData: [Int] = []
 
     /// Creates a frame.
     public init(senderName: String, sender: NodeID, lane: UInt16 = 0, firstSequence: UInt64 = 0, lowWatermark: UInt64 = 0,
@@ -29,6 +32,36 @@ public struct InboundFrame: Hashable, Sendable {
         self.control = control
         self.membership = membership
     }
+
+    /// A frame from a body decoded message by message: each data message that did not
+    /// decode keeps its sequence (a stand-in in `data`) and is listed in `refusedData`;
+    /// control messages that did not decode are left out.
+    public init(senderName: String, sender: NodeID, lane: UInt16, firstSequence: UInt64, lowWatermark: UInt64,
+                decoded: FrameBody.Decoded) {
+        var data: [ReplicationMessage] = []
+        var refused: [Int] = []
+        var iterator = decoded.data.makeIterator()
+        var next = iterator.next()
+        let count = (decoded.data.last?.index ?? -1) + 1
+        let bad = Set(decoded.refused.filter(\.sequenced).map(\.index))
+        let total = max(count, (bad.max() ?? -1) + 1)
+        for i in 0..<total {
+            if let n = next, n.index == i {
+                data.append(n.message)
+                next = iterator.next()
+            } else {
+                data.append(Self.standIn)
+                refused.append(i)
+            }
+        }
+        self.init(senderName: senderName, sender: sender, lane: lane, firstSequence: firstSequence, lowWatermark: lowWatermark,
+                  data: data, control: decoded.control.map(\.message))
+        refusedData = refused
+    }
+
+    /// Holds the place of a data message that did not decode (it names no session, so
+    /// nothing applies it).
+    static let standIn = ReplicationMessage.release(ReleaseRequest(entries: []))
 }
 
 /// Inbound frames, outbound flushes, connections and time.
@@ -71,6 +104,13 @@ extension NodeCore {
             let key = StreamKey(sender: frame.sender, lane: frame.lane)
             var lane = inbound.removeValue(forKey: key) ?? InboundLane(senderName: name, lastHeard: now)
             lane.lastHeard = now
+            if !frame.refusedData.isEmpty {
+                // Each message that did not decode is refused alone: the sender learns it from
+                // the receipt and stops resending it; the messages behind it go on.
+                nodeCounters.messagesRefused += frame.refusedData.count
+                let seqs = frame.refusedData.map { frame.firstSequence + UInt64($0) }.filter { $0 > lane.stream.deliveredThrough }
+                lane.refused = Array(Set(lane.refused + seqs)).sorted()
+            }
             let d = lane.stream.accept(firstSequence: frame.firstSequence, lowWatermark: frame.lowWatermark, messages: frame.data,
                                        now: now, reorderFrames: settings.policy.reorderFrames, reorderDelay: settings.policy.reorderDelay)
             // Refusals below the sender's low watermark reached it: it moved past them.
@@ -90,6 +130,10 @@ extension NodeCore {
             let l = Int(r.lane)
             let o = lanes[l].onReceipt(from: name, r, now: now, datagram: settings.datagram)
             completeWaits(lane: l, o.completed)
+            if !o.givenUp.isEmpty {
+                log(.warning, "a backup keeps refusing sessions' changes: no longer resent to it; the sessions are under-replicated",
+                    ["drs.peer": name, "drs.sessions": o.givenUp.prefix(5).map { "\($0)" }.joined(separator: ","), "drs.count": "\(o.givenUp.count)"])
+            }
             if !o.resend.isEmpty {
                 emit(.send(peer: name, Transmission(speaker: id, batches: o.resend.map { LaneBatch(lane: r.lane, batch: $0) })))
             }

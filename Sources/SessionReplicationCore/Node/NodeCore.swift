@@ -303,6 +303,8 @@ public struct NodeCoreCounters: Hashable, Sendable {
     public var skippedSequences = 0
     /// Frames accepted.
     public var framesReceived = 0
+    /// Data messages refused one by one because they did not decode.
+    public var messagesRefused = 0
     /// Receipts ignored because they were about another process's stream.
     public var foreignReceipts = 0
     /// Times the wall clock ran ahead of the monotonic clock between two events (leases

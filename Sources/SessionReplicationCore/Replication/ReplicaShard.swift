@@ -103,6 +103,9 @@ public struct ReplicaShard: Sendable {
     var moves: [String: Deque<(sequence: UInt64, id: SessionID, displaced: String)>] = [:]
     var refill: [SessionID] = []
     var refillIndex = 0
+    /// Refusals by a backup of each owned session's messages, and the sessions given up on.
+    var refusals: [SessionID: Int] = [:]
+    var refusedForGood: Set<SessionID> = []
     /// When set, what happens to sessions here is recorded in `events`. Default false.
     public var reportsEvents = false
     /// Session events since the last `takeEvents` (their `at` is set by the node).
@@ -194,8 +197,8 @@ public struct ReplicaShard: Sendable {
     /// Owned sessions with a replica set member the transport does not reach, or a copy
     /// awaiting repair.
     public var underReplicatedCount: Int {
-        guard !unreachable.isEmpty else { return repair.count }
-        return owned.values.filter { o in repair.contains(o.state.id) || o.state.replicaSet.contains { unreachable.contains($0) } }.count
+        guard !unreachable.isEmpty else { return repair.union(refusedForGood).count }
+        return owned.values.filter { o in repair.contains(o.state.id) || refusedForGood.contains(o.state.id) || o.state.replicaSet.contains { unreachable.contains($0) } }.count
     }
 
     /// The replica set of `id` when this node owns it (cheaper than `copy(of:)`).
@@ -406,6 +409,36 @@ public struct ReplicaShard: Sendable {
         public var completed: [(WaiterID, WaitResult)] = []
         /// Messages the receiver reported missing, to resend now.
         public var resend: [OutboundBatch] = []
+        /// Sessions whose messages this peer refused `maxRefusals` times: no longer resent
+        /// to it (counted under-replicated).
+        public var givenUp: [SessionID] = []
+    }
+
+    /// How often a backup may refuse a session's messages before this owner stops
+    /// resending them to it. Default 3.
+    public static let maxRefusals = 3
+
+    /// A backup refused some of what this owner sent (it could not decode it, or it holds
+    /// the session under a later epoch): each such session is re-sent whole at the next
+    /// repair, up to `maxRefusals` times; after that it is given up on (counted, and
+    /// under-replicated) rather than resent for ever. A refusal is handled once: later
+    /// receipts that repeat it find its message receipted already.
+    mutating func refusedBy(_ peer: String, _ refused: [UInt64], _ stream: OutboundStream) -> [SessionID] {
+        let set = Set(refused)
+        var givenUp: [SessionID] = []
+        for e in stream.entries where set.contains(e.sequence) {
+            guard owned[e.session] != nil else { continue }
+            let n = (refusals[e.session] ?? 0) + 1
+            refusals[e.session] = n
+            if n <= Self.maxRefusals {
+                owned[e.session]!.needsFull = true
+                repair.insert(e.session)
+            } else if refusedForGood.insert(e.session).inserted {
+                counters.refusedForGood += 1
+                givenUp.append(e.session)
+            }
+        }
+        return givenUp
     }
 
     /// A receipt from `peer` for this shard's lane: completes waits and returns the
@@ -415,6 +448,7 @@ public struct ReplicaShard: Sendable {
         // A receipt never confirms a sequence this stream did not send.
         var receipt = receipt
         receipt.through = min(receipt.through, (streams[peer]?.nextSequence ?? 1) - 1)
+        if !receipt.refused.isEmpty, let stream = streams[peer] { out.givenUp = refusedBy(peer, receipt.refused, stream) }
         let limit = maxBatchBytes(datagram: datagram)
         let holeDelay = settings.policy.reorderDelay
         if streams[peer] != nil {
@@ -677,7 +711,7 @@ public struct ReplicaShard: Sendable {
         }
         if nextRepair == nil { nextRepair = now + p.repairInterval }
         if let due = nextRepair, now >= due {
-            for id in repair.sorted() where owned[id] != nil {
+            for id in repair.sorted() where owned[id] != nil && !refusedForGood.contains(id) {
                 owned[id]!.needsFull = true
                 _ = send(id, now: now)
                 counters.repairsSent += 1

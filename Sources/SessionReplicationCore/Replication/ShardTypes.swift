@@ -101,6 +101,9 @@ public struct ReplicationCounters: Hashable, Sendable {
     public var handoversResent = 0
     /// Handed-over states refused because this node holds a copy of a later epoch.
     public var staleHandoversRefused = 0
+    /// Sessions whose messages a backup refused `ReplicaShard.maxRefusals` times, given
+    /// up on (not resent to it any more; under-replicated).
+    public var refusedForGood = 0
     /// Promotions, adoptions and commits refused because an epoch counter or a version
     /// had reached its top (`Epoch.maxCounter`, `Stamp.maxVersion`): never wrapped.
     public var overflowRefused = 0
@@ -116,7 +119,7 @@ public struct ReplicationCounters: Hashable, Sendable {
         appliedFull += o.appliedFull; staleIgnored += o.staleIgnored; fencedRejected += o.fencedRejected
         expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
         promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; digestRounds += o.digestRounds; refusedReceipts += o.refusedReceipts; digestMismatches += o.digestMismatches; released += o.released; stateTransfers += o.stateTransfers
-        handoversResent += o.handoversResent; staleHandoversRefused += o.staleHandoversRefused; overflowRefused += o.overflowRefused
+        handoversResent += o.handoversResent; staleHandoversRefused += o.staleHandoversRefused; refusedForGood += o.refusedForGood; overflowRefused += o.overflowRefused
     }
 }
 

@@ -25,6 +25,9 @@ public enum DecodeError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     /// A short stable label for metrics (`reason` dimension).
+    /// Whether a count or size exceeded its limit.
+    public var isTooLarge: Bool { if case .tooLarge = self { true } else { false } }
+
     public var reason: String {
         switch self {
         case .truncated: return "truncated"

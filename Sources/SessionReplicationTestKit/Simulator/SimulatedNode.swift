@@ -86,10 +86,9 @@ public struct SimulatedNode: SimulatedProcess {
                 perform(core.receiveMembership(m, from: peer, id: sender, reliable: false, now: now, wall: wall), now, wall)
             }
         case .frame(let lane, let first, let low, let bytes):
-            let decoded = bytes.withUnsafeBytes { raw in Result { () throws(DecodeError) in try FrameBody.decode(raw, limits: WireLimits()) } }
-            guard case .success(let body) = decoded else { log.violation("\(name): undecodable replication frame from \(peer)"); return }
-            let frame = InboundFrame(senderName: peer, sender: sender, lane: lane, firstSequence: first, lowWatermark: low,
-                                     data: body.data, control: body.control)
+            let decoded = bytes.withUnsafeBytes { raw in Result { () throws(DecodeError) in try FrameBody.decodeEach(raw, limits: WireLimits()) } }
+            guard case .success(let body) = decoded, body.refused.isEmpty else { log.violation("\(name): undecodable replication frame from \(peer)"); return }
+            let frame = InboundFrame(senderName: peer, sender: sender, lane: lane, firstSequence: first, lowWatermark: low, decoded: body)
             perform(core.receiveFrame(frame, now: now, wall: wall), now, wall)
         }
     }
