@@ -335,7 +335,7 @@ extension NodeCore {
             }
             for (peer, request) in o.digests { sendControl(.digest(request), to: peer) }
             for (peer, request) in o.prepares { sendControl(.prepare(request), to: peer) }
-            for (peer, reply) in o.handovers { sendControl(.handoverReply(reply), to: peer) }
+            for (peer, taker, reply) in o.handovers where isAlive(peer, process: taker) { sendControl(.handoverReply(reply), to: peer) }
         }
         for (peer, batches) in resend.sorted(by: { $0.key < $1.key }) {
             emit(.send(peer: peer, Transmission(speaker: id, batches: batches)))

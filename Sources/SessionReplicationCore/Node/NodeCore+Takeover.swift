@@ -151,7 +151,9 @@ extension NodeCore {
     mutating func onHandoverReply(_ reply: HandoverReply, from giver: String, process: NodeID) {
         // Not from a process held dead (or unknown) here: its sessions are failed over by
         // their holders, and adopting as well would make two owners.
-        if case .transferred(let state) = reply.answer, state.id == reply.id, !stopped, !declaredDead,
+        // Only an answer to a request this process made (or a draining owner's, id 0).
+        let ours = reply.requestID == 0 || (reply.requestID >= firstHandoverRequest && reply.requestID < nextHandoverRequest)
+        if case .transferred(let state) = reply.answer, state.id == reply.id, !stopped, !declaredDead, ours,
            isAlive(giver, process: process) {
             let l = lane(of: reply.id)
             if lanes[l].adoptHandover(state, from: giver, giverStays: reply.requestID != 0, now: now) {

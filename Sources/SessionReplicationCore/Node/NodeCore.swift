@@ -100,6 +100,9 @@ public struct NodeCore: Sendable {
     /// Handover rounds of takeover searches, by handover request id.
     var handoverRounds: [UInt64: RequestID] = [:]
     var nextHandoverRequest: UInt64 = 1
+    /// The first handover request id of this process (random, so that an answer meant for
+    /// an earlier process of this name is never taken for one of this process's).
+    var firstHandoverRequest: UInt64 = 1
     var nextInternalRequest = RequestID.internalBase
     /// Owners learned from `kept` answers (`affinity: none`).
     var ownerHints = OwnerHints()
@@ -132,6 +135,8 @@ public struct NodeCore: Sendable {
         self.leases = LeaseTable(lease: settings.lease)
         self.lanes = Self.makeLanes(settings, id: id)
         for peer in settings.members where peer != settings.name { peers[peer] = PeerState() }
+        firstHandoverRequest = (random.next() >> 2) | 1
+        nextHandoverRequest = firstHandoverRequest
         nextShardTick = now
         self.now = now
     }

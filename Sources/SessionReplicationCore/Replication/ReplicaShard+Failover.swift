@@ -114,6 +114,9 @@ extension ReplicaShard {
             if let process, let ownerID = backups[id]!.ownerID, ownerID != process { continue }
             failOver(id, owner: member, ownerID: process, now: now, promoteAfter: promoteAfter, out: &out)
         }
+        // Hand-overs to that process will never be confirmed: forget them (its copies
+        // fail over instead).
+        if let process { unconfirmedHandoffs = unconfirmedHandoffs.filter { $0.value.taker != process } }
         // Confirmations that waited on this member need it no more.
         for id in owned.keys.sorted() where owned[id]!.confirming.contains(member) && !replaced {
             owned[id]!.confirming.remove(member)

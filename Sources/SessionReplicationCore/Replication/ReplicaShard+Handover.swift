@@ -148,17 +148,17 @@ extension ReplicaShard {
 extension ReplicaShard {
     /// Hand-over answers not confirmed by their taker (no word from it since) for
     /// `4 x retryInterval`: sent again, the same answer to the same request.
-    mutating func resendHandoffs(now: MonotonicInstant) -> [(peer: String, reply: HandoverReply)] {
+    mutating func resendHandoffs(now: MonotonicInstant) -> [(peer: String, taker: NodeID, reply: HandoverReply)] {
         guard !unconfirmedHandoffs.isEmpty else { return [] }
         let every = settings.policy.retryInterval * 4
-        var out: [(peer: String, reply: HandoverReply)] = []
+        var out: [(peer: String, taker: NodeID, reply: HandoverReply)] = []
         for id in unconfirmedHandoffs.keys.sorted() {
             guard var u = unconfirmedHandoffs[id], now - u.sentAt >= every,
                   let b = backups[id], b.owner == u.to, b.state.stamp == u.handed.stamp else { continue }
             u.sentAt = now
             unconfirmedHandoffs[id] = u
             counters.handoversResent += 1
-            out.append((u.to, HandoverReply(requestID: u.requestID, id: id, answer: .transferred(u.handed))))
+            out.append((u.to, u.taker, HandoverReply(requestID: u.requestID, id: id, answer: .transferred(u.handed))))
         }
         return out
     }

@@ -654,8 +654,9 @@ public struct ReplicaShard: Sendable {
         public var digests: [(peer: String, request: DigestRequest)] = []
         /// Prepares (of takeovers and confirmations) to send again, by member.
         public var prepares: [(peer: String, request: PrepareRequest)] = []
-        /// Hand-over answers to send again (their takers have not confirmed them).
-        public var handovers: [(peer: String, reply: HandoverReply)] = []
+        /// Hand-over answers to send again (their takers have not confirmed them), with the
+        /// taker's process: only that process may be sent them.
+        public var handovers: [(peer: String, taker: NodeID, reply: HandoverReply)] = []
     }
 
     /// A hand-over whose taker has not been heard from since.
