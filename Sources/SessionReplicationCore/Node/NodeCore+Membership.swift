@@ -210,11 +210,14 @@ extension NodeCore {
         for e in reply.entries { byLane[lane(of: e.id), default: []].append(e) }
         let after = leases.grantsExpire(for: reply.oldOwner)
         debug("promise from \(holder) for \(reply.oldOwner): \(reply.entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-") owned \($0.ownedByHolder) owner \($0.owner ?? "-") ended \($0.ended?.etag ?? "-")" })")
+        // The old owner's process is gone unless membership holds that very process live.
+        let gone = reply.oldOwnerID == NodeID(0) ? !livePeers.contains(reply.oldOwner) : !isAlive(reply.oldOwner, process: reply.oldOwnerID)
         var outcomes: [ReplicaShard.FailoverOutcome] = []
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
             let r = PromiseReply(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, sinceGrantMs: reply.sinceGrantMs, entries: part)
             let unasked = lanes[l].onPromise(from: holder, process: process, r, now: now, lease: settings.lease)
-            outcomes.append(lanes[l].onTakeoverHint(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, entries: unasked, now: now, promoteAfter: after))
+            outcomes.append(lanes[l].onTakeoverHint(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, oldOwnerGone: gone,
+                                                    entries: unasked, now: now, promoteAfter: after))
             flushPending(lane: l)
         }
         sendFailover(outcomes, oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID)

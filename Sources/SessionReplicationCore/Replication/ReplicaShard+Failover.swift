@@ -160,7 +160,11 @@ extension ReplicaShard {
     /// this node's (or becomes it), and when this node holds `oldOwner` departed too it
     /// takes those sessions over as `memberDeparted` would. Sessions owned here, or
     /// ended at least as recently, are left alone.
-    public mutating func onTakeoverHint(oldOwner: String, oldOwnerID: NodeID? = nil, entries: [PromiseReply.Entry],
+    ///
+    /// `oldOwnerGone` (default: this shard holds the name departed) says whether the old
+    /// owner's process is gone as far as the node knows (a process other than the one its
+    /// membership holds alive under that name is gone).
+    public mutating func onTakeoverHint(oldOwner: String, oldOwnerID: NodeID? = nil, oldOwnerGone: Bool? = nil, entries: [PromiseReply.Entry],
                                         now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
         var out = FailoverOutcome()
         for e in entries {
@@ -178,7 +182,7 @@ extension ReplicaShard {
             } else {
                 storeBackup(s, from: oldOwner, ownerID: oldOwnerID, now: now)
             }
-            if departed.contains(oldOwner) {
+            if oldOwnerGone ?? departed.contains(oldOwner) {
                 // The hinting holder deferred to this node: it takes over itself, whatever its
                 // own copy's replica set says (two copies naming each other first would
                 // otherwise pass the hint back and forth).
@@ -406,7 +410,9 @@ extension ReplicaShard {
         var state = b.state
         state.stamp = Stamp(epoch: epoch, version: state.stamp.version)
         state.replicaSet = placement(for: id, keeping: state.replicaSet)
-        owned[id] = Owned(state: state, sentVersion: 0, accessSent: state.lastAccessedAt)
+        var o = Owned(state: state, sentVersion: 0, accessSent: state.lastAccessedAt)
+        o.expiryGrace = settings.sessions.effectiveAccessInterval
+        owned[id] = o
         ownerExpiry.schedule(id, at: state.expiresAt.milliseconds / 1000 + 1)
         counters.promotions += 1
         note(.activated, id, state.stamp)

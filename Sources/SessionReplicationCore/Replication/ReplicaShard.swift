@@ -22,6 +22,9 @@ public struct ReplicaShard: Sendable {
         /// may own the session, nor hold it from an owner other than the giver), and when
         /// they were last asked.
         var confirming: Set<String> = []
+        /// Added to the idle deadline: a promoted copy's last access may be up to the access
+        /// replication interval old, and a session expires late, never early.
+        var expiryGrace: Duration = .zero
         var confirmSentAt: MonotonicInstant = .zero
         var confirmGiver = ""
     }
@@ -743,12 +746,12 @@ public struct ReplicaShard: Sendable {
         var expired: [SessionID] = []
         for id in ownerExpiry.popDue(wall.milliseconds / 1000) {
             guard let o = owned[id] else { continue }
-            if o.state.expiresAt <= wall {
+            if o.state.expiresAt + o.expiryGrace <= wall {
                 _ = try? invalidate(id, reason: .expired, now: now, wait: false)
                 counters.expired += 1
                 expired.append(id)
             } else {
-                ownerExpiry.schedule(id, at: o.state.expiresAt.milliseconds / 1000 + 1)
+                ownerExpiry.schedule(id, at: (o.state.expiresAt + o.expiryGrace).milliseconds / 1000 + 1)
             }
         }
         return expired

@@ -94,8 +94,10 @@ public final class ClusterLog {
 
     /// Sessions that expired, by session: when (global) and where.
     public internal(set) var expiries: [SessionID: (at: MonotonicInstant, node: String)] = [:]
-    /// The last time a client's request on each session was answered (an access).
+    /// The last time a client's request on each session was answered (an access), and by
+    /// which node.
     public internal(set) var lastAccess: [SessionID: MonotonicInstant] = [:]
+    var lastAccessOn: [String: [SessionID: MonotonicInstant]] = [:]
     /// How far wall clocks may disagree (the scenario's skew).
     public var maxSkew: Duration = .milliseconds(50)
 
@@ -103,8 +105,10 @@ public final class ClusterLog {
         guard case .expired = e.kind else { return }
         let at = globalNow()
         expiries[e.id] = (at, node)
-        // No session expires before its last access plus its idle limit.
-        if let idle = idleLimits[e.id], let last = lastAccess[e.id], at < last + (idle - maxSkew * 2) {
+        // No session expires before its last access plus its idle limit, as the owner that
+        // expires it saw that access (an access another owner served may not have reached
+        // it: best-effort, time-based writes).
+        if let idle = idleLimits[e.id], let last = lastAccessOn[node]?[e.id], at < last + (idle - maxSkew * 2) {
             violation("\(node) expired \(e.id) at \(at), last access \(last), idle limit \(idle)")
         }
     }
@@ -137,6 +141,7 @@ public final class ClusterLog {
         switch (op, result) {
         case (.write(let id, _, _), .written), (.read(let id), .session(_?)), (.create(let id), .written):
             lastAccess[id] = max(lastAccess[id] ?? .zero, at)
+            lastAccessOn[node, default: [:]][id] = max(lastAccessOn[node]?[id] ?? .zero, at)
         default:
             break
         }
