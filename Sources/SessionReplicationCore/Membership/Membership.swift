@@ -177,6 +177,16 @@ public struct Membership: Sendable {
 
     // MARK: - Events
 
+    /// Another member declared process `id` of `name` dead and takes its sessions over
+    /// (it asked this node to promise): this node holds it dead too and says so, so that
+    /// the process, should it be alive after all (a one-way cut), learns it and rejoins
+    /// instead of staying alive and fenced for good. A later process of the name is left
+    /// alone.
+    public mutating func acceptDeath(of name: String, id: NodeID, declaredBy declarer: String, now: MonotonicInstant) {
+        guard let m = members[name], m.id == id, m.status.isLive else { return }
+        apply(MemberUpdate(status: .dead, name: name, id: id, incarnation: m.incarnation, from: declarer), now: now)
+    }
+
     /// Leaves gracefully: tells every live member directly and by gossip; from now on
     /// this node answers probes but starts none.
     public mutating func leave(now: MonotonicInstant) {

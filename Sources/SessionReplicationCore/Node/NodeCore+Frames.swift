@@ -174,7 +174,9 @@ extension NodeCore {
         for (seq, message) in d.messages {
             guard let sid = message.sessionID else { continue }
             let l = self.lane(of: sid)
+            let wasOwner = verbose && lanes[l].ownership(of: sid) != nil
             let outcome = lanes[l].apply(message, from: lane.senderName, process: key.sender, now: now)
+            if wasOwner, lanes[l].ownership(of: sid) == nil { debug("\(sid) passivated by \(lane.senderName)/\(key.sender) seq \(seq): \(message)".prefix(300).description) }
             if outcome == .fenced { lane.refused.append(seq) }
             switch (outcome, message) {
             case (.needsResync, _):

@@ -53,6 +53,7 @@ extension NodeCore {
             let previous = memberIDs[name]
             memberIDs[name] = pid
             if let previous, previous != pid {
+                peers[name]?.retired.insert(previous)
                 log(.notice, "member restarted under a new process id: failing over its old process", ["drs.peer": name])
                 memberGone(name, id: previous, replaced: true)
             }
@@ -68,6 +69,9 @@ extension NodeCore {
             log(.notice, left ? "member left" : "member declared dead", ["drs.peer": name, "drs.peer.id": "\(pid)"])
             livePeers.remove(name)
             if memberIDs[name] == pid { memberIDs[name] = nil }
+            // What that process still sends speaks for a process whose sessions fail over:
+            // refused from now on, even once a later process of the name is known.
+            peers[name]?.retired.insert(pid)
             refreshReachability(name)
             memberGone(name, id: pid)
         case .selfDeclaredDead:
@@ -178,8 +182,13 @@ extension NodeCore {
             entries += lanes[l].onPrepare(from: taker, process: process, PrepareRequest(oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID, entries: part))
         }
         debug("prepare from \(taker) for \(request.oldOwner)/\(request.oldOwnerID): answers \(entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-") owned \($0.ownedByHolder) owner \($0.owner ?? "-") ended \($0.ended?.etag ?? "-")" })")
-        // A confirmation (no process named) revokes nobody.
-        if request.oldOwnerID != NodeID(0) { leases.revoke(request.oldOwner, process: request.oldOwnerID) }
+        // A confirmation (no process named) revokes nobody. A takeover's old owner is held
+        // dead here too, so that it learns it and rejoins if it is alive after all.
+        if request.oldOwnerID != NodeID(0) {
+            leases.revoke(request.oldOwner, process: request.oldOwnerID)
+            membership.acceptDeath(of: request.oldOwner, id: request.oldOwnerID, declaredBy: taker, now: now)
+            performMembershipOutput()
+        }
         let since = leases.lastGranted[request.oldOwner].map { UInt32(clamping: (now - $0).millisecondsClamped) } ?? .max
         sendControl(.promise(PromiseReply(oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID, sinceGrantMs: since, entries: entries)), to: taker)
     }
