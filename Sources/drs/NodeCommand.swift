@@ -8,6 +8,7 @@ import SessionReplicationHummingbird
 import SessionReplicationCore
 import UnixSignals
 import Foundation
+import Metrics
 
 /// `drs node --config FILE --name NAME`: one node in the foreground until SIGTERM/SIGINT.
 struct NodeCommand: AsyncParsableCommand {
@@ -37,6 +38,8 @@ struct NodeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        let prometheus = PrometheusExport()
+        MetricsSystem.bootstrap(prometheus.factory)
         var logger = Logger(label: "drs")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let endpoint = configuration.node(named: name)!
@@ -52,15 +55,11 @@ struct NodeCommand: AsyncParsableCommand {
         }
         let router = Router(context: DRSRequestContext.self)
         let metrics = NodeMetrics(node: node)
-        let forwarder = SessionForwarder { ok in
-            metrics.increment("drs_http_forwarded_total", labels: [("result", ok ? "ok" : "failed")],
-                              help: "Requests forwarded to a session's owner (affinity: none, takeoverCooldown), by outcome.")
-        }
+        // Requests forwarded to a session's owner (affinity: none, takeoverCooldown), by outcome.
+        let forwarded = ["ok", "failed"].map { Counter(label: "drs_http_forwarded_total", dimensions: [("result", $0)]) }
+        let forwarder = SessionForwarder { ok in forwarded[ok ? 0 : 1].increment() }
         SessionAPI(backend: node, settings: .init(configuration: configuration), forwarder: forwarder).addRoutes(to: router)
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
-        }
+        prometheus.addRoute(to: router, publishing: metrics)
         let server: HTTPServerBuilder
         do {
             server = try DRSHTTPServer.builder(configuration.http)
@@ -75,7 +74,7 @@ struct NodeCommand: AsyncParsableCommand {
                                                        serverName: "drs/\(name)", settings: configuration.http, logger: logger),
             logger: logger)
         // The node starts first and stops last: the API answers only while it runs.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: node), .init(service: http)]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: node), .init(service: metrics), .init(service: http)]
         if let faultsFile { services.append(.init(service: FaultFileWatcher(node: node, path: faultsFile, logger: logger))) }
         let group = ServiceGroup(configuration: .init(
             services: services,

@@ -1,5 +1,6 @@
 import SessionReplication
 import SessionReplicationCore
+import MetricsTestKit
 import Testing
 
 @Suite("The node as the HTTP API's backend", .timeLimit(.minutes(1)))
@@ -52,24 +53,45 @@ struct BackendTests {
     }
 }
 
-@Test("metrics render in Prometheus text, every name prefixed drs_, counters advancing between scrapes", .timeLimit(.minutes(1)))
-func metricsRender() async throws {
+@Test("metrics go through swift-metrics, every name prefixed drs_, counters advancing by what happened between publishes", .timeLimit(.minutes(1)))
+func metricsPublish() async throws {
     let config = TestCluster.configuration(names: ["n1", "n2"])
     try await TestCluster.with(config) { cluster in
         let n1 = cluster["n1"]
-        let metrics = NodeMetrics(node: n1)
+        let backend = TestMetrics()
+        let metrics = NodeMetrics(node: n1, factory: backend)
         let id = try #require(try await n1.createSession(attributes: ["a": [1]]).state?.id)
         _ = try await n1.sync(id)
-        let first = metrics.render()
-        #expect(first.contains(#"drs_sessions{role="owner"} 1"#))
-        #expect(first.contains("drs_sessions_created_total 1"))
-        #expect(first.contains("drs_replication_lag_seconds_count{peer=\"n2\"}"))
-        for line in first.split(separator: "\n") where !line.hasPrefix("#") {
-            #expect(line.hasPrefix("drs_"), "\(line)")
+        metrics.publish()
+        #expect(try backend.expectGauge("drs_sessions", [("role", "owner")]).lastValue == 1)
+        #expect(backend.counterTotal(label: "drs_sessions_created_total") == 1)
+        #expect(try backend.expectTimer(NodeMetrics.replicationLag, [("peer", "n2")]).values.count >= 1)
+        for label in backend.counters.map(\.label) + backend.recorders.map(\.label) + backend.timers.map(\.label) {
+            #expect(label.hasPrefix("drs_"), "\(label)")
         }
         for _ in 0..<3 { _ = try await n1.withSession(id) { $0.set("a", [UInt8.random(in: 2...255)]) } }
-        let second = metrics.render()
-        #expect(second.contains("drs_commits_total 3"))
-        #expect(second.contains(#"drs_messages_sent_total{kind="delta",mode="acknowledged",transport="tcp"} 3"#))
+        metrics.publish()
+        metrics.publish()
+        #expect(backend.counterTotal(label: "drs_commits_total") == 3)
+        #expect(backend.counterTotal(label: "drs_messages_sent_total",
+                                     dimensions: [("kind", "delta"), ("mode", "acknowledged"), ("transport", "tcp")]) == 3)
+    }
+}
+
+@Test("run() as a Service publishes on its own until cancelled", .timeLimit(.minutes(1)))
+func metricsServicePublishes() async throws {
+    let config = TestCluster.configuration(names: ["n1", "n2"])
+    try await TestCluster.with(config) { cluster in
+        let n1 = cluster["n1"]
+        let backend = TestMetrics()
+        let metrics = NodeMetrics(node: n1, factory: backend, interval: .milliseconds(20))
+        let task = Task { try await metrics.run() }
+        defer { task.cancel() }
+        _ = try await n1.createSession(attributes: ["a": [1]])
+        let deadline = ContinuousClock.now + .seconds(30)
+        while backend.counterTotal(label: "drs_sessions_created_total") != 1, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(backend.counterTotal(label: "drs_sessions_created_total") == 1)
     }
 }

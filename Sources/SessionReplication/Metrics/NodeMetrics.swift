@@ -1,58 +1,71 @@
+import CoreMetrics
 import NIOConcurrencyHelpers
-import Prometheus
+import ServiceLifecycle
 import SessionReplicationCore
 
-/// Prometheus metrics of one node, every name prefixed `drs_`. The node's counters live in
-/// its state machines; each scrape (`render()`) brings the registry up to date: counters
-/// advance by what happened since the previous scrape (so they stay monotonic), gauges
-/// are set, and the replication lag histogram takes the send-to-receipt samples
-/// collected since then.
-public final class NodeMetrics: Sendable {
-    /// The registry; other metrics of the application may be added to it.
-    public let registry = PrometheusCollectorRegistry()
+/// A node's metrics through swift-metrics, every name prefixed `drs_`, so that an
+/// application embedding a node reports them to whatever backend it bootstrapped
+/// (`MetricsSystem.bootstrap`; with none bootstrapped nothing is recorded). The node's
+/// counters live in its state machines; `publish()` brings the metrics up to date:
+/// counters advance by what happened since the previous call (they stay monotonic),
+/// gauges are set, and the timer `drs_replication_lag_seconds{peer}` records the
+/// send-to-receipt samples collected since then.
+///
+/// Run it as a `Service` beside the node (in the same `ServiceGroup`) to publish every
+/// `interval`; `drs node` also publishes before each scrape of `/metrics`.
+public final class NodeMetrics: Service, Sendable {
+    /// Name of the replication lag timer (a histogram in Prometheus).
+    public static let replicationLag = "drs_replication_lag_seconds"
     private let node: ReplicationNode
+    private let factory: (any MetricsFactory)?
+    /// How often `run()` publishes.
+    public let interval: Duration
     private let last = NIOLockedValueBox<[String: Int]>([:])
-    private let lagBuckets: [Duration] = [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
-                                          .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-                                          .milliseconds(250), .milliseconds(500), .seconds(1)]
 
-    /// Metrics of `node`.
-    public init(node: ReplicationNode) { self.node = node }
-
-    /// Adds one to the counter `name` with `labels` (created with `help` on first use):
-    /// for events the shell around the node sees, such as forwarded requests. `name`
-    /// must be a valid Prometheus name (the registry traps on an invalid or empty one).
-    public func increment(_ name: String, labels: [(String, String)], help: String) {
-        registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels).increment()
+    /// Metrics of `node` through `factory` (default `nil`: the bootstrapped
+    /// `MetricsSystem`), published every `interval` (default one second) while `run()`
+    /// runs. Never fails.
+    public init(node: ReplicationNode, factory: (any MetricsFactory)? = nil, interval: Duration = .seconds(1)) {
+        self.node = node
+        self.factory = factory
+        self.interval = interval
     }
 
-    private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
-        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    /// Publishes every `interval` until graceful shutdown or cancellation, and once more
+    /// on the way out. Never throws.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                self.publish()
+                try? await Task.sleep(for: self.interval)
+            }
+        }
+        publish()
     }
 
-    /// The metrics in Prometheus text format, updated now.
-    public func render() -> String {
-        update()
-        var buffer: [UInt8] = []
-        registry.emit(into: &buffer)
-        return String(decoding: buffer, as: UTF8.self)
+    private func makeCounter(_ name: String, _ labels: [(String, String)]) -> Counter {
+        if let factory { return Counter(label: name, dimensions: labels, factory: factory) }
+        return Counter(label: name, dimensions: labels)
     }
 
+    // `help` says what each metric counts, for the reader: swift-metrics carries no help text.
     private func counter(_ name: String, _ labels: [(String, String)], _ help: String, total: Int) {
         let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
         let delta = last.withLockedValue { last -> Int in
             defer { last[key] = total }
             return total - (last[key] ?? 0)
         }
-        let c = registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
-        if delta > 0 { c.increment(by: Int64(delta)) }
+        if delta > 0 { makeCounter(name, labels).increment(by: delta) }
     }
 
     private func gauge(_ name: String, _ labels: [(String, String)], _ help: String, _ value: Double) {
-        registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels).set(value)
+        let gauge = factory.map { Gauge(label: name, dimensions: labels, factory: $0) } ?? Gauge(label: name, dimensions: labels)
+        gauge.record(value)
     }
 
-    func update() {
+    /// Brings every metric up to date (see the type's description). Safe to call from
+    /// any thread, at any time, also before the node starts and after it stops.
+    public func publish() {
         let c = node.counters
         let r = c.replication
         let policy = node.configuration.replication
@@ -75,6 +88,7 @@ public final class NodeMetrics: Sendable {
         counter("drs_handovers_total", [], "Sessions handed over to another node.", total: r.handoversGiven)
         counter("drs_handovers_resent_total", [], "Handovers answered again: the same taker asked once more, its first answer lost.", total: r.handoversResent)
         counter("drs_handovers_refused_stale_total", [], "Handed-over states refused: a copy of a later epoch is held here.", total: r.staleHandoversRefused)
+        counter("drs_refused_for_good_total", [], "Sessions whose changes a backup kept refusing: no longer resent to it.", total: r.refusedForGood)
         counter("drs_digest_rounds_total", [], "Anti-entropy digests sent (per backup and lane).", total: r.digestRounds)
         counter("drs_digest_mismatches_total", [], "Anti-entropy buckets a backup reported as differing.", total: r.digestMismatches)
         counter("drs_released_total", [], "Backup copies dropped because their owner no longer lists this node.", total: r.released)
@@ -92,6 +106,7 @@ public final class NodeMetrics: Sendable {
         counter("drs_frames_sent_total", [("transport", "udp")], "Replication frames sent.", total: c.datagramsSent)
         counter("drs_frames_received_total", [], "Replication frames accepted.", total: c.framesReceived)
         counter("drs_socket_rebinds_total", [], "UDP sockets bound again after a send error closed them.", total: c.socketRebinds)
+        counter("drs_session_events_dropped_total", [], "Session events a slow subscriber's buffer dropped.", total: node.droppedSessionEvents)
         let f = node.faultCounts
         for (kind, n) in [("dropped", f.dropped), ("delayed", f.delayed), ("duplicated", f.duplicated), ("reordered", f.reordered)] {
             counter("drs_faults_injected_total", [("kind", kind)], "Faults injected into outbound replication traffic (drs node --faults-file).", total: n)
@@ -108,10 +123,9 @@ public final class NodeMetrics: Sendable {
             gauge("drs_members", [("state", state)], "Members by state.", Double(states[state] ?? 0))
         }
         for (peer, samples) in node.takeLatencySamples() {
-            let h = registry.makeDurationHistogram(
-                descriptor: Self.descriptor("drs_replication_lag_seconds", "Time from sending a replication message to its receipt, by peer."),
-                labels: [("peer", peer)], buckets: lagBuckets)
-            for s in samples { h.record(s) }
+            let timer = factory.map { Timer(label: Self.replicationLag, dimensions: [("peer", peer)], factory: $0) }
+                ?? Timer(label: Self.replicationLag, dimensions: [("peer", peer)])
+            for s in samples { timer.recordNanoseconds(s.nanosecondsClamped) }
         }
     }
 }
