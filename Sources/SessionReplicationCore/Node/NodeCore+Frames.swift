@@ -74,7 +74,17 @@ extension NodeCore {
         guard !stopped else { return [] }
         let name = frame.senderName
         guard peers[name] != nil else { emit(.refused(.unknownSender)); return takeActions() }
-        guard !peers[name]!.retired.contains(frame.sender) else { emit(.refused(.retiredProcess)); return takeActions() }
+        if peers[name]!.retired.contains(frame.sender) {
+            // Its membership messages still reach membership, which tells a process it
+            // holds dead to rejoin (both sides of a healed partition find each other
+            // this way); anything else it sends is refused.
+            if let m = frame.membership {
+                handleMembership(m, from: name, id: frame.sender, reliable: true)
+            } else {
+                emit(.refused(.retiredProcess))
+            }
+            return takeActions()
+        }
         if let previous = peers[name]!.current, previous != frame.sender {
             // The peer restarted: its old streams are gone for good, and frames of the old
             // process are refused from now on.
