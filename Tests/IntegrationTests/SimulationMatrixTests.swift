@@ -60,6 +60,8 @@ struct RegressionSeedTests {
         (9017, "concurrent takers deciding by copies that changed between two answers: both yielded"),
         (9028, "a hint's first holder named as the owner in promises: the taker yielded to a non-owner"),
         (19, "a paused VM whose monotonic clock stopped served on its old leases"),
+        (1691, "a process held dead across a healed partition never heard it (its membership messages were refused): two sides never rejoined"),
+        (1243, "a handover answer to the process before a rejoin adopted by the new one: a stale copy served and an acknowledged write lost"),
     ]
 
     @Test("each seed keeps every invariant", arguments: seeds.map(\.0))

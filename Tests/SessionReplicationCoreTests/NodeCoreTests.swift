@@ -95,7 +95,8 @@ struct NodeCoreTests {
                                 from: "n3", id: Self.p3, reliable: false, now: clock.now, wall: clock.wall)
         #expect(b.membership.member("n1")?.status == .dead)
         let actions = b.receiveFrame(Self.frame(Self.p1, seq: 1, [.full(Self.state(version: 1))]), now: clock.now, wall: clock.wall)
-        #expect(actions.contains(.refused(.deadProcess)))
+        // Held dead means retired at once: its frames are refused from then on.
+        #expect(actions.contains(.refused(.retiredProcess)))
         #expect(b.copy(of: Self.id) == nil)
     }
 

@@ -74,7 +74,7 @@ extension NodeCore {
         guard !stopped else { return [] }
         let name = frame.senderName
         guard peers[name] != nil else { emit(.refused(.unknownSender)); return takeActions() }
-        if peers[name]!.retired.contains(frame.sender) {
+        if peers[name]!.refuses(frame.sender) {
             // Its membership messages still reach membership, which tells a process it
             // holds dead to rejoin (both sides of a healed partition find each other
             // this way); anything else it sends is refused.

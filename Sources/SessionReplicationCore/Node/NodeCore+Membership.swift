@@ -71,7 +71,7 @@ extension NodeCore {
             if memberIDs[name] == pid { memberIDs[name] = nil }
             // What that process still sends speaks for a process whose sessions fail over:
             // refused from now on, even once a later process of the name is known.
-            peers[name]?.retired.insert(pid)
+            peers[name]?.heldDead.insert(pid)
             refreshReachability(name)
             memberGone(name, id: pid)
         case .selfDeclaredDead:
@@ -143,6 +143,10 @@ extension NodeCore {
         let fresh = NodeID.fresh(start: wall, random: random.next())
         id = NodeID(max(old.rawValue + 1, fresh.rawValue, (floor?.rawValue ?? 0) &+ 1))
         failAll(SessionError(.sessionUnavailable, "this node rejoined the cluster while the request waited; retry"))
+        // Answers to the old process's handover requests still arrive (sent before a cut
+        // healed): none of them is this process's to adopt.
+        handoverRounds = [:]
+        firstHandoverRequest = nextHandoverRequest
         if reportsEvents {
             for lane in lanes {
                 for (sid, o) in lane.owned.sorted(by: { $0.key < $1.key }) { emit(.event(SessionEvent(.passivated, sid, o.state.stamp, at: wall))) }
@@ -162,6 +166,9 @@ extension NodeCore {
             peers[name]!.control = []
             peers[name]!.receipts = [:]
             peers[name]!.resyncs = [:]
+            // Whom the dead process held dead is no verdict of this one: a healed
+            // partition's other side is alive, and its frames are heard again.
+            peers[name]!.heldDead = []
         }
         for peer in connected.sorted() { refreshReachability(peer) }
         rejoins += 1

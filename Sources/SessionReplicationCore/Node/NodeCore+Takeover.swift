@@ -164,7 +164,13 @@ extension NodeCore {
                 let copy = lanes[l].copy(of: reply.id)
                 debug("adopted \(reply.id) from \(giver): \(copy.map { "\($0)" } ?? "-")")
                 flushPending(lane: l)
+            } else {
+                let held = lanes[l].copy(of: reply.id).map { "\($0)" } ?? "-"
+                debug("refused a handover of \(reply.id) from \(giver): holds \(held)")
             }
+        } else if case .transferred = reply.answer {
+            let why = "ours \(ours), giver alive \(isAlive(giver, process: process)), dead \(declaredDead)"
+            debug("ignored a handover of \(reply.id) from \(giver): \(why)")
         }
         if case .ended(let stamp) = reply.answer { lanes[lane(of: reply.id)].learnTombstone(reply.id, stamp, now: now) }
         guard reply.requestID != 0, let r = handoverRounds[reply.requestID], var s = requests[r]?.search,

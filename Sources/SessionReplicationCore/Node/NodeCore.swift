@@ -347,6 +347,12 @@ struct PeerState: Sendable {
     var current: NodeID?
     /// Processes of that name replaced by a later one: their frames are refused.
     var retired: Set<NodeID> = []
+    /// Processes of that name this process's membership declared dead or saw leave: their
+    /// frames are refused too, until this node itself rejoins under a new id (the verdict
+    /// was the dead process's; the new one judges afresh).
+    var heldDead: Set<NodeID> = []
+    /// Whether frames of process `id` are refused.
+    func refuses(_ id: NodeID) -> Bool { retired.contains(id) || heldDead.contains(id) }
     /// Control messages waiting for the next flush.
     var control: [ReplicationMessage] = []
     /// The newest receipt per lane (only the newest matters), with its resyncs.
