@@ -61,6 +61,7 @@ struct RegressionSeedTests {
         (9028, "a hint's first holder named as the owner in promises: the taker yielded to a non-owner"),
         (19, "a paused VM whose monotonic clock stopped served on its old leases"),
         (1691, "a process held dead across a healed partition never heard it (its membership messages were refused): two sides never rejoined"),
+        (1046, "a giver that handed a session away kept its own takeover of it pending: its prepare answer said owned here, the taker yielded, nobody owned it"),
         (1243, "a handover answer to the process before a rejoin adopted by the new one: a stale copy served and an acknowledged write lost"),
     ]
 

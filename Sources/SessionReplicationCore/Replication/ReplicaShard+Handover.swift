@@ -62,6 +62,11 @@ extension ReplicaShard {
     public mutating func handOff(_ id: SessionID, to taker: String, takerID: NodeID? = nil, requestID: UInt64 = 0, now: MonotonicInstant) -> SessionState {
         let o = owned.removeValue(forKey: id)!
         dirty.remove(id); accessed.remove(id); repair.remove(id)
+        // Whatever takeover of it this node still had under way is over: it gave the
+        // session away (left in place, a later prepare would hear "owned here" from a
+        // node that owns nothing, and the taker would yield to it).
+        takeovers[id] = nil
+        pendingPromotions.removeAll { $0.id == id }
         var kept = o.state
         kept.replicaSet = [settings.selfName] + kept.replicaSet.filter { $0 != settings.selfName && $0 != taker }
         storeBackup(kept, from: taker, ownerID: takerID, now: now)

@@ -53,6 +53,11 @@ public final class ClusterLog {
     /// Writes acknowledged `replicated` whose every holder crashed or rejoined (dropping
     /// its copies) before the write reached another: their loss is allowed.
     public internal(set) var lostWithHolders: Set<String> = []
+    /// Sessions every copy of which was on nodes that lost them (more holders crashed
+    /// than the replica count covers): "not found" and "no owner" are allowed for them.
+    public internal(set) var lostSessions: Set<SessionID> = []
+    /// The nodes holding any copy of a session, owner or backup (set by the scenario).
+    public var sessionHolders: (SessionID) -> [String] = { _ in [] }
     /// Replicated acknowledgements with fewer confirmed holders than `minSyncReplicas`
     /// at the moment they were answered.
     public var minSyncReplicas = 1
@@ -212,6 +217,9 @@ public final class ClusterLog {
         for a in acks where a.replicatedTo != nil && !lostWithHolders.contains(key(a)) {
             let h = holders(a.session, a.attribute)
             if h == [node] || h.isEmpty { lostWithHolders.insert(key(a)) }
+        }
+        for id in Set(acks.map(\.session)) where !lostSessions.contains(id) {
+            if sessionHolders(id) == [node] { lostSessions.insert(id) }
         }
     }
 

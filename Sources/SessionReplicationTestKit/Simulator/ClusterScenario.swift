@@ -110,6 +110,14 @@ struct ScenarioRun {
                 }
             }
         }
+        log.sessionHolders = { [unowned sim] id in
+            sim.names.filter { n in
+                switch sim.inspect(n, { $0.core.copy(of: id) }) ?? nil {
+                case .owner?, .backup?: return true
+                default: return false
+                }
+            }
+        }
         installObserver()
         sim.run(for: .seconds(1))
         createSessions(count: max(9, names.count * 2))
@@ -300,7 +308,7 @@ struct ScenarioRun {
         let anyWithCuts = !knobs.majority && !cutWindows.isEmpty
         let firstCut = cutWindows.map(\.0).min() ?? .zero
         for miss in log.notFound where sessions.contains(miss.session) && !log.deleteAsked.contains(miss.session) && log.expiries[miss.session] == nil
-            && !(anyWithCuts && miss.at >= firstCut) {
+            && !(anyWithCuts && miss.at >= firstCut) && !log.lostSessions.contains(miss.session) {
             out.failures.append("\(miss.node) answered session-not-found for live \(miss.session) at \(miss.at)")
         }
         // Reads: none misses a replicated write acknowledged before it began; none is
@@ -337,7 +345,7 @@ struct ScenarioRun {
                 if log.tracing {
                     for n in names { print("  \(n): \(String(describing: sim.inspect(n) { $0.core.copy(of: s) } ?? nil).prefix(160)) owner \(sim.inspect(n) { $0.core.backupOwner(of: s) } ?? nil ?? "-")") }
                 }
-                if owners.isEmpty { if !maybeEnded && !anyWithCuts { out.stuck.append("\(s) has no owner after healing") } } else { out.failures.append("\(s) has owners \(owners) after healing") }
+                if owners.isEmpty { if !maybeEnded && !anyWithCuts && !log.lostSessions.contains(s) { out.stuck.append("\(s) has no owner after healing") } } else { out.failures.append("\(s) has owners \(owners) after healing") }
                 continue
             }
             if !(allowStale && !cutWindows.isEmpty) {
