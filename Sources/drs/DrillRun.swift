@@ -408,11 +408,16 @@ actor DrillRun {
     func injectedCounts(_ node: NodeEndpoint) async -> String {
         guard let data = await cluster.get(node, "/metrics") else { return "counts unavailable" }
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("drs_faults_injected_total{") }
-        let parts = lines.compactMap { line -> String? in
-            guard let kind = line.split(separator: "\"").dropFirst().first, let value = line.split(separator: " ").last else { return nil }
-            return "\(kind) \(value)"
+        var counts: [String: String] = [:]
+        for line in lines {
+            guard let kind = line.split(separator: "\"").dropFirst().first, let value = line.split(separator: " ").last else { continue }
+            counts[String(kind)] = String(value)
         }
-        return parts.isEmpty ? "counts unavailable" : "injected: " + parts.joined(separator: ", ")
+        // A kind never injected has no series yet (the metrics backend publishes a counter
+        // once it moved): it reads 0.
+        let kinds = ["delayed", "dropped", "duplicated", "reordered"]
+        let parts = (kinds + counts.keys.sorted().filter { !kinds.contains($0) }).map { "\($0) \(counts[$0] ?? "0")" }
+        return lines.isEmpty && data.isEmpty ? "counts unavailable" : "injected: " + parts.joined(separator: ", ")
     }
 
     /// Installs `rules` in a table of their own (`inet drs_drill_<pid>`), on the output hook

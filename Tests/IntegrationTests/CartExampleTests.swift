@@ -7,7 +7,7 @@ import Testing
 /// The example application (Examples/Cart): Hummingbird's `SessionMiddleware` over
 /// `DRSPersistDriver`, three processes each a node and a web server. A cart filled on one
 /// process is found whole on another after the first is killed.
-@Suite("The cart example survives the loss of the node that served it", .serialized, .oneClusterAtATime, .timeLimit(.minutes(3)))
+@Suite("The cart example survives the loss of the node that served it", .serialized, .oneClusterAtATime, .timeLimit(.minutes(10)))
 struct CartExampleTests {
     static var binary: String {
         URL(fileURLWithPath: DRSBinary.path).deletingLastPathComponent().appendingPathComponent("drs-cart").path

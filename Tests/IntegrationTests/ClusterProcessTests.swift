@@ -100,7 +100,7 @@ struct ProcessCluster {
     }
 }
 
-@Suite("The drs binary: a local cluster of processes", .serialized, .oneClusterAtATime, .timeLimit(.minutes(3)))
+@Suite("The drs binary: a local cluster of processes", .serialized, .oneClusterAtATime, .timeLimit(.minutes(10)))
 struct ClusterProcessTests {
     @Test("cluster up --detach starts three processes that replicate; status shows them; down stops every one")
     func upStatusDown() async throws {

@@ -4,7 +4,7 @@ import Testing
 /// Short drills with the real binary (docs/design.md (Testing): CI drills use `--direct`): a
 /// synchronous three-node cluster loses no acknowledged write when its busiest node is
 /// killed, and a paused node never serves a stale session once resumed.
-@Suite("drs drill on three processes", .serialized, .oneClusterAtATime, .timeLimit(.minutes(3)))
+@Suite("drs drill on three processes", .serialized, .oneClusterAtATime, .timeLimit(.minutes(10)))
 struct DrillProcessTests {
     /// Processes whose command line mentions `text` (the drill's nodes carry the test's
     /// own folder in their `--config` path).

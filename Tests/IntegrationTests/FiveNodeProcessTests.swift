@@ -143,29 +143,29 @@ struct FiveNodeProcessTests {
         // 1. A crash.
         c.signal("n1", SIGKILL)
         live.removeAll { $0 == "n1" }
-        #expect(await c.until(30) { await settled(c, ids, among: live) }, "after n1 crashed")
+        #expect(await c.until(90) { await settled(c, ids, among: live) }, "after n1 crashed")
         #expect(await writeAll(c, ids, "2", among: live))
 
         // 2. A pause long enough to be declared dead, then resumed.
         c.signal("n2", SIGSTOP)
         try await Task.sleep(for: .seconds(3))
         c.signal("n2", SIGCONT)
-        #expect(await c.until(30) { await settled(c, ids, among: live) }, "after n2 was paused and resumed")
+        #expect(await c.until(90) { await settled(c, ids, among: live) }, "after n2 was paused and resumed")
         #expect(await writeAll(c, ids, "3", among: live))
 
         // 3. A graceful leave (SIGTERM).
         c.signal("n3", SIGTERM)
-        let left = await c.until(30) { await c.members(seenBy: "n4")["n3"] == "left" }
+        let left = await c.until(90) { await c.members(seenBy: "n4")["n3"] == "left" }
         #expect(left, "n4 lists n3 as left")
         live.removeAll { $0 == "n3" }
-        #expect(await c.until(30) { await settled(c, ids, among: live) }, "after n3 left")
+        #expect(await c.until(90) { await settled(c, ids, among: live) }, "after n3 left")
         #expect(await writeAll(c, ids, "4", among: live))
 
         // 4. A join.
         try c.start("n5")
         live.append("n5")
-        #expect(await c.until(30) { await c.members(seenBy: "n2")["n5"] == "alive" && c.processes["n5"]!.isRunning })
-        #expect(await c.until(30) { await settled(c, ids, among: live) }, "after n5 joined")
+        #expect(await c.until(90) { await c.members(seenBy: "n2")["n5"] == "alive" && c.processes["n5"]!.isRunning })
+        #expect(await c.until(90) { await settled(c, ids, among: live) }, "after n5 joined")
         var readable = 0
         for id in ids {
             guard let o = await owner(c, id, among: live) else { continue }

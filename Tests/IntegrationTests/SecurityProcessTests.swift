@@ -12,7 +12,7 @@ struct SecurityProcessTests {
         return dir
     }
 
-    @Test("keygen writes a fresh 32-byte key readable by its owner only, and refuses to overwrite one", .timeLimit(.minutes(2)))
+    @Test("keygen writes a fresh 32-byte key readable by its owner only, and refuses to overwrite one", .timeLimit(.minutes(10)))
     func keygen() async throws {
         let dir = try Self.temporary()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -29,7 +29,7 @@ struct SecurityProcessTests {
         #expect(printed.output.trimmingCharacters(in: .whitespacesAndNewlines) != text)
     }
 
-    @Test("check-config refuses a shipped configuration moved beyond loopback, and accepts it with a fresh key file", .timeLimit(.minutes(2)))
+    @Test("check-config refuses a shipped configuration moved beyond loopback, and accepts it with a fresh key file", .timeLimit(.minutes(10)))
     func shippedCopyBeyondLoopback() async throws {
         let dir = try Self.temporary()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -47,7 +47,7 @@ struct SecurityProcessTests {
         #expect(accepted.status == 0, "\(accepted.output)")
     }
 
-    @Test("cluster down signals only drs node processes: a pid file naming another program leaves it alone", .timeLimit(.minutes(2)))
+    @Test("cluster down signals only drs node processes: a pid file naming another program leaves it alone", .timeLimit(.minutes(10)))
     func clusterDownChecksThePid() async throws {
         let dir = try Self.temporary()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -67,7 +67,7 @@ struct SecurityProcessTests {
         #expect(sleeper.isRunning, "cluster down signalled a process that is not a drs node")
     }
 
-    @Test("lb-config checks /readyz and, with TLS on the nodes, talks TLS to them", .timeLimit(.minutes(2)))
+    @Test("lb-config checks /readyz and, with TLS on the nodes, talks TLS to them", .timeLimit(.minutes(10)))
     func lbConfigWithTLS() async throws {
         let dir = try Self.temporary()
         defer { try? FileManager.default.removeItem(at: dir) }

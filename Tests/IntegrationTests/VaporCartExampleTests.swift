@@ -8,7 +8,7 @@ import Testing
 /// `DRSSessionDriver`, three processes each a node and a Vapor web server. A cart written
 /// through one process and read through another (which takes it over) is found whole
 /// through a third after its owner is killed.
-@Suite("The Vapor cart example survives the loss of the node that owns the cart", .serialized, .oneClusterAtATime, .timeLimit(.minutes(3)))
+@Suite("The Vapor cart example survives the loss of the node that owns the cart", .serialized, .oneClusterAtATime, .timeLimit(.minutes(10)))
 struct VaporCartExampleTests {
     static var binary: String {
         URL(fileURLWithPath: DRSBinary.path).deletingLastPathComponent().appendingPathComponent("drs-vapor-cart").path

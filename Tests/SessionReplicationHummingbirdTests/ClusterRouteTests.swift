@@ -8,7 +8,7 @@ import Testing
 
 @Suite("Cluster and health routes")
 struct ClusterRouteTests {
-    @Test("GET /cluster/members lists members sorted by name with the contract's fields", .timeLimit(.minutes(1)))
+    @Test("GET /cluster/members lists members sorted by name with the contract's fields", .timeLimit(.minutes(10)))
     func members() async throws {
         try await withAPI { client in
             let response = try await client.execute(uri: "/cluster/members", method: .get)
@@ -24,7 +24,7 @@ struct ClusterRouteTests {
         }
     }
 
-    @Test("GET /cluster/status answers the node's status with the contract's fields", .timeLimit(.minutes(1)))
+    @Test("GET /cluster/status answers the node's status with the contract's fields", .timeLimit(.minutes(10)))
     func status() async throws {
         try await withAPI { client in
             _ = try await client.newSession()
@@ -40,7 +40,7 @@ struct ClusterRouteTests {
         }
     }
 
-    @Test("GET /cluster/sessions/{id} describes this node's copy and never touches it", .timeLimit(.minutes(1)))
+    @Test("GET /cluster/sessions/{id} describes this node's copy and never touches it", .timeLimit(.minutes(10)))
     func copies() async throws {
         let backend = FakeBackend()
         let backup = backend.addBackup(owner: "n3")
@@ -76,7 +76,7 @@ struct ClusterRouteTests {
         }
     }
 
-    @Test("/healthz answers ok; /readyz answers ready, or 503 not-ready when the node does not serve", .timeLimit(.minutes(1)))
+    @Test("/healthz answers ok; /readyz answers ready, or 503 not-ready when the node does not serve", .timeLimit(.minutes(10)))
     func health() async throws {
         let backend = FakeBackend()
         try await withAPI(backend) { client in
@@ -93,7 +93,7 @@ struct ClusterRouteTests {
         }
     }
 
-    @Test("A session held here only as a backup answers 503 session-unavailable naming the owner, with Retry-After", .timeLimit(.minutes(1)))
+    @Test("A session held here only as a backup answers 503 session-unavailable naming the owner, with Retry-After", .timeLimit(.minutes(10)))
     func backupHeld() async throws {
         let backend = FakeBackend()
         let backup = backend.addBackup(owner: "n3")

@@ -12,7 +12,7 @@ struct ErrorMappingTests {
         var description: String { "secret internals at 0xdeadbeef" }
     }
 
-    @Test("SessionError codes become their contract statuses, with Retry-After where documented", .timeLimit(.minutes(1)))
+    @Test("SessionError codes become their contract statuses, with Retry-After where documented", .timeLimit(.minutes(10)))
     func sessionErrors() async throws {
         let cases: [(SessionError.Code, HTTPResponse.Status, String, Bool)] = [
             (.syncTimeout, .gatewayTimeout, "sync-timeout", false),
@@ -45,7 +45,7 @@ struct ErrorMappingTests {
         }
     }
 
-    @Test("misdirected maps to 421 on creation; on a session it is retried once (the session may have moved), then 503 session-unavailable", .timeLimit(.minutes(1)))
+    @Test("misdirected maps to 421 on creation; on a session it is retried once (the session may have moved), then 503 session-unavailable", .timeLimit(.minutes(10)))
     func misdirected() async throws {
         let backend = FakeBackend()
         try await withAPI(backend) { client in
@@ -63,7 +63,7 @@ struct ErrorMappingTests {
         }
     }
 
-    @Test("Any other error answers 500 internal without leaking its description", .timeLimit(.minutes(1)))
+    @Test("Any other error answers 500 internal without leaking its description", .timeLimit(.minutes(10)))
     func unexpected() async throws {
         let backend = FakeBackend()
         try await withAPI(backend) { client in

@@ -11,7 +11,7 @@ import Testing
 /// docs/design.md (Membership and failover), and docs/contracts.md: a node that may not serve a session (`affinity: none`, or
 /// within `takeoverCooldown`) forwards the request to its owner; `421 misdirected` with
 /// `X-DRS-Owner` only when forwarding fails.
-@Suite("Forwarding to the owner", .timeLimit(.minutes(1)))
+@Suite("Forwarding to the owner", .timeLimit(.minutes(10)))
 struct ForwardingTests {
     static let forwardedBy = HTTPField.Name(SessionForwarder.forwardedByHeader)!
 

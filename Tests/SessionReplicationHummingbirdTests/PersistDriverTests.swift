@@ -50,7 +50,7 @@ private struct Cart: Codable, Sendable, Equatable {
     var items: [String]
 }
 
-@Suite("The PersistDriver over the replicated store", .timeLimit(.minutes(1)))
+@Suite("The PersistDriver over the replicated store", .timeLimit(.minutes(10)))
 struct PersistDriverTests {
     @Test("a read on a node holding only a backup under affinity none never answers that backup's older value")
     func readsGoThroughTheOwner() async throws {

@@ -4,7 +4,7 @@ import SessionReplication
 import SessionReplicationHummingbird
 import Testing
 
-@Suite("Prometheus export of the node's swift-metrics", .timeLimit(.minutes(2)))
+@Suite("Prometheus export of the node's swift-metrics", .timeLimit(.minutes(10)))
 struct PrometheusExportTests {
     @Test("GET /metrics answers Prometheus text with the drs_ names, the lag histogram's fine buckets, and counters that advance")
     func scrape() async throws {

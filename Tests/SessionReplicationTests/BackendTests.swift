@@ -3,7 +3,7 @@ import SessionReplicationCore
 import MetricsTestKit
 import Testing
 
-@Suite("The node as the HTTP API's backend", .timeLimit(.minutes(1)))
+@Suite("The node as the HTTP API's backend", .timeLimit(.minutes(10)))
 struct BackendTests {
     @Test("rotate gives a new id with the same attributes and tombstones the old one everywhere")
     func rotate() async throws {
@@ -53,7 +53,7 @@ struct BackendTests {
     }
 }
 
-@Test("metrics go through swift-metrics, every name prefixed drs_, counters advancing by what happened between publishes", .timeLimit(.minutes(1)))
+@Test("metrics go through swift-metrics, every name prefixed drs_, counters advancing by what happened between publishes", .timeLimit(.minutes(10)))
 func metricsPublish() async throws {
     let config = TestCluster.configuration(names: ["n1", "n2"])
     try await TestCluster.with(config) { cluster in
@@ -78,7 +78,7 @@ func metricsPublish() async throws {
     }
 }
 
-@Test("run() as a Service publishes on its own until cancelled", .timeLimit(.minutes(1)))
+@Test("run() as a Service publishes on its own until cancelled", .timeLimit(.minutes(10)))
 func metricsServicePublishes() async throws {
     let config = TestCluster.configuration(names: ["n1", "n2"])
     try await TestCluster.with(config) { cluster in

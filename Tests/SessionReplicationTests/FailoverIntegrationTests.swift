@@ -2,7 +2,7 @@ import SessionReplication
 import SessionReplicationCore
 import Testing
 
-@Suite("Membership and failover on loopback", .timeLimit(.minutes(1)))
+@Suite("Membership and failover on loopback", .timeLimit(.minutes(10)))
 struct FailoverIntegrationTests {
     func state(_ node: ReplicationNode, of peer: String) -> String? {
         node.members().first { $0.name == peer }?.state

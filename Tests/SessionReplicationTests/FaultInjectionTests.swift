@@ -3,7 +3,7 @@ import SessionReplicationCore
 import Testing
 
 /// The node's own fault injection (drills use it: this machine has no netem).
-@Suite("Fault injection in the node's transport", .timeLimit(.minutes(1)))
+@Suite("Fault injection in the node's transport", .timeLimit(.minutes(10)))
 struct FaultInjectionTests {
     @Test("a fault spec parses every key, and a bad one is refused naming the part")
     func specs() throws {

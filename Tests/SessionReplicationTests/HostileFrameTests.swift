@@ -5,7 +5,7 @@ import NIOPosix
 import SessionReplicationCore
 import Testing
 
-@Suite("Hostile frames over real sockets are dropped and counted", .timeLimit(.minutes(1)))
+@Suite("Hostile frames over real sockets are dropped and counted", .timeLimit(.minutes(10)))
 struct HostileFrameTests {
     /// A frame as peer `n2` would seal it, with the given key and cluster.
     static func frame(key: [UInt8]?, cluster: String = "test", datagram: Bool, sender: NodeID = NodeID(42), name: String = "n2") -> ByteBuffer {
@@ -24,11 +24,23 @@ struct HostileFrameTests {
         try await channel.close()
     }
 
+    /// Sends `bytes` on a fresh connection. The node admits few connections per peer
+    /// address: on a starved run it may not have seen the previous test connection close
+    /// yet and closes this one unread (refused, nothing decoded); then it tries again.
     static func sendStream(_ bytes: ByteBuffer, to port: Int) async throws {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
-        try await channel.writeAndFlush(bytes)
-        try? await Task.sleep(for: .milliseconds(50))
-        try? await channel.close()
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+                try await channel.writeAndFlush(bytes)
+                try? await Task.sleep(for: .milliseconds(50))
+                try? await channel.close()
+                return
+            } catch where attempt < 50 {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
     }
 
     @Test("garbage, another cluster, a wrong key, an unsealed frame, an unknown sender and a replay are each counted")
@@ -91,7 +103,7 @@ struct HostileFrameTests {
 /// a firewall's drop rule returns, or EACCES for a broadcast without SO_BROADCAST). Found
 /// by `drs drill partition`: every node's membership socket closed during the partition,
 /// no lease was granted after the heal, and the whole cluster stayed fenced.
-@Suite("A UDP socket closed by a send error is bound again", .timeLimit(.minutes(1)))
+@Suite("A UDP socket closed by a send error is bound again", .timeLimit(.minutes(10)))
 struct SocketRebindTests {
     @Test("membership and replication sockets closed by a failed send are bound again and keep working")
     func rebindAfterSendError() async throws {
@@ -127,7 +139,7 @@ struct SocketRebindTests {
 /// answer "not found" from the emptied store. Found by `drs drill partition` under
 /// `promotion: majority`: reads that waited for a quorum on the cut-off node answered
 /// 404 for live sessions when it rejoined.
-@Suite("A request across a rejoin answers session-unavailable", .timeLimit(.minutes(1)))
+@Suite("A request across a rejoin answers session-unavailable", .timeLimit(.minutes(10)))
 struct RejoinDuringRequestTests {
     @Test("after a rejoin, what the node held is gone and a waiting request is told to retry, not that the session does not exist")
     func rejoinMidRequest() async throws {

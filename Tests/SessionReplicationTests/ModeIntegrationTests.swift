@@ -4,7 +4,7 @@ import SessionReplication
 import SessionReplicationCore
 import Testing
 
-@Suite("Replication modes, transports and write knobs over loopback", .timeLimit(.minutes(1)))
+@Suite("Replication modes, transports and write knobs over loopback", .timeLimit(.minutes(10)))
 struct ModeIntegrationTests {
     struct Case: Sendable, CustomTestStringConvertible {
         var mode: ReplicationMode

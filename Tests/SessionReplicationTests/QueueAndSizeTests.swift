@@ -2,7 +2,7 @@ import SessionReplication
 import SessionReplicationCore
 import Testing
 
-@Suite("Queue bounds and datagram size limits", .timeLimit(.minutes(1)))
+@Suite("Queue bounds and datagram size limits", .timeLimit(.minutes(10)))
 struct QueueAndSizeTests {
     @Test("best-effort over UDP sends frames larger than udpMaxPayload over TCP", arguments: [600, 4000])
     func largeDeltasGoOverTCP(maxPayload: Int) async throws {

@@ -4,7 +4,7 @@ import Testing
 
 /// `promotion: majority` against `promotion: any`, with real nodes on loopback: a node
 /// left alone (its two peers stopped abruptly) sees no majority.
-@Suite("promotion: majority on loopback", .timeLimit(.minutes(1)))
+@Suite("promotion: majority on loopback", .timeLimit(.minutes(10)))
 struct QuorumIntegrationTests {
     @Test("alone, a node promotes and serves under promotion any, and under majority serves nothing (no-quorum) and promotes nothing",
           arguments: [MembershipSettings.Promotion.any, .majority])
@@ -26,7 +26,7 @@ struct QuorumIntegrationTests {
             #expect(arrived)
             await cluster["n3"].shutdown()
             await n2.shutdown()
-            let gone = await eventually(timeout: .seconds(20)) {
+            let gone = await eventually(timeout: .seconds(60)) {
                 n1.members().filter { $0.name != "n1" }.allSatisfy { $0.state == "dead" }
             }
             #expect(gone)

@@ -2,7 +2,7 @@ import SessionReplication
 import SessionReplicationCore
 import Testing
 
-@Suite("Loopback replication between three nodes", .timeLimit(.minutes(1)))
+@Suite("Loopback replication between three nodes", .timeLimit(.minutes(10)))
 struct ReplicationIntegrationTests {
     @Test("an acknowledged session written on its owner appears on exactly one backup over TCP")
     func acknowledgedTCP() async throws {

@@ -21,7 +21,7 @@ final class EventLog: @unchecked Sendable {
     func stop() { task?.cancel() }
 }
 
-@Suite("Session events", .timeLimit(.minutes(1)))
+@Suite("Session events", .timeLimit(.minutes(10)))
 struct SessionEventsTests {
     @Test("created, changed, activated on the taker and passivated on the giver, then activated on the new owner after a failover, in order")
     func lifecycle() async throws {
@@ -39,7 +39,7 @@ struct SessionEventsTests {
             // n2 dies: a backup promotes the session, and says so.
             await n2.shutdown()
             let survivors = ["n1", "n3"]
-            #expect(await eventually(timeout: .seconds(20)) { survivors.contains { logs[$0]!.of(id).last == .activated } },
+            #expect(await eventually(timeout: .seconds(60)) { survivors.contains { logs[$0]!.of(id).last == .activated } },
                     "\(survivors.map { logs[$0]!.of(id) })")
             // Stamps only grow along one node's events.
             for name in ["n1", "n3"] {
@@ -63,7 +63,7 @@ struct SessionEventsTests {
             let c = try #require(try await n1.createSession().state?.id)
             let rotated = try await n1.rotate(c)
             #expect(await eventually { log.of(a) == [.created, .invalidated] })
-            #expect(await eventually(timeout: .seconds(10)) { log.of(b) == [.created, .expired] }, "\(log.of(b))")
+            #expect(await eventually(timeout: .seconds(60)) { log.of(b) == [.created, .expired] }, "\(log.of(b))")
             #expect(await eventually { log.of(c) == [.created, .rotated] })
             #expect(await eventually { log.of(rotated.state!.id) == [.created] })
         }

@@ -5,7 +5,7 @@ import Testing
 
 /// Takeover on request, handover from a live owner, authoritative 404, affinity and the
 /// drain on leave, with real nodes on loopback.
-@Suite("Takeover on request and drain on loopback", .timeLimit(.minutes(1)))
+@Suite("Takeover on request and drain on loopback", .timeLimit(.minutes(10)))
 struct TakeoverIntegrationTests {
     /// The node of `cluster` that owns `id`, if any.
     func owner(of id: SessionID, in cluster: TestCluster) -> ReplicationNode? {

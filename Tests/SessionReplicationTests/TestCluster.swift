@@ -47,11 +47,16 @@ final class TestCluster: Sendable {
         }
         // A whole cluster starts joined (every node lists every other alive), so tests
         // begin from the same state however loaded the machine is.
-        if only == nil { _ = await joined(timeout: .seconds(30)) }
+        // And ready (every lease current): a starved start must not answer the test's
+        // first request `fenced`.
+        if only == nil {
+            _ = await joined(timeout: .seconds(60))
+            _ = await eventually(timeout: .seconds(60)) { nodes.allSatisfy(\.isReady) }
+        }
     }
 
     /// Waits until every node lists every other as alive (membership joined, links up).
-    func joined(timeout: Duration = .seconds(10)) async -> Bool {
+    func joined(timeout: Duration = .seconds(60)) async -> Bool {
         await eventually(timeout: timeout) {
             nodes.allSatisfy { n in n.members().filter { m in nodes.contains { $0.endpoint.name == m.name } }.allSatisfy { $0.state == "alive" } }
         }
@@ -94,7 +99,7 @@ let testMembership: MembershipSettings = {
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.
 /// Used to wait for asynchronous replication; never to assert on timing.
-func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+func eventually(timeout: Duration = .seconds(60), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }

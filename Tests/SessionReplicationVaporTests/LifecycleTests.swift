@@ -5,7 +5,7 @@ import Testing
 import Vapor
 import VaporTesting
 
-@Suite("The node lives and dies with the Vapor application", .timeLimit(.minutes(1)))
+@Suite("The node lives and dies with the Vapor application", .timeLimit(.minutes(10)))
 struct LifecycleTests {
     @Test("boot starts the node; shutdown hands its sessions to a live backup and stops it")
     func bootAndDrain() async throws {
@@ -20,7 +20,7 @@ struct LifecycleTests {
             var created: SessionReplicationCore.SessionID?
             do {
                 try await app.asyncBoot()
-                #expect(n1.isReady)
+                #expect(await eventually { n1.isReady }, "n1 did not become ready after boot")
                 cluster.connect()
                 #expect(await cluster.joined(), "n1 did not join after boot")
                 let response = try await app.testing().sendRequest(.POST, "set/k/v")

@@ -157,7 +157,7 @@ func clusterID(_ cookie: String?) throws -> SessionReplicationCore.SessionID {
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it
 /// held. Waits for replication; never asserts on timing.
-func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+func eventually(timeout: Duration = .seconds(60), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }

@@ -164,11 +164,11 @@ extension NodeCore {
                 let copy = lanes[l].copy(of: reply.id)
                 debug("adopted \(reply.id) from \(giver): \(copy.map { "\($0)" } ?? "-")")
                 flushPending(lane: l)
-            } else {
+            } else if verbose {
                 let held = lanes[l].copy(of: reply.id).map { "\($0)" } ?? "-"
                 debug("refused a handover of \(reply.id) from \(giver): holds \(held)")
             }
-        } else if case .transferred = reply.answer {
+        } else if verbose, case .transferred = reply.answer {
             let why = "ours \(ours), giver alive \(isAlive(giver, process: process)), dead \(declaredDead)"
             debug("ignored a handover of \(reply.id) from \(giver): \(why)")
         }
