@@ -142,7 +142,10 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["drs", "drs-cart", "drs-vapor-cart", "SessionReplicationDrill"]
+            dependencies: [
+                "drs", "drs-cart", "drs-vapor-cart", "SessionReplicationDrill",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(
             name: "SessionReplicationCoreTests",

@@ -44,20 +44,15 @@ struct CartExampleTests {
         }
         func cart(_ i: Int) -> String { "http://\(addresses[i]):\(base + 30 + i)/cart" }
         func call(_ method: String, _ url: String, cookie: String?) async -> (Int, [String: Any], String?) {
-            var r = URLRequest(url: URL(string: url)!, timeoutInterval: 5)
-            r.httpMethod = method
-            if let cookie { r.setValue(cookie, forHTTPHeaderField: "Cookie") }
-            guard let (data, response) = try? await URLSession.shared.data(for: r), let http = response as? HTTPURLResponse else { return (0, [:], nil) }
-            return (http.statusCode, (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:], http.value(forHTTPHeaderField: "Set-Cookie"))
+            guard let answer = await HTTPProbe.send(method, URL(string: url)!, headers: cookie.map { ["Cookie": $0] } ?? [:]) else { return (0, [:], nil) }
+            return (answer.status, answer.json as? [String: Any] ?? [:], answer.headers["set-cookie"])
         }
         // Every node up, every member alive, leases granted.
         var ready = false
         for _ in 0..<300 where !ready {
             var all = true
             for i in 0..<3 {
-                var r = URLRequest(url: URL(string: "http://\(addresses[i]):\(base + i)/readyz")!, timeoutInterval: 2)
-                r.httpMethod = "GET"
-                let status = ((try? await URLSession.shared.data(for: r))?.1 as? HTTPURLResponse)?.statusCode
+                let status = await HTTPProbe.send("GET", URL(string: "http://\(addresses[i]):\(base + i)/readyz")!, timeout: .seconds(2))?.status
                 if status != 200 { all = false }
             }
             ready = all

@@ -90,13 +90,11 @@ struct ProcessCluster {
 
     func url(_ node: Int, _ path: String) -> URL { URL(string: "http://\(addresses[node]):\(httpPorts[node])\(path)")! }
 
-    func request(_ method: String, _ node: Int, _ path: String, body: Data? = nil) async throws -> (Int, Data, HTTPURLResponse) {
-        var r = URLRequest(url: url(node, path), timeoutInterval: 10)
-        r.httpMethod = method
-        r.httpBody = body
-        let (data, response) = try await URLSession.shared.data(for: r)
-        let http = response as! HTTPURLResponse
-        return (http.statusCode, data, http)
+    func request(_ method: String, _ node: Int, _ path: String, body: Data? = nil) async throws -> (Int, Data, HTTPProbe.Answer) {
+        guard let answer = await HTTPProbe.send(method, url(node, path), body: body, timeout: .seconds(10)) else {
+            throw URLError(.cannotConnectToHost)
+        }
+        return (answer.status, answer.body, answer)
     }
 }
 

@@ -53,18 +53,14 @@ final class NodeProcesses: @unchecked Sendable {
     }
 
     func request(_ method: String, _ name: String, _ path: String, body: Data? = nil) async -> (Int, [String: Any]?) {
-        var r = URLRequest(url: URL(string: "http://\(addresses[index(name)]):\(httpPorts[index(name)])\(path)")!, timeoutInterval: 5)
-        r.httpMethod = method
-        r.httpBody = body
-        guard let (data, response) = try? await URLSession.shared.data(for: r) else { return (0, nil) }
-        return ((response as! HTTPURLResponse).statusCode, try? JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let url = URL(string: "http://\(addresses[index(name)]):\(httpPorts[index(name)])\(path)")!
+        guard let answer = await HTTPProbe.send(method, url, body: body) else { return (0, nil) }
+        return (answer.status, answer.json as? [String: Any])
     }
 
     func members(seenBy name: String) async -> [String: String] {
-        var r = URLRequest(url: URL(string: "http://\(addresses[index(name)]):\(httpPorts[index(name)])/cluster/members")!, timeoutInterval: 5)
-        r.httpMethod = "GET"
-        guard let (data, _) = try? await URLSession.shared.data(for: r),
-              let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [:] }
+        let url = URL(string: "http://\(addresses[index(name)]):\(httpPorts[index(name)])/cluster/members")!
+        guard let list = await HTTPProbe.send("GET", url)?.json as? [[String: Any]] else { return [:] }
         var out: [String: String] = [:]
         for m in list { if let n = m["name"] as? String, let s = m["state"] as? String { out[n] = s } }
         return out

@@ -62,25 +62,21 @@ struct VaporCartExampleTests {
         }
         func url(_ i: Int, _ path: String) -> URL { URL(string: "http://\(addresses[i]):\(base + 30 + i)\(path)")! }
         func call(_ method: String, _ i: Int, _ path: String, cookie: String?) async -> Answer {
-            var r = URLRequest(url: url(i, path), timeoutInterval: 10)
-            r.httpMethod = method
-            if let cookie { r.setValue("DRSSESSIONID=\(cookie)", forHTTPHeaderField: "Cookie") }
-            guard let (data, response) = try? await URLSession.shared.data(for: r), let http = response as? HTTPURLResponse else {
+            let headers = cookie.map { ["Cookie": "DRSSESSIONID=\($0)"] } ?? [:]
+            guard let http = await HTTPProbe.send(method, url(i, path), headers: headers, timeout: .seconds(10)) else {
                 return Answer(status: 0)
             }
-            let body = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-            let setCookie = http.value(forHTTPHeaderField: "Set-Cookie")?.split(separator: ";").first
+            let body = http.json as? [String: Any] ?? [:]
+            let setCookie = http.headers["set-cookie"]?.split(separator: ";").first
             let value = setCookie.flatMap { $0.hasPrefix("DRSSESSIONID=") ? String($0.dropFirst("DRSSESSIONID=".count)) : nil }
-            return Answer(status: http.statusCode, items: body["items"] as? [String], servedBy: body["servedBy"] as? String, cookie: value)
+            return Answer(status: http.status, items: body["items"] as? [String], servedBy: body["servedBy"] as? String, cookie: value)
         }
         // Every process up and every member alive in every process's view.
         var ready = false
         for _ in 0..<600 where !ready {
             var all = true
             for i in 0..<3 {
-                var r = URLRequest(url: url(i, "/cluster/members"), timeoutInterval: 2)
-                r.httpMethod = "GET"
-                let members = (try? await URLSession.shared.data(for: r)).flatMap { try? JSONSerialization.jsonObject(with: $0.0) as? [[String: Any]] } ?? []
+                let members = await HTTPProbe.send("GET", url(i, "/cluster/members"), timeout: .seconds(2))?.json as? [[String: Any]] ?? []
                 if members.count != 3 || !members.allSatisfy({ $0["state"] as? String == "alive" }) { all = false }
             }
             ready = all

@@ -195,7 +195,9 @@ struct HostileHTTPTests {
         openssl.standardOutput = FileHandle.nullDevice
         openssl.standardError = FileHandle.nullDevice
         try openssl.run()
-        openssl.waitUntilExit()
+        await withCheckedContinuation { continuation in
+            Thread { openssl.waitUntilExit(); continuation.resume() }.start()
+        }
         try #require(openssl.terminationStatus == 0)
         var http = HTTPSettings()
         http.tls = HTTPTLSFiles(certificate: dir + "/cert.pem", key: dir + "/key.pem")
@@ -206,8 +208,17 @@ struct HostileHTTPTests {
             let out = Pipe()
             curl.standardOutput = out
             try curl.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            curl.waitUntilExit()
+            // Waited for on a thread of its own: blocking one of the two threads of the
+            // cooperative pool stalled every test of the run (the server's handlers too)
+            // until curl gave up.
+            let reader = out.fileHandleForReading
+            let data = await withCheckedContinuation { continuation in
+                Thread {
+                    let data = reader.readDataToEndOfFile()
+                    curl.waitUntilExit()
+                    continuation.resume(returning: data)
+                }.start()
+            }
             #expect(String(decoding: data, as: UTF8.self) == #"{"status":"ok"}"#)
         }
         #expect(throws: TLSFileError.self) { try DRSHTTPServer.tlsConfiguration(HTTPTLSFiles(certificate: dir + "/none.pem", key: dir + "/key.pem")) }

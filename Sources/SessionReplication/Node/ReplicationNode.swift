@@ -119,8 +119,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         settings.lease = configuration.membership.lease
         settings.majority = configuration.membership.promotion == .majority
         settings.lanes = max(1, min(16, System.coreCount))
-        self.core = CoreBox(core: NodeCore(settings: settings, id: id, randomSeed: rng.next(), now: .zero),
-                            identityChanged: { codec.sealer.setSelfID($0) })
+        var core = NodeCore(settings: settings, id: id, randomSeed: rng.next(), now: .zero)
+        // Protocol decisions (prepares, promises, promotions, handovers) are logged at
+        // debug level, and built only when that level is on.
+        core.verbose = logger.logLevel <= .debug
+        self.core = CoreBox(core: core, identityChanged: { codec.sealer.setSelfID($0) })
     }
 
     // MARK: - Lifecycle
