@@ -417,7 +417,7 @@ actor DrillRun {
         // once it moved): it reads 0.
         let kinds = ["delayed", "dropped", "duplicated", "reordered"]
         let parts = (kinds + counts.keys.sorted().filter { !kinds.contains($0) }).map { "\($0) \(counts[$0] ?? "0")" }
-        return lines.isEmpty && data.isEmpty ? "counts unavailable" : "injected: " + parts.joined(separator: ", ")
+        return data.isEmpty ? "counts unavailable" : "injected: " + parts.joined(separator: ", ")
     }
 
     /// Installs `rules` in a table of their own (`inet drs_drill_<pid>`), on the output hook

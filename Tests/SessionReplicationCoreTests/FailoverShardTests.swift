@@ -12,6 +12,17 @@ struct FailoverShardTests {
                                                     backupCandidates: candidates))
     }
 
+    /// A backup shard "n2" (of `candidates`) holding session `id`, created on an owner "n1"
+    /// with `attributes` and replicated to it.
+    func backupOfN1(_ id: SessionID, attributes: [String: [UInt8]] = [:], candidates: [String], clock: ManualClock) throws -> ReplicaShard {
+        var owner = shard("n1", id: 1, candidates: ["n2"])
+        _ = try owner.create(id: id, attributes: attributes, maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
+        let full = try #require(owner.takeBatches(for: "n2", now: clock.now, datagram: false).first?.messages.first)
+        var backup = shard("n2", id: 2, candidates: candidates)
+        #expect(backup.apply(try MessageCodec.decode(full), from: "n1", now: clock.now) == .applied)
+        return backup
+    }
+
     @Test func aJoiningMemberIsSentTheSessionsShortOfBackupsASlicePerTick() throws {
         var clock = ManualClock()
         var s = shard("n1", id: 1, candidates: ["n2", "n3"])
@@ -67,12 +78,8 @@ struct FailoverShardTests {
     /// five-process test).
     @Test func aMemberThatNeverStartedIsNotWaitedFor() throws {
         let clock = ManualClock()
-        var owner = shard("n1", id: 1, candidates: ["n2"])
         let id = SessionID(high: 8, low: 8)
-        _ = try owner.create(id: id, attributes: ["a": [1]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
-        let full = try #require(owner.takeBatches(for: "n2", now: clock.now, datagram: false).first?.messages.first)
-        var backup = shard("n2", id: 2, candidates: ["n1", "n3", "n5"])
-        #expect(backup.apply(try MessageCodec.decode(full), from: "n1", now: clock.now) == .applied)
+        var backup = try backupOfN1(id, attributes: ["a": [1]], candidates: ["n1", "n3", "n5"], clock: clock)
         backup.unreachableMembers = ["n5"]
         let out = backup.memberDeparted("n1", now: clock.now)
         #expect(out.prepares["n3"]?.map(\.id) == [id])
@@ -84,12 +91,8 @@ struct FailoverShardTests {
 
     @Test func promotionWaitsUntilTheLeasesGrantedToTheDeadOwnerRanOut() throws {
         var clock = ManualClock()
-        var owner = shard("n1", id: 1, candidates: ["n2"])
         let id = SessionID(high: 7, low: 7)
-        _ = try owner.create(id: id, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
-        let full = try #require(owner.takeBatches(for: "n2", now: clock.now, datagram: false).first?.messages.first)
-        var backup = shard("n2", id: 2, candidates: ["n1"])
-        #expect(backup.apply(try MessageCodec.decode(full), from: "n1", now: clock.now) == .applied)
+        var backup = try backupOfN1(id, candidates: ["n1"], clock: clock)
         let out = backup.memberDeparted("n1", now: clock.now, promoteAfter: clock.now + .milliseconds(300))
         #expect(out.promoted.isEmpty)
         #expect(backup.promotionsPending == 1)

@@ -102,22 +102,15 @@ struct ScenarioRun {
         log.globalNow = { [unowned sim] in sim.now }
         log.copies = { [unowned sim] node, id in sim.inspect(node) { $0.core.copy(of: id) } ?? nil }
         log.maxSkew = .milliseconds(50)
-        log.holders = { [unowned sim] id, attr in
-            sim.names.filter { n in
-                switch sim.inspect(n, { $0.core.copy(of: id) }) ?? nil {
-                case .owner(let s)?, .backup(let s)?: return s.attributes[attr] != nil
-                default: return false
-                }
+        // A node's owner or backup copy of a session (nil for a tombstone or nothing).
+        let held: (String, SessionID) -> SessionState? = { [unowned sim] n, id in
+            switch sim.inspect(n, { $0.core.copy(of: id) }) ?? nil {
+            case .owner(let s)?, .backup(let s)?: return s
+            default: return nil
             }
         }
-        log.sessionHolders = { [unowned sim] id in
-            sim.names.filter { n in
-                switch sim.inspect(n, { $0.core.copy(of: id) }) ?? nil {
-                case .owner?, .backup?: return true
-                default: return false
-                }
-            }
-        }
+        log.holders = { [unowned sim] id, attr in sim.names.filter { held($0, id)?.attributes[attr] != nil } }
+        log.sessionHolders = { [unowned sim] id in sim.names.filter { held($0, id) != nil } }
         installObserver()
         sim.run(for: .seconds(1))
         createSessions(count: max(9, names.count * 2))
