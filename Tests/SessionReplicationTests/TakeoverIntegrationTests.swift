@@ -229,7 +229,8 @@ struct TakeoverIntegrationTests {
             // It waited about handoverTimeout, and gave up before the owner's answer came:
             // no copy was adopted (a late answer is adopted whenever it arrives).
             #expect(waited >= .milliseconds(250), "waited \(waited)")
-            #expect(n2.copy(of: id)?.ownerState == nil && n1.copy(of: id)?.ownerState != nil, "the wait outlasted the owner's answer (waited \(waited))")
+            // (The owner itself handed the session over when it answered: only the answer is late.)
+            #expect(n2.copy(of: id)?.ownerState == nil, "the wait outlasted the owner's answer (waited \(waited))")
         }
     }
 

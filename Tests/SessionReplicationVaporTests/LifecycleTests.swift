@@ -20,9 +20,10 @@ struct LifecycleTests {
             var created: SessionReplicationCore.SessionID?
             do {
                 try await app.asyncBoot()
-                #expect(await eventually { n1.isReady }, "n1 did not become ready after boot")
                 cluster.connect()
                 #expect(await cluster.joined(), "n1 did not join after boot")
+                // Ready means joined and unfenced: it needs its peers, reached only now.
+                #expect(await eventually { n1.isReady }, "n1 did not become ready after boot")
                 let response = try await app.testing().sendRequest(.POST, "set/k/v")
                 #expect(response.status == .ok)
                 created = try clusterID(response.sessionCookie)
