@@ -104,7 +104,6 @@ extension NodeCore {
         }
         var promoted = 0, rereplicated = 0
         var outcomes: [ReplicaShard.FailoverOutcome] = []
-        markUnreachable()
         for l in lanes.indices {
             let o = lanes[l].memberDeparted(name, process: pid, replaced: replaced, now: now, promoteAfter: after, mayPromote: mayPromote)
             completeWaits(lane: l, o.completed)
@@ -116,14 +115,6 @@ extension NodeCore {
         }
         sendFailover(outcomes, oldOwner: name, oldOwnerID: pid)
         log(.notice, "failover", ["drs.peer": name, "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
-    }
-
-    /// Tells every lane which configured members membership holds dead or left or has
-    /// never heard of: a prepare round does not wait for them.
-    mutating func markUnreachable() {
-        let statuses = peerStatuses()
-        let unreachable = Set(settings.members.filter { $0 != settings.name && !(statuses[$0]?.isLive ?? false) })
-        for l in lanes.indices { lanes[l].unreachableMembers = unreachable }
     }
 
     /// A member is alive: if it is the same process whose failover was deferred, it kept
@@ -238,7 +229,6 @@ extension NodeCore {
         // The old owner's process is gone unless membership holds that very process live.
         let gone = reply.oldOwnerID == NodeID(0) ? !livePeers.contains(reply.oldOwner) : !isAlive(reply.oldOwner, process: reply.oldOwnerID)
         var outcomes: [ReplicaShard.FailoverOutcome] = []
-        markUnreachable()
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
             let r = PromiseReply(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, sinceGrantMs: reply.sinceGrantMs, entries: part)
             let unasked = lanes[l].onPromise(from: holder, process: process, r, now: now, lease: settings.lease)

@@ -144,7 +144,7 @@ extension ReplicaShard {
         // Every other live member is asked, not only the holders this copy names: the copy
         // may be stale (a replica set changed since, or the session moved on to another
         // owner that this copy never heard of), and any member may own or back it now.
-        let others = settings.members.filter { $0 != settings.selfName && !departed.contains($0) && !unreachableMembers.contains($0) }
+        let others = settings.members.filter { $0 != settings.selfName && !departed.contains($0) }
         if !others.isEmpty {
             takeovers[id] = Takeover(owner: member, ownerID: ownerID, waiting: Set(others), after: promoteAfter, sentAt: now)
             for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }

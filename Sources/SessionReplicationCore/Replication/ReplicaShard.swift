@@ -84,11 +84,6 @@ public struct ReplicaShard: Sendable {
     public internal(set) var departed: Set<String> = []
     /// Members membership has reported alive: placement prefers them.
     public internal(set) var heardAlive: Set<String> = []
-    /// Configured members that membership holds dead or left, or has never heard of (a
-    /// configured node that never started): a takeover's prepare round does not wait for
-    /// their promise, which would never come. Set by the node before each failover;
-    /// default empty (every member not departed is asked).
-    public var unreachableMembers: Set<String> = []
     /// Takeovers waiting for the other holders' promises.
     var takeovers: [SessionID: Takeover] = [:]
     /// Backup copies to promote once the departed owner's leases have run out.
