@@ -175,4 +175,26 @@ struct SafetyRegressionTests {
         #expect(creator == "n1")
         guard case .owner? = owner else { Issue.record("the re-created session is gone: n2 holds \(String(describing: owner))"); return }
     }
+
+    @Test("a configured member that never started does not stall failover: the backup promotes, and a lookup of an unknown id is answered not-found")
+    func neverStartedMemberIsNotWaitedFor() async throws {
+        let (served, written, outcomes): (Bool, Bool, [String: Int]) = await onOwnThread {
+            let c = SimulatedCluster(names: ["n1", "n2", "n3", "n4"], policy: Self.policy(.acknowledged, replicas: 1))
+            c.sim.crash("n4")  // configured everywhere, never runs
+            c.run(.seconds(1))
+            let id = Self.create(c, on: "n1", first: "n2")
+            c.request("n1", .write(id, name: "w", value: 7))
+            c.run(.milliseconds(500))
+            c.sim.crash("n1")
+            c.run(.seconds(20))
+            c.request("n2", .takeOver(SessionID(high: 99, low: 99)))
+            c.run(.seconds(5))
+            var written = false
+            if case .owner(let s)? = c.copy("n2", id) ?? c.copy("n3", id) { written = s.attributes["w"] != nil }
+            return (c.serves("n2", id) || c.serves("n3", id), written, c.log.outcomes)
+        }
+        #expect(served, "no live member serves the session of the crashed n1: its failover waits for n4, which never ran")
+        #expect(written, "the promoted copy lost the acknowledged write")
+        #expect(outcomes["takeOver:session-not-found"] == 1, "\(outcomes)")
+    }
 }

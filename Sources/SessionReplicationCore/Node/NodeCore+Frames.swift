@@ -296,6 +296,7 @@ extension NodeCore {
             membership.tick(now: now)
             performMembershipOutput()
         }
+        checkAbsence()
         for r in leases.requests(to: membership.liveNames, now: now) {
             emit(.sendMembership(MembershipOutgoing(to: r.peer, message: .leaseRequest(sequence: r.sequence), reliable: false), speaker: id))
         }

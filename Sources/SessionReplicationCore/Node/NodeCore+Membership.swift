@@ -46,6 +46,13 @@ extension NodeCore {
 
     mutating func handle(_ event: MembershipEvent) {
         switch event {
+        case .alive(let name, _), .suspect(let name, _), .dead(let name, _), .left(let name, _):
+            heardOf.insert(name)
+            absent.remove(name)
+        case .selfDeclaredDead, .selfSuperseded:
+            break
+        }
+        switch event {
         case .alive(let name, let pid):
             log(.info, "member alive", ["drs.peer": name, "drs.peer.id": "\(pid)"])
             // A new process under a name whose old process was never declared gone: the
@@ -117,6 +124,42 @@ extension NodeCore {
         log(.notice, "failover", ["drs.peer": name, "drs.promoted": "\(promoted)", "drs.rereplicated": "\(rereplicated)"])
     }
 
+    /// How long a configured member may go unheard of (no message from it, no gossip
+    /// about it) before this process stops waiting for it: twice the longest suspicion
+    /// timeout plus a join retry per member, and at least four leases. A running member
+    /// answers the join sync this node sends to unheard seeds every `joinRetryInterval`,
+    /// and any member that hears it gossips about it; one nobody hears is not running.
+    static func absenceGrace(_ settings: NodeSettings) -> Duration {
+        let t = settings.membership
+        let suspicion = t.probeInterval * (t.suspicionMultiplier * t.suspicionMaxMultiplier * 2)
+        let joins = t.joinRetryInterval * (2 * max(1, settings.members.count))
+        return max(suspicion + joins, settings.lease * 4)
+    }
+
+    /// Once `absenceGrace` has passed since this process started listening, configured
+    /// members never heard of are held departed: failover prepare rounds stop waiting for
+    /// them (a five-node configuration with four nodes started would otherwise never
+    /// promote anything), and a lookup no longer needs their answer to say not-found.
+    /// Membership reporting such a member later (it started) makes it a member again.
+    mutating func checkAbsence() {
+        guard !absenceChecked, now - listeningSince >= Self.absenceGrace(settings) else { return }
+        absenceChecked = true
+        let never = settings.members.filter { $0 != settings.name && !heardOf.contains($0) && membership.member($0) == nil }
+        guard !never.isEmpty else { return }
+        absent.formUnion(never)
+        log(.warning, "configured members never heard of: not waiting for them until they start", ["drs.peers": never.joined(separator: ",")])
+        for name in never {
+            var outcomes: [ReplicaShard.FailoverOutcome] = []
+            for l in lanes.indices {
+                let o = lanes[l].memberDeparted(name, now: now, promoteAfter: now)
+                completeWaits(lane: l, o.completed)
+                flushPending(lane: l)
+                outcomes.append(o)
+            }
+            sendFailover(outcomes, oldOwner: name, oldOwnerID: NodeID(0))
+        }
+    }
+
     /// A member is alive: if it is the same process whose failover was deferred, it kept
     /// its sessions and nothing is promoted; and once this node sees a majority again,
     /// deferred failovers of members still gone run.
@@ -161,6 +204,10 @@ extension NodeCore {
         livePeers = []
         memberIDs = [:]
         deferredFailovers = [:]
+        heardOf = []
+        absent = []
+        absenceChecked = false
+        listeningSince = now
         for name in peers.keys.sorted() {
             // What the dead process queued speaks for it: dropped.
             peers[name]!.control = []

@@ -80,7 +80,7 @@ extension NodeCore {
     mutating func endSearchRound(_ r: RequestID) {
         guard var s = requests[r]?.search, case .takeOver(let id)? = requests[r]?.kind else { return }
         let owns = if case .owner? = copy(of: id) { true } else { false }
-        let configured = settings.members.filter { $0 != settings.name }
+        let configured = settings.members.filter { $0 != settings.name && !absent.contains($0) }
         if let step = s.search.answered(s.answers, ownsNow: owns, configuredPeers: configured, now: now) {
             perform(step, r, &s)
         } else {

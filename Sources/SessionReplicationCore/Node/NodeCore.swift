@@ -91,6 +91,14 @@ public struct NodeCore: Sendable {
     /// Under `promotion: majority`: members declared gone while this node saw no
     /// majority, whose sessions it has not promoted yet (by process id).
     var deferredFailovers: [String: NodeID] = [:]
+    /// Members this process's membership has reported anything about (alive, suspect,
+    /// dead or left), and since when it listens.
+    var heardOf: Set<String> = []
+    var listeningSince: MonotonicInstant = .zero
+    /// Configured members never heard of within `absenceGrace` of `listeningSince`: held
+    /// departed (no prepare round waits for them) until membership reports them.
+    var absent: Set<String> = []
+    var absenceChecked = false
     /// Requests in progress.
     var requests: [RequestID: PendingRequest] = [:]
     /// Scopes by session: the head holds the session, the rest wait in order.
@@ -138,6 +146,7 @@ public struct NodeCore: Sendable {
         firstHandoverRequest = (random.next() >> 2) | 1
         nextHandoverRequest = firstHandoverRequest
         nextShardTick = now
+        listeningSince = now
         self.now = now
     }
 

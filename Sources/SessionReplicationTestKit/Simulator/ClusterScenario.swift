@@ -112,6 +112,9 @@ struct ScenarioRun {
         log.holders = { [unowned sim] id, attr in sim.names.filter { held($0, id)?.attributes[attr] != nil } }
         log.sessionHolders = { [unowned sim] id in sim.names.filter { held($0, id) != nil } }
         installObserver()
+        // A configured node that is not running yet: nobody hears of it until it starts.
+        var lateStart = knobs.lateStarter.map { (MonotonicInstant.zero + knobs.lateStartAt, $0) }
+        if let (_, n) = lateStart { sim.crash(n) }
         sim.run(for: .seconds(1))
         createSessions(count: max(9, names.count * 2))
         var pendingFaults = knobs.faults
@@ -127,6 +130,11 @@ struct ScenarioRun {
             for (i, h) in heals.enumerated().reversed() where sim.now >= h.0 {
                 heals.remove(at: i)
                 heal(h.1)
+            }
+            if let (at, n) = lateStart, sim.now >= at {
+                lateStart = nil
+                trace("\(n) starts")
+                sim.start(n)
             }
             for (i, r) in restarts.enumerated().reversed() where sim.now >= r.0 {
                 restarts.remove(at: i)

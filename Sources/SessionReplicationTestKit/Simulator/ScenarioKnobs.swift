@@ -20,6 +20,14 @@ public enum ScenarioFault: Hashable, Sendable, CustomStringConvertible {
     /// SIGTERM: drain and leave; started again `restartAfter` later.
     case drain(String, restartAfter: Duration)
 
+    /// The nodes it acts on.
+    public var nodes: [String] {
+        switch self {
+        case .crash(let n, _, _), .pause(let n, _), .loopPause(let n, _), .partition(let n), .resets(let n), .drain(let n, _): return [n]
+        case .linkCut(let a, let b), .oneWay(let a, let b): return [a, b]
+        }
+    }
+
     /// Whether it cuts paths between live nodes (under `promotion: any` a cut-off node
     /// may serve alone, so some invariants pause while one lasts).
     public var cuts: Bool {
@@ -93,10 +101,14 @@ public struct ScenarioKnobs: Hashable, Sendable, CustomStringConvertible {
     /// Share of operations that delete a session, and idle limit of short-lived sessions.
     public var deleteShare = 0.0
     public var shortIdle: Duration?
+    /// A configured node that is not running when the cluster starts, and when it starts
+    /// (`lifecycle`: before then the others have never heard of it).
+    public var lateStarter: String?
+    public var lateStartAt: Duration = .zero
 
     public var description: String {
         let p = policy
-        return "\(family.rawValue): \(names.count) nodes, \(p.mode.rawValue)/\(p.effectiveTransport.rawValue), replicas \(p.replicas), minSync \(p.minSyncReplicas.map(String.init) ?? "-"), \(majority ? "majority" : "any"), drift \(Int(drift * 100))%, loss \(network.dropRate), faults \(faults)"
+        return "\(family.rawValue): \(names.count) nodes, \(p.mode.rawValue)/\(p.effectiveTransport.rawValue), replicas \(p.replicas), minSync \(p.minSyncReplicas.map(String.init) ?? "-"), \(majority ? "majority" : "any"), drift \(Int(drift * 100))%, loss \(network.dropRate), faults \(faults)\(lateStarter.map { ", \($0) starts at \(lateStartAt)" } ?? "")"
     }
 
     /// The knobs of `seed` (its family is `seed % families`, or `family` when given).
@@ -211,6 +223,14 @@ public struct ScenarioKnobs: Hashable, Sendable, CustomStringConvertible {
             }
         }
         k.faults = faults.sorted { $0.at < $1.at }
+        // Drawn last, so the knobs above stay what they were for every seed.
+        if family == .lifecycle, count >= 4, chance(40) {
+            let spare = names.filter { n in !faults.contains { $0.fault.nodes.contains(n) } }
+            if !spare.isEmpty {
+                k.lateStarter = spare[pick(spare.count)]
+                k.lateStartAt = ms(2_000, 16_000)
+            }
+        }
         return k
     }
 }
