@@ -74,7 +74,10 @@ actor DrillRun {
         self.repair = repair
         self.lossPercent = lossPercent
         self.http = DrillHTTP(timeout: 3, token: configuration.http.token)
-        self.monitorHTTP = DrillHTTP(timeout: 1, token: configuration.http.token)
+        // Polls may be slow on a starved host (a debug build beside other work): a poll
+        // that times out counts as no answer, and promotion is only seen in a round in
+        // which every survivor answered.
+        self.monitorHTTP = DrillHTTP(timeout: 3, token: configuration.http.token)
         self.cookieName = configuration.http.cookieName
     }
 

@@ -47,7 +47,7 @@ struct DrillProcessTests {
         #expect(report["staleReads"] as? Int == 0, "\(r.output)")
         #expect(report["sessionsUnreadable"] as? Int == 0)
         #expect(report["timeToDetectMs"] is Double, "the survivors never listed the victim dead: \(r.output)")
-        #expect(report["timeToPromoteMs"] is Double)
+        #expect(report["timeToPromoteMs"] is Double, "the survivors were never seen owning every session: \(r.output)")
         #expect((report["violations"] as? [String])?.isEmpty == true)
         #expect((report["perSecond"] as? [[String: Any]])?.isEmpty == false)
         let svg = r.folder.appendingPathComponent("\((report["scenario"] as? String) ?? "").svg").path

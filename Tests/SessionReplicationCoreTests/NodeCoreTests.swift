@@ -37,6 +37,23 @@ struct NodeCoreTests {
 
     var clock = ManualClock()
 
+    @Test("clock samples handed over out of order are no clock jump; a wall clock that ran ahead of the monotonic one is")
+    func staleClockSamplesAreNoJump() {
+        var b = Self.backup()
+        func at(_ mono: Int64, _ wall: Int64) {
+            _ = b.tick(now: .zero + .milliseconds(mono), wall: WallTime(milliseconds: 1_700_000_000_000 + wall))
+        }
+        at(1_000, 1_000)
+        at(1_100, 1_100)
+        at(1_050, 1_050)  // read before the event above, handed over after it
+        at(1_200, 1_200)
+        #expect(b.nodeCounters.clockJumps == 0, "a sample older than the last one was taken for a paused monotonic clock")
+        at(1_210, 2_210)  // a second of wall time in 10 ms of monotonic time: a paused VM
+        #expect(b.nodeCounters.clockJumps == 1)
+        at(1_300, 2_300)
+        #expect(b.nodeCounters.clockJumps == 1)
+    }
+
     @Test("hole 7: a receipt queued for a process that restarted meanwhile is never sent to its successor")
     mutating func receiptsOfARestartedSenderAreDropped() {
         var b = Self.backup()

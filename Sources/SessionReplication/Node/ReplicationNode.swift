@@ -246,9 +246,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     // MARK: - Performing the core's actions
 
     /// Runs one event on the core and performs its actions.
+    /// The clocks are read under the core's lock, so the core sees its samples in order.
     func event(_ body: (inout NodeCore, MonotonicInstant, WallTime) -> [NodeAction]) {
-        let (t, w) = (now, wall)
-        perform(core.run { body(&$0, t, w) })
+        perform(core.run { body(&$0, now, wall) })
     }
 
     func perform(_ actions: [NodeAction]) {

@@ -104,17 +104,25 @@ extension NodeCore {
     // MARK: - Internals
 
     mutating func begin(_ now: MonotonicInstant, _ wall: WallTime) {
-        // The wall clock ran on much further than the monotonic one since the last event:
-        // the monotonic clock stopped (a paused VM). What this node believes of its
+        // The wall clock ran on much further than the monotonic one since the previous
+        // sample: the monotonic clock stopped (a paused VM). What this node believes of its
         // leases' ends cannot be trusted then: it drops them and is fenced until fresh
         // grants arrive. (A wall clock stepped forward fences it briefly too, which is safe.)
-        let mono = now - self.now, walled = Duration.milliseconds(wall.milliseconds - self.wall.milliseconds)
-        if self.wall.milliseconds > 0, walled > mono + .milliseconds(25) + mono / 8 {
-            leases.dropGrants()
-            nodeCounters.clockJumps += 1
-            log(.warning, "the wall clock ran ahead of the monotonic clock (was the process or its VM paused?): leases dropped until fresh grants",
-                ["drs.wall.ms": "\(walled.millisecondsClamped)", "drs.monotonic.ms": "\(mono.millisecondsClamped)"])
+        // Samples are compared pair to pair: the shell reads both clocks before it hands
+        // the event over, so events can arrive with samples older than the last one; such
+        // a pair moved both clocks back alike and is no jump.
+        if let previous = clockSample {
+            let mono = now - previous.now
+            let walled = Duration.milliseconds(wall.milliseconds - previous.wall.milliseconds)
+            let elapsed = mono < .zero ? .zero - mono : mono
+            if walled - mono > .milliseconds(25) + elapsed / 8 {
+                leases.dropGrants()
+                nodeCounters.clockJumps += 1
+                log(.warning, "the wall clock ran ahead of the monotonic clock (was the process or its VM paused?): leases dropped until fresh grants",
+                    ["drs.wall.ms": "\(walled.millisecondsClamped)", "drs.monotonic.ms": "\(mono.millisecondsClamped)"])
+            }
         }
+        clockSample = (now, wall)
         self.now = max(self.now, now)
         self.wall = wall
     }

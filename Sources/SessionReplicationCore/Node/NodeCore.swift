@@ -128,6 +128,9 @@ public struct NodeCore: Sendable {
     /// The time of the event being handled (monotonic and wall).
     var now: MonotonicInstant = .zero
     var wall = WallTime(milliseconds: 0)
+    /// The clock readings of the last event, as the shell sampled them (`now` above never
+    /// goes back; a sample may).
+    var clockSample: (now: MonotonicInstant, wall: WallTime)?
 
     /// How often the shards' timers run. Default 5 ms.
     public static let shardTick: Duration = .milliseconds(5)
