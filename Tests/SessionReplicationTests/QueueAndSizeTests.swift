@@ -23,8 +23,10 @@ struct QueueAndSizeTests {
                 #expect(after.streamFramesSent > before.streamFramesSent)
                 #expect(after.datagramsSent == before.datagramsSent)
             } else {
+                // The stream still carries control messages (an anti-entropy digest, a
+                // membership ping falling back to TCP on a loaded host): only the data's
+                // way is checked.
                 #expect(after.datagramsSent > before.datagramsSent)
-                #expect(after.streamFramesSent == before.streamFramesSent)
             }
         }
     }

@@ -120,11 +120,18 @@ struct DriverTests {
     func idleLimit() async throws {
         try await VaporCluster.with { cluster in
             try await withDRSApp(on: cluster["n1"], configuration: .init(maxInactiveInterval: .seconds(4))) { app in
+                let started = ContinuousClock.now
                 let first = try await app.testing().sendRequest(.POST, "set/k/v")
+                let elapsed = ContinuousClock.now - started
                 let id = try clusterID(first.sessionCookie)
-                let held = cluster["n1"].lookup(id)
-                guard case .owned(let state) = held else { Issue.record("not owned right after it was created: \(held)"); return }
-                #expect(state.maxInactiveInterval == .seconds(4))
+                switch cluster["n1"].lookup(id) {
+                case .owned(let state):
+                    #expect(state.maxInactiveInterval == .seconds(4))
+                case .ended where elapsed >= .seconds(4):
+                    break  // a starved host took longer than the idle limit to answer the creation
+                case let held:
+                    Issue.record("\(held) right after it was created, \(elapsed) after the request began")
+                }
                 try await Task.sleep(for: .milliseconds(5_000))
                 let later = try await app.testing().sendRequest(.GET, "session", headers: cookie(first.sessionCookie))
                 #expect(later.status == .ok)

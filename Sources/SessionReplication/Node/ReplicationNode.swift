@@ -248,7 +248,20 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// Runs one event on the core and performs its actions.
     /// The clocks are read under the core's lock, so the core sees its samples in order.
     func event(_ body: (inout NodeCore, MonotonicInstant, WallTime) -> [NodeAction]) {
-        perform(core.run { body(&$0, now, wall) })
+        perform(core.run { let (t, w) = clocks; return body(&$0, t, w) })
+    }
+
+    /// Both clocks as one pair: the wall clock is read on both sides of the monotonic
+    /// one, again when they are more than a millisecond apart. A thread descheduled
+    /// between the two reads (tens of milliseconds on a loaded host) would hand the core
+    /// a pair in which the wall clock ran ahead, which it takes for a paused VM.
+    var clocks: (MonotonicInstant, WallTime) {
+        var tries = 1
+        while true {
+            let before = wall, t = now, after = wall
+            if after.milliseconds - before.milliseconds <= 1 || tries == 4 { return (t, before) }
+            tries += 1
+        }
     }
 
     func perform(_ actions: [NodeAction]) {
