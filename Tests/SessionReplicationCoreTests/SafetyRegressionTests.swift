@@ -186,7 +186,7 @@ struct SafetyRegressionTests {
             c.request("n1", .write(id, name: "w", value: 7))
             c.run(.milliseconds(500))
             c.sim.crash("n1")
-            c.run(.seconds(20))
+            c.run(.seconds(30))  // past the 20 s grace for members never heard of
             c.request("n2", .takeOver(SessionID(high: 99, low: 99)))
             c.run(.seconds(5))
             var written = false

@@ -126,14 +126,17 @@ extension NodeCore {
 
     /// How long a configured member may go unheard of (no message from it, no gossip
     /// about it) before this process stops waiting for it: twice the longest suspicion
-    /// timeout plus a join retry per member, and at least four leases. A running member
-    /// answers the join sync this node sends to unheard seeds every `joinRetryInterval`,
-    /// and any member that hears it gossips about it; one nobody hears is not running.
+    /// timeout plus two join retries per member, at least four leases and at least 20 s.
+    /// A running member answers the join sync this node sends to unheard seeds every
+    /// `joinRetryInterval`, and any member that hears it gossips about it; one nobody
+    /// hears is not running. The 20 s floor covers a starved start (a node whose own
+    /// process or peers are slow to come up): until then a node that is merely late keeps
+    /// its place in replica sets, and a failover waits for its answer.
     static func absenceGrace(_ settings: NodeSettings) -> Duration {
         let t = settings.membership
         let suspicion = t.probeInterval * (t.suspicionMultiplier * t.suspicionMaxMultiplier * 2)
         let joins = t.joinRetryInterval * (2 * max(1, settings.members.count))
-        return max(suspicion + joins, settings.lease * 4)
+        return max(suspicion + joins, settings.lease * 4, .seconds(20))
     }
 
     /// Once `absenceGrace` has passed since this process started listening, configured

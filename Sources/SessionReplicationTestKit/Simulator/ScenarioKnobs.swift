@@ -228,7 +228,7 @@ public struct ScenarioKnobs: Hashable, Sendable, CustomStringConvertible {
             let spare = names.filter { n in !faults.contains { $0.fault.nodes.contains(n) } }
             if !spare.isEmpty {
                 k.lateStarter = spare[pick(spare.count)]
-                k.lateStartAt = ms(2_000, 16_000)
+                k.lateStartAt = ms(2_000, 27_000)
             }
         }
         return k
