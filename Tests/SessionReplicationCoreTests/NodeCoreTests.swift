@@ -54,6 +54,19 @@ struct NodeCoreTests {
         #expect(b.nodeCounters.clockJumps == 1)
     }
 
+    @Test("the absence grace counts from when the node starts listening, not from when it was built")
+    func absenceGraceCountsFromListening() {
+        var b = Self.backup()
+        let wall = WallTime(milliseconds: 1_700_000_000_000)
+        let built: Duration = .seconds(100)  // an application built the node, then started it later
+        _ = b.listening(now: .zero + built, wall: wall + built)
+        _ = b.tick(now: .zero + built + .seconds(1), wall: wall + built + .seconds(1))
+        #expect(b.absent.isEmpty, "peers were held absent one second after the node began to listen")
+        let grace = NodeCore.absenceGrace(b.settings)
+        _ = b.tick(now: .zero + built + grace, wall: wall + built + grace)
+        #expect(b.absent == ["n1", "n3"])
+    }
+
     @Test("hole 7: a receipt queued for a process that restarted meanwhile is never sent to its successor")
     mutating func receiptsOfARestartedSenderAreDropped() {
         var b = Self.backup()

@@ -46,7 +46,13 @@ struct SessionEventsTests {
                 let stamps = logs[name]!.all(id).map(\.stamp)
                 #expect(stamps == stamps.sorted(), "\(name): \(stamps)")
             }
-            _ = try await n1.withSession(id) { _ in } // nothing changed: no event
+            // Whichever survivor promoted owns it now (the other holds a backup).
+            if let owner = survivors.first(where: { logs[$0]!.of(id).last == .activated }) {
+                let before = logs[owner]!.of(id).count
+                _ = try await cluster[owner].withSession(id) { _ in }
+                try await Task.sleep(for: .milliseconds(200))
+                #expect(logs[owner]!.of(id).count == before, "a scope that changed nothing raised an event")
+            }
         }
     }
 

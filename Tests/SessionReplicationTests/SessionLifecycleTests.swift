@@ -90,12 +90,16 @@ struct SessionLifecycleTests {
         try await n1.start(); try await n2.start()
         n1.setPeerEndpoint("n2", host: "127.0.0.1", port: n2.replicationPort!, membershipPort: n2.membershipPort)
         n2.setPeerEndpoint("n1", host: "127.0.0.1", port: n1.replicationPort!, membershipPort: n1.membershipPort)
+        // Membership speaks sealed frames too: joining at all shows each accepts the
+        // other's key. A session created before the join would have no backup yet.
+        let joined = await eventually { [n1, n2].allSatisfy { $0.members().allSatisfy { $0.state == "alive" } && $0.isReady } }
         let a = try await n1.createSession(attributes: ["x": [1]]).state!.id
         let b = try await n2.createSession(attributes: ["y": [2]]).state!.id
         let synced = (try await n1.sync(a).durability, try await n2.sync(b).durability)
         let held = (n2.copy(of: a)?.backupState != nil, n1.copy(of: b)?.backupState != nil)
         await n1.shutdown(); await n2.shutdown()
         try await group.shutdownGracefully()
+        #expect(joined)
         #expect(synced.0 == .replicated(["n2"]))
         #expect(synced.1 == .replicated(["n1"]))
         #expect(held.0 && held.1)

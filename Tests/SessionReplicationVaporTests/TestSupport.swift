@@ -54,7 +54,7 @@ final class VaporCluster: Sendable {
     }
 
     /// Waits until every node lists every other alive and holds leases.
-    func joined(timeout: Duration = .seconds(30)) async -> Bool {
+    func joined(timeout: Duration = .seconds(60)) async -> Bool {
         await eventually(timeout: timeout) {
             nodes.allSatisfy { n in n.members().allSatisfy { $0.state == "alive" } && n.status().leaseRemainingMs > 0 }
         }

@@ -167,6 +167,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             state.withLockedValue { $0.started = false }
             throw error
         }
+        event { core, now, wall in core.listening(now: now, wall: wall) }
         let tick = membershipLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(2)) { [weak self] _ in
             self?.tick()
         }

@@ -139,6 +139,16 @@ extension NodeCore {
         return max(suspicion + joins, settings.lease * 4, .seconds(20))
     }
 
+    /// The shell bound its sockets at `now`: the absence grace counts from here, not from
+    /// the core's creation (a node built long before it is started, as an application
+    /// may do, would otherwise hold every configured peer absent at its first tick).
+    /// Never fails; returns no action unless a request is already waiting.
+    public mutating func listening(now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+        begin(now, wall)
+        listeningSince = now
+        return takeActions()
+    }
+
     /// Once `absenceGrace` has passed since this process started listening, configured
     /// members never heard of are held departed: failover prepare rounds stop waiting for
     /// them (a five-node configuration with four nodes started would otherwise never

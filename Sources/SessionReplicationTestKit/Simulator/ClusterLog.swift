@@ -218,8 +218,11 @@ public final class ClusterLog {
             let h = holders(a.session, a.attribute)
             if h == [node] || h.isEmpty { lostWithHolders.insert(key(a)) }
         }
+        // A crash is judged before the node goes (it is the last holder); a rejoin after
+        // it dropped its copies (nobody holds the session any more).
         for id in Set(acks.map(\.session)) where !lostSessions.contains(id) {
-            if sessionHolders(id) == [node] { lostSessions.insert(id) }
+            let h = sessionHolders(id)
+            if h == [node] || h.isEmpty { lostSessions.insert(id) }
         }
     }
 
