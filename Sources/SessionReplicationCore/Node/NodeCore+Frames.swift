@@ -306,7 +306,9 @@ extension NodeCore {
         }
         tickSearches()
         recheckParked()
-        for (r, p) in requests.sorted(by: { $0.key < $1.key }) { if case .drain = p.kind { runDrain(r) } }
+        // Only drains run here: finding them must not copy and sort every pending request.
+        let drains = requests.compactMap { e -> RequestID? in if case .drain = e.value.kind { e.key } else { nil } }
+        for r in drains.sorted() { runDrain(r) }
         return takeActions()
     }
 

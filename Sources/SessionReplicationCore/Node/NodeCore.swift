@@ -178,13 +178,13 @@ public struct NodeCore: Sendable {
     public func lane(of id: SessionID) -> Int { Int(id.stableHash % UInt64(lanes.count)) }
 
     /// This node's copy of `id` (owner, backup or tombstone), without touching it.
-    public func copy(of id: SessionID) -> HeldCopy? { lanes[lane(of: id)].copy(of: id) }
+    public func copy(of id: SessionID) -> HeldCopy? { lanes.inPlace(lane(of: id)) { $0.copy(of: id) } }
 
     /// The node a backup copy of `id` came from; `nil` when none is held.
-    public func backupOwner(of id: SessionID) -> String? { lanes[lane(of: id)].backupOwner(of: id) }
+    public func backupOwner(of id: SessionID) -> String? { lanes.inPlace(lane(of: id)) { $0.backupOwner(of: id) } }
 
     /// Sessions owned and backup copies held, over every lane.
-    public var sessionCount: Int { lanes.reduce(0) { $0 + $1.ownedCount + $1.backupCount } }
+    public var sessionCount: Int { lanes.indices.reduce(0) { n, l in n + lanes.inPlace(l) { $0.ownedCount + $0.backupCount } } }
 
     /// Whether the cluster declared this process dead and it has not rejoined yet (it
     /// never stays so past the event that told it: it rejoins at once).
@@ -238,7 +238,7 @@ public struct NodeCore: Sendable {
     /// `nil` when this node does not own `id`; otherwise whether it may serve it now: its
     /// ownership is confirmed and it passes the serving rule.
     func servable(_ id: SessionID, now: MonotonicInstant) -> Bool? {
-        guard let o = lanes[lane(of: id)].ownership(of: id) else { return nil }
+        guard let o = lanes.inPlace(lane(of: id), { $0.ownership(of: id) }) else { return nil }
         return o.confirmed && mayServe(replicaSet: o.replicaSet, now: now)
     }
 
@@ -286,7 +286,7 @@ public struct NodeCore: Sendable {
     mutating func takeActions() -> [NodeAction] {
         flushes.removeAll(keepingCapacity: true)
         if reportsEvents {
-            for l in lanes.indices where !lanes[l].events.isEmpty {
+            for l in lanes.indices where !lanes.inPlace(l, { $0.events.isEmpty }) {
                 for var e in lanes[l].takeEvents() {
                     e.at = wall
                     out.append(.event(e))

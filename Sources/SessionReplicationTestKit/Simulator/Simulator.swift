@@ -221,7 +221,7 @@ public final class Simulator<Process: SimulatedProcess> {
 
     /// Reads the process `name` without copying it; `nil` while crashed.
     public func inspect<T>(_ name: String, _ body: (borrowing Process) -> T) -> T? {
-        guard let i = index[name], slots[i].process != nil else { return nil }
+        guard let i = index[name], hasProcess(i) else { return nil }
         // Lent in place: reading `process!` would copy the whole process (profiled: half
         // the simulation's time went to those copies).
         return Self.lend(&slots[i].process!, body)
@@ -229,20 +229,26 @@ public final class Simulator<Process: SimulatedProcess> {
 
     static func lend<T>(_ process: inout Process, _ body: (borrowing Process) -> T) -> T { body(process) }
 
+    /// Whether slot `i` holds a process, without copying it (`process != nil` on the
+    /// slot copies the whole process to compare it, on every event).
+    func hasProcess(_ i: Int) -> Bool { Self.present(&slots[i].process) }
+
+    static func present(_ process: inout Process?) -> Bool { if case .some = process { true } else { false } }
+
     /// Whether `name` is running and not paused.
-    public func isRunning(_ name: String) -> Bool { index[name].map { slots[$0].process != nil && !slots[$0].paused } ?? false }
+    public func isRunning(_ name: String) -> Bool { index[name].map { hasProcess($0) && !slots[$0].paused } ?? false }
 
     /// Whether `name` is paused.
     public func isPaused(_ name: String) -> Bool { index[name].map { slots[$0].paused } ?? false }
 
     /// Whether `name` exists (running or paused).
-    public func isUp(_ name: String) -> Bool { index[name].map { slots[$0].process != nil } ?? false }
+    public func isUp(_ name: String) -> Bool { index[name].map { hasProcess($0) } ?? false }
 
     /// Acts on the process `name` (a client request, say) with its own clock, then sends
     /// what it produced. Returns `nil` when it is crashed or paused.
     @discardableResult
     public func with<T>(_ name: String, _ body: (inout Process, MonotonicInstant, WallTime) -> T) -> T? {
-        guard let i = index[name], slots[i].process != nil, !slots[i].paused else { return nil }
+        guard let i = index[name], hasProcess(i), !slots[i].paused else { return nil }
         let (n, w) = (local(i, now), wall(name))
         let slot = slots[i]
         let out = body(&slot.process!, n, w)
@@ -302,7 +308,7 @@ public final class Simulator<Process: SimulatedProcess> {
     /// Pauses `name` (SIGSTOP): its timers stop, messages to it queue. With
     /// `stopClock` its own clock stops too until it resumes (a paused VM).
     public func pause(_ name: String, stopClock: Bool = false) {
-        guard let i = index[name], slots[i].process != nil else { return }
+        guard let i = index[name], hasProcess(i) else { return }
         slots[i].paused = true
         slots[i].stopsWhilePaused = stopClock
         slots[i].pausedAt = now
@@ -311,7 +317,7 @@ public final class Simulator<Process: SimulatedProcess> {
 
     /// Resumes `name` (SIGCONT): queued messages are delivered first, then due timers run.
     public func resume(_ name: String) {
-        guard let i = index[name], slots[i].paused, slots[i].process != nil else { return }
+        guard let i = index[name], slots[i].paused, hasProcess(i) else { return }
         if slots[i].stopsWhilePaused, let p = slots[i].pausedAt {
             // The own clock reads on from where it stopped.
             slots[i].offset -= slots[i].rate * Double(now.nanoseconds - p.nanoseconds)
@@ -324,7 +330,7 @@ public final class Simulator<Process: SimulatedProcess> {
         slots[i].queued = []
         for d in queued { deliverNow(d, i) }
         let l = local(i, now)
-        if slots[i].process != nil, slots[i].process!.nextDeadline <= l { slots[i].process!.tick(now: l, wall: wall(name)) }
+        if hasProcess(i), slots[i].process!.nextDeadline <= l { slots[i].process!.tick(now: l, wall: wall(name)) }
         slots[i].scheduled = nil
         afterTouch(i)
     }
@@ -438,7 +444,7 @@ public final class Simulator<Process: SimulatedProcess> {
     public func run(for duration: Duration) { run(until: now + duration) }
 
     func deliver(_ d: Delivery) {
-        guard let i = index[d.to], slots[i].process != nil else { dropped += 1; return }
+        guard let i = index[d.to], hasProcess(i) else { dropped += 1; return }
         if d.reliable {
             // A message of a connection reset since it was sent is gone.
             guard connections[Pair(from: d.from, to: d.to)]?.generation == d.generation else { dropped += 1; return }
@@ -540,7 +546,7 @@ public final class Simulator<Process: SimulatedProcess> {
 
     /// Tells the sending process its connection changed.
     func notify(_ pair: Pair, up: Bool) {
-        guard let i = index[pair.from], slots[i].process != nil else { return }
+        guard let i = index[pair.from], hasProcess(i) else { return }
         mix(up ? 0x63 : 0x64, pair.from + ">" + pair.to)
         let slot = slots[i]
         slot.process!.connection(to: pair.to, up: up, now: local(i, now), wall: wall(pair.from))
