@@ -4,6 +4,7 @@ import SessionReplicationTestKit
 
 /// One seed of the cluster simulation in the test build (the matrix runs in the release
 /// binary: `SimulationMatrixTests`, `drs simulate-cluster`).
+@Suite(.offThePool)
 struct ClusterSimulationTests {
     @Test func aSeedOfTheStandardFamilyKeepsEveryInvariantAndReplaysExactly() async {
         // Seed 7 is a standard-family seed (7 families; 7 % 7 == 0).

@@ -5,34 +5,34 @@ import SessionReplicationTestKit
 
 /// Hostile input against the wire codec and the replica shard: nesting, stamps at the
 /// top of their range, oversized sessions, per-message refusal.
+@Suite(.offThePool)
 struct HostileLimitsTests {
     static let owner = NodeID(0x77)
 
     /// `depth` promises, each carrying the next as its "state", around one whole session.
     static func nestedPromises(depth: Int) -> [UInt8] {
-        var inner = MessageCodec.encode(.full(sampleFull()))
-        let id = sampleID
-        // Built from the inside out; each level prefixes its fields and its length.
-        var body = inner
-        for _ in 0..<depth {
-            var w = ByteWriter(capacity: 48)
+        let inner = MessageCodec.encode(.full(sampleFull()))
+        let fields: [UInt8] = {
+            var f = ByteWriter(capacity: 40)
+            f.write(UInt8(1)); f.write(UInt8(2)); f.writeRaw("n1".utf8) // oldOwner
+            f.write(UInt64(0))                                      // oldOwnerID
+            f.write(UInt32(0))                                      // sinceGrantMs
+            f.write(UInt32(1))                                      // one entry
+            f.write(sampleID.high); f.write(sampleID.low); f.write(UInt8(1)) // fresher state follows
+            return f.bytes
+        }()
+        // Written from the outside in: a level's length covers every level inside it.
+        // (Built from the inside out, each level copied the growing body: quadratic in
+        // depth, and the test spent minutes building its input.)
+        let level = 1 + 4 + fields.count
+        var w = ByteWriter(capacity: depth * level + inner.count)
+        for k in stride(from: depth, to: 0, by: -1) {
             w.write(UInt8(19))                                           // promise
-            let fields: [UInt8] = {
-                var f = ByteWriter(capacity: 40)
-                f.write(UInt8(1)); f.write(UInt8(2)); f.writeRaw("n1".utf8) // oldOwner
-                f.write(UInt64(0))                                      // oldOwnerID
-                f.write(UInt32(0))                                      // sinceGrantMs
-                f.write(UInt32(1))                                      // one entry
-                f.write(id.high); f.write(id.low); f.write(UInt8(1))    // fresher state follows
-                return f.bytes
-            }()
-            w.write(UInt32(fields.count + body.count))
+            w.write(UInt32(fields.count + (k - 1) * level + inner.count))
             w.writeRaw(fields)
-            w.writeRaw(body)
-            body = w.bytes
         }
-        inner = body
-        return inner
+        w.writeRaw(inner)
+        return w.bytes
     }
 
     @Test("a promise nested 400,000 deep is refused as a bad state, without recursion")

@@ -5,6 +5,7 @@ import SessionReplicationTestKit
 /// Whole clusters of `Membership` machines under the simulator: random seeds of
 /// crashes, pauses, partitions, loss, duplication and reordering. A failing seed names
 /// itself; `DRS_SIM_SEED=<n> swift test --filter MembershipSimulationTests` replays it.
+@Suite(.offThePool)
 struct MembershipSimulationTests {
     static func makeSimulator(seed: UInt64, names: [String], network: NetworkModel, log: MembershipLog) -> Simulator<MembershipProcess> {
         Simulator(seed: seed, names: names, network: network) { name, id, now, _, random in

@@ -5,6 +5,7 @@ import SessionReplicationTestKit
 /// Scripted clusters of `NodeCore`s (the simulator, one fault placed by hand) for the
 /// safety holes a read-through of the node's wiring found. Each failed on the node as it
 /// was before its fix.
+@Suite(.offThePool)
 struct SafetyRegressionTests {
     static func policy(_ mode: ReplicationMode = .synchronous, replicas: Int, minSync: Int? = 1) -> ReplicationPolicy {
         var p = ReplicationPolicy()

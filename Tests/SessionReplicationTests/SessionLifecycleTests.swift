@@ -70,7 +70,20 @@ struct SessionLifecycleTests {
         config.sessions.backupGrace = .zero
         let cluster = try await TestCluster(config)
         #expect(await cluster.joined())
-        let id = try #require(try await cluster["n1"].createSession(attributes: ["a": [1]]).state?.id)
+        // A loaded run once found no copy on n2 right after a synchronous creation; the
+        // attempts say why (the answer's durability, whether n2 rejoined meanwhile), and a
+        // later one gives the eviction a copy to evict.
+        var attempts: [String] = []
+        var chosen: SessionID?
+        for _ in 0..<3 where chosen == nil {
+            let process = cluster["n2"].nodeID
+            let created = try await cluster["n1"].createSession(attributes: ["a": [1]])
+            let sid = try #require(created.state?.id)
+            if cluster["n2"].copy(of: sid)?.backupState != nil { chosen = sid; break }
+            attempts.append("\(created.durability), n2 held \(String(describing: cluster["n2"].copy(of: sid))), n2 \(process == cluster["n2"].nodeID ? "kept its process" : "rejoined")")
+        }
+        if !attempts.isEmpty { print("backup eviction test: creations without a copy on n2: \(attempts)") }
+        let id = try #require(chosen, "no creation left a copy on n2: \(attempts)")
         await cluster["n1"].shutdown()
         let held = cluster["n2"].copy(of: id)
         let evicted = await eventually(timeout: .seconds(120)) { cluster["n2"].copy(of: id) == nil }
