@@ -85,11 +85,11 @@ struct SessionLifecycleTests {
         if !attempts.isEmpty { print("backup eviction test: creations without a copy on n2: \(attempts)") }
         let id = try #require(chosen, "no creation left a copy on n2: \(attempts)")
         await cluster["n1"].shutdown()
-        let held = cluster["n2"].copy(of: id)
+        // (Whether n2 still holds the copy right after is not asserted: a test task starved
+        // for longer than the idle limit finds it evicted already, as two loaded runs did.)
         let evicted = await eventually(timeout: .seconds(120)) { cluster["n2"].copy(of: id) == nil }
         let counters = cluster["n2"].counters.replication
         await cluster.shutdown()
-        #expect(held?.backupState != nil, "n2 held \(String(describing: held)) when its owner stopped")
         #expect(evicted)
         #expect(counters.promotions == 0)
         #expect(counters.backupsEvicted == 1)
