@@ -97,6 +97,21 @@ let testMembership: MembershipSettings = {
     return m
 }()
 
+/// Runs one write through `node`, again while it answers `fenced`: a node starved by
+/// the test run can let its leases lapse, and a fenced write commits nothing, so the
+/// retry cannot apply a change twice. Any other error is thrown; gives up after 60 s.
+func writeUnlessFenced(_ node: ReplicationNode, _ id: SessionID, _ body: (inout SessionScope) throws -> Void) async throws {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while true {
+        do {
+            _ = try await node.withSession(id, body)
+            return
+        } catch let e as SessionError where e.code == .fenced && ContinuousClock.now < deadline {
+            _ = await eventually { node.isReady }
+        }
+    }
+}
+
 /// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.
 /// Used to wait for asynchronous replication; never to assert on timing.
 func eventually(timeout: Duration = .seconds(60), _ condition: () -> Bool) async -> Bool {
