@@ -12,10 +12,14 @@ import NIOHTTP1
 /// The owner's answer goes back to the client unchanged (status, body, `X-DRS-Owner`,
 /// `Set-Cookie` naming the owner, so a sticky load balancer follows it), minus hop-by-hop
 /// headers. The request body is read whole first (within the API's attribute limit)
-/// and sent as one buffer. A forwarded request carries `X-DRS-Forwarded-By: <this node>`; a node never
-/// forwards a request that carries it (no chains, no loops): it answers `421 misdirected`
-/// itself. When the owner cannot be reached within `timeout` the request answers `421
-/// misdirected` with `X-DRS-Owner`, as the contract says ("only when forwarding fails").
+/// and sent as one buffer. A forwarded request carries `X-DRS-Forwarded-By`, the nodes
+/// that forwarded it so far in order (`n1, n2`). A node that received a forwarded request
+/// and does not own the session either (the owner moved on: its hint was one move behind)
+/// follows its own hint, adding itself to the path, unless the owner it names is already
+/// on the path or `maxHops` forwards were made: loops are impossible and a chain is
+/// bounded. When the owner cannot be reached within `timeout`, or no hop may be made, the
+/// request answers `421 misdirected` with `X-DRS-Owner`, as the contract says ("only when
+/// forwarding fails").
 ///
 /// Call `shutdown()` once no request uses it any more (the client's connections close).
 public final class SessionForwarder: Sendable {
@@ -24,6 +28,10 @@ public final class SessionForwarder: Sendable {
 
     /// Longest wait for the owner's whole answer, connecting included. Default 10 s.
     public let timeout: Duration
+    /// The most forwards one request may take in all, counted along its path. Default 8.
+    /// No node appears twice on a path, so a chain ends within the cluster's size anyway;
+    /// this only caps what one request can cost. At least 1 (smaller values are raised to 1).
+    public let maxHops: Int
     /// Largest answer body taken from the owner; a longer one fails the forward (`421`).
     /// Default 16 MiB (a 4 MiB session is about 5.4 MiB of JSON).
     public let maxResponseBytes: Int
@@ -35,13 +43,18 @@ public final class SessionForwarder: Sendable {
     /// owner (default 64; AsyncHTTPClient's own default of 8 capped forwarding at about
     /// 5,600 requests/s here, 8 requests in flight). `onForward` is told the outcome of
     /// every forward (`drs node` counts them in `drs_http_forwarded_total`).
-    public init(timeout: Duration = .seconds(10), maxResponseBytes: Int = 16 << 20, connectionsPerOwner: Int = 64,
+    public init(timeout: Duration = .seconds(10), maxHops: Int = 8, maxResponseBytes: Int = 16 << 20, connectionsPerOwner: Int = 64,
                 eventLoopGroup: any EventLoopGroup = HTTPClient.defaultEventLoopGroup,
                 onForward: @escaping @Sendable (_ succeeded: Bool) -> Void = { _ in }) {
         self.timeout = timeout
+        self.maxHops = max(1, maxHops)
         self.maxResponseBytes = maxResponseBytes
         self.onForward = onForward
-        let pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerOwner)
+        var pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerOwner)
+        // A refused connection fails the forward at once (the owner's process is gone),
+        // rather than being retried until `timeout`: the node then serves the request
+        // itself, or answers, while failover runs.
+        pool.retryConnectionEstablishment = false
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(1)), connectionPool: pool)
         configuration.httpVersion = .http1Only
         configuration.decompression = .disabled
@@ -57,17 +70,30 @@ public final class SessionForwarder: Sendable {
     static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
                                         "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"]
 
+    /// The nodes that forwarded a request so far, from its `X-DRS-Forwarded-By` value
+    /// (comma-separated names, blanks ignored); empty when the request came from a client.
+    static func path(_ header: String?) -> [String] {
+        guard let header else { return [] }
+        return header.split(separator: ",").map { String($0.filter { $0 != " " && $0 != "\t" }) }.filter { !$0.isEmpty }
+    }
+
+    /// Whether a request that came along `path` may be forwarded by `node` to `owner`:
+    /// neither is on the path already and fewer than `maxHops` forwards were made.
+    func mayForward(path: [String], by node: String, to owner: String) -> Bool {
+        owner != node && path.count < maxHops && !path.contains(owner) && !path.contains(node)
+    }
+
     /// Sends `request` with `body` (read by the caller) to `host:port` as `node`
-    /// forwarding it; returns the owner's answer, or `nil` when it could not be had
-    /// (connection refused, timeout, an answer over `maxResponseBytes`).
-    func forward(_ request: Request, body: [UInt8], to host: String, port: Int, by node: String) async -> Response? {
+    /// forwarding it, after the nodes on `path`; returns the owner's answer, or `nil` when
+    /// it could not be had (connection refused, timeout, an answer over `maxResponseBytes`).
+    func forward(_ request: Request, body: [UInt8], to host: String, port: Int, by node: String, after path: [String] = []) async -> Response? {
         let target = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)\(request.uri.string)"
         var outbound = HTTPClientRequest(url: target)
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
         for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
             outbound.headers.add(name: field.name.rawName, value: field.value)
         }
-        outbound.headers.replaceOrAdd(name: Self.forwardedByHeader, value: node)
+        outbound.headers.replaceOrAdd(name: Self.forwardedByHeader, value: (path + [node]).joined(separator: ", "))
         if !body.isEmpty || request.method == .put || request.method == .post { outbound.body = .bytes(ByteBuffer(bytes: body)) }
         do {
             let answer = try await client.execute(outbound, deadline: .now() + TimeAmount(timeout))

@@ -25,14 +25,17 @@ extension SessionHandlers {
     /// session-unavailable` naming the owner when known.
     /// A lookup of an id this node holds nothing of takes one of the client's lookups
     /// (`503 overloaded` with `Retry-After` when it has none free).
+    /// While a forward to the owner went unanswered (`SessionHandlers.ownerUnreachable`)
+    /// the takeover ignores the cooldown.
     func ensureOwned(_ id: SessionID) async throws {
         let held = backend.lookup(id)
         if case .owned = held { return }
+        let insist = SessionHandlers.ownerUnreachable
         do {
             if case .unknown = held {
-                try await lookups.withLookup(client: RequestClient.address) { try await backend.takeOver(id) }
+                try await lookups.withLookup(client: RequestClient.address) { try await backend.takeOver(id, ignoringCooldown: insist) }
             } else {
-                try await backend.takeOver(id)
+                try await backend.takeOver(id, ignoringCooldown: insist)
             }
         } catch {
             throw APIError(error)

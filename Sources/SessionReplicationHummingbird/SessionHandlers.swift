@@ -13,14 +13,16 @@ struct SessionHandlers: Sendable {
     var lookups = ClientLookupLimiter(perClient: 64)
 
     /// Answers `request` on `route`; a request this node may not serve (`421 misdirected`
-    /// naming the owner) goes to the owner when a forwarder is set, the request was not
-    /// forwarded already, and the owner's HTTP endpoint is known.
+    /// naming the owner) goes to the owner when a forwarder is set, the forwarder allows
+    /// the hop (the owner is not on the request's path, fewer than `maxHops` forwards), and
+    /// the owner's HTTP endpoint is known.
     func respond(_ route: APIRoute, _ request: Request, _ context: some RequestContext) async throws -> Response {
         do {
             return try await answer(route, request, context)
         } catch let error as APIError where error.status == .misdirectedRequest {
-            guard let forwarder, request.headers[.drsForwardedBy] == nil,
-                  let owner = error.headers[.drsOwner], owner != backend.nodeName,
+            let path = SessionForwarder.path(request.headers[.drsForwardedBy])
+            guard let forwarder, let owner = error.headers[.drsOwner],
+                  forwarder.mayForward(path: path, by: backend.nodeName, to: owner),
                   let (host, port) = backend.httpEndpoint(of: owner)
             else { throw error }
             // The body is read here, within the limit the owner would apply, and sent as
@@ -31,10 +33,27 @@ struct SessionHandlers: Sendable {
             case .complete(let bytes): body = bytes
             case .tooLarge(let rest): return BoundedBody.refusal(rest, limit: settings.maxAttributeBytes, drainLimit: settings.maxDrainBytes)
             }
-            guard let response = await forwarder.forward(request, body: body, to: host, port: port, by: backend.nodeName) else { throw error }
-            return response
+            if let response = await forwarder.forward(request, body: body, to: host, port: port, by: backend.nodeName, after: path) {
+                return response
+            }
+            // No answer from the owner: it may have died and not be declared dead yet.
+            // A request that may be repeated (GET, HEAD, PUT, DELETE: the owner may have
+            // applied it before going silent) is tried here once more, taking the session
+            // over despite the cooldown; failover then decides, and the client gets the
+            // answer (or `503 session-unavailable`) instead of `421`.
+            guard Self.repeatable.contains(request.method) else { throw error }
+            var again = request
+            again.body = RequestBody(buffer: ByteBuffer(bytes: body))
+            return try await Self.$ownerUnreachable.withValue(true) { try await answer(route, again, context) }
         }
     }
+
+    /// Methods HTTP defines as idempotent, which a node may run after a failed forward.
+    static let repeatable: Set<HTTPRequest.Method> = [.get, .head, .put, .delete]
+
+    /// Set while a request is run again here after its forward got no answer: the
+    /// takeover then ignores `takeoverCooldown`. False otherwise.
+    @TaskLocal static var ownerUnreachable = false
 
     private func answer(_ route: APIRoute, _ request: Request, _ context: some RequestContext) async throws -> Response {
         switch (route, request.method) {

@@ -145,20 +145,30 @@ struct HandoverShardTests {
         guard case .owner? = n1.copy(of: id) else { Issue.record("the giver did not take its session back"); return }
     }
 
-    @Test func theCooldownEndsWhenTheTakerHandsTheSessionOn() throws {
+    @Test func theCooldownHoldsWhenTheTakerHandsTheSessionOn() throws {
         let clock = ManualClock()
         var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)
         let id = SessionID(high: 13, low: 13)
         _ = try n1.create(id: id, attributes: [:], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: 0)
         let given = n1.handOff(id, to: "n2", now: clock.now)
         #expect(n1.handedAwayRecently(id, now: clock.now, cooldown: .seconds(5)))
-        // n2's whole state later names n3 as owner (n2 handed it on): n1 may ask again.
+        // n2's whole state later names n3 as owner (n2 handed it on): n1 still refers
+        // requests (to n3 now) rather than move the session once more.
         var moved = given
         moved.stamp = Stamp(epoch: Epoch(counter: 3, owner: NodeID(3)), version: given.stamp.version)
         moved.replicaSet = ["n1"]
         #expect(n1.apply(.full(moved), from: "n3", now: clock.now) == .applied)
         #expect(n1.backupOwner(of: id) == "n3")
-        #expect(!n1.handedAwayRecently(id, now: clock.now, cooldown: .seconds(5)), "the session moved on: no cooldown")
+        #expect(n1.handedAwayRecently(id, now: clock.now, cooldown: .seconds(5)), "the session moved on: the cooldown holds")
+        #expect(!n1.handedAwayRecently(id, now: clock.now + .seconds(5), cooldown: .seconds(5)))
+        // A request referred at 4 s restarts the cooldown: it lasts until 9 s.
+        n1.renewCooldown(id, now: clock.now + .seconds(4))
+        #expect(n1.handedAwayRecently(id, now: clock.now + .seconds(8), cooldown: .seconds(5)))
+        #expect(!n1.handedAwayRecently(id, now: clock.now + .seconds(9), cooldown: .seconds(5)))
+        // Nothing to renew for a session never handed away from here.
+        let other = SessionID(high: 14, low: 14)
+        n1.renewCooldown(other, now: clock.now)
+        #expect(!n1.handedAwayRecently(other, now: clock.now, cooldown: .seconds(5)))
     }
 
     @Test func nonOwnersSayWhatTheyHoldAndAffinityNoneKeepsTheSession() throws {

@@ -165,10 +165,15 @@ struct TakeoverSearchTests {
         #expect(sticky.learnedOwner == nil)
     }
 
-    @Test("within takeoverCooldown the node refers to the owner it handed the session to, unless told to ignore the cooldown")
+    @Test("within takeoverCooldown the node refers to the owner its copy names while that owner is alive, unless told to ignore the cooldown")
     func cooldown() {
         var s = search()
         #expect(code(s.next(held: .backup(owner: "n1"), handedAwayRecently: true, statuses: alive, hint: nil, now: t0)) == .notOwner)
+        // The owner named is suspect: referring the client to it would fail; wait for
+        // failover instead. Dead: take it over.
+        var suspectOwner = search()
+        #expect(suspectOwner.next(held: .backup(owner: "n1"), handedAwayRecently: true, statuses: ["n1": .suspect, "n3": .alive], hint: nil, now: t0)
+            == .wait(TakeoverSearch.pollInterval))
         var ignoring = search(.init(ignoringCooldown: true))
         #expect(ignoring.next(held: .backup(owner: "n1"), handedAwayRecently: true, statuses: alive, hint: nil, now: t0)
             == .ask(["n1"], timeout: .milliseconds(500)))

@@ -26,6 +26,9 @@ final class FakeBackend: SessionBackend {
         /// Sessions not held here that `takeOver` refers to this owner (`misdirected`).
         var keptBy: String?
         var endpoints: [String: (host: String, port: Int)] = [:]
+        /// The `X-DRS-Forwarded-By` values of the forwarded requests that reached this node.
+        var forwardPaths: [String] = []
+        var insisted: [Bool] = []
     }
 
     init(nodeName: String = "n1", replicaSet: [String] = ["n2"]) {
@@ -45,6 +48,8 @@ final class FakeBackend: SessionBackend {
             $0.failuresLeft = times
         }
     }
+    var forwardPaths: [String] { store.withLock { $0.forwardPaths } }
+    func recordForwardPath(_ path: String) { store.withLock { $0.forwardPaths.append(path) } }
     func advanceClock(milliseconds: Int64) { store.withLock { $0.wallMilliseconds += milliseconds } }
     /// Adds a backup copy of a fresh session owned by `owner`.
     func addBackup(owner: String) -> SessionState {
@@ -78,6 +83,21 @@ final class FakeBackend: SessionBackend {
         default: throw SessionError(.sessionNotFound, "no session \(id)")
         }
     }
+
+    /// As a cooling-down node: with `ignoringCooldown` a backup copy held here becomes
+    /// owned (the takeover succeeds); otherwise `takeOver(_:)`. Records each call's flag.
+    func takeOver(_ id: SessionID, ignoringCooldown: Bool) async throws {
+        store.withLock { $0.insisted.append(ignoringCooldown) }
+        guard ignoringCooldown else { return try await takeOver(id) }
+        let adopted: Bool = store.withLock { store in
+            guard let backup = store.backups.removeValue(forKey: id) else { return false }
+            store.owned[id] = backup.state
+            return true
+        }
+        if !adopted { try await takeOver(id) }
+    }
+    /// The `ignoringCooldown` flag of every `takeOver(_:ignoringCooldown:)` call, in order.
+    var insisted: [Bool] { store.withLock { $0.insisted } }
 
     // MARK: SessionBackend
 

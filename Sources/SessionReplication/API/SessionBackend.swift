@@ -101,6 +101,10 @@ public protocol SessionBackend: Sendable {
     /// owner when known). The default (for backends without a cluster) only checks that
     /// this node owns `id`.
     func takeOver(_ id: SessionID) async throws
+    /// `takeOver(_:)`, but with `ignoringCooldown` the node takes the session even when it
+    /// handed it away less than `takeoverCooldown` ago (the HTTP API does so when a
+    /// forward to the owner got no answer). The default ignores the flag.
+    func takeOver(_ id: SessionID, ignoringCooldown: Bool) async throws
     /// Reads an owned session, counting as an access; `nil` when not owned here.
     func session(_ id: SessionID) async throws -> SessionState?
     /// A change scope on an owned session (see `ReplicationNode.withSession`).
@@ -125,6 +129,11 @@ public protocol SessionBackend: Sendable {
 extension SessionBackend {
     /// The default `httpEndpoint(of:)`: `nil` for every member (never forwards).
     public func httpEndpoint(of node: String) -> (host: String, port: Int)? { nil }
+
+    /// The default `takeOver(_:ignoringCooldown:)`: `takeOver(_:)`.
+    public func takeOver(_ id: SessionID, ignoringCooldown: Bool) async throws {
+        try await takeOver(id)
+    }
 
     /// The default `takeOver`: returns when `id` is owned here; else throws
     /// `session-unavailable` naming the owner of a backup copy, or `session-not-found`.

@@ -43,6 +43,9 @@ extension NodeCore {
         let cooled = lanes[l].handedAwayRecently(id, now: now, cooldown: settings.policy.takeoverCooldown)
         let hint = held == .nothing && !s.search.settings.mayTakeOver ? ownerHints.owner(of: id, now: now) : nil
         let step = s.search.next(held: held, handedAwayRecently: cooled, statuses: peerStatuses(), hint: hint, now: now)
+        // Referred because of the cooldown: it lasts while requests keep coming, so under
+        // a round-robin balancer a session settles instead of moving every few seconds.
+        if cooled, case .fail(let e) = step, e.code == .notOwner { lanes[l].renewCooldown(id, now: now) }
         perform(step, r, &s)
     }
 

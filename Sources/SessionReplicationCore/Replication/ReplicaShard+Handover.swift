@@ -2,14 +2,23 @@
 /// for a session it does not own asks the owner, which hands over its whole current
 /// state; the asker owns it from then on under a higher epoch.
 extension ReplicaShard {
-    /// Whether this node handed `id` away less than `cooldown` ago and the node it
-    /// handed it to still owns it (as far as this node's copy says): it then refers
-    /// requests to that owner instead of taking the session back (no ping-pong when two
-    /// routes alternate). Once the session moved on (the taker died and a backup
-    /// promoted it, or the taker handed it on), this node may take it again.
+    /// Whether this node handed `id` away less than `cooldown` ago: it then refers
+    /// requests to the owner its copy names instead of taking the session back, even
+    /// when the session moved on meanwhile (the taker handed it on; the forwarder follows
+    /// the hints from node to node), so a round-robin load balancer does not move the
+    /// session at every request. `TakeoverSearch` takes it back all the same when the
+    /// owner named is not alive (failover decides then).
     public func handedAwayRecently(_ id: SessionID, now: MonotonicInstant, cooldown: Duration) -> Bool {
-        guard let h = handedAway[id], now < h.at + cooldown else { return false }
-        return backups[id]?.owner == h.to
+        guard let h = handedAway[id] else { return false }
+        return now < h.at + cooldown
+    }
+
+    /// Restarts the cooldown of `id` at `now` (a request was just referred to its owner
+    /// because of it): while requests keep arriving here less than `takeoverCooldown`
+    /// apart, this node keeps referring them and the session stays where it is. Nothing
+    /// when `id` was not handed away from here.
+    public mutating func renewCooldown(_ id: SessionID, now: MonotonicInstant) {
+        handedAway[id]?.at = now
     }
 
     /// Answers another node's `HandoverRequest` for `id`. An owner hands the session

@@ -8,8 +8,8 @@
 ///   of an older epoch can name a node that no longer owns the session), and a named
 ///   owner that holds nothing makes the next round ask every live member.
 /// - A node that may not own the session (`affinity: none`, a `server` node, or it
-///   handed the session away less than `takeoverCooldown` ago) answers `misdirected`
-///   naming the owner instead of taking it over.
+///   handed the session away less than `takeoverCooldown` ago and the owner its copy
+///   names is alive) answers `misdirected` naming the owner instead of taking it over.
 /// - `session-not-found` is answered only when authoritative: a tombstone here or at a
 ///   member, or every asked member holds nothing while none is suspect and every other
 ///   configured member is accounted for (asked, or known dead or left).
@@ -108,7 +108,8 @@ public struct TakeoverSearch: Sendable {
     }
 
     /// Starts a round: `held` is what this node holds of the session, `handedAwayRecently`
-    /// whether it handed the session away less than `takeoverCooldown` ago, `statuses`
+    /// whether it handed the session away less than `takeoverCooldown` ago (honoured only
+    /// while the owner its copy names is alive), `statuses`
     /// every peer's membership status, and `hint` a remembered owner (consulted only when
     /// this node holds nothing and may not take the session over). Never `.done` unless
     /// `held` is `.owner`.
@@ -125,7 +126,7 @@ public struct TakeoverSearch: Sendable {
             let owner = named ?? "unknown"
             // A referral being followed is fresher news than the copy's name.
             if referred.isEmpty { knownOwner = owner }
-            if handedAwayRecently, !settings.ignoringCooldown {
+            if handedAwayRecently, !settings.ignoringCooldown, statuses[owner] == .alive {
                 return .fail(SessionError(.notOwner, "this node handed session \(id) to \(owner), its owner, less than takeoverCooldown ago; ask \(owner)", owner: owner))
             }
             if !settings.mayTakeOver {
