@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer
+.PHONY: all build release demo test simulate failover-timing bench bench-http bench-round-robin cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer
 
 all: build
 
@@ -97,6 +97,10 @@ fuzz: fuzz-build
 # HTTP PUT throughput through one node of local-3.yaml vs replicas: 0 (wrk; installs it if missing).
 bench-http: release
 	./scripts/bench-http.sh
+
+# Round-robin against sticky balancing through HAProxy on local-3 (installs wrk and haproxy).
+bench-round-robin: release
+	./scripts/bench-round-robin.sh
 
 # A local cluster for you: every node of $(CONFIG) as its own process; Ctrl-C stops it.
 cluster: release

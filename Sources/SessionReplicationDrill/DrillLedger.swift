@@ -263,6 +263,27 @@ public struct DrillLedger: Sendable {
             + reads.filter { if case .state = $0.result { false } else { true } }.count
     }
 
+    /// The requests of the load that did not end in a 2xx, by answer: `"<status> <error
+    /// code>"` (`"421 misdirected"`, `"503 session-unavailable"`), or the transport's
+    /// reason when no answer came. Their sum is `requestsFailed`.
+    public var failedAnswers: [String: Int] {
+        var counts: [String: Int] = [:]
+        for w in writes {
+            switch w.outcome {
+            case .acknowledged: break
+            case .failed(let why), .indeterminate(let why): counts[why, default: 0] += 1
+            }
+        }
+        for r in reads {
+            switch r.result {
+            case .state: break
+            case .notFound: counts["404 session-not-found", default: 0] += 1
+            case .failed(let why): counts[why, default: 0] += 1
+            }
+        }
+        return counts
+    }
+
     /// Throughput, errors and latency percentiles per second of the load, by send time
     /// (the nearest-rank percentile of every request's send-to-answer time); CPU steal
     /// and run queue are left `nil` for the caller that sampled them.

@@ -155,6 +155,9 @@ public struct DrillReport: Codable, Sendable {
     public var routing: Routing
     /// What the drill judges a violation of the cluster's guarantees (exit 1 when any).
     public var violations: [String]
+    /// The failed requests of the load by answer (`"421 misdirected": 3`), summing to
+    /// `requestsFailed`; empty when none failed.
+    public var failedAnswers: [String: Int] = [:]
 
     /// A report with every field given.
     public init(scenario: String, config: String, mechanism: String, startedAt: String, durationS: Double, sessions: Int,
@@ -162,7 +165,7 @@ public struct DrillReport: Codable, Sendable {
                 timeToDetectMs: Double?, timeToPromoteMs: Double?, timeToFullReplicationMs: Double?, lostWrites: [LostWrite],
                 perSecond: [Second], mode: String, transport: String, repair: Bool, loadBalancer: String, victim: String,
                 rate: Double, lagMsP99AtFault: Double?, sessionsUnreadable: Int, events: [Event], staleReadDetails: [Stale],
-                routing: Routing, violations: [String]) {
+                routing: Routing, violations: [String], failedAnswers: [String: Int] = [:]) {
         self.scenario = scenario; self.config = config; self.mechanism = mechanism; self.startedAt = startedAt
         self.durationS = durationS; self.sessions = sessions; self.writes = writes
         self.acknowledgedWritesLost = acknowledgedWritesLost; self.sessionsLost = sessionsLost; self.staleReads = staleReads
@@ -171,6 +174,7 @@ public struct DrillReport: Codable, Sendable {
         self.mode = mode; self.transport = transport; self.repair = repair; self.loadBalancer = loadBalancer; self.victim = victim
         self.rate = rate; self.lagMsP99AtFault = lagMsP99AtFault; self.sessionsUnreadable = sessionsUnreadable
         self.events = events; self.staleReadDetails = staleReadDetails; self.routing = routing; self.violations = violations
+        self.failedAnswers = failedAnswers
     }
 
     /// Encodes every key, writing `null` for a time that was not seen (the contract lists
@@ -205,6 +209,7 @@ public struct DrillReport: Codable, Sendable {
         try c.encode(staleReadDetails, forKey: .staleReadDetails)
         try c.encode(routing, forKey: .routing)
         try c.encode(violations, forKey: .violations)
+        try c.encode(failedAnswers, forKey: .failedAnswers)
     }
 
     /// What a scenario promises beyond what every drill judges (lost or missed `replicated`
@@ -266,7 +271,7 @@ public struct DrillReport: Codable, Sendable {
             ("acknowledged writes lost", "\(acknowledgedWritesLost)"),
             ("sessions lost", "\(sessionsLost)"),
             ("stale reads", "\(staleReads)"),
-            ("requests failed", "\(requestsFailed)"),
+            ("requests failed", "\(requestsFailed)" + (failedAnswers.isEmpty ? "" : " (" + failedAnswers.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")")),
             ("sessions unreadable at end", "\(sessionsUnreadable)"),
             ("time to detect", ms(timeToDetectMs)),
             ("time to promote", ms(timeToPromoteMs)),

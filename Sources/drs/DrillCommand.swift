@@ -19,11 +19,11 @@ struct DrillCommand: AsyncParsableCommand {
         SIGCONT at heal; then every session is read from the resumed node), graceful-leave (SIGTERM: drain and \
         leave, restarted at heal), rolling-restart (each node in turn: SIGTERM, restart, wait until serving), \
         packet-loss (nftables drops --loss percent of one node's replication packets until heal), partition \
-        (nftables drops everything between one node and the others until heal). The fault comes at 30 % of \
-        --duration and heals at 60 %. packet-loss and partition need root and nft (Debian package nftables).
+        (nftables drops everything between one node and the others until heal), none (no fault: every request \
+        of the load must answer 2xx). The fault comes at 30 % of --duration and heals at 60 %. packet-loss and partition need root and nft (Debian package nftables).
         """)
 
-    @Argument(help: "kill-primary | hang | graceful-leave | rolling-restart | packet-loss | partition")
+    @Argument(help: "kill-primary | hang | graceful-leave | rolling-restart | packet-loss | partition | none")
     var scenario: String
 
     @Option(help: "Path of a cluster-configs/*.yaml file.")
@@ -40,6 +40,9 @@ struct DrillCommand: AsyncParsableCommand {
 
     @Flag(help: "Send the load straight to the nodes (the drill follows routes itself) instead of through HAProxy.")
     var direct = false
+
+    @Option(help: "Balancing: sticky (on the session's route, the default) or round-robin (no stickiness; the cluster forwards). With --direct the drill itself sends each request to the next node in turn.")
+    var lb: String = "sticky"
 
     @Option(help: "Write the JSON report here and the SVG timeline beside it (same name, .svg).")
     var json: String?
@@ -64,6 +67,7 @@ struct DrillCommand: AsyncParsableCommand {
         guard sessions >= 1 && sessions <= 100_000 else { throw ValidationError("--sessions: expected 1...100000, found \(sessions)") }
         guard rate > 0 && rate <= 100_000 else { throw ValidationError("--rate: expected a number of requests per second in (0, 100000], found \(rate)") }
         guard let d = parseDuration(duration), d >= .seconds(3) else { throw ValidationError("--duration: expected a duration of at least 3s like 30s, found \"\(duration)\"") }
+        guard lb == "sticky" || lb == "round-robin" else { throw ValidationError("--lb: expected sticky or round-robin, found \"\(lb)\"") }
         guard repair == "on" || repair == "off" else { throw ValidationError("--repair: expected on or off, found \"\(repair)\"") }
         guard (1...100).contains(loss) else { throw ValidationError("--loss: expected a percentage 1...100, found \(loss)") }
         if let inject {
@@ -99,7 +103,7 @@ struct DrillCommand: AsyncParsableCommand {
         }
         let run = DrillRun(scenario: scenario, configuration: configuration, configPath: config, clusterConfigPath: clusterConfigPath,
                            folder: folder, sessionCount: sessions, rate: rate, duration: parseDuration(duration)!, direct: direct,
-                           repair: repair == "on", lossPercent: loss, inject: inject.map { try! FaultSettings(spec: $0) })
+                           repair: repair == "on", roundRobin: lb == "round-robin", lossPercent: loss, inject: inject.map { try! FaultSettings(spec: $0) })
         // A drill that hangs (a wedged HTTP client, a node that never answers) must not
         // outlive its budget or leave processes behind: a watchdog outside Swift
         // concurrency kills the nodes and exits 1.
@@ -177,6 +181,8 @@ enum DrillScenario: String, CaseIterable, Sendable {
     case rollingRestart = "rolling-restart"
     case packetLoss = "packet-loss"
     case partition
+    /// No fault: the load runs undisturbed (a baseline; any failed request is a violation).
+    case none
 
     var needsNftables: Bool { self == .packetLoss || self == .partition }
 }

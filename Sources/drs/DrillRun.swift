@@ -15,6 +15,11 @@ actor DrillRun {
     let rate: Double
     let duration: Double
     let direct: Bool
+    /// Requests go to the nodes in turn, ignoring routes (through HAProxy's round robin,
+    /// or the drill's own with `direct`); the cluster forwards to owners.
+    let roundRobin: Bool
+    /// The direct round robin's next node.
+    var turn = 0
     let repair: Bool
     let lossPercent: Int
     let http: DrillHTTP
@@ -59,7 +64,8 @@ actor DrillRun {
     let inject: FaultSettings?
 
     init(scenario: DrillScenario, configuration: ClusterConfiguration, configPath: String, clusterConfigPath: String, folder: String,
-         sessionCount: Int, rate: Double, duration: Duration, direct: Bool, repair: Bool, lossPercent: Int, inject: FaultSettings? = nil) {
+         sessionCount: Int, rate: Double, duration: Duration, direct: Bool, repair: Bool, roundRobin: Bool = false, lossPercent: Int,
+         inject: FaultSettings? = nil) {
         self.scenario = scenario
         self.configuration = configuration
         self.configPath = configPath
@@ -71,6 +77,7 @@ actor DrillRun {
         self.rate = rate
         self.duration = duration.seconds
         self.direct = direct
+        self.roundRobin = roundRobin
         self.repair = repair
         self.lossPercent = lossPercent
         self.http = DrillHTTP(timeout: 3, token: configuration.http.token)
@@ -112,6 +119,17 @@ actor DrillRun {
         loadEnd = loadStart + duration
         let pacer = Task { await self.pace() }
         try await sleep(until: faultTime)
+        if scenario == .none {
+            mechanism = "no fault"
+            note("fault", "none: the load runs undisturbed")
+            await pacer.value
+            while inFlight > 0 { try await Task.sleep(for: .milliseconds(20)) }
+            await finalReads()
+            sampler.cancel()
+            let total = now()
+            await cleanup()
+            return buildReport(total: total)
+        }
         try await injectFault()
         let monitor = Task { await self.monitor() }
         if scenario != .rollingRestart {
@@ -170,12 +188,17 @@ actor DrillRun {
     }
 
     /// The base URL requests for `slot` go to: the load balancer, or (direct) the node its
-    /// route names unless that node recently refused or timed out.
+    /// route names unless that node recently refused or timed out; (direct, round robin)
+    /// the next node in turn, whatever the route.
     func target(route: String) -> (base: String, node: String?) {
         if let lbURL { return (lbURL, nil) }
         let t = now()
         let names = configuration.nodes.map(\.name)
         var name = route
+        if roundRobin {
+            name = names[turn % names.count]
+            turn &+= 1
+        }
         if (avoid[name] ?? 0) > t || node(name) == nil {
             let start = (names.firstIndex(of: route) ?? 0) + 1
             name = (0..<names.count).map { names[(start + $0) % names.count] }.first { (avoid[$0] ?? 0) <= t } ?? names[start % names.count]
@@ -274,7 +297,7 @@ actor DrillRun {
     /// one, and (direct) avoids a node that refused or timed out for a second.
     func after(_ i: Int, _ a: DrillHTTP.Answer, node: String?) {
         if let status = a.status, (200..<300).contains(status), let owner = a.owner {
-            if let expected = slots[i].awaitingRoute, !direct {
+            if let expected = slots[i].awaitingRoute, !direct, !roundRobin {
                 if owner == expected { routing.followed += 1 } else { routing.notFollowed += 1 }
                 slots[i].awaitingRoute = nil
             }
@@ -395,6 +418,9 @@ actor DrillRun {
             t = now()
             try nft(["ip saddr \(target.address) ip daddr { \(others) } drop", "ip saddr { \(others) } ip daddr \(target.address) drop"])
             mechanism = "nftables: every packet between \(target.name) (\(target.address)) and the other nodes dropped until heal"
+        case .none:
+            // `run()` injects nothing for this scenario and never gets here.
+            return
         }
         faultAt = t
         note("fault", "\(scenario.rawValue) on \(victim): \(mechanism)", at: t)
@@ -471,7 +497,7 @@ actor DrillRun {
             removeNft()
             note("healed", "nftables rules removed")
             if scenario == .partition { await probe(target) }
-        case .rollingRestart:
+        case .rollingRestart, .none:
             break
         }
     }
@@ -635,7 +661,7 @@ actor DrillRun {
         let bind = "127.0.0.1:\(port)"
         let path = "\(cluster.folder)/haproxy.cfg"
         // The drill's copy also logs every request (with HAProxy's timers) to haproxy.log.
-        let text = LBConfigCommand.haproxy(configuration, configPath: configPath, bind: bind)
+        let text = LBConfigCommand.haproxy(configuration, configPath: configPath, bind: bind, routing: !roundRobin)
             .replacingOccurrences(of: "global\n", with: "global\n    log stdout format raw local0\n")
             .replacingOccurrences(of: "defaults\n", with: "defaults\n    log global\n    option httplog\n")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -653,7 +679,7 @@ actor DrillRun {
         let deadline = now() + 10
         while now() < deadline {
             if await monitorHTTP.send("GET", lbURL! + "/readyz").status == 200 {
-                note("haproxy", "listening on \(bind) (\(path)); stickiness on the \(cookieName) cookie's route")
+                note("haproxy", "listening on \(bind) (\(path)); " + (roundRobin ? "round robin, no stickiness" : "stickiness on the \(cookieName) cookie's route"))
                 return
             }
             try await Task.sleep(for: .milliseconds(100))
@@ -712,6 +738,10 @@ actor DrillRun {
         }
         var violations = DrillReport.violations(of: ledger, expecting: expect)
         if skipped > 0 { events.append(.init(t: total, what: "note", detail: "\(skipped) requests not sent: every session had one in flight")) }
+        if scenario == .none, ledger.requestsFailed > 0 {
+            let answers = ledger.failedAnswers.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            violations.append("with no fault, \(ledger.requestsFailed) request(s) of the load did not answer 2xx (\(answers))")
+        }
         if !direct, routing.notFollowed > 0 {
             violations.append("the load balancer sent \(routing.notFollowed) request(s) elsewhere than the new route the cluster handed out")
         }
@@ -722,10 +752,10 @@ actor DrillRun {
             acknowledgedWritesLost: lost.count, sessionsLost: ledger.lostSessions.count, staleReads: stale.count,
             requestsFailed: ledger.requestsFailed, timeToDetectMs: ms(detectedAt), timeToPromoteMs: ms(promotedAt),
             timeToFullReplicationMs: ms(fullAt), lostWrites: lost, perSecond: seconds, mode: p.mode.rawValue,
-            transport: p.effectiveTransport.rawValue, repair: repair, loadBalancer: direct ? "direct" : "haproxy", victim: victim,
+            transport: p.effectiveTransport.rawValue, repair: repair, loadBalancer: (direct ? "direct" : "haproxy") + (roundRobin ? " round-robin" : ""), victim: victim,
             rate: rate, lagMsP99AtFault: lagAtFault, sessionsUnreadable: ledger.unreadableSessions.count, events: events,
             staleReadDetails: stale.prefix(50).map { .init(session: $0.session, t: ($0.sentAt * 1000).rounded() / 1000, servedBy: $0.servedBy, missing: $0.missing, probe: $0.probe) },
-            routing: routing, violations: violations)
+            routing: routing, violations: violations, failedAnswers: ledger.failedAnswers)
     }
 }
 

@@ -186,6 +186,49 @@ struct ClusterProcessTests {
         #expect(down.status == 0, "\(down.output)")
     }
 
+    @Test("a round-robin client is answered 2xx every time: twelve PUTs on one session through n2, n3, n1, ..., and a DELETE through the creator after reads through the others",
+          arguments: ["sticky", "none"])
+    func roundRobinNeverMisdirected(_ affinity: String) async throws {
+        let cluster = try ProcessCluster(replication: "{mode: acknowledged, replicas: 1, affinity: \(affinity)}")
+        var started: [Int32] = []
+        defer { cluster.cleanup(started) }
+        let up = try await DRSBinary.run(["cluster", "up", "--config", cluster.config, "--detach", "--wait", "60s"], in: cluster.directory)
+        started = cluster.pids
+        #expect(up.status == 0, "\(up.output)")
+        func create(on node: Int) async throws -> String {
+            let (status, body, _) = try await cluster.request("POST", node, "/sessions", body: Data("{}".utf8))
+            #expect(status == 201, "\(String(decoding: body, as: UTF8.self))")
+            return try #require((try JSONSerialization.jsonObject(with: body) as? [String: Any])?["id"] as? String)
+        }
+        // Each PUT adds its own attribute, so none can hide behind a later one.
+        let id = try await create(on: 0)
+        var answers: [String] = []
+        for i in 0..<12 {
+            let node = (i + 1) % 3
+            let (status, body, _) = try await cluster.request("PUT", node, "/sessions/\(id)/attributes/w\(i)", body: Data("\(i)".utf8))
+            answers.append("n\(node + 1):\(status)")
+            #expect(status == 200, "PUT \(i) through n\(node + 1): \(status) \(String(decoding: body, as: UTF8.self))")
+        }
+        let (read, readBody, _) = try await cluster.request("GET", 0, "/sessions/\(id)")
+        let attributes = (try? JSONSerialization.jsonObject(with: readBody) as? [String: Any])?["attributes"] as? [String: String]
+        #expect(read == 200 && attributes?.count == 12, "\(answers): \(String(decoding: readBody, as: UTF8.self))")
+        // Created on n1, read through n2 and n3 (under sticky each read moves it), then
+        // deleted through n1, which handed it away moments ago.
+        let other = try await create(on: 0)
+        for node in [1, 2] {
+            let (status, body, _) = try await cluster.request("GET", node, "/sessions/\(other)")
+            #expect(status == 200, "GET through n\(node + 1): \(status) \(String(decoding: body, as: UTF8.self))")
+        }
+        let (deleted, deleteBody, _) = try await cluster.request("DELETE", 0, "/sessions/\(other)")
+        #expect(deleted == 204, "\(deleted) \(String(decoding: deleteBody, as: UTF8.self))")
+        for node in 0..<3 {
+            let (status, _, _) = try await cluster.request("GET", node, "/sessions/\(other)")
+            #expect(status == 404, "GET through n\(node + 1) after the DELETE")
+        }
+        let down = try await DRSBinary.run(["cluster", "down", "--config", cluster.config], in: cluster.directory)
+        #expect(down.status == 0, "\(down.output)")
+    }
+
     @Test("an owner paused with SIGSTOP is failed over, and once resumed never serves the stale session")
     func pausedOwnerNeverServesStale() async throws {
         let cluster = try ProcessCluster()
@@ -285,6 +328,10 @@ struct LBConfigCommandTests {
         #expect(text.contains("option httpchk GET /readyz"))
         #expect(text.contains("option redispatch"))
         #expect(text.contains("bind 127.0.0.1:9000"))
+        let plain = try await DRSBinary.run(["lb-config", "haproxy", "--config", "cluster-configs/local-3.yaml", "--round-robin"], in: root)
+        #expect(plain.status == 0, "\(plain.output)")
+        #expect(plain.output.contains("balance roundrobin") && plain.output.contains("server n2 127.0.0.12:8082 check"))
+        #expect(!plain.output.contains("use-server"), "round robin routes on nothing: \(plain.output)")
         let bad = try await DRSBinary.run(["lb-config", "nginx", "--config", "cluster-configs/local-3.yaml"], in: root)
         #expect(bad.status == 2)
         #expect(bad.output.contains("nginx"))

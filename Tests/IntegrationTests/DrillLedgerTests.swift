@@ -36,6 +36,13 @@ struct DrillLedgerTests {
         #expect(l.unreadableSessions.isEmpty)
         #expect(l.writeCounts == { var c = DrillLedger.WriteCounts(); c.attempted = 8; c.acknowledged = 6; c.failed = 1; c.indeterminate = 1; return c }())
         #expect(l.requestsFailed == 2)
+        #expect(l.failedAnswers == ["timeout": 1, "503 fenced": 1])
+        // Failed reads of the load count by answer too (final reads do not).
+        l.record(read(0, at: 6, .failed("421 misdirected")))
+        l.record(read(0, at: 6.5, .failed("421 misdirected")))
+        l.record(read(1, at: 6.5, .notFound))
+        #expect(l.failedAnswers == ["timeout": 1, "503 fenced": 1, "421 misdirected": 2, "404 session-not-found": 1])
+        #expect(l.failedAnswers.values.reduce(0, +) == l.requestsFailed)
     }
 
     @Test("a session whose final read failed is unreadable, not lost, and is a violation")

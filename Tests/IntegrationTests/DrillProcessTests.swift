@@ -93,6 +93,21 @@ struct DrillProcessTests {
         #expect(counts["dropped"] == 0, "\(healed)")
     }
 
+    @Test("round robin (--lb round-robin): with no fault every request answers 2xx; SIGKILL of the busiest node loses no acknowledged write")
+    func roundRobin() async throws {
+        // Acknowledged and sticky, as local-3: any node may get any request; the cluster
+        // forwards to the owner or moves the session, and nothing may fail.
+        let calm = try await drill("none", ["--lb", "round-robin"], replication: "{mode: acknowledged, replicas: 1}")
+        #expect(calm.status == 0, "\(calm.output)")
+        let report = try #require(calm.report, "no JSON report: \(calm.output)")
+        #expect(report["requestsFailed"] as? Int == 0, "\(calm.output)")
+        #expect((report["failedAnswers"] as? [String: Int])?.isEmpty == true, "\(calm.output)")
+        #expect((report["violations"] as? [String])?.isEmpty == true, "\(calm.output)")
+        #expect(report["loadBalancer"] as? String == "direct round-robin")
+        #expect(((report["writes"] as? [String: Int])?["acknowledged"] ?? 0) > 30, "too little load to judge: \(calm.output)")
+        try expectNothingLost(try await drill("kill-primary", ["--lb", "round-robin"]))
+    }
+
     @Test("bad drill arguments exit 2 naming the problem, starting nothing")
     func badArguments() async throws {
         let directory = FileManager.default.temporaryDirectory
@@ -104,6 +119,8 @@ struct DrillProcessTests {
         #expect(inject.status == 2 && inject.output.contains("jitter=5"), "\(inject.output)")
         let injectHang = try await DRSBinary.run(["drill", "hang", "--inject", "delay=5ms"], in: directory)
         #expect(injectHang.status == 2 && injectHang.output.contains("--inject"), "\(injectHang.output)")
+        let lb = try await DRSBinary.run(["drill", "hang", "--lb", "random"], in: directory)
+        #expect(lb.status == 2 && lb.output.contains("--lb") && lb.output.contains("random"), "\(lb.output)")
         let duration = try await DRSBinary.run(["drill", "hang", "--duration", "soon"], in: directory)
         #expect(duration.status == 2 && duration.output.contains("--duration"), "\(duration.output)")
     }
