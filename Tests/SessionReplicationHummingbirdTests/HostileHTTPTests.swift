@@ -90,6 +90,40 @@ struct HostileHTTPTests {
         await node.shutdown()
     }
 
+    @Test("the node's byte budget (sessions.maxBytes): creates beyond it answer 503 capacity and store nothing", .timeLimit(.minutes(10)))
+    func byteBudget() async throws {
+        var config = ClusterConfiguration(clusterID: "one", keys: .insecure,
+                                          nodes: [NodeEndpoint(name: "n1", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0)])
+        config.sessions.maxBytes = 64 << 10
+        config.sessions.maxSessionBytes = 16 << 10
+        config.sessions.maxAttributeBytes = 16 << 10
+        var logger = Logger(label: "one")
+        logger.logLevel = .critical
+        let node = try ReplicationNode(configuration: config, name: "n1", logger: logger)
+        try await node.start()
+        do {
+            let router = Router()
+            SessionAPI(backend: node, settings: .init(configuration: config)).addRoutes(to: router)
+            try await Application(router: router).test(.router) { client in
+                // 8 KiB values (base64 of 6 KiB of zeros), until the budget refuses one.
+                let value = String(repeating: "A", count: 8 << 10)
+                var created = 0, refused: TestResponse?
+                for _ in 0..<64 {
+                    let r = try await client.create("{\"attributes\":{\"v\":\"\(value)\"}}")
+                    if r.status == .created { created += 1 } else { refused = r; break }
+                }
+                let answer = try #require(refused, "64 sessions of 6 KiB fitted a 64 KiB budget")
+                #expect(answer.isError(.serviceUnavailable, "capacity"), "\(answer.status) \(answer.text)")
+                #expect(created * (6 << 10) <= 64 << 10, "\(created) sessions of 6 KiB were stored")
+                #expect(node.status().primaries == created, "the refused create stored nothing")
+            }
+        } catch {
+            await node.shutdown()
+            throw error
+        }
+        await node.shutdown()
+    }
+
     @Test("/readyz answers without the bearer token (the load balancer's check); other routes still need it")
     func readyzNeedsNoToken() async throws {
         // Before: 401, so `drs lb-config`'s health check marked every node down.
