@@ -6,6 +6,7 @@
 # Usage: scripts/bench-http.sh [seconds per run] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/wrk-put.sh
 SECONDS_PER_RUN=${1:-10}
 RUNS=${2:-3}
 DRS=./.build/release/drs
@@ -26,17 +27,7 @@ grep -q 'replicas: 0' "$WORK/local.yaml" || { echo "could not set replicas: 0"; 
 sed -e 's/affinity: sticky/affinity: none/' "$WORK/replicated.yaml" > "$WORK/forwarded.yaml"
 grep -q 'affinity: none' "$WORK/forwarded.yaml" || { echo "could not set affinity: none"; exit 1; }
 
-body="$WORK/value"; head -c 1024 /dev/urandom > "$body"
-cat > "$WORK/put.lua" <<LUA
-local f = io.open("$body", "rb"); local value = f:read("*all"); f:close()
-local ids = {}
-for id in string.gmatch(os.getenv("DRS_IDS"), "[^,]+") do table.insert(ids, id) end
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("PUT", "/sessions/" .. ids[(i % #ids) + 1] .. "/attributes/payload", nil, value)
-end
-LUA
+wrk_put_script "$WORK"
 
 # Three clusters side by side on their own addresses (an idle cluster costs little), and
 # the runs interleaved (replicated, local, forwarded, replicated, ...), so a slow or fast
@@ -58,11 +49,11 @@ done
 for r in $(seq 1 "$RUNS"); do
   for name in replicated local forwarded; do
     out=$(DRS_IDS=${IDS[$name]} wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/put.lua" "${URL[$name]}")
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    echo "$name run $r: $rps req/s, p50 $p50, p99 $p99, non-2xx ${errors:-0}"
+    rps=$(wrk_field "$out" rps)
+    p50=$(wrk_field "$out" p50)
+    p99=$(wrk_field "$out" p99)
+    errors=$(wrk_field "$out" non2xx)
+    echo "$name run $r: $rps req/s, p50 $p50, p99 $p99, non-2xx $errors"
     echo "$rps" >> "$WORK/$name.rps"
   done
 done

@@ -9,6 +9,7 @@
 # Usage: scripts/bench-round-robin.sh [seconds per run] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/wrk-put.sh
 SECONDS_PER_RUN=${1:-10}
 RUNS=${2:-3}
 DRS=./.build/release/drs
@@ -45,17 +46,7 @@ for _ in $(seq 1 32); do
   id=$(curl -s -X POST http://127.0.0.51:8281/sessions | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
   ids="$ids,$id"
 done
-body="$WORK/value"; head -c 1024 /dev/urandom > "$body"
-cat > "$WORK/put.lua" <<LUA
-local f = io.open("$body", "rb"); local value = f:read("*all"); f:close()
-local ids = {}
-for id in string.gmatch(os.getenv("DRS_IDS"), "[^,]+") do table.insert(ids, id) end
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("PUT", "/sessions/" .. ids[(i % #ids) + 1] .. "/attributes/payload", nil, value)
-end
-LUA
+wrk_put_script "$WORK"
 
 # The sum of a counter over the three nodes.
 total() {
@@ -82,10 +73,10 @@ for r in $(seq 1 "$RUNS"); do
     t0=$(total drs_takeovers_total); f0=$(total 'drs_http_forwarded_total{result="ok"}')
     out=$(DRS_IDS=$(routed) wrk -t2 -c32 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/put.lua" "${URL[$name]}")
     t1=$(total drs_takeovers_total); f1=$(total 'drs_http_forwarded_total{result="ok"}')
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    echo "$name run $r: $rps req/s, p99 $p99, non-2xx ${errors:-0}, takeovers $((t1 - t0)), forwards $((f1 - f0))"
+    rps=$(wrk_field "$out" rps)
+    p99=$(wrk_field "$out" p99)
+    errors=$(wrk_field "$out" non2xx)
+    echo "$name run $r: $rps req/s, p99 $p99, non-2xx $errors, takeovers $((t1 - t0)), forwards $((f1 - f0))"
     echo "$rps" >> "$WORK/$name.rps"
   done
 done

@@ -63,10 +63,13 @@ private func withLiveServer(_ backend: any SessionBackend, http: HTTPSettings = 
 
 @Suite("Hostile HTTP clients")
 struct HostileHTTPTests {
-    @Test("POST /sessions with 70,000 attributes answers 413 payload-too-large and creates nothing", .timeLimit(.minutes(10)))
-    func tooManyAttributes() async throws {
-        let config = ClusterConfiguration(clusterID: "one", keys: .insecure,
+    /// One started node (insecure, loopback) configured by `configure`, its HTTP API
+    /// under Hummingbird's router test client; the node is shut down whatever happens.
+    func withOneNode(_ configure: (inout ClusterConfiguration) -> Void = { _ in },
+                     _ body: @escaping @Sendable (ReplicationNode, any TestClientProtocol) async throws -> Void) async throws {
+        var config = ClusterConfiguration(clusterID: "one", keys: .insecure,
                                           nodes: [NodeEndpoint(name: "n1", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0)])
+        configure(&config)
         var logger = Logger(label: "one")
         logger.logLevel = .critical
         let node = try ReplicationNode(configuration: config, name: "n1", logger: logger)
@@ -74,15 +77,7 @@ struct HostileHTTPTests {
         do {
             let router = Router()
             SessionAPI(backend: node, settings: .init(configuration: config)).addRoutes(to: router)
-            try await Application(router: router).test(.router) { client in
-                let attributes = (0..<70_000).map { "\"a\($0)\":\"\"" }.joined(separator: ",")
-                // Before: 201, then every backup refused the session's frame and the lane stalled.
-                let refused = try await client.create("{\"attributes\":{\(attributes)}}")
-                #expect(refused.isError(.contentTooLarge, "payload-too-large"), "\(refused.status) \(refused.text)")
-                #expect(node.status().primaries == 0)
-                let fine = try await client.create("{\"attributes\":{\"a\":\"AA==\"}}")
-                #expect(fine.status == .created)
-            }
+            try await Application(router: router).test(.router) { client in try await body(node, client) }
         } catch {
             await node.shutdown()
             throw error
@@ -90,38 +85,38 @@ struct HostileHTTPTests {
         await node.shutdown()
     }
 
+    @Test("POST /sessions with 70,000 attributes answers 413 payload-too-large and creates nothing", .timeLimit(.minutes(10)))
+    func tooManyAttributes() async throws {
+        try await withOneNode { node, client in
+            let attributes = (0..<70_000).map { "\"a\($0)\":\"\"" }.joined(separator: ",")
+            // Before: 201, then every backup refused the session's frame and the lane stalled.
+            let refused = try await client.create("{\"attributes\":{\(attributes)}}")
+            #expect(refused.isError(.contentTooLarge, "payload-too-large"), "\(refused.status) \(refused.text)")
+            #expect(node.status().primaries == 0)
+            let fine = try await client.create("{\"attributes\":{\"a\":\"AA==\"}}")
+            #expect(fine.status == .created)
+        }
+    }
+
     @Test("the node's byte budget (sessions.maxBytes): creates beyond it answer 503 capacity and store nothing", .timeLimit(.minutes(10)))
     func byteBudget() async throws {
-        var config = ClusterConfiguration(clusterID: "one", keys: .insecure,
-                                          nodes: [NodeEndpoint(name: "n1", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0)])
-        config.sessions.maxBytes = 64 << 10
-        config.sessions.maxSessionBytes = 16 << 10
-        config.sessions.maxAttributeBytes = 16 << 10
-        var logger = Logger(label: "one")
-        logger.logLevel = .critical
-        let node = try ReplicationNode(configuration: config, name: "n1", logger: logger)
-        try await node.start()
-        do {
-            let router = Router()
-            SessionAPI(backend: node, settings: .init(configuration: config)).addRoutes(to: router)
-            try await Application(router: router).test(.router) { client in
-                // 8 KiB values (base64 of 6 KiB of zeros), until the budget refuses one.
-                let value = String(repeating: "A", count: 8 << 10)
-                var created = 0, refused: TestResponse?
-                for _ in 0..<64 {
-                    let r = try await client.create("{\"attributes\":{\"v\":\"\(value)\"}}")
-                    if r.status == .created { created += 1 } else { refused = r; break }
-                }
-                let answer = try #require(refused, "64 sessions of 6 KiB fitted a 64 KiB budget")
-                #expect(answer.isError(.serviceUnavailable, "capacity"), "\(answer.status) \(answer.text)")
-                #expect(created * (6 << 10) <= 64 << 10, "\(created) sessions of 6 KiB were stored")
-                #expect(node.status().primaries == created, "the refused create stored nothing")
+        try await withOneNode({
+            $0.sessions.maxBytes = 64 << 10
+            $0.sessions.maxSessionBytes = 16 << 10
+            $0.sessions.maxAttributeBytes = 16 << 10
+        }) { node, client in
+            // 8 KiB values (base64 of 6 KiB of zeros), until the budget refuses one.
+            let value = String(repeating: "A", count: 8 << 10)
+            var created = 0, refused: TestResponse?
+            for _ in 0..<64 {
+                let r = try await client.create("{\"attributes\":{\"v\":\"\(value)\"}}")
+                if r.status == .created { created += 1 } else { refused = r; break }
             }
-        } catch {
-            await node.shutdown()
-            throw error
+            let answer = try #require(refused, "64 sessions of 6 KiB fitted a 64 KiB budget")
+            #expect(answer.isError(.serviceUnavailable, "capacity"), "\(answer.status) \(answer.text)")
+            #expect(created * (6 << 10) <= 64 << 10, "\(created) sessions of 6 KiB were stored")
+            #expect(node.status().primaries == created, "the refused create stored nothing")
         }
-        await node.shutdown()
     }
 
     @Test("/readyz answers without the bearer token (the load balancer's check); other routes still need it")

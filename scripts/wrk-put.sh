@@ -1,0 +1,30 @@
+# Sourced by the HTTP benchmarks (bench-http.sh, bench-round-robin.sh); not run alone.
+#
+# wrk_put_script DIR: writes DIR/value (1 KiB of random bytes) and DIR/put.lua, a wrk
+# script that PUTs that value as attribute `payload` of the sessions listed in the
+# DRS_IDS environment variable (comma-separated `<id>` or `<id>.<route>`), in turn.
+wrk_put_script() {
+  local dir=$1
+  head -c 1024 /dev/urandom > "$dir/value"
+  cat > "$dir/put.lua" <<LUA
+local f = io.open("$dir/value", "rb"); local value = f:read("*all"); f:close()
+local ids = {}
+for id in string.gmatch(os.getenv("DRS_IDS"), "[^,]+") do table.insert(ids, id) end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("PUT", "/sessions/" .. ids[(i % #ids) + 1] .. "/attributes/payload", nil, value)
+end
+LUA
+}
+
+# wrk_field OUTPUT NAME: from wrk's --latency output, `rps` (requests/s), `p50`, `p99`,
+# or `non2xx` (0 when wrk printed none).
+wrk_field() {
+  case $2 in
+    rps) echo "$1" | awk '/Requests\/sec/ {print $2}' ;;
+    p50) echo "$1" | awk '$1=="50%" {print $2}' ;;
+    p99) echo "$1" | awk '$1=="99%" {print $2}' ;;
+    non2xx) local n; n=$(echo "$1" | awk '/Non-2xx/ {print $NF}'); echo "${n:-0}" ;;
+  esac
+}
