@@ -57,7 +57,6 @@ for r in $(seq 1 "$RUNS"); do
     echo "$rps" >> "$WORK/$name.rps"
   done
 done
-median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rep=$(median "$WORK/replicated.rps"); loc=$(median "$WORK/local.rps"); fwd=$(median "$WORK/forwarded.rps")
-echo "median: replicated (local-3, acknowledged, 1 backup) $rep req/s; replicas 0 $loc req/s; ratio $(awk -v a="$rep" -v b="$loc" 'BEGIN {printf "%.2f", a/b}')"
-echo "median: forwarded (affinity none, through n2 to the owner n1) $fwd req/s; ratio to replicated $(awk -v a="$fwd" -v b="$rep" 'BEGIN {printf "%.2f", a/b}')"
+echo "median: replicated (local-3, acknowledged, 1 backup) $rep req/s; replicas 0 $loc req/s; ratio $(ratio "$rep" "$loc")"
+echo "median: forwarded (affinity none, through n2 to the owner n1) $fwd req/s; ratio to replicated $(ratio "$fwd" "$rep")"

@@ -80,6 +80,5 @@ for r in $(seq 1 "$RUNS"); do
     echo "$rps" >> "$WORK/$name.rps"
   done
 done
-median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 s=$(median "$WORK/sticky.rps"); rr=$(median "$WORK/round-robin.rps")
-echo "median: sticky $s req/s; round-robin $rr req/s; ratio $(awk -v a="$rr" -v b="$s" 'BEGIN {printf "%.2f", a/b}')"
+echo "median: sticky $s req/s; round-robin $rr req/s; ratio $(ratio "$rr" "$s")"

@@ -28,3 +28,9 @@ wrk_field() {
     non2xx) local n; n=$(echo "$1" | awk '/Non-2xx/ {print $NF}'); echo "${n:-0}" ;;
   esac
 }
+
+# median FILE: the median of the numbers in FILE, one per line.
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# ratio A B: A / B with two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
