@@ -15,10 +15,7 @@ trap 'for name in replicated local forwarded; do
         $DRS cluster down --config "$WORK/$name.yaml" --state-dir "$WORK/state-$name" >/dev/null 2>&1 || true
       done; rm -rf "$WORK"' EXIT
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk (Debian package) for the HTTP load"
-  apt-get update && apt-get install -y wrk
-fi
+need_tools wrk
 
 # Three copies of local-3 on other ports: as is, with replicas: 0, with affinity: none.
 sed -e 's/808\([1-3]\)/818\1/; s/710\([1-3]\)/730\1/; s/720\([1-3]\)/740\1/' cluster-configs/local-3.yaml > "$WORK/replicated.yaml"

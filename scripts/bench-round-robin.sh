@@ -4,8 +4,9 @@
 # route (every request reaches the owner), then through HAProxy in plain round robin
 # (two requests in three land on a node that forwards them or takes the session over).
 # The sticky runs address each session by its current owner's route, as a client
-# following the cookies would. The runs interleave (sticky, round-robin, sticky, ...). Prints each run, the medians,
-# their ratio, and the takeovers and forwards the round-robin runs caused. Release build.
+# following the cookies would. The runs interleave (sticky, round-robin, sticky, ...).
+# Prints each run, the medians, their ratio, and the takeovers and forwards each run
+# caused. Release build.
 # Usage: scripts/bench-round-robin.sh [seconds per run] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +20,7 @@ trap 'for p in "${HAPROXY_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
       $DRS cluster down --config "$WORK/rr.yaml" --state-dir "$WORK/state" >/dev/null 2>&1 || true
       rm -rf "$WORK"' EXIT
 
-for tool in wrk haproxy; do
-  if ! command -v $tool >/dev/null; then
-    echo "installing $tool (Debian package)"
-    apt-get update && apt-get install -y $tool
-  fi
-done
+need_tools wrk haproxy
 
 # local-3 on addresses and ports of its own.
 sed -e 's/127\.0\.0\.1\([1-3]\)/127.0.0.5\1/; s/808\([1-3]\)/828\1/; s/710\([1-3]\)/750\1/; s/720\([1-3]\)/760\1/' \

@@ -1,5 +1,16 @@
 # Sourced by the HTTP benchmarks (bench-http.sh, bench-round-robin.sh); not run alone.
 #
+# need_tools TOOL...: installs each missing tool from the Debian package of its name.
+need_tools() {
+  local tool
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null; then
+      echo "installing $tool (Debian package)"
+      apt-get update && apt-get install -y "$tool"
+    fi
+  done
+}
+
 # wrk_put_script DIR: writes DIR/value (1 KiB of random bytes) and DIR/put.lua, a wrk
 # script that PUTs that value as attribute `payload` of the sessions listed in the
 # DRS_IDS environment variable (comma-separated `<id>` or `<id>.<route>`), in turn.

@@ -155,6 +155,13 @@ public struct DrillReport: Codable, Sendable {
     public var routing: Routing
     /// What the drill judges a violation of the cluster's guarantees (exit 1 when any).
     public var violations: [String]
+    /// `answers` (failed requests by answer) as one phrase, the most frequent first:
+    /// `"421 misdirected: 4, timeout: 1"`; empty for none.
+    public static func summary(of answers: [String: Int]) -> String {
+        answers.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }
+            .map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+    }
+
     /// The failed requests of the load by answer (`"421 misdirected": 3`), summing to
     /// `requestsFailed`; empty when none failed.
     public var failedAnswers: [String: Int] = [:]
@@ -271,7 +278,7 @@ public struct DrillReport: Codable, Sendable {
             ("acknowledged writes lost", "\(acknowledgedWritesLost)"),
             ("sessions lost", "\(sessionsLost)"),
             ("stale reads", "\(staleReads)"),
-            ("requests failed", "\(requestsFailed)" + (failedAnswers.isEmpty ? "" : " (" + failedAnswers.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")")),
+            ("requests failed", "\(requestsFailed)" + (failedAnswers.isEmpty ? "" : " (\(Self.summary(of: failedAnswers)))")),
             ("sessions unreadable at end", "\(sessionsUnreadable)"),
             ("time to detect", ms(timeToDetectMs)),
             ("time to promote", ms(timeToPromoteMs)),

@@ -119,36 +119,34 @@ actor DrillRun {
         loadEnd = loadStart + duration
         let pacer = Task { await self.pace() }
         try await sleep(until: faultTime)
+        // No fault (`none`): no monitor either; the load runs to its end.
+        var monitor: Task<Void, Never>?
         if scenario == .none {
             mechanism = "no fault"
             note("fault", "none: the load runs undisturbed")
-            await pacer.value
-            while inFlight > 0 { try await Task.sleep(for: .milliseconds(20)) }
-            await finalReads()
-            sampler.cancel()
-            let total = now()
-            await cleanup()
-            return buildReport(total: total)
-        }
-        try await injectFault()
-        let monitor = Task { await self.monitor() }
-        if scenario != .rollingRestart {
-            try await sleep(until: healTime)
-            try await heal()
         } else {
-            note("healed", "every node restarted")
-            loadEnd = max(loadEnd, now() + 2)
+            try await injectFault()
+            monitor = Task { await self.monitor() }
+            if scenario != .rollingRestart {
+                try await sleep(until: healTime)
+                try await heal()
+            } else {
+                note("healed", "every node restarted")
+                loadEnd = max(loadEnd, now() + 2)
+            }
         }
         await pacer.value
         while inFlight > 0 { try await Task.sleep(for: .milliseconds(20)) }
-        // Give the monitor until full replication (or 15 s) before reading back.
-        let monitorDeadline = now() + 15
-        while fullAt == nil, now() < monitorDeadline, scenario != .packetLoss { try await Task.sleep(for: .milliseconds(50)) }
-        // Stopped by a flag, never by cancellation: cancelling a task inside a URLSession
-        // call deadlocks FoundationNetworking on Linux (seen here: the cancel handler's
-        // `sync` onto the session queue against the continuation's resume).
-        monitorStop = true
-        await monitor.value
+        if let monitor {
+            // Give the monitor until full replication (or 15 s) before reading back.
+            let monitorDeadline = now() + 15
+            while fullAt == nil, now() < monitorDeadline, scenario != .packetLoss { try await Task.sleep(for: .milliseconds(50)) }
+            // Stopped by a flag, never by cancellation: cancelling a task inside a URLSession
+            // call deadlocks FoundationNetworking on Linux (seen here: the cancel handler's
+            // `sync` onto the session queue against the continuation's resume).
+            monitorStop = true
+            await monitor.value
+        }
         await finalReads()
         sampler.cancel()
         let total = now()
@@ -739,8 +737,7 @@ actor DrillRun {
         var violations = DrillReport.violations(of: ledger, expecting: expect)
         if skipped > 0 { events.append(.init(t: total, what: "note", detail: "\(skipped) requests not sent: every session had one in flight")) }
         if scenario == .none, ledger.requestsFailed > 0 {
-            let answers = ledger.failedAnswers.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
-            violations.append("with no fault, \(ledger.requestsFailed) request(s) of the load did not answer 2xx (\(answers))")
+            violations.append("with no fault, \(ledger.requestsFailed) request(s) of the load did not answer 2xx (\(DrillReport.summary(of: ledger.failedAnswers)))")
         }
         if !direct, routing.notFollowed > 0 {
             violations.append("the load balancer sent \(routing.notFollowed) request(s) elsewhere than the new route the cluster handed out")
