@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOCore
 import SessionReplication
 import SessionReplicationCore
 import SessionReplicationDrill
@@ -93,6 +94,11 @@ struct DrillCommand: AsyncParsableCommand {
             configuration = try loadConfiguration(clusterConfigPath)
         }
         if scenario.needsNftables, inject == nil { try Self.checkNftables(scenario) }
+        if scenario.needsNftables, inject == nil, let named = configuration.nodes.first(where: { (try? SocketAddress(ipAddress: $0.address, port: 0)) == nil }) {
+            // The nftables rules match IPv4 addresses; names stay out of the firewall.
+            printError("drs drill \(scenario.rawValue): nftables rules need IPv4 literal addresses, but \(named.name) has the name \(named.address); use --inject, or `make multihost-drill` for named hosts")
+            throw ExitCode(1)
+        }
         if scenario == .partition, Set(configuration.nodes.map(\.address)).count < configuration.nodes.count {
             printError("drs drill partition: every node needs its own address (127.0.0.11, 127.0.0.12, ...) to be cut off alone")
             throw ExitCode(1)

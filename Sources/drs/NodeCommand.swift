@@ -70,7 +70,7 @@ struct NodeCommand: AsyncParsableCommand {
         let http = Application(
             router: router,
             server: server,
-            configuration: DRSHTTPServer.configuration(address: .hostname(endpoint.address, port: endpoint.httpPort),
+            configuration: DRSHTTPServer.configuration(address: .hostname(endpoint.listenAddress, port: endpoint.httpPort),
                                                        serverName: "drs/\(name)", settings: configuration.http, logger: logger),
             logger: logger)
         // The node starts first and stops last: the API answers only while it runs.

@@ -257,7 +257,12 @@ struct ConfigurationTests {
         ("{name: -n}", "nodes[0].name"),
         ("{name: \(String(repeating: "a", count: 33))}", "nodes[0].name"),
         ("{name: n1}, {name: n1, address: 127.0.0.2}", "nodes[1].name"),
-        ("{name: n1, address: localhost}", "nodes[0].address"),
+        ("{name: n1, address: bad_name}", "nodes[0].address"),
+        ("{name: n1, address: \"a..b\"}", "nodes[0].address"),
+        ("{name: n1, address: -a.example}", "nodes[0].address"),
+        ("{name: n1, address: 10.0.0.256}", "nodes[0].address"),
+        ("{name: n1, address: n1.example, bind: n1.example}", "nodes[0].bind"),
+        ("{name: n1, bind: \"\"}", "nodes[0].bind"),
         ("{name: n1, address: 127.1}", "nodes[0].address"),
         ("{name: n1, httpPort: 65536}", "nodes[0].httpPort"),
         ("{name: n1, membershipPort: -1}", "nodes[0].membershipPort"),
@@ -335,6 +340,36 @@ struct ConfigurationTests {
     @Test("promotion: majority needs at least 3 nodes")
     func majorityNeedsThree() {
         #expect(failingField("cluster: {id: t, insecure: true}\nnodes: [{name: a}, {name: b, address: 127.0.0.2}]\nmembership: {promotion: majority}") == "membership.promotion")
+    }
+
+    @Test("addresses may be host names and listen apart from where peers reach them (bind); ports clash only on one machine")
+    func hostNamesAndBind() throws {
+        let key = Data(ClusterKeys.generateKey()).base64EncodedString()
+        let named = """
+            cluster: {id: t, key: "\(key)"}
+            http: {token: secret}
+            nodes:
+              - {name: n1, address: n1.drs.example, bind: 0.0.0.0}
+              - {name: n2, address: N2.drs.example., bind: "::"}
+              - {name: n3, address: n3.drs.example}
+            """
+        let config = try parse(named)
+        #expect(config.nodes.map(\.address) == ["n1.drs.example", "N2.drs.example.", "n3.drs.example"])
+        #expect(config.nodes.map(\.bind) == ["0.0.0.0", "::", nil])
+        // The same ports on three hosts are no clash; two nodes at one name are.
+        #expect(config.nodes.map(\.listenAddress) == ["0.0.0.0", "::", "n3.drs.example"])
+        let twice = named.replacingOccurrences(of: "n3.drs.example", with: "n1.drs.example")
+        let error = #expect(throws: ConfigurationError.self) { try parse(twice) }
+        #expect(error?.field == "nodes[2].httpPort" && error?.message.contains("nodes[0].httpPort") == true, "\(error?.message ?? "")")
+        // A name beyond loopback is exposed: no insecure frames, a token required.
+        #expect(failingField(named.replacingOccurrences(of: "key: \"\(key)\"", with: "insecure: true")) == "cluster.insecure")
+        #expect(failingField(named.replacingOccurrences(of: "http: {token: secret}\n", with: "")) == "http.token")
+        // localhost is loopback; a loopback address listening on every address is not.
+        #expect(try parse("cluster: {id: t, insecure: true}\nnodes: [{name: a, address: localhost}]").nodes[0].listenAddress == "localhost")
+        let wide = #expect(throws: ConfigurationError.self) {
+            try parse("cluster: {id: t, insecure: true}\nnodes: [{name: a, address: 127.0.0.1, bind: 0.0.0.0}]")
+        }
+        #expect(wide?.field == "http.token" && wide?.message.contains("nodes[0].bind is 0.0.0.0") == true, "\(wide?.message ?? "")")
     }
 
     @Test("an HTTP API beyond loopback needs http.token")

@@ -5,8 +5,13 @@ import SessionReplicationCore
 public struct NodeEndpoint: Hashable, Sendable {
     /// `[a-z0-9][a-z0-9-]{0,31}`; also the session route.
     public var name: String
-    /// IPv4 or IPv6 literal the node binds to. Default `127.0.0.1`.
+    /// Where peers reach the node: an IPv4 or IPv6 literal or a DNS host name (resolved
+    /// at start and again while the peer is unreachable, so a node back under its name
+    /// with a new IP is found). Default `127.0.0.1`.
     public var address: String
+    /// The IPv4 or IPv6 literal the node's sockets listen on (`0.0.0.0` and `::` listen on
+    /// every address, as in a container). Default `nil`: `address`, resolved if a name.
+    public var bind: String?
     /// Port of the HTTP API. Default 8080; 0 picks a free port (tests).
     public var httpPort: Int
     /// TCP and UDP port of replication traffic. Default 7100; 0 picks a free port (tests).
@@ -18,14 +23,20 @@ public struct NodeEndpoint: Hashable, Sendable {
     public var role: NodeRole?
 
     /// Creates an endpoint.
-    public init(name: String, address: String = "127.0.0.1", httpPort: Int = 8080, replicationPort: Int = 7100, membershipPort: Int = 7200, role: NodeRole? = nil) {
+    public init(name: String, address: String = "127.0.0.1", bind: String? = nil, httpPort: Int = 8080, replicationPort: Int = 7100,
+                membershipPort: Int = 7200, role: NodeRole? = nil) {
         self.role = role
+        self.bind = bind
         self.name = name
         self.address = address
         self.httpPort = httpPort
         self.replicationPort = replicationPort
         self.membershipPort = membershipPort
     }
+
+    /// What the node's sockets listen on: `bind`, else `address` (a name is resolved by
+    /// the socket layer when it binds).
+    public var listenAddress: String { bind ?? address }
 }
 
 /// Membership settings (`membership:` in the config file).

@@ -90,7 +90,7 @@ extension ClusterConfiguration {
         // nodes
         try check(!nodes.isEmpty, "nodes", "expected at least one node, found none")
         var names: [String: Int] = [:]
-        var bound: [(host: String, port: Int, field: String)] = []
+        var bound: [(machine: String, host: String, port: Int, field: String)] = []
         for (i, node) in nodes.enumerated() {
             let at = "nodes[\(i)]"
             try check(NodeName.isValid(node.name), "\(at).name", "expected a name matching [a-z0-9][a-z0-9-]{0,31}, found \"\(node.name)\"")
@@ -98,17 +98,28 @@ extension ClusterConfiguration {
                 try check(false, "\(at).name", "duplicate node name \"\(node.name)\" (also nodes[\(first)].name)")
             }
             names[node.name] = i
-            let host = ConfigSyntax.normalizedAddress(node.address)
-            try check(host != nil, "\(at).address", "expected an IPv4 or IPv6 literal such as 127.0.0.11 or ::1, found \"\(node.address)\"")
+            try check(ConfigSyntax.normalizedAddress(node.address) != nil || ConfigSyntax.isHostName(node.address), "\(at).address",
+                      "expected an IPv4 or IPv6 literal such as 127.0.0.11 or ::1, or a DNS host name such as drs-0.drs.example.svc, found \"\(node.address)\"")
+            if let bind = node.bind {
+                try check(ConfigSyntax.normalizedAddress(bind) != nil, "\(at).bind",
+                          "expected an IPv4 or IPv6 literal to listen on such as 0.0.0.0, :: or 10.0.0.5, found \"\(bind)\"")
+            }
+            // Ports clash only between nodes on one machine: loopback and wildcard addresses
+            // are this machine; otherwise nodes with one address (literal or name) share one.
+            let literal = ConfigSyntax.normalizedAddress(node.address)
+            let local = ConfigSyntax.isLoopback(node.address) || literal.map(ConfigSyntax.isWildcard) == true
+            let machine = local ? "this machine" : (literal ?? node.address.lowercased())
+            // Where the sockets listen on it: a literal in canonical form, or a name as written.
+            let host = ConfigSyntax.normalizedAddress(node.listenAddress) ?? node.listenAddress.lowercased()
             for (key, port) in [("httpPort", node.httpPort), ("replicationPort", node.replicationPort), ("membershipPort", node.membershipPort)] {
                 let field = "\(at).\(key)"
                 try check((0...65535).contains(port), field, "expected a port from 0 to 65535, found \(port)")
-                guard port != 0, let host else { continue }
+                guard port != 0 else { continue }
                 // A wildcard address (0.0.0.0, ::) takes the port on every address.
-                if let other = bound.first(where: { $0.port == port && ($0.host == host || ConfigSyntax.isWildcard($0.host) || ConfigSyntax.isWildcard(host)) }) {
-                    try check(false, field, "port clash: \(node.address) port \(port) is also used by \(other.field)")
+                if let other = bound.first(where: { $0.machine == machine && $0.port == port && ($0.host == host || ConfigSyntax.isWildcard($0.host) || ConfigSyntax.isWildcard(host)) }) {
+                    try check(false, field, "port clash: \(node.listenAddress) port \(port) is also used by \(other.field)")
                 }
-                bound.append((host, port, field))
+                bound.append((machine, host, port, field))
             }
         }
 
@@ -185,14 +196,14 @@ extension ClusterConfiguration {
         }
         if let token = http.token {
             try check(!token.isEmpty, "http.token", "expected a non-empty bearer token, found \"\"")
-        } else if let exposed = nodes.firstIndex(where: { !ConfigSyntax.isLoopback($0.address) }) {
-            try check(false, "http.token", "required when the HTTP API binds beyond loopback (nodes[\(exposed)].address is \(nodes[exposed].address)), found nothing")
+        } else if let exposed = nodes.firstIndex(where: ConfigSyntax.isExposed) {
+            try check(false, "http.token", "required when the HTTP API binds beyond loopback (\(ConfigSyntax.exposure(nodes[exposed], at: exposed))), found nothing")
         }
 
         // Beyond loopback anyone on the network can send frames: they must be sealed, with
         // a key nobody else has read.
-        if let exposed = nodes.firstIndex(where: { !ConfigSyntax.isLoopback($0.address) }) {
-            let reason = "nodes[\(exposed)].address \(nodes[exposed].address) is beyond loopback"
+        if let exposed = nodes.firstIndex(where: ConfigSyntax.isExposed) {
+            let reason = "\(ConfigSyntax.exposure(nodes[exposed], at: exposed)) is beyond loopback"
             try check(!keys.insecure, "cluster.insecure", "refused: \(reason), where frames must be sealed; give a key from `drs keygen` (cluster.key, cluster.keyFile or DRS_CLUSTER_KEY)")
             if let key = keys.current {
                 try check(!KnownKeys.isPublished(key), keyField, "refused: this key is published (shipped in the drs repository, or one repeated byte) and \(reason); make a fresh one with `drs keygen`")
@@ -336,8 +347,31 @@ enum ConfigSyntax {
     static func normalizedAddress(_ address: String) -> String? { (try? SocketAddress(ipAddress: address, port: 0))?.ipAddress }
     static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" }
     static func isLoopback(_ address: String) -> Bool {
-        guard let host = normalizedAddress(address) else { return true } // reported as a bad address instead
+        guard let host = normalizedAddress(address) else {
+            // A name may resolve to anything: only `localhost` counts as loopback.
+            return address.lowercased() == "localhost" || !isHostName(address)  // a bad address is reported as such
+        }
         return host.hasPrefix("127.") || host == "::1"
+    }
+    /// Whether `node` is reachable beyond loopback: its address or its listen address is.
+    static func isExposed(_ node: NodeEndpoint) -> Bool { !isLoopback(node.address) || !isLoopback(node.listenAddress) }
+    /// Names the field that exposes `node` (the `index`th), for an error message.
+    static func exposure(_ node: NodeEndpoint, at index: Int) -> String {
+        isLoopback(node.address) ? "nodes[\(index)].bind is \(node.listenAddress)" : "nodes[\(index)].address is \(node.address)"
+    }
+    /// Whether `text` is a DNS host name (RFC 1123): dot-separated labels of letters,
+    /// digits and inner hyphens, 1-63 characters each, 253 in all, not all digits at the
+    /// end (so a mistyped IPv4 literal is not taken for a name).
+    static func isHostName(_ text: String) -> Bool {
+        let name = text.hasSuffix(".") ? String(text.dropLast()) : text
+        guard !name.isEmpty, name.utf8.count <= 253 else { return false }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        for label in labels {
+            guard (1...63).contains(label.utf8.count), label.first != "-", label.last != "-",
+                  label.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) })
+            else { return false }
+        }
+        return !labels.last!.allSatisfy(\.isASCIIDigit)
     }
 }
 
@@ -557,12 +591,13 @@ private struct ConfigReader {
         var config = ClusterConfiguration(clusterID: try c.required("id", .string), keys: keys, nodes: [])
 
         guard let nodes = try top.list("nodes") else {
-            throw ConfigurationError(file: file, field: "nodes", message: "required, expected a list of nodes ({name, address, httpPort, replicationPort, membershipPort}), found nothing")
+            throw ConfigurationError(file: file, field: "nodes", message: "required, expected a list of nodes ({name, address, bind, httpPort, replicationPort, membershipPort}), found nothing")
         }
         for item in nodes {
-            let n = try section(item.node, item.field, ["name", "address", "httpPort", "replicationPort", "membershipPort", "role"])
+            let n = try section(item.node, item.field, ["name", "address", "bind", "httpPort", "replicationPort", "membershipPort", "role"])
             var node = NodeEndpoint(name: try n.required("name", .string))
             try n.set(&node.address, "address", .string)
+            try n.set(&node.bind, "bind", .string)
             try n.set(&node.httpPort, "httpPort", .port)
             try n.set(&node.replicationPort, "replicationPort", .port)
             try n.set(&node.membershipPort, "membershipPort", .port)

@@ -23,7 +23,7 @@ extension ReplicationNode {
                     try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: self))
                 }
             }
-            .bind(host: endpoint.address, port: port).get()
+            .bind(host: endpoint.listenAddress, port: port).get()
         rebindOnClose(channel, "replication UDP", port: port, bind: { try await $0.bindDatagram(port: port) },
                       install: { state, fresh in state.datagram = fresh })
         return channel
@@ -81,7 +81,7 @@ extension ReplicationNode {
                     try channel.pipeline.syncOperations.addHandler(DatagramFrameHandler(receiver: MembershipReceiver(node: self)))
                 }
             }
-            .bind(host: endpoint.address, port: port).get()
+            .bind(host: endpoint.listenAddress, port: port).get()
         let bound = channel.localAddress?.port ?? port
         rebindOnClose(channel, "membership UDP", port: bound, bind: { try await $0.bindMembership(port: bound) },
                       install: { state, fresh in state.membershipChannel = fresh })

@@ -32,6 +32,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     let group: any EventLoopGroup
     let ownsGroup: Bool
     let links: [String: PeerLink]
+    /// Who may connect to the replication port (configured peers, by address or by the
+    /// address their name resolved to).
+    let inboundPolicy: InboundPolicy
     let frameCodec: FrameCodec
     let origin = ContinuousClock.now
     let state = NIOLockedValueBox(RuntimeState())
@@ -60,6 +63,8 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var membershipChannel: (any Channel)?
         /// Accepted connections, closed at shutdown (closing a listener leaves them open).
         var children: [ObjectIdentifier: any Channel] = [:]
+        /// Resolves the peers configured by DNS name (`ReplicationNode+Resolution`).
+        var resolver: Task<Void, Never>?
     }
 
     /// Replay windows of the sealed frames' counters, per sender process.
@@ -108,6 +113,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                                         membershipPort: peer.membershipPort, eventLoop: group.next())
         }
         self.links = links
+        self.inboundPolicy = InboundPolicy(configuration: configuration, selfName: name)
         let codec = FrameCodec(sealer: FrameSealer(keys: configuration.keys, clusterID: configuration.clusterID, selfID: id),
                                selfName: name, limits: WireLimits())
         self.frameCodec = codec
@@ -132,7 +138,6 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// membership socket, and starts the timer. Throws if a socket cannot be bound.
     public func start() async throws {
         guard state.withLockedValue({ s in defer { s.started = true }; return !s.started }) else { return }
-        let inboundPolicy = InboundPolicy(configuration: configuration, selfName: endpoint.name)
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -149,7 +154,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
                     try channel.pipeline.syncOperations.addHandler(inboundGuard(inboundPolicy))
                 }
             }
-            .bind(host: endpoint.address, port: endpoint.replicationPort).get()
+            .bind(host: endpoint.listenAddress, port: endpoint.replicationPort).get()
         let datagram: any Channel
         do {
             datagram = try await bindDatagram(port: server.localAddress?.port ?? endpoint.replicationPort)
@@ -171,13 +176,15 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         let tick = membershipLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(2)) { [weak self] _ in
             self?.tick()
         }
+        let resolver = startResolver()
         state.withLockedValue {
             $0.server = server
             $0.datagram = datagram
             $0.tick = tick
+            $0.resolver = resolver
         }
         logger.info("replication node started", metadata: [
-            "drs.address": "\(endpoint.address)", "drs.port": "\(replicationPort ?? -1)", "drs.id": "\(nodeID)",
+            "drs.address": "\(endpoint.address)", "drs.bind": "\(endpoint.listenAddress)", "drs.port": "\(replicationPort ?? -1)", "drs.id": "\(nodeID)",
         ])
     }
 
@@ -194,6 +201,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             return (s.server, s.datagram, s.membershipChannel, s.tick, Array(s.children.values), false)
         }
         guard !wasStopped else { return }
+        state.withLockedValue { s in s.resolver?.cancel() }
         if let tick {
             let done = membershipLoop.makePromise(of: Void.self)
             tick.cancel(promise: done)
@@ -389,7 +397,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         let bootstrap = ClientBootstrap(group: link.eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.milliseconds(500))
-        let bound = (try? SocketAddress(ipAddress: endpoint.address, port: 0)).map { bootstrap.bind(to: $0) } ?? bootstrap
+        // The source address is the listen address, so the peer's `InboundPolicy` knows
+        // it (a wildcard or a name leaves the choice to the kernel).
+        let bound = (try? SocketAddress(ipAddress: endpoint.listenAddress, port: 0)).map { bootstrap.bind(to: $0) } ?? bootstrap
         bound.connect(host: host, port: port).whenComplete { [self] result in
             switch result {
             case .success(let channel):

@@ -6,7 +6,8 @@ import SessionReplicationCore
 /// anything authenticated: the listener's side of the hostile-input rules.
 ///
 /// - Only the configured peers' addresses connect (`allow` adds more, e.g. discovered
-///   ones); a peer configured on a wildcard address (`0.0.0.0`, `::`) opens the door to any.
+///   ones; a peer configured by name connects from where it last resolved, `locate`); a
+///   peer configured on a wildcard address (`0.0.0.0`, `::`) opens the door to any.
 /// - At most `perPeer` connections per peer at an address (peers sharing an address share
 ///   its allowance), and `maxTotal` in all.
 /// - A connection has `firstFrameTimeout` to deliver one complete frame that opens under
@@ -25,13 +26,22 @@ final class InboundPolicy: Sendable {
 
     private struct State {
         var allowed: [String: Int] = [:]   // address -> peers configured there
+        var located: [String: String] = [:] // peer configured by name -> the IP it resolved to
+        var named = 0                       // peers configured by name
         var anyAddress = false
         var open: [String: Int] = [:]
         var total = 0
+
+        /// Peers that may connect from `host`.
+        func peers(at host: String) -> Int {
+            (allowed[host] ?? 0) + located.values.reduce(0) { $0 + ($1 == host ? 1 : 0) } + (anyAddress ? 1 : 0)
+        }
+        var configuredPeers: Int { allowed.values.reduce(0, +) + named }
     }
     private let state: NIOLockedValueBox<State>
 
-    /// The policy for a node named `selfName` of `configuration`.
+    /// The policy for a node named `selfName` of `configuration`. Peers configured by a
+    /// DNS name connect from the address they last resolved to (`located`).
     init(configuration: ClusterConfiguration, selfName: String, perPeer: Int = 4, preAuthBytes: Int = 64 << 10,
          firstFrameTimeout: TimeAmount = .seconds(5), frameTimeout: TimeAmount = .seconds(30)) {
         self.perPeer = perPeer
@@ -40,6 +50,10 @@ final class InboundPolicy: Sendable {
         self.frameTimeout = frameTimeout
         var s = State()
         for node in configuration.nodes where node.name != selfName {
+            guard (try? SocketAddress(ipAddress: node.address, port: 0)) != nil else {
+                s.named += 1
+                continue
+            }
             let host = Self.normalize(node.address)
             if host == "0.0.0.0" || host == "::" { s.anyAddress = true }
             s.allowed[host, default: 0] += 1
@@ -48,11 +62,17 @@ final class InboundPolicy: Sendable {
     }
 
     /// Most connections at once: `perPeer` for every configured peer, and 4 more.
-    var maxTotal: Int { state.withLockedValue { s in s.allowed.values.reduce(0, +) * perPeer + 4 } }
+    var maxTotal: Int { state.withLockedValue { s in s.configuredPeers * perPeer + 4 } }
 
     /// Lets one more peer connect from `address` (a member discovered later).
     func allow(_ address: String) {
         state.withLockedValue { $0.allowed[Self.normalize(address), default: 0] += 1 }
+    }
+
+    /// The peer configured by the name `peer` now connects from `address` (it resolved
+    /// there), no longer from where it resolved before.
+    func locate(_ peer: String, at address: String) {
+        state.withLockedValue { $0.located[peer] = Self.normalize(address) }
     }
 
     /// Admits a connection from `remote`, counting it (give it back with `release`);
@@ -60,9 +80,9 @@ final class InboundPolicy: Sendable {
     func admit(_ remote: SocketAddress?) -> FrameRejection? {
         guard let host = remote?.ipAddress.map(Self.normalize) else { return .unknownAddress }
         return state.withLockedValue { s in
-            let peers = s.allowed[host] ?? (s.anyAddress ? 1 : 0)
+            let peers = s.peers(at: host)
             guard peers > 0 else { return .unknownAddress }
-            let limitTotal = s.allowed.values.reduce(0, +) * perPeer + 4
+            let limitTotal = s.configuredPeers * perPeer + 4
             guard s.open[host, default: 0] < peers * perPeer, s.total < limitTotal else { return .tooManyConnections }
             s.open[host, default: 0] += 1
             s.total += 1

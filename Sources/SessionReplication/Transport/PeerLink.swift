@@ -24,19 +24,34 @@ final class PeerLink: @unchecked Sendable {
     private var extra: [[UInt8]] = []
     private var _datagramAddress: SocketAddress?
     private var _membershipAddress: SocketAddress?
-    /// The peer's datagram address (its replication port).
+    private var membershipPort: Int
+    private var resolvedIP: String?
+    /// The peer's datagram address (its replication port; `nil` while its name is unresolved).
     var datagramAddress: SocketAddress? { lock.withLock { _datagramAddress } }
-    /// The peer's membership socket (`nil` while its port is unknown).
+    /// The peer's membership socket (`nil` while its port is unknown or its name unresolved).
     var membershipAddress: SocketAddress? { lock.withLock { _membershipAddress } }
+    /// The configured address: an IP literal, or a DNS name to resolve (`resolved(_:)`).
+    var configuredHost: String { lock.withLock { host } }
+    /// Whether the configured address is a name rather than an IP literal.
+    var isNamed: Bool { lock.withLock { (try? SocketAddress(ipAddress: host, port: 0)) == nil } }
+    /// The IP the peer was last found at (the literal itself for a literal).
+    var currentIP: String? { lock.withLock { resolvedIP } }
     private var closed = false
 
     init(name: String, host: String, port: Int, membershipPort: Int, eventLoop: any EventLoop) {
         self.name = name
         self.host = host
         self.port = port
+        self.membershipPort = membershipPort
         self.eventLoop = eventLoop
-        self._datagramAddress = try? SocketAddress(ipAddress: host, port: port)
-        self._membershipAddress = membershipPort == 0 ? nil : try? SocketAddress(ipAddress: host, port: membershipPort)
+        if let literal = try? SocketAddress(ipAddress: host, port: 0) { locate(literal.ipAddress!) }
+    }
+
+    /// Sets the addresses from `ip`; under the lock.
+    private func locate(_ ip: String) {
+        resolvedIP = ip
+        _datagramAddress = try? SocketAddress(ipAddress: ip, port: port)
+        _membershipAddress = membershipPort == 0 ? nil : try? SocketAddress(ipAddress: ip, port: membershipPort)
     }
 
     /// Points the link at a new address (tests binding port 0); drops the connection.
@@ -44,13 +59,33 @@ final class PeerLink: @unchecked Sendable {
         let old: (any Channel)? = lock.withLock {
             self.host = host
             self.port = port
-            self._datagramAddress = try? SocketAddress(ipAddress: host, port: port)
-            if let membershipPort { self._membershipAddress = try? SocketAddress(ipAddress: host, port: membershipPort) }
+            if let membershipPort { self.membershipPort = membershipPort }
+            resolvedIP = nil
+            _datagramAddress = nil
+            _membershipAddress = nil
+            if let literal = try? SocketAddress(ipAddress: host, port: 0) { locate(literal.ipAddress!) }
             self.nextAttempt = .uptimeNanoseconds(0)
             defer { channel = nil }
             return channel
         }
         old?.close(promise: nil)
+    }
+
+    /// The peer's name now resolves to `ips` (its resolver's order): keeps the current IP
+    /// when it is still among them, else moves to the first and drops the connection so
+    /// the next one goes there. Returns whether the link moved.
+    @discardableResult
+    func resolved(_ ips: [String]) -> Bool {
+        guard let first = ips.first else { return false }
+        let old: (moved: Bool, channel: (any Channel)?) = lock.withLock {
+            if let resolvedIP, ips.contains(resolvedIP) { return (false, nil) }
+            locate(first)
+            nextAttempt = .uptimeNanoseconds(0)
+            defer { channel = nil }
+            return (true, channel)
+        }
+        old.channel?.close(promise: nil)
+        return old.moved
     }
 
     /// Marks a flush as scheduled; returns `false` if one already is.
@@ -130,7 +165,7 @@ final class PeerLink: @unchecked Sendable {
             // Port 0 means "not known yet" (a test binds port 0 and tells us later).
             guard !closed, port != 0, !connecting, NIODeadline.now() >= nextAttempt else { return (nil, nil) }
             connecting = true
-            return (nil, (host, port))
+            return (nil, (resolvedIP ?? host, port))
         }
         if let attempt { connect(attempt.0, attempt.1) }
         return ch

@@ -1,0 +1,58 @@
+import NIOCore
+import NIOPosix
+import SessionReplicationCore
+import Testing
+@testable import SessionReplication
+
+/// Peers configured by host name: the resolver, the link that follows a name to a new IP,
+/// and the listener that admits a named peer only from where its name resolved.
+@Suite("Peers by host name")
+struct ResolutionTests {
+    @Test("a literal is returned as it is; localhost resolves through the system resolver; an unknown name fails naming it")
+    func resolver() async throws {
+        #expect(try await HostResolver.resolve("10.0.0.7") == ["10.0.0.7"])
+        #expect(try await HostResolver.resolve("0:0:0:0:0:0:0:1") == ["::1"])
+        let local = try await HostResolver.resolve("localhost")
+        #expect(!local.isEmpty && local.allSatisfy { $0 == "127.0.0.1" || $0 == "::1" }, "\(local)")
+        let error = await #expect(throws: HostResolver.ResolutionError.self) { try await HostResolver.resolve("no-such-host.invalid") }
+        #expect(error?.description.contains("\"no-such-host.invalid\"") == true, "\(error?.description ?? "")")
+    }
+
+    @Test("a link to a named peer has no datagram address until resolved, follows a new IP, and stays on an IP still listed")
+    func linkFollowsName() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let link = PeerLink(name: "n2", host: "n2.drs.test", port: 7100, membershipPort: 7200, eventLoop: group.next())
+        #expect(link.isNamed && link.datagramAddress == nil && link.membershipAddress == nil && link.currentIP == nil)
+        #expect(link.resolved(["10.0.0.2"]))
+        #expect(link.datagramAddress?.ipAddress == "10.0.0.2" && link.datagramAddress?.port == 7100)
+        #expect(link.membershipAddress?.ipAddress == "10.0.0.2" && link.membershipAddress?.port == 7200)
+        // Still among the answers: no move (a name with several addresses does not flap).
+        #expect(!link.resolved(["10.0.0.9", "10.0.0.2"]))
+        #expect(link.currentIP == "10.0.0.2")
+        #expect(link.resolved(["10.0.0.21"]))
+        #expect(link.datagramAddress?.ipAddress == "10.0.0.21" && link.currentIP == "10.0.0.21")
+        #expect(!link.resolved([]))
+        // A literal needs no resolution.
+        let literal = PeerLink(name: "n3", host: "10.0.0.3", port: 7100, membershipPort: 7200, eventLoop: group.next())
+        #expect(!literal.isNamed && literal.currentIP == "10.0.0.3" && literal.datagramAddress?.port == 7100)
+    }
+
+    @Test("the listener admits a named peer only from the IP its name last resolved to")
+    func listenerFollowsName() {
+        let config = ClusterConfiguration(clusterID: "g", keys: .insecure, nodes: [
+            NodeEndpoint(name: "n1", address: "n1.drs.test"), NodeEndpoint(name: "n2", address: "n2.drs.test"),
+            NodeEndpoint(name: "n3", address: "10.0.0.3"),
+        ])
+        let policy = InboundPolicy(configuration: config, selfName: "n1")
+        let at = { (ip: String) in try! SocketAddress(ipAddress: ip, port: 40000) }
+        #expect(policy.maxTotal == 2 * 4 + 4)
+        #expect(policy.admit(at("10.0.0.2")) == .unknownAddress)
+        #expect(policy.admit(at("10.0.0.3")) == nil)
+        policy.locate("n2", at: "10.0.0.2")
+        #expect(policy.admit(at("10.0.0.2")) == nil)
+        policy.locate("n2", at: "10.0.0.22")
+        #expect(policy.admit(at("10.0.0.2")) == .unknownAddress)
+        #expect(policy.admit(at("::ffff:10.0.0.22")) == nil)
+    }
+}
