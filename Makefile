@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http bench-round-robin cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer
+.PHONY: all build release demo test simulate failover-timing bench bench-http bench-round-robin cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer k8s-validate multihost-drill
 
 all: build
 
@@ -102,6 +102,20 @@ bench-http: release
 bench-round-robin: release
 	./scripts/bench-round-robin.sh
 
+# Three nodes in three network namespaces, configured by host names only (root; installs
+# nftables when missing): one node killed and started again under its name at a new IP,
+# one host cut off by nftables. `make test` runs it too (as root), without the cut when
+# nftables is missing.
+multihost-drill: release
+	@command -v nft >/dev/null || { echo "multihost-drill: installing nftables (apt-get)"; apt-get update && apt-get install -y nftables; }
+	python3 ./scripts/multihost.py --drs ./.build/release/drs
+
 # A local cluster for you: every node of $(CONFIG) as its own process; Ctrl-C stops it.
 cluster: release
 	./.build/release/drs cluster up --config $(CONFIG)
+
+# The Kubernetes manifests in deploy/kubernetes/, checked offline (no cluster): rendered by
+# kustomize, every manifest decoded, the schema (kubernetes-validate, installed into
+# .build-k8s-validate/ when missing), haproxy -c on the HAProxy example, pods vs node list.
+k8s-validate:
+	./scripts/check-k8s.sh
