@@ -15,7 +15,7 @@ struct HostileLimitsTests {
         let fields: [UInt8] = {
             var f = ByteWriter(capacity: 40)
             f.write(UInt8(1)); f.write(UInt8(2)); f.writeRaw("n1".utf8) // oldOwner
-            f.write(UInt64(0))                                      // oldOwnerID
+            f.write(NodeID.none)                                    // oldOwnerID
             f.write(UInt32(0))                                      // sinceGrantMs
             f.write(UInt32(1))                                      // one entry
             f.write(sampleID.high); f.write(sampleID.low); f.write(UInt8(1)) // fresher state follows

@@ -121,7 +121,7 @@ func wrapMessage(type: UInt8, _ body: [UInt8], length: UInt32? = nil) -> [UInt8]
 func fullPrefix(miiMilliseconds: Int64 = 1_800_000, replicaNames: [[UInt8]] = [bytes("n2")], replicaCount: UInt8? = nil) -> ByteWriter {
     var w = ByteWriter()
     w.write(sampleID.high); w.write(sampleID.low)
-    w.write(sampleEpoch.counter); w.write(sampleEpoch.owner.rawValue); w.write(sampleStamp.version)
+    w.write(sampleEpoch.counter); w.write(sampleEpoch.owner); w.write(sampleStamp.version)
     w.write(Int64(1_700_000_000_000)); w.write(Int64(1_700_000_000_500))
     w.write(miiMilliseconds)
     w.write(replicaCount ?? UInt8(replicaNames.count))
@@ -142,7 +142,7 @@ func fullWithAttribute(name: [UInt8], value: [UInt8] = [1, 2, 3]) -> [UInt8] {
 func deltaPrefix(base: UInt64 = 4, version: UInt64 = 5, miiMilliseconds: Int64 = 60_000) -> ByteWriter {
     var w = ByteWriter()
     w.write(sampleID.high); w.write(sampleID.low)
-    w.write(sampleEpoch.counter); w.write(sampleEpoch.owner.rawValue)
+    w.write(sampleEpoch.counter); w.write(sampleEpoch.owner)
     w.write(base); w.write(version)
     w.write(Int64(1_700_000_000_000)); w.write(miiMilliseconds)
     w.write(UInt8(0))

@@ -17,11 +17,11 @@ struct WireCodecTests {
     @Test("a message's length prefix counts exactly the bytes after it")
     func lengthPrefix() {
         let encoded = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 2)))
-        #expect(encoded == [16, 21, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(encoded == [16, 29, 0, 0, 0, 1, 0, 2] + [UInt8](repeating: 0, count: 7 + 16 + 3))
         let ranged = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 2, received: [4...5])))
-        #expect(ranged.count == 5 + 21 + 16)
+        #expect(ranged.count == 5 + 29 + 16)
         let refused = MessageCodec.encode(.receipt(Receipt(lane: 1, through: 9, refused: [3, 7])))
-        #expect(refused.count == 5 + 21 + 16)
+        #expect(refused.count == 5 + 29 + 16)
         #expect((try? MessageCodec.decode(refused)) == .receipt(Receipt(lane: 1, through: 9, refused: [3, 7])))
     }
 
@@ -199,8 +199,11 @@ struct WireCodecTests {
     @Test("a frame of another protocol version is refused with that version")
     func unsupportedVersion() {
         var frame = makeFrame(data: [], control: [.receipt(Receipt(lane: 0, through: 1))])
-        frame[2] = 2
-        #expect(throws: DecodeError.unsupportedVersion(2)) { try decodeFrame(frame) }
+        frame[2] = 3
+        #expect(throws: DecodeError.unsupportedVersion(3)) { try decodeFrame(frame) }
+        // Version 1 carried 64-bit node ids.
+        frame[2] = 1
+        #expect(throws: DecodeError.unsupportedVersion(1)) { try decodeFrame(frame) }
         frame[2] = 0
         #expect(throws: DecodeError.unsupportedVersion(0)) { try decodeFrame(frame) }
     }
@@ -453,7 +456,7 @@ struct WireCodecTests {
             #expect(Stamp(etag: stamp.etag) == stamp)
             #expect(Stamp(etag: "\"\(stamp.etag)\"") == stamp)
         }
-        #expect(sampleStamp.etag == "3-a1b2c3d4e5f60718-2a")
+        #expect(sampleStamp.etag == "3-a1b2c3d4e5f607180000000000000000-2a")
     }
 
     @Test("malformed etags are rejected", arguments: [

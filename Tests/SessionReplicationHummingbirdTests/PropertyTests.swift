@@ -75,7 +75,7 @@ struct RandomRequest {
         ]
         path = templates.randomElement(using: &random)!
         if Int.random(in: 0..<4, using: &random) == 0 {
-            headers[.ifMatch] = ["*", "\"1-a1-0\"", "garbage", "\"1-a1-1\", x", ""].randomElement(using: &random)!
+            headers[.ifMatch] = ["*", "\"1-00000000000000a10000000000000000-0\"", "garbage", "\"1-00000000000000a10000000000000000-1\", x", ""].randomElement(using: &random)!
         }
         if Bool.random(using: &random) {
             headers[.cookie] = "DRSSESSIONID=\(ids.randomElement(using: &random)!).\(["n1", "n2", "", "..", "x"].randomElement(using: &random)!)"

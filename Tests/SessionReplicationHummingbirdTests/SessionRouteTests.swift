@@ -19,7 +19,7 @@ struct SessionRouteTests {
             #expect(body.id.wholeMatch(of: /[0-9a-f]{32}/) != nil)
             #expect(body.route == "n1" && body.owner == "n1")
             #expect(body.epoch == 1 && body.version == 0)
-            #expect(body.etag == "1-a1-0")
+            #expect(body.etag == "1-00000000000000a10000000000000000-0")
             #expect(body.createdAt == "2026-11-22T04:30:00.123Z" && body.lastAccessedAt == body.createdAt)
             #expect(body.maxInactiveInterval == 1800)
             #expect(response.headers[.location] == "/sessions/\(body.id)")
@@ -97,14 +97,14 @@ struct SessionRouteTests {
             #expect(put.status == .ok)
             #expect(Set(put.object.keys) == WriteBody.keys)
             let written = try put.decode(WriteBody.self)
-            #expect(written.version == 1 && written.epoch == 1 && written.etag == "1-a1-1")
-            #expect(put.headers[.eTag] == "\"1-a1-1\"" && put.headers[.owner] == "n1" && put.headers[.durability] == "replicated")
+            #expect(written.version == 1 && written.epoch == 1 && written.etag == "1-00000000000000a10000000000000000-1")
+            #expect(put.headers[.eTag] == "\"1-00000000000000a10000000000000000-1\"" && put.headers[.owner] == "n1" && put.headers[.durability] == "replicated")
 
             let get = try await client.execute(uri: "/sessions/\(id)/attributes/cart", method: .get)
             #expect(get.status == .ok)
             #expect(Array(get.body.readableBytesView) == [0, 1, 255])
             #expect(get.headers[.contentType] == "application/octet-stream")
-            #expect(get.headers[.eTag] == "\"1-a1-1\"")
+            #expect(get.headers[.eTag] == "\"1-00000000000000a10000000000000000-1\"")
 
             let delete = try await client.execute(uri: "/sessions/\(id)/attributes/cart", method: .delete)
             #expect(delete.status == .ok)
@@ -180,7 +180,7 @@ struct SessionRouteTests {
             #expect(response.status == .ok)
             #expect(Set(response.object.keys) == SyncBody.keys)
             let body = try response.decode(SyncBody.self)
-            #expect(body.replicatedTo == ["n2"] && body.etag == "1-a1-0")
+            #expect(body.replicatedTo == ["n2"] && body.etag == "1-00000000000000a10000000000000000-0")
             #expect(response.headers[.durability] == "replicated")
         }
         try await withAPI(FakeBackend(replicaSet: [])) { client in
@@ -196,24 +196,24 @@ struct SessionRouteTests {
         try await withAPI { client in
             let id = try await client.newSession()
             let uri = "/sessions/\(id)/attributes/a"
-            let current = try await client.execute(uri: uri, method: .put, headers: [.ifMatch: "\"1-a1-0\""], body: ByteBuffer(string: "1"))
+            let current = try await client.execute(uri: uri, method: .put, headers: [.ifMatch: "\"1-00000000000000a10000000000000000-0\""], body: ByteBuffer(string: "1"))
             #expect(current.status == .ok)
-            let stale = try await client.execute(uri: uri, method: .put, headers: [.ifMatch: "\"1-a1-0\""], body: ByteBuffer(string: "2"))
+            let stale = try await client.execute(uri: uri, method: .put, headers: [.ifMatch: "\"1-00000000000000a10000000000000000-0\""], body: ByteBuffer(string: "2"))
             #expect(stale.isError(.preconditionFailed, "precondition-failed"))
-            #expect(stale.headers[.eTag] == "\"1-a1-1\"", "a 412 tells the current ETag")
+            #expect(stale.headers[.eTag] == "\"1-00000000000000a10000000000000000-1\"", "a 412 tells the current ETag")
             let star = try await client.execute(uri: uri, method: .put, headers: [.ifMatch: "*"], body: ByteBuffer(string: "3"))
             #expect(star.status == .ok)
-            let list = try await client.execute(uri: uri, method: .delete, headers: [.ifMatch: "\"0-0-0\", \"1-a1-2\""])
+            let list = try await client.execute(uri: uri, method: .delete, headers: [.ifMatch: "\"0-0-0\", \"1-00000000000000a10000000000000000-2\""])
             #expect(list.status == .ok)
-            for garbage in ["nonsense", "W/\"1-a1-3\"", "\"\""] {
+            for garbage in ["nonsense", "W/\"1-00000000000000a10000000000000000-3\"", "\"\""] {
                 let bad = try await client.execute(uri: uri, method: .put, headers: [.ifMatch: garbage], body: ByteBuffer(string: "4"))
                 #expect(bad.isError(.preconditionFailed, "precondition-failed"), "\(garbage)")
             }
-            let deleteStale = try await client.execute(uri: "/sessions/\(id)", method: .delete, headers: [.ifMatch: "\"1-a1-0\""])
+            let deleteStale = try await client.execute(uri: "/sessions/\(id)", method: .delete, headers: [.ifMatch: "\"1-00000000000000a10000000000000000-0\""])
             #expect(deleteStale.isError(.preconditionFailed, "precondition-failed"))
-            let rotateStale = try await client.execute(uri: "/sessions/\(id)/rotate", method: .post, headers: [.ifMatch: "\"1-a1-0\""])
+            let rotateStale = try await client.execute(uri: "/sessions/\(id)/rotate", method: .post, headers: [.ifMatch: "\"1-00000000000000a10000000000000000-0\""])
             #expect(rotateStale.isError(.preconditionFailed, "precondition-failed"))
-            let deleteCurrent = try await client.execute(uri: "/sessions/\(id)", method: .delete, headers: [.ifMatch: "\"1-a1-3\""])
+            let deleteCurrent = try await client.execute(uri: "/sessions/\(id)", method: .delete, headers: [.ifMatch: "\"1-00000000000000a10000000000000000-3\""])
             #expect(deleteCurrent.status == .noContent)
         }
     }

@@ -33,6 +33,9 @@ struct FrameSealerTests {
         #expect(open(name: "n2", sender: NodeID(42)) == body)
         #expect(open(name: "n3", sender: NodeID(42)) == nil, "a frame relabelled with another member's name opened")
         #expect(open(name: "n2", sender: NodeID(43)) == nil, "a frame relabelled with another process of n2 opened")
+        // A process started in the same millisecond differs only in its 64 random bits:
+        // they enter the subkey too.
+        #expect(open(name: "n2", sender: NodeID(42, nonce: 1)) == nil, "a frame relabelled with the same start and another nonce opened")
     }
 
     @Test("the key id in the clear header is not a function of the key alone: the same key gives other ids in other clusters")

@@ -52,7 +52,7 @@ final class FrameSealer: Sendable {
     private let counter = NIOLockedValueBox<UInt64>(0)
     private let derived = NIOLockedValueBox<[DerivedKeyID: SymmetricKey]>([:])
 
-    struct DerivedKeyID: Hashable { var sender: UInt64; var name: String; var fingerprint: UInt32 }
+    struct DerivedKeyID: Hashable { var sender: NodeID; var name: String; var fingerprint: UInt32 }
 
     init(keys: ClusterKeys, clusterID: String, selfID: NodeID) {
         self.clusterID = clusterID
@@ -95,7 +95,7 @@ final class FrameSealer: Sendable {
     /// authenticated are cached (`remember`), so forged sender ids cost an HKDF each but
     /// never grow the cache.
     private func subkey(sender: NodeID, name: String, fingerprint: UInt32) -> (key: SymmetricKey, cached: Bool)? {
-        let id = DerivedKeyID(sender: sender.rawValue, name: name, fingerprint: fingerprint)
+        let id = DerivedKeyID(sender: sender, name: name, fingerprint: fingerprint)
         if let k = derived.withLockedValue({ $0[id] }) { return (k, true) }
         guard let master = keys.first(where: { $0.fingerprint == fingerprint })?.key else { return nil }
         return (HKDF<SHA256>.deriveKey(inputKeyMaterial: master, info: Self.subkeyInfo(clusterID: clusterID, name: name, sender: sender),
@@ -103,21 +103,22 @@ final class FrameSealer: Sendable {
     }
 
     /// `"drs" | len | clusterId | len | senderName | senderNodeId` (lengths one byte,
-    /// the node id 8 bytes little-endian).
+    /// the node id 16 bytes: start then nonce, little-endian).
     static func subkeyInfo(clusterID: String, name: String, sender: NodeID) -> [UInt8] {
         var info = Array("drs".utf8)
         info.append(UInt8(truncatingIfNeeded: clusterID.utf8.count))
         info.append(contentsOf: clusterID.utf8)
         info.append(UInt8(truncatingIfNeeded: name.utf8.count))
         info.append(contentsOf: name.utf8)
-        withUnsafeBytes(of: sender.rawValue.littleEndian) { info.append(contentsOf: $0) }
+        withUnsafeBytes(of: sender.start.littleEndian) { info.append(contentsOf: $0) }
+        withUnsafeBytes(of: sender.nonce.littleEndian) { info.append(contentsOf: $0) }
         return info
     }
 
     private func remember(_ key: SymmetricKey, sender: NodeID, name: String, fingerprint: UInt32) {
         derived.withLockedValue { cache in
             if cache.count >= Self.maxCachedKeys { cache.removeAll() }
-            cache[DerivedKeyID(sender: sender.rawValue, name: name, fingerprint: fingerprint)] = key
+            cache[DerivedKeyID(sender: sender, name: name, fingerprint: fingerprint)] = key
         }
     }
 

@@ -17,11 +17,11 @@ public enum MembershipCodec {
         var w = ByteWriter(capacity: 64 + message.updates.count * 40)
         switch message {
         case .ping(let seq, let target, let updates):
-            w.write(Tag.ping.rawValue); w.write(seq); w.write(target.rawValue); writeUpdates(updates, &w)
+            w.write(Tag.ping.rawValue); w.write(seq); w.write(target); writeUpdates(updates, &w)
         case .ack(let seq, let updates):
             w.write(Tag.ack.rawValue); w.write(seq); writeUpdates(updates, &w)
         case .pingRequest(let seq, let target, let targetID, let updates):
-            w.write(Tag.pingRequest.rawValue); w.write(seq); writeName(target, &w); w.write(targetID.rawValue); writeUpdates(updates, &w)
+            w.write(Tag.pingRequest.rawValue); w.write(seq); writeName(target, &w); w.write(targetID); writeUpdates(updates, &w)
         case .nack(let seq, let updates):
             w.write(Tag.nack.rawValue); w.write(seq); writeUpdates(updates, &w)
         case .sync(let members, let reply):
@@ -45,7 +45,7 @@ public enum MembershipCodec {
         switch tag {
         case .ping:
             let seq = try r.read(UInt64.self, "ping.sequence")
-            let target = NodeID(try r.read(UInt64.self, "ping.target"))
+            let target = try r.readNodeID("ping.target")
             message = .ping(sequence: seq, target: target, updates: try readUpdates(&r))
         case .ack:
             let seq = try r.read(UInt64.self, "ack.sequence")
@@ -53,7 +53,7 @@ public enum MembershipCodec {
         case .pingRequest:
             let seq = try r.read(UInt64.self, "pingRequest.sequence")
             let target = try readName(&r, "pingRequest.target")
-            let id = NodeID(try r.read(UInt64.self, "pingRequest.targetID"))
+            let id = try r.readNodeID("pingRequest.targetID")
             message = .pingRequest(sequence: seq, target: target, targetID: id, updates: try readUpdates(&r))
         case .nack:
             let seq = try r.read(UInt64.self, "nack.sequence")
@@ -93,7 +93,7 @@ public enum MembershipCodec {
     static func writeUpdates(_ updates: [MemberUpdate], _ w: inout ByteWriter) {
         w.write(UInt16(truncatingIfNeeded: updates.count))
         for u in updates {
-            w.write(u.status.rawValue); writeName(u.name, &w); w.write(u.id.rawValue); w.write(u.incarnation); writeName(u.from, &w)
+            w.write(u.status.rawValue); writeName(u.name, &w); w.write(u.id); w.write(u.incarnation); writeName(u.from, &w)
         }
     }
 
@@ -106,7 +106,7 @@ public enum MembershipCodec {
         for _ in 0..<count {
             guard let status = MemberStatus(rawValue: try r.read(UInt8.self, "update.status")) else { throw .invalid(field: "update.status") }
             let name = try readName(&r, "update.name")
-            let id = NodeID(try r.read(UInt64.self, "update.id"))
+            let id = try r.readNodeID("update.id")
             let incarnation = try r.read(UInt64.self, "update.incarnation")
             // A refutation adds one to the highest incarnation heard.
             guard incarnation < maxIncarnation else { throw .invalid(field: "update.incarnation") }

@@ -197,7 +197,7 @@ extension NodeCore {
         let old = id
         let verdict = membership.deathVerdict.map { "\($0)" } ?? "unknown"
         let fresh = NodeID.fresh(start: wall, random: random.next())
-        id = NodeID(max(old.rawValue + 1, fresh.rawValue, (floor?.rawValue ?? 0) &+ 1))
+        id = NodeID.rejoining(after: old, above: floor, fresh: fresh)
         failAll(SessionError(.sessionUnavailable, "this node rejoined the cluster while the request waited; retry"))
         // Answers to the old process's handover requests still arrive (sent before a cut
         // healed): none of them is this process's to adopt.

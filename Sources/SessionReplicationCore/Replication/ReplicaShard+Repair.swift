@@ -12,7 +12,7 @@ extension ReplicaShard {
 
     /// The hash of one copy: equal for equal `(id, epoch, version)` on every node.
     public static func digestHash(_ id: SessionID, _ stamp: Stamp) -> UInt64 {
-        mix64(id.high ^ mix64(id.low ^ mix64(stamp.epoch.counter ^ mix64(stamp.epoch.owner.rawValue ^ mix64(stamp.version)))))
+        mix64(id.high ^ mix64(id.low ^ mix64(stamp.epoch.counter ^ mix64(stamp.epoch.owner.start ^ mix64(stamp.epoch.owner.nonce ^ mix64(stamp.version))))))
     }
 
     /// The stamp the backups of an owned session should hold: the last version sent

@@ -24,7 +24,7 @@ public struct Epoch: Comparable, Hashable, Sendable, CustomStringConvertible {
     }
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
-        (lhs.counter, lhs.owner.rawValue) < (rhs.counter, rhs.owner.rawValue)
+        (lhs.counter, lhs.owner) < (rhs.counter, rhs.owner)
     }
 
     public var description: String { "\(counter)@\(owner)" }
@@ -56,7 +56,7 @@ public struct Stamp: Comparable, Hashable, Sendable, CustomStringConvertible {
 
     /// The opaque entity tag for HTTP: hex of counter, owner and version.
     public var etag: String {
-        "\(String(epoch.counter, radix: 16))-\(String(epoch.owner.rawValue, radix: 16))-\(String(version, radix: 16))"
+        "\(String(epoch.counter, radix: 16))-\(epoch.owner)-\(String(version, radix: 16))"
     }
 
     /// Parses an entity tag made by `etag` (quotes allowed); `nil` when malformed.
@@ -65,9 +65,9 @@ public struct Stamp: Comparable, Hashable, Sendable, CustomStringConvertible {
         if text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 { text = text.dropFirst().dropLast() }
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         let hex = Set("0123456789abcdef")
-        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.count <= 16 && $0.allSatisfy(hex.contains) }),
-              let c = UInt64(parts[0], radix: 16), let o = UInt64(parts[1], radix: 16),
+        guard parts.count == 3, [parts[0], parts[2]].allSatisfy({ !$0.isEmpty && $0.count <= 16 && $0.allSatisfy(hex.contains) }),
+              let c = UInt64(parts[0], radix: 16), let o = NodeID(hex: parts[1]),
               let v = UInt64(parts[2], radix: 16) else { return nil }
-        self.init(epoch: Epoch(counter: c, owner: NodeID(o)), version: v)
+        self.init(epoch: Epoch(counter: c, owner: o), version: v)
     }
 }

@@ -102,21 +102,69 @@ public enum NodeName {
     }
 }
 
-/// The per-process identity of a node: a fresh random 64-bit value at every start, so a
-/// restarted node is a new member and never inherits promises made by its predecessor.
+/// The per-process identity of a node, fresh at every start so that a restarted node is a
+/// new member and never inherits promises made by its predecessor: 128 bits, an ordered
+/// part (`start`: the start time in milliseconds, raised by one at each rejoin) and 64
+/// random bits (`nonce`), so a later process of a node has a larger id and replaces the
+/// earlier one in every member's view, while nobody can guess a live process's id.
+/// Ordered by `start`, then `nonce` (two starts within one millisecond order at random).
+/// On the wire: `start` then `nonce`, 16 bytes little-endian.
 public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
-    /// The raw value.
-    public var rawValue: UInt64
-    /// Wraps a raw value.
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
-    public var description: String { String(rawValue, radix: 16) }
+    /// The ordered part: the process's start in milliseconds since the epoch (raised by
+    /// one at every rejoin). `0` with a `nonce` of `0` is `none`.
+    public var start: UInt64
+    /// 64 random bits.
+    public var nonce: UInt64
+    /// An id of `start` and `nonce` (default 0: tests and the `none` placeholder).
+    public init(_ start: UInt64, nonce: UInt64 = 0) {
+        self.start = start
+        self.nonce = nonce
+    }
+    /// "No process": the placeholder where a message names no process.
+    public static let none = NodeID(0)
+    public static func < (lhs: Self, rhs: Self) -> Bool { (lhs.start, lhs.nonce) < (rhs.start, rhs.nonce) }
+    /// 32 lowercase hex digits: `start`, then `nonce`, each 16 digits.
+    public var description: String { Self.hex16(start) + Self.hex16(nonce) }
 
-    /// A fresh id for a process starting at wall time `start`: the start in milliseconds
-    /// in the high bits and 20 random bits below, so a later start of a node has a larger
-    /// id and replaces the earlier one in every member's view (two starts within one
-    /// millisecond are ordered at random).
+    /// Parses `description`'s form (exactly 32 hex digits); `nil` otherwise.
+    public init?(hex text: some StringProtocol) {
+        let utf8 = Array(text.utf8)
+        guard utf8.count == 32, utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+              let s = UInt64(String(decoding: utf8[0..<16], as: UTF8.self), radix: 16),
+              let n = UInt64(String(decoding: utf8[16..<32], as: UTF8.self), radix: 16) else { return nil }
+        self.init(s, nonce: n)
+    }
+
+    static func hex16(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// A fresh id for a process starting at wall time `start`, its nonce from `random`.
     public static func fresh(start: WallTime, random: UInt64) -> NodeID {
-        NodeID(UInt64(max(0, start.milliseconds)) << 20 | (random & 0xF_FFFF) | 1)
+        NodeID(UInt64(max(0, start.milliseconds)), nonce: random)
+    }
+
+    /// The id a process takes when it rejoins: ordered above `old`, `floor` (when given)
+    /// and `fresh`, with `fresh`'s nonce.
+    public static func rejoining(after old: NodeID, above floor: NodeID?, fresh: NodeID) -> NodeID {
+        let start = max(old.start &+ 1, fresh.start, (floor?.start ?? 0) &+ 1)
+        return NodeID(start, nonce: fresh.nonce)
+    }
+}
+
+extension ByteWriter {
+    /// A node id: `start` then `nonce`.
+    @inlinable public mutating func write(_ id: NodeID) {
+        write(id.start)
+        write(id.nonce)
+    }
+}
+
+extension ByteReader {
+    /// A node id written by `ByteWriter.write(_:)`.
+    public mutating func readNodeID(_ field: String) throws(DecodeError) -> NodeID {
+        let start = try read(UInt64.self, field)
+        return NodeID(start, nonce: try read(UInt64.self, field))
     }
 }

@@ -2,14 +2,14 @@
 /// authenticated as additional data when the body is sealed.
 ///
 /// Layout (little-endian): magic `u16` | protocol version `u8` | flags `u8` |
-/// sender name (`u8` length, bytes) | cluster tag `u64` | sender node id `u64` |
+/// sender name (`u8` length, bytes) | cluster tag `u64` | sender node id (`u64` start, `u64` nonce) |
 /// key fingerprint `u32` | counter `u64` | namespace `u16` | lane `u16` |
 /// first sequence `u64` | low watermark `u64` | body length `u32`.
 public struct FrameHeader: Hashable, Sendable {
     /// `0x5244` ("DR").
     public static let magic: UInt16 = 0x5244
     /// The protocol version this build speaks.
-    public static let protocolVersion: UInt8 = 1
+    public static let protocolVersion: UInt8 = 2
     /// Bytes a datagram spends beyond its body, rounded up: the largest header (a 32-byte
     /// sender name), the 16-byte tag and the body's counts. Bodies larger than
     /// `udpMaxPayload` minus this go over TCP.
@@ -23,7 +23,7 @@ public struct FrameHeader: Hashable, Sendable {
     /// Bytes before the sender name.
     public static let fixedPrefix = 5
     /// Bytes after the sender name.
-    public static let fixedSuffix = 8 + 8 + 4 + 8 + 2 + 2 + 8 + 8 + 4
+    public static let fixedSuffix = 8 + 16 + 4 + 8 + 2 + 2 + 8 + 8 + 4
 
     /// Flag bits.
     public struct Flags: OptionSet, Hashable, Sendable {
@@ -84,7 +84,7 @@ public struct FrameHeader: Hashable, Sendable {
     public func encode(into w: inout ByteWriter) {
         w.write(Self.magic); w.write(Self.protocolVersion); w.write(flags.rawValue)
         w.write(UInt8(truncatingIfNeeded: senderName.utf8.count)); w.writeRaw(senderName.utf8)
-        w.write(clusterTag); w.write(sender.rawValue); w.write(keyFingerprint); w.write(counter)
+        w.write(clusterTag); w.write(sender); w.write(keyFingerprint); w.write(counter)
         w.write(namespace); w.write(lane); w.write(firstSequence); w.write(lowWatermark); w.write(bodyLength)
     }
 
@@ -102,7 +102,7 @@ public struct FrameHeader: Hashable, Sendable {
         let header = FrameHeader(
             flags: flags, senderName: String(decoding: rawName, as: UTF8.self),
             clusterTag: try r.read(UInt64.self, "header.clusterTag"),
-            sender: NodeID(try r.read(UInt64.self, "header.sender")),
+            sender: try r.readNodeID("header.sender"),
             keyFingerprint: try r.read(UInt32.self, "header.keyFingerprint"),
             counter: try r.read(UInt64.self, "header.counter"),
             namespace: try r.read(UInt16.self, "header.namespace"),

@@ -99,7 +99,7 @@ public enum MessageCodec {
         case .touch(let t):
             writeID(t.id, &w); writeStamp(t.stamp, &w); w.write(t.lastAccessedAt.milliseconds)
         case .receipt(let r):
-            w.write(r.lane); w.write(r.through); w.write(r.stream.rawValue)
+            w.write(r.lane); w.write(r.through); w.write(r.stream)
             w.write(UInt8(truncatingIfNeeded: r.received.count))
             for range in r.received { w.write(range.lowerBound); w.write(range.upperBound) }
             let refused = r.refused.prefix(Receipt.maxRefused)
@@ -110,11 +110,11 @@ public enum MessageCodec {
             for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
         case .prepare(let p):
             writeNames([p.oldOwner], &w)
-            w.write(p.oldOwnerID.rawValue)
+            w.write(p.oldOwnerID)
             writeEntries(p.entries, &w)
         case .promise(let p):
             writeNames([p.oldOwner], &w)
-            w.write(p.oldOwnerID.rawValue)
+            w.write(p.oldOwnerID)
             w.write(p.sinceGrantMs)
             w.write(UInt32(p.entries.count))
             for e in p.entries {
@@ -219,7 +219,7 @@ public enum MessageCodec {
             let lane = try r.read(UInt16.self, "receipt.lane")
             let through = try r.read(UInt64.self, "receipt.through")
             guard through < FrameHeader.maxSequence else { throw .invalid(field: "receipt.through") }
-            let stream = NodeID(try r.read(UInt64.self, "receipt.stream"))
+            let stream = try r.readNodeID("receipt.stream")
             let count = Int(try r.read(UInt8.self, "receipt.rangeCount"))
             guard count <= Receipt.maxRanges else { throw .tooLarge(field: "receipt.rangeCount", limit: Receipt.maxRanges, found: count) }
             var ranges: [ClosedRange<UInt64>] = []
@@ -258,12 +258,12 @@ public enum MessageCodec {
         case .prepare:
             let owner = try readNames(&r, limits)
             guard owner.count == 1 else { throw .invalid(field: "prepare.oldOwner") }
-            let ownerID = NodeID(try r.read(UInt64.self, "prepare.oldOwnerID"))
+            let ownerID = try r.readNodeID("prepare.oldOwnerID")
             message = .prepare(PrepareRequest(oldOwner: owner[0], oldOwnerID: ownerID, entries: try readEntries(&r, limits, "prepare")))
         case .promise:
             let owner = try readNames(&r, limits)
             guard owner.count == 1 else { throw .invalid(field: "promise.oldOwner") }
-            let ownerID = NodeID(try r.read(UInt64.self, "promise.oldOwnerID"))
+            let ownerID = try r.readNodeID("promise.oldOwnerID")
             let since = try r.read(UInt32.self, "promise.sinceGrantMs")
             let count = Int(try r.read(UInt32.self, "promise.count"))
             guard count <= limits.maxMessages else { throw .tooLarge(field: "promise.count", limit: limits.maxMessages, found: count) }
@@ -403,7 +403,7 @@ public enum MessageCodec {
     }
 
     static func writeID(_ id: SessionID, _ w: inout ByteWriter) { w.write(id.high); w.write(id.low) }
-    static func writeEpoch(_ e: Epoch, _ w: inout ByteWriter) { w.write(e.counter); w.write(e.owner.rawValue) }
+    static func writeEpoch(_ e: Epoch, _ w: inout ByteWriter) { w.write(e.counter); w.write(e.owner) }
     static func writeStamp(_ s: Stamp, _ w: inout ByteWriter) { writeEpoch(s.epoch, &w); w.write(s.version) }
     static func writeNames(_ names: [String], _ w: inout ByteWriter) {
         w.write(UInt8(truncatingIfNeeded: names.count))
@@ -418,7 +418,7 @@ public enum MessageCodec {
     static func readEpoch(_ r: inout ByteReader) throws(DecodeError) -> Epoch {
         let counter = try r.read(UInt64.self, "epoch.counter")
         guard counter < Epoch.maxCounter else { throw .invalid(field: "epoch.counter") }
-        return Epoch(counter: counter, owner: NodeID(try r.read(UInt64.self, "epoch.owner")))
+        return Epoch(counter: counter, owner: try r.readNodeID("epoch.owner"))
     }
     /// A stamp; a version at or above `Stamp.maxVersion` is `invalid(stamp.version)` (a
     /// commit adds one to it).

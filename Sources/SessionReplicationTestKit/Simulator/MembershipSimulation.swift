@@ -73,7 +73,7 @@ public struct MembershipProcess: SimulatedProcess {
             // As the node does: drop everything and rejoin under a new, larger id.
             rejoins += 1
             let old = membership
-            let id = NodeID(max(old.selfID.rawValue + 1, NodeID.fresh(start: wall, random: random.next()).rawValue))
+            let id = NodeID.rejoining(after: old.selfID, above: nil, fresh: NodeID.fresh(start: wall, random: random.next()))
             membership = Membership(selfName: old.selfName, selfID: id, seeds: old.seeds, tuning: old.tuning,
                                     randomSeed: random.next(), now: now)
         }
