@@ -32,6 +32,18 @@ struct CartExample: AsyncParsableCommand {
     @Option(help: "Port of the cart's web server (the node's httpPort is not used).")
     var port: Int
 
+    @Option(help: ArgumentHelp("Where carts are kept: drs (the replicated cluster) or memory (Hummingbird's MemoryPersistDriver, this process only).",
+                               discussion: "memory starts no node: it is the reference `make bench-embedded` compares the cluster with."))
+    var storage: Storage = .drs
+
+    /// Where carts are kept.
+    enum Storage: String, ExpressibleByArgument, Sendable {
+        /// The replicated cluster (`DRSPersistDriver`): the point of the example.
+        case drs
+        /// Hummingbird's in-memory driver: nothing survives the process.
+        case memory
+    }
+
     /// The session's content: what Hummingbird's middleware stores under the cookie's key.
     struct Cart: Codable, Sendable {
         var items: [String] = []
@@ -60,10 +72,26 @@ struct CartExample: AsyncParsableCommand {
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "drs-cart")
         logger.logLevel = .info
-        let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
-        let storage = DRSPersistDriver(node: node)
         let router = Router(context: Context.self)
-        router.add(middleware: SessionMiddleware(storage: storage))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        switch storage {
+        case .drs:
+            let node = try ReplicationNode(configuration: configuration, name: name, logger: logger)
+            let driver = DRSPersistDriver(node: node)
+            router.add(middleware: SessionMiddleware(storage: driver))
+            // The node's own HTTP API on its configured httpPort, as `drs node` serves it,
+            // for clients that follow the DRSSESSIONID route (`drs lb-config haproxy`).
+            let apiRouter = Router()
+            SessionAPI(backend: node, settings: .init(configuration: configuration)).addRoutes(to: apiRouter)
+            let api = Application(router: apiRouter,
+                                  configuration: .init(address: .hostname(endpoint.listenAddress, port: endpoint.httpPort), serverName: "drs/\(name)"),
+                                  logger: logger)
+            services = [.init(service: node), .init(service: driver), .init(service: api)]
+        case .memory:
+            let driver = MemoryPersistDriver(.continuous)
+            router.add(middleware: SessionMiddleware(storage: driver))
+            services = [.init(service: driver)]
+        }
         let me = name
         router.get("/cart") { _, context in
             CartView(servedBy: me, items: context.sessions.session?.items ?? [])
@@ -84,17 +112,10 @@ struct CartExample: AsyncParsableCommand {
             return CartView(servedBy: me, items: [])
         }
         let http = Application(router: router,
-                               configuration: .init(address: .hostname(endpoint.address, port: port), serverName: "drs-cart/\(name)"),
+                               configuration: .init(address: .hostname(endpoint.listenAddress, port: port), serverName: "drs-cart/\(name)"),
                                logger: logger)
-        // The node's own HTTP API on its configured httpPort, as `drs node` serves it, for
-        // clients that follow the DRSSESSIONID route (`drs lb-config haproxy`).
-        let apiRouter = Router()
-        SessionAPI(backend: node, settings: .init(configuration: configuration)).addRoutes(to: apiRouter)
-        let api = Application(router: apiRouter,
-                              configuration: .init(address: .hostname(endpoint.address, port: endpoint.httpPort), serverName: "drs/\(name)"),
-                              logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: node), .init(service: storage), .init(service: api), .init(service: http)],
+            services: services + [.init(service: http)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

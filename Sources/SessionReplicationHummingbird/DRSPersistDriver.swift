@@ -62,6 +62,9 @@ public struct DRSPersistDriver: PersistDriver {
 
     private func put(key: String, bytes: [UInt8], expires: Duration?, failIfLive: Bool) async throws {
         let id = Self.sessionID(for: key)
+        // The common case first: this node owns the key's live session. One scope, no
+        // search (the owner's own serving rule applies inside `withSession`).
+        if !failIfLive, try await setIfOwned(id, key: key, bytes: bytes, expires: expires) { return }
         let found = try await locate(id)
         if let state = live(found) {
             if failIfLive { throw PersistError.duplicate }
@@ -80,6 +83,28 @@ public struct DRSPersistDriver: PersistDriver {
         // Expired but not yet swept by the owner: end it first, then start anew.
         if case .owned = found { try await node.invalidateIfOwned(id) }
         _ = try await node.createSession(id: id, attributes: [key: bytes], maxInactiveInterval: Self.idleLimit(expires ?? Self.noExpiry))
+    }
+
+    /// Writes `bytes` under `key` in one scope when this node owns the key's live session;
+    /// `false` (nothing written) when it does not own it or the session's deadline passed,
+    /// so the caller takes the general path.
+    func setIfOwned(_ id: SessionID, key: String, bytes: [UInt8], expires: Duration?) async throws -> Bool {
+        // The deadline as it stands (a scope's state is already touched by the write).
+        let now = nowMilliseconds
+        guard case .owned(let state) = node.lookup(id), state.expiresAt.milliseconds > now else { return false }
+        // Without `expires` the deadline stays: "none" stays none, a deadline stays put.
+        let left = expires ?? (state.maxInactiveInterval >= Self.noExpiry
+            ? Self.noExpiry : .milliseconds(max(1, state.expiresAt.milliseconds - now)))
+        do {
+            _ = try await node.withSession(id) { scope in
+                scope.set(key, bytes)
+                scope.maxInactiveInterval = Self.idleLimit(left)
+            }
+            return true
+        } catch let error as SessionError where error.code == .sessionNotFound || error.code == .notOwner {
+            // It moved or ended since the lookup: nothing was written.
+            return false
+        }
     }
 
     /// The value under `key` as `Object`, or `nil` (absent, expired, or not decodable); the
@@ -119,6 +144,8 @@ public struct DRSPersistDriver: PersistDriver {
     /// answers from a copy the cluster may have changed since); `nil` when absent or
     /// expired. Throws `misdirected` when this node cannot own it (a `server` node).
     func current(_ id: SessionID) async throws -> SessionState? {
+        // The common case first: an owned session is read once, under the serving rule.
+        if let owned = try await node.session(id, touching: false) { return live(.owned(owned)) }
         switch try await locate(id) {
         case .owned:
             guard let state = try await node.session(id, touching: false) else {

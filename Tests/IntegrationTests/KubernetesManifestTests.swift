@@ -4,7 +4,7 @@ import Testing
 /// The Kubernetes manifests, checked offline (`scripts/check-k8s.sh`, which `make
 /// k8s-validate` runs with the schema check too): they render, decode, name every pod in
 /// the node list and the HAProxy example, and their cluster.yaml passes `drs check-config`.
-@Suite("deploy/kubernetes")
+@Suite("deploy/kubernetes", .oneClusterAtATime)
 struct KubernetesManifestTests {
     @Test("the manifests render and decode offline, and their cluster.yaml is accepted by drs check-config",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/kubectl") || FileManager.default.isExecutableFile(atPath: "/usr/local/bin/kubectl"),

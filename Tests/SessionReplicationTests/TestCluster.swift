@@ -101,11 +101,17 @@ let testMembership: MembershipSettings = {
 /// the test run can let its leases lapse, and a fenced write commits nothing, so the
 /// retry cannot apply a change twice. Any other error is thrown; gives up after 60 s.
 func writeUnlessFenced(_ node: ReplicationNode, _ id: SessionID, _ body: (inout SessionScope) throws -> Void) async throws {
+    try await unlessFenced(node) { _ = try await node.withSession(id, body) }
+}
+
+/// Runs `operation` on `node`, again while it throws `fenced` (nothing applied: see
+/// `writeUnlessFenced`), waiting until the node is ready between tries; any other error
+/// is thrown, and after 60 s the `fenced` one.
+func unlessFenced<T>(_ node: ReplicationNode, _ operation: () async throws -> T) async throws -> T {
     let deadline = ContinuousClock.now + .seconds(60)
     while true {
         do {
-            _ = try await node.withSession(id, body)
-            return
+            return try await operation()
         } catch let e as SessionError where e.code == .fenced && ContinuousClock.now < deadline {
             _ = await eventually { node.isReady }
         }

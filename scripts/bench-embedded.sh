@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The embedded path: Hummingbird's SessionMiddleware cart (Examples/Cart,
+# `POST /cart/items/:item`) over DRSPersistDriver in a node of local-3 (acknowledged, one
+# backup: the other two nodes run as `drs node`), against the same cart over Hummingbird's
+# MemoryPersistDriver, in the same run, interleaved. wrk: 32 connections, each its own
+# cart (its own cookie); every 50th request of a connection is `DELETE /cart`, so carts
+# stay under 50 items and creation is exercised too. Release build.
+# CART_BEFORE=<path of another drs-cart> adds the same cluster with that binary (before and
+# after a change, interleaved).
+# Usage: scripts/bench-embedded.sh [seconds per run] [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/wrk-put.sh
+SECONDS_PER_RUN=${1:-10}
+RUNS=${2:-3}
+DRS=./.build/release/drs
+CART=${CART:-./.build/release/drs-cart}
+WORK=$(mktemp -d)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+need_tools wrk
+[ -x "$CART" ] || { echo "build the example first: swift build -c release --product drs-cart"; exit 1; }
+
+# start_cluster NAME CART_BINARY OCTET: local-3 on 127.0.0.<OCTET>1-3 and ports of its own,
+# n1 being the cart (on port 9<OCTET>1), n2 and n3 plain nodes.
+declare -A URL
+start_cluster() {
+  local name=$1 cart=$2 o=$3
+  sed -e "s/127\.0\.0\.1\([1-3]\)/127.0.0.$o\1/; s/808\([1-3]\)/8$o\1/; s/710\([1-3]\)/7$o\1/; s/720\([1-3]\)/6$o\1/" \
+    cluster-configs/local-3.yaml > "$WORK/$name.yaml"
+  $DRS node --config "$WORK/$name.yaml" --name n2 > "$WORK/$name-n2.log" 2>&1 & PIDS+=($!)
+  $DRS node --config "$WORK/$name.yaml" --name n3 > "$WORK/$name-n3.log" 2>&1 & PIDS+=($!)
+  "$cart" --config "$WORK/$name.yaml" --name n1 --port "9${o}1" > "$WORK/$name.log" 2>&1 & PIDS+=($!)
+  URL[$name]=http://127.0.0.${o}1:9${o}1
+  for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.${o}1:8${o}1/readyz" && break; sleep 0.1; done
+}
+VARIANTS=(drs)
+start_cluster drs "$CART" 5
+# CART_BEFORE=<another drs-cart binary>: the same cluster with that binary too (before/after).
+if [ -n "${CART_BEFORE:-}" ]; then
+  start_cluster before "$CART_BEFORE" 6
+  VARIANTS+=(before)
+fi
+"$CART" --config "$WORK/drs.yaml" --name n1 --port 9582 --storage memory > "$WORK/memory.log" 2>&1 & PIDS+=($!)
+URL[memory]=http://127.0.0.51:9582
+VARIANTS+=(memory)
+for name in "${VARIANTS[@]}"; do
+  for _ in $(seq 1 300); do curl -sf -o /dev/null "${URL[$name]}/cart" && break; sleep 0.1; done
+  curl -sf -o /dev/null "${URL[$name]}/cart" || { echo "the $name cart did not start"; cat "$WORK/$name.log"; exit 1; }
+done
+
+cat > "$WORK/cart.lua" <<'LUA'
+local cookie = nil
+local n = 0
+request = function()
+  n = n + 1
+  local headers = {}
+  if cookie then headers["Cookie"] = cookie end
+  if n % 50 == 0 then return wrk.format("DELETE", "/cart", headers) end
+  return wrk.format("POST", "/cart/items/item" .. n % 50, headers)
+end
+response = function(status, headers, body)
+  local c = headers["Set-Cookie"] or headers["set-cookie"]
+  if c then cookie = string.match(c, "^[^;]+") end
+end
+LUA
+
+for r in $(seq 1 "$RUNS"); do
+  for name in "${VARIANTS[@]}"; do
+    out=$(wrk -t32 -c32 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/cart.lua" "${URL[$name]}")
+    rps=$(wrk_field "$out" rps); p50=$(wrk_field "$out" p50); p99=$(wrk_field "$out" p99); errors=$(wrk_field "$out" non2xx)
+    echo "$name run $r: $rps req/s, p50 $p50, p99 $p99, non-2xx $errors"
+    echo "$rps" >> "$WORK/$name.rps"
+  done
+done
+d=$(median "$WORK/drs.rps"); m=$(median "$WORK/memory.rps")
+echo "median: DRSPersistDriver (local-3, acknowledged, 1 backup) $d req/s; MemoryPersistDriver $m req/s; ratio $(ratio "$d" "$m")"
+if [ -n "${CART_BEFORE:-}" ]; then
+  b=$(median "$WORK/before.rps")
+  echo "median: before ($CART_BEFORE) $b req/s; ratio to MemoryPersistDriver $(ratio "$b" "$m"); after/before $(ratio "$d" "$b")"
+fi
