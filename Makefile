@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http bench-round-robin cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer k8s-validate multihost-drill
+.PHONY: all build release demo test simulate failover-timing bench bench-http bench-round-robin cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer k8s-validate multihost-drill bench-embedded
 
 all: build
 
@@ -97,6 +97,12 @@ fuzz: fuzz-build
 # HTTP PUT throughput through one node of local-3.yaml vs replicas: 0 (wrk; installs it if missing).
 bench-http: release
 	./scripts/bench-http.sh
+
+# The embedded path: the Hummingbird cart example over DRSPersistDriver in a node of
+# local-3, against the same cart over MemoryPersistDriver, with CPU per request (installs wrk).
+bench-embedded: release
+	$(SWIFT) build $(RELEASE_FLAGS) --product drs-cart
+	./scripts/bench-embedded.sh
 
 # Round-robin against sticky balancing through HAProxy on local-3 (installs wrk and haproxy).
 bench-round-robin: release
