@@ -311,6 +311,56 @@ struct ReplicaShardReplicationTests {
 
 @Suite("Replica shard: modes")
 struct ReplicaShardModeTests {
+    @Test("best-effort writes meet backpressure: beyond the backlog a change is refused overloaded with nothing applied, passes when forced, and passes again once receipts drain the queue")
+    func bestEffortBacklog() throws {
+        var net = TwoNodes { p, _ in
+            p.mode = .bestEffort
+            p.udpWindow = 1      // the backlog is then its floor, 256 KiB
+            p.udpMaxPayload = 1400
+        }
+        try net.create(["a": [1]])
+        let big = [UInt8](repeating: 7, count: 16 << 10)
+        var accepted = 0
+        var refused: SessionError?
+        // Nothing receipted: the queue to n2 grows by 16 KiB a write.
+        for i in 0..<40 {
+            do {
+                _ = try net.commit { $0.set("v", big + [UInt8(i)]) }
+                accepted += 1
+            } catch {
+                refused = error
+                break
+            }
+        }
+        // Before: best-effort never refused, and the queue grew to maxQueueBytes, then shed.
+        #expect(refused?.code == .overloaded, "\(String(describing: refused))")
+        #expect((16...17).contains(accepted), "\(accepted) writes before the 256 KiB backlog")
+        #expect(net.n1.counters.backlogWaits == 1 && net.n1.counters.overflowDrops == 0)
+        guard case .owner(let state) = net.n1.copy(of: TwoNodes.id) else { Issue.record("not owned"); return }
+        #expect(state.stamp.version == UInt64(1 + accepted), "the refused write applied nothing")
+        // The wait is over (syncTimeout passed in the node): the write goes ahead.
+        var change = ChangeSet()
+        change.updated = ["v": big]
+        let forced = try net.n1.commit(TwoNodes.id, changes: change, maxInactiveInterval: nil,
+                                       now: net.clock.now, wall: net.clock.wall, ignoringBacklog: true)
+        #expect(forced.state?.stamp.version == UInt64(2 + accepted))
+        // The backup catches up: receipts empty the queue, and writes pass again at once.
+        _ = try net.flush()
+        #expect(throws: Never.self) { _ = try net.commit { $0.set("v", [1]) } }
+        #expect(net.n1.counters.backlogWaits == 1)
+    }
+
+    @Test("acknowledged writes and best-effort time-based writes never meet the backlog")
+    func backlogIsBestEffortEndOfServiceOnly() throws {
+        for configure: (inout ReplicationPolicy) -> Void in [{ $0.mode = .acknowledged }, { $0.mode = .bestEffort; $0.writeFrequency = .timeBased }] {
+            var net = TwoNodes { p, _ in configure(&p); p.udpWindow = 1 }
+            try net.create(["a": [1]])
+            let big = [UInt8](repeating: 7, count: 16 << 10)
+            for i in 0..<40 { _ = try net.commit { $0.set("v", big + [UInt8(i)]) } }
+            #expect(net.n1.counters.backlogWaits == 0)
+        }
+    }
+
     @Test("best-effort resends exactly retryCount times, drops once, and repairs with a full state")
     func bestEffort() throws {
         var net = TwoNodes { p, _ in

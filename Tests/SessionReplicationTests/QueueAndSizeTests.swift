@@ -58,6 +58,29 @@ struct QueueAndSizeTests {
         try await sink.close()
     }
 
+    @Test("best-effort writers wait for a backup that falls behind (bounded by syncTimeout), then go ahead: every write succeeds, none is shed for a full queue")
+    func bestEffortBackpressure() async throws {
+        let config = TestCluster.configuration(names: ["n1", "n2"]) {
+            $0.mode = .bestEffort
+            $0.udpWindow = 1                 // the backlog is its floor: 256 KiB per lane
+            $0.syncTimeout = .milliseconds(200)
+        }
+        let sink = try await BlackHole.start()
+        try await TestCluster.with(config, only: ["n1"]) { cluster in
+            let n1 = cluster["n1"]
+            n1.setPeerEndpoint("n2", host: "127.0.0.1", port: sink.port)
+            let id = try #require(try await n1.createSession().state?.id)
+            // 24 writes of 16 KiB to a peer that never answers: past 256 KiB queued each
+            // write waits 200 ms, then is committed anyway.
+            for i in 0..<24 { _ = try await n1.withSession(id) { $0.set("v", [UInt8](repeating: UInt8(i), count: 16 << 10)) } }
+            #expect(n1.copy(of: id)?.ownerState?.stamp.version == 25)
+            let c = n1.counters.replication
+            #expect(c.backlogWaits > 0, "\(c)")
+            #expect(c.overflowDrops == 0, "\(c)")
+        }
+        try await sink.close()
+    }
+
     @Test("best-effort sheds the oldest queued message when the queue is full and counts it")
     func bestEffortShedsOldest() async throws {
         let config = TestCluster.configuration(names: ["n1", "n2"]) {

@@ -80,6 +80,7 @@ public final class NodeMetrics: Service, Sendable {
         counter("drs_retries_total", mt, "Messages resent for want of a receipt.", total: r.retries)
         counter("drs_drops_total", [("reason", "retries")] + mt, "Best-effort messages dropped.", total: r.drops)
         counter("drs_drops_total", [("reason", "queue-full")] + mt, "Best-effort messages dropped.", total: r.overflowDrops)
+        counter("drs_backlog_waits_total", mt, "Best-effort writes held back because a backup's queue was over its backlog (per retry).", total: r.backlogWaits)
         counter("drs_repairs_total", [], "Sessions re-sent whole after a drop or a peer restart.", total: r.repairsSent)
         counter("drs_promotions_total", [], "Backup copies promoted after their owner died or left.", total: r.promotions)
         counter("drs_rereplications_total", [], "Owned sessions given a new backup after one departed.", total: r.rereplications)

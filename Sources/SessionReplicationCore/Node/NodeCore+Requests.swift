@@ -275,8 +275,12 @@ extension NodeCore {
                 complete(r, .failed(fencedError(now: now)))
                 return
             }
+            // A best-effort write that waited `syncTimeout` for its backup's backlog to
+            // drain goes ahead: the queue sheds (and repair mends) rather than fail it.
+            var waitedEnough = false
+            if case .awaitingQueue(_, let until) = requests[r]!.stage, now >= until, settings.policy.mode == .bestEffort { waitedEnough = true }
             do {
-                let outcome = try lanes[l].commit(id, changes: changes, maxInactiveInterval: mii, now: now, wall: wall)
+                let outcome = try lanes[l].commit(id, changes: changes, maxInactiveInterval: mii, now: now, wall: wall, ignoringBacklog: waitedEnough)
                 flushPending(lane: l)
                 finish(r, outcome, lane: l, strict: false, invalidation: false)
             } catch let error where error.code == .overloaded {

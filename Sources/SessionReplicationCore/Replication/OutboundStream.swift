@@ -37,7 +37,8 @@ public struct OutboundBatch: Hashable, Sendable {
 /// sequence numbers, the unreceipted tail, retries and the bounded queue.
 ///
 /// Overflow policy: when queued bytes exceed the limit, best-effort drops the oldest
-/// droppable message (its session is marked for repair); in the other modes the shard
+/// droppable message (its session is marked for repair; writers wait on a smaller
+/// backlog first, `ReplicaShard.checkBacklog`); in the other modes the shard
 /// refuses new writes while `queuedBytes` is over the limit (the writer waits, then fails
 /// with `overloaded`, nothing applied).
 public struct OutboundStream: Sendable {

@@ -228,8 +228,13 @@ public struct ReplicaShard: Sendable {
     /// the byte budget for a session that grows (`capacity`), the version's range
     /// (`capacity` once it would reach `Stamp.maxVersion`; never wraps) and (synchronous)
     /// replica checks happen first; on failure nothing is applied.
+    ///
+    /// In best-effort mode with `writeFrequency: end-of-service`, a change whose backup's
+    /// queue already holds more than `bestEffortBacklog` throws `overloaded` (nothing
+    /// applied) so the writer waits for the queue to drain instead of the queue shedding
+    /// its oldest messages; `ignoringBacklog` (the wait is over) commits anyway.
     public mutating func commit(_ id: SessionID, changes: ChangeSet, maxInactiveInterval: Duration?,
-                                now: MonotonicInstant, wall: WallTime) throws(SessionError) -> CommitOutcome {
+                                now: MonotonicInstant, wall: WallTime, ignoringBacklog: Bool = false) throws(SessionError) -> CommitOutcome {
         // Taken out of the dictionary while it changes, so its attributes are not copied.
         guard var entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
         let localOnly: Bool
@@ -263,6 +268,7 @@ public struct ReplicaShard: Sendable {
             }
             localOnly = try checkSyncReplicas(entry.state.replicaSet)
             try checkQueues(entry.state.replicaSet)
+            if !ignoringBacklog, !changes.isEmpty { try checkBacklog(entry.state.replicaSet) }
         } catch {
             owned[id] = entry
             throw error
@@ -839,6 +845,25 @@ public struct ReplicaShard: Sendable {
         guard reachable < needed else { return false }
         if settings.policy.onSyncTimeout == .degrade { return true }
         throw SessionError(.insufficientReplicas, "\(reachable) reachable backups, minSyncReplicas is \(needed)")
+    }
+
+    /// Throws `overloaded` when a best-effort end-of-service write would queue behind more
+    /// than `bestEffortBacklog` bytes to a backup: the writer waits (up to `syncTimeout`)
+    /// for the peer to catch up, feeling backpressure instead of losing older writes.
+    mutating func checkBacklog(_ replicaSet: [String]) throws(SessionError) {
+        guard settings.policy.mode == .bestEffort, settings.policy.writeFrequency == .endOfService else { return }
+        let limit = bestEffortBacklog
+        for peer in replicaSet where (streams[peer]?.queuedBytes ?? 0) > limit {
+            counters.backlogWaits += 1
+            throw SessionError(.overloaded, "best-effort queue to \(peer) holds more than \(limit) bytes")
+        }
+    }
+
+    /// Bytes a best-effort write may queue behind, per backup and lane: what the UDP
+    /// window carries (`udpWindow x udpMaxPayload`, this lane's share), at least 256 KiB.
+    var bestEffortBacklog: Int {
+        let p = settings.policy
+        return max(256 << 10, p.udpWindow * p.udpMaxPayload / max(1, settings.lanes))
     }
 
     /// Throws `overloaded` when an acknowledged/synchronous queue is full (best-effort
