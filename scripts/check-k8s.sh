@@ -29,7 +29,12 @@ ok() { echo "check-k8s: ok: $*"; }
 command -v kubectl >/dev/null || fail "kubectl not found"
 [ -f "$dir/kustomization.yaml" ] || fail "$dir/kustomization.yaml not found"
 
-out="${K8S_OUT:-$(mktemp -d -t drs-k8s.XXXXXX)}"
+if [ -n "${K8S_OUT:-}" ]; then
+    out="$K8S_OUT"
+else
+    out="$(mktemp -d -t drs-k8s.XXXXXX)"
+    trap 'rm -rf "$out"' EXIT
+fi
 mkdir -p "$out"
 rendered="$out/rendered.yaml"
 

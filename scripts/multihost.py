@@ -211,6 +211,10 @@ def main():
         print(f"{len(sessions)} sessions written, a third through each node")
 
         # n1 dies and comes back under its name with a new IP.
+        def n1_id(peer):
+            status, body, _ = cluster.call(peer, "GET", "/cluster/members")
+            return next((m["id"] for m in json.loads(body) if m["name"] == "n1"), None) if status == 200 else None
+        old_id = n1_id("n2")
         new_ip = f"{SUBNET}.21"
         cluster.kill("n1")
         killed = time.monotonic()
@@ -221,10 +225,11 @@ def main():
         ready = time.monotonic()
 
         def sees_new_n1(peer):
+            # The new process (a new id), alive: not the old one still listed.
             status, body, _ = cluster.call(peer, "GET", "/cluster/members")
             if status != 200:
                 return False
-            return any(m["name"] == "n1" and m["state"] == "alive" for m in json.loads(body))
+            return any(m["name"] == "n1" and m["state"] == "alive" and m["id"] not in (None, old_id) for m in json.loads(body))
         cluster.wait("n2 and n3 list the new n1 alive", lambda: sees_new_n1("n2") and sees_new_n1("n3"))
         joined = time.monotonic()
         wrong = {}

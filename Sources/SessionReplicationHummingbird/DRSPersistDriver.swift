@@ -135,10 +135,6 @@ public struct DRSPersistDriver: PersistDriver {
         try await node.invalidateIfOwned(id)
     }
 
-    /// Makes this node the owner of the key's session when another node owns it (so a
-    /// key written through one node is found through any other, and `create` sees a
-    /// duplicate anywhere in the cluster); returns what this node then holds. Throws
-    /// what `ReplicationNode.takeOver` throws, except `session-not-found` (absent).
     /// The key's session as this node may serve it: taken over first when another node
     /// owns it, then read under the serving rule (a fenced node throws `fenced`, never
     /// answers from a copy the cluster may have changed since); `nil` when absent or
@@ -159,6 +155,10 @@ public struct DRSPersistDriver: PersistDriver {
         }
     }
 
+    /// Makes this node the owner of the key's session when another node owns it (so a
+    /// key written through one node is found through any other, and `create` sees a
+    /// duplicate anywhere in the cluster); returns what this node then holds. Throws
+    /// what `ReplicationNode.takeOver` throws, except `session-not-found` (absent).
     func locate(_ id: SessionID) async throws -> SessionLookup {
         do {
             // An application cannot send its client to the owner: the cooldown that makes
@@ -172,9 +172,10 @@ public struct DRSPersistDriver: PersistDriver {
         return node.lookup(id)
     }
 
-    /// The session's state when this node holds a copy whose deadline has not passed.
+    /// Wall-clock milliseconds since 1970.
     var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+    /// The session's state when this node holds a copy whose deadline has not passed.
     func live(_ lookup: SessionLookup) -> SessionState? {
         switch lookup {
         case .owned(let s), .backup(let s, _): return s.expiresAt.milliseconds > nowMilliseconds ? s : nil

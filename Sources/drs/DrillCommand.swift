@@ -94,9 +94,9 @@ struct DrillCommand: AsyncParsableCommand {
             configuration = try loadConfiguration(clusterConfigPath)
         }
         if scenario.needsNftables, inject == nil { try Self.checkNftables(scenario) }
-        if scenario.needsNftables, inject == nil, let named = configuration.nodes.first(where: { (try? SocketAddress(ipAddress: $0.address, port: 0)) == nil }) {
-            // The nftables rules match IPv4 addresses; names stay out of the firewall.
-            printError("drs drill \(scenario.rawValue): nftables rules need IPv4 literal addresses, but \(named.name) has the name \(named.address); use --inject, or `make multihost-drill` for named hosts")
+        if scenario.needsNftables, inject == nil, let other = configuration.nodes.first(where: { (try? SocketAddress(ipAddress: $0.address, port: 0))?.protocol != .inet }) {
+            // The nftables rules match IPv4 addresses; names and IPv6 stay out of the firewall.
+            printError("drs drill \(scenario.rawValue): nftables rules need IPv4 literal addresses, but \(other.name)'s address is \(other.address); use --inject, or `make multihost-drill` for named hosts")
             throw ExitCode(1)
         }
         if scenario == .partition, Set(configuration.nodes.map(\.address)).count < configuration.nodes.count {

@@ -97,7 +97,7 @@ actor DrillRun {
         printError(String(format: "drill %6.2f s  ", t) + what + (detail.isEmpty ? "" : ": " + detail))
     }
 
-    func url(_ node: NodeEndpoint, _ path: String) -> String { "http://\(node.address):\(node.httpPort)\(path)" }
+    func url(_ node: NodeEndpoint, _ path: String) -> String { "http://\(node.authority(port: node.httpPort))\(path)" }
     func node(_ name: String) -> NodeEndpoint? { configuration.nodes.first { $0.name == name } }
 
     // MARK: - The whole drill
@@ -202,7 +202,7 @@ actor DrillRun {
             name = (0..<names.count).map { names[(start + $0) % names.count] }.first { (avoid[$0] ?? 0) <= t } ?? names[start % names.count]
         }
         let n = node(name)!
-        return ("http://\(n.address):\(n.httpPort)", name)
+        return ("http://\(n.authority(port: n.httpPort))", name)
     }
 
     func createSessions() async throws {
@@ -503,7 +503,7 @@ actor DrillRun {
     /// Reads every session from `node` right after it resumed: fencing says none of these
     /// may be stale.
     func probe(_ node: NodeEndpoint) async {
-        let base = "http://\(node.address):\(node.httpPort)"
+        let base = "http://\(node.authority(port: node.httpPort))"
         let slotsNow = slots, cookie = cookieName
         await forEachIndex(slotsNow.count, width: 16, { i in
             let sent = self.now()

@@ -116,7 +116,7 @@ struct LocalCluster {
         return env["DRS_CLUSTER_KEY"] != nil || env["DRS_CLUSTER_KEY_FILE"] != nil
     }
 
-    func baseURL(_ node: NodeEndpoint) -> String { "\(config.http.tls == nil ? "http" : "https")://\(node.address):\(node.httpPort)" }
+    func baseURL(_ node: NodeEndpoint) -> String { "\(config.http.tls == nil ? "http" : "https")://\(node.authority(port: node.httpPort))" }
 
     /// GETs `path` on `node`; `nil` on any failure.
     func get(_ node: NodeEndpoint, _ path: String) async -> Data? {

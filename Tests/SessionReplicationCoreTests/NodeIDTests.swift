@@ -64,4 +64,15 @@ struct NodeIDTests {
         let update = MembershipMessage.ping(sequence: 1, target: id, updates: [MemberUpdate(status: .alive, name: "n2", id: id, incarnation: 0, from: "n2")])
         #expect(try MembershipCodec.decode(MembershipCodec.encode(update)) == update)
     }
+
+    @Test("a member update's encodedSize (the gossip budget's unit) is what it adds on the wire")
+    func updateSizeMatchesWire() {
+        // Before: encodedSize still counted an 8-byte id, and gossip overran its budget.
+        for (name, from) in [("n2", "n1"), ("a-much-longer-member-name", "x")] {
+            let u = MemberUpdate(status: .suspect, name: name, id: NodeID(7, nonce: .max), incarnation: 3, from: from)
+            let with = MembershipCodec.encode(.ack(sequence: 1, updates: [u])).count
+            let without = MembershipCodec.encode(.ack(sequence: 1, updates: [])).count
+            #expect(with - without == u.encodedSize)
+        }
+    }
 }

@@ -335,7 +335,6 @@ struct ReplicaShardModeTests {
         // Before: best-effort never refused, and the queue grew to maxQueueBytes, then shed.
         #expect(refused?.code == .overloaded, "\(String(describing: refused))")
         #expect((16...17).contains(accepted), "\(accepted) writes before the 256 KiB backlog")
-        #expect(net.n1.counters.backlogWaits == 1 && net.n1.counters.overflowDrops == 0)
         guard case .owner(let state) = net.n1.copy(of: TwoNodes.id) else { Issue.record("not owned"); return }
         #expect(state.stamp.version == UInt64(1 + accepted), "the refused write applied nothing")
         // The wait is over (syncTimeout passed in the node): the write goes ahead.
@@ -347,7 +346,6 @@ struct ReplicaShardModeTests {
         // The backup catches up: receipts empty the queue, and writes pass again at once.
         _ = try net.flush()
         #expect(throws: Never.self) { _ = try net.commit { $0.set("v", [1]) } }
-        #expect(net.n1.counters.backlogWaits == 1)
     }
 
     @Test("acknowledged writes and best-effort time-based writes never meet the backlog")
@@ -356,8 +354,8 @@ struct ReplicaShardModeTests {
             var net = TwoNodes { p, _ in configure(&p); p.udpWindow = 1 }
             try net.create(["a": [1]])
             let big = [UInt8](repeating: 7, count: 16 << 10)
+            // 640 KiB queued, none receipted: not one write refused.
             for i in 0..<40 { _ = try net.commit { $0.set("v", big + [UInt8(i)]) } }
-            #expect(net.n1.counters.backlogWaits == 0)
         }
     }
 

@@ -75,8 +75,9 @@ struct QueueAndSizeTests {
             for i in 0..<24 { _ = try await n1.withSession(id) { $0.set("v", [UInt8](repeating: UInt8(i), count: 16 << 10)) } }
             #expect(n1.copy(of: id)?.ownerState?.stamp.version == 25)
             let c = n1.counters.replication
-            #expect(c.backlogWaits > 0, "\(c)")
-            #expect(c.overflowDrops == 0, "\(c)")
+            // Each waiting write counts once (at most the 8 writes past the backlog), not
+            // once per retry of its parked commit.
+            #expect((1...8).contains(c.backlogWaits), "\(c)")
         }
         try await sink.close()
     }

@@ -49,10 +49,12 @@ struct ResolutionTests {
         #expect(policy.maxTotal == 2 * 4 + 4)
         #expect(policy.admit(at("10.0.0.2")) == .unknownAddress)
         #expect(policy.admit(at("10.0.0.3")) == nil)
-        policy.locate("n2", at: "10.0.0.2")
+        policy.locate("n2", at: ["10.0.0.2"])
         #expect(policy.admit(at("10.0.0.2")) == nil)
-        policy.locate("n2", at: "10.0.0.22")
+        policy.locate("n2", at: ["10.0.0.22", "fd00::22"])
         #expect(policy.admit(at("10.0.0.2")) == .unknownAddress)
         #expect(policy.admit(at("::ffff:10.0.0.22")) == nil)
+        // Every address a dual-stack name resolves to is admitted.
+        #expect(policy.admit(at("fd00::22")) == nil)
     }
 }

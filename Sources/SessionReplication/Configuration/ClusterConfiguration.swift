@@ -37,6 +37,9 @@ public struct NodeEndpoint: Hashable, Sendable {
     /// What the node's sockets listen on: `bind`, else `address` (a name is resolved by
     /// the socket layer when it binds).
     public var listenAddress: String { bind ?? address }
+
+    /// `address:port` as a URL authority: an IPv6 literal in brackets (`[::1]:8080`).
+    public func authority(port: Int) -> String { address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)" }
 }
 
 /// Membership settings (`membership:` in the config file).

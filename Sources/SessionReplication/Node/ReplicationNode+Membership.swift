@@ -24,7 +24,7 @@ extension ReplicationNode {
             let isSelf = node.name == endpoint.name
             let port = isSelf ? (replicationPort ?? node.replicationPort) : node.replicationPort
             let m = byName[node.name]
-            return MemberInfo(name: node.name, id: m?.id.description, address: "\(node.address):\(port)",
+            return MemberInfo(name: node.name, id: m?.id.description, address: node.authority(port: port),
                               state: m?.status.description ?? "dead", incarnation: m?.incarnation ?? 0, isSelf: isSelf)
         }
     }

@@ -55,6 +55,7 @@ extension ReplicationNode {
     func resolve(_ link: PeerLink, failing: inout Set<String>) async {
         do {
             let ips = try await HostResolver.resolve(link.configuredHost)
+            guard !isStopped else { return }
             let before = link.currentIP
             if link.resolved(ips) {
                 let metadata: Logger.Metadata = ["drs.peer": "\(link.name)", "drs.host": "\(link.configuredHost)", "drs.ip": "\(link.currentIP ?? "")"]
@@ -64,7 +65,8 @@ extension ReplicationNode {
                     logger.info("peer address resolved", metadata: metadata)
                 }
             }
-            if let ip = link.currentIP { inboundPolicy.locate(link.name, at: ip) }
+            guard !isStopped else { return }
+            inboundPolicy.locate(link.name, at: ips)
             if failing.remove(link.name) != nil {
                 logger.notice("peer address resolves again", metadata: ["drs.peer": "\(link.name)", "drs.ip": "\(link.currentIP ?? "")"])
             }

@@ -392,14 +392,28 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         }
     }
 
+    /// The source address of a connection to `host`, so that the peer's `InboundPolicy`
+    /// recognises it: the listen address when it is a specific IP literal, else (a
+    /// wildcard `bind`) the node's `address` when that is an IP literal; only of the
+    /// target's address family. `nil` (the kernel chooses) for a name, a family mismatch
+    /// or a target not yet resolved.
+    func sourceAddress(towards host: String) -> SocketAddress? {
+        guard let target = try? SocketAddress(ipAddress: host, port: 0) else { return nil }
+        for candidate in [endpoint.listenAddress, endpoint.address] {
+            guard let source = try? SocketAddress(ipAddress: candidate, port: 0) else { continue }
+            let ip = source.ipAddress ?? ""
+            if ip == "0.0.0.0" || ip == "::" { continue }
+            return source.protocol == target.protocol ? source : nil
+        }
+        return nil
+    }
+
     func connect(_ link: PeerLink, host: String, port: Int) {
         guard !isStopped else { return }
         let bootstrap = ClientBootstrap(group: link.eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.milliseconds(500))
-        // The source address is the listen address, so the peer's `InboundPolicy` knows
-        // it (a wildcard or a name leaves the choice to the kernel).
-        let bound = (try? SocketAddress(ipAddress: endpoint.listenAddress, port: 0)).map { bootstrap.bind(to: $0) } ?? bootstrap
+        let bound = sourceAddress(towards: host).map { bootstrap.bind(to: $0) } ?? bootstrap
         bound.connect(host: host, port: port).whenComplete { [self] result in
             switch result {
             case .success(let channel):

@@ -26,7 +26,7 @@ final class InboundPolicy: Sendable {
 
     private struct State {
         var allowed: [String: Int] = [:]   // address -> peers configured there
-        var located: [String: String] = [:] // peer configured by name -> the IP it resolved to
+        var located: [String: Set<String>] = [:] // peer configured by name -> the IPs it resolves to
         var named = 0                       // peers configured by name
         var anyAddress = false
         var open: [String: Int] = [:]
@@ -34,7 +34,7 @@ final class InboundPolicy: Sendable {
 
         /// Peers that may connect from `host`.
         func peers(at host: String) -> Int {
-            (allowed[host] ?? 0) + located.values.reduce(0) { $0 + ($1 == host ? 1 : 0) } + (anyAddress ? 1 : 0)
+            (allowed[host] ?? 0) + located.values.reduce(0) { $0 + ($1.contains(host) ? 1 : 0) } + (anyAddress ? 1 : 0)
         }
         var configuredPeers: Int { allowed.values.reduce(0, +) + named }
     }
@@ -69,10 +69,11 @@ final class InboundPolicy: Sendable {
         state.withLockedValue { $0.allowed[Self.normalize(address), default: 0] += 1 }
     }
 
-    /// The peer configured by the name `peer` now connects from `address` (it resolved
-    /// there), no longer from where it resolved before.
-    func locate(_ peer: String, at address: String) {
-        state.withLockedValue { $0.located[peer] = Self.normalize(address) }
+    /// The peer configured by the name `peer` now connects from `addresses` (what its
+    /// name resolves to: every one of them, for a dual-stack name), no longer from where
+    /// it resolved before.
+    func locate(_ peer: String, at addresses: [String]) {
+        state.withLockedValue { $0.located[peer] = Set(addresses.map(Self.normalize)) }
     }
 
     /// Admits a connection from `remote`, counting it (give it back with `release`);

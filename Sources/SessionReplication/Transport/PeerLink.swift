@@ -178,6 +178,13 @@ final class PeerLink: @unchecked Sendable {
         let accepted: Bool = lock.withLock {
             connecting = false
             if closed { return false }
+            if let channel, let ip = resolvedIP, let remote = channel.remoteAddress?.ipAddress,
+               InboundPolicy.normalize(remote) != InboundPolicy.normalize(ip) {
+                // Connected to where the peer's name used to point: the link moved on
+                // while this attempt ran. Try again at once, at the new address.
+                nextAttempt = .uptimeNanoseconds(0)
+                return false
+            }
             if let channel {
                 self.channel = channel
                 backoff = .milliseconds(50)

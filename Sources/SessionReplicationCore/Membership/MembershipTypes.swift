@@ -70,8 +70,8 @@ public struct MemberUpdate: Hashable, Sendable {
         self.from = from
     }
 
-    /// Bytes this update takes on the wire.
-    public var encodedSize: Int { 1 + 1 + name.utf8.count + 8 + 8 + 1 + from.utf8.count }
+    /// Bytes this update takes on the wire: status, name, node id (16), incarnation, from.
+    public var encodedSize: Int { 1 + 1 + name.utf8.count + 16 + 8 + 1 + from.utf8.count }
 }
 
 /// A membership message. The sender's name and process id travel in the frame header.

@@ -287,6 +287,8 @@ extension NodeCore {
                 if case .awaitingQueue(_, let until) = requests[r]!.stage {
                     if now >= until { complete(r, .failed(error)) }
                 } else {
+                    // Counted once per write that waits (the parked retries are not).
+                    if settings.policy.mode == .bestEffort { lanes[l].counters.backlogWaits += 1 }
                     requests[r]!.stage = .awaitingQueue(commit, until: now + settings.policy.syncTimeout)
                     parked.insert(r)
                 }

@@ -850,17 +850,17 @@ public struct ReplicaShard: Sendable {
     /// Throws `overloaded` when a best-effort end-of-service write would queue behind more
     /// than `bestEffortBacklog` bytes to a backup: the writer waits (up to `syncTimeout`)
     /// for the peer to catch up, feeling backpressure instead of losing older writes.
-    mutating func checkBacklog(_ replicaSet: [String]) throws(SessionError) {
+    func checkBacklog(_ replicaSet: [String]) throws(SessionError) {
         guard settings.policy.mode == .bestEffort, settings.policy.writeFrequency == .endOfService else { return }
         let limit = bestEffortBacklog
         for peer in replicaSet where (streams[peer]?.queuedBytes ?? 0) > limit {
-            counters.backlogWaits += 1
             throw SessionError(.overloaded, "best-effort queue to \(peer) holds more than \(limit) bytes")
         }
     }
 
-    /// Bytes a best-effort write may queue behind, per backup and lane: what the UDP
-    /// window carries (`udpWindow x udpMaxPayload`, this lane's share), at least 256 KiB.
+    /// Bytes a best-effort write may queue behind, per backup, in this lane: this lane's
+    /// share of what the UDP window carries (`udpWindow x udpMaxPayload / lanes`), at
+    /// least 256 KiB.
     var bestEffortBacklog: Int {
         let p = settings.policy
         return max(256 << 10, p.udpWindow * p.udpMaxPayload / max(1, settings.lanes))

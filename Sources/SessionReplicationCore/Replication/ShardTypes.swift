@@ -108,8 +108,7 @@ public struct ReplicationCounters: Hashable, Sendable {
     /// had reached its top (`Epoch.maxCounter`, `Stamp.maxVersion`): never wrapped.
     public var overflowRefused = 0
     /// Best-effort writes that waited because a backup's queue held more than
-    /// `ReplicaShard.bestEffortBacklog` (counted once per refusal, so a write waiting
-    /// several ticks counts several times).
+    /// `ReplicaShard.bestEffortBacklog` (each write counted once, however long it waited).
     public var backlogWaits = 0
     /// All zero.
     public init() {}
