@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 import SessionReplicationCore
@@ -56,5 +57,36 @@ struct ResolutionTests {
         #expect(policy.admit(at("::ffff:10.0.0.22")) == nil)
         // Every address a dual-stack name resolves to is admitted.
         #expect(policy.admit(at("fd00::22")) == nil)
+    }
+}
+
+/// The source address of outgoing replication connections, which the peer's listener
+/// checks against its admission list.
+@Suite("Outgoing source addresses")
+struct SourceAddressTests {
+    static func node(address: String, bind: String?) throws -> ReplicationNode {
+        var config = ClusterConfiguration(clusterID: "s", keys: ClusterKeys(current: ClusterKeys.generateKey()), nodes: [
+            NodeEndpoint(name: "n1", address: address, bind: bind, httpPort: 0, replicationPort: 0, membershipPort: 0),
+            NodeEndpoint(name: "n2", address: "127.0.0.72", httpPort: 0, replicationPort: 0, membershipPort: 0),
+        ])
+        config.http.token = "t"
+        return try ReplicationNode(configuration: config, name: "n1", logger: Logger(label: "test"))
+    }
+
+    @Test("a wildcard bind connects from the node's address (of the peer's family), a specific bind from itself, a name lets the kernel choose")
+    func sourceAddress() async throws {
+        // Before: bind 0.0.0.0 bound the source to 0.0.0.0, the kernel picked 127.0.0.1,
+        // and the peer refused every connection as from an unknown address.
+        let wide = try Self.node(address: "127.0.0.71", bind: "0.0.0.0")
+        #expect(wide.sourceAddress(towards: "127.0.0.72")?.ipAddress == "127.0.0.71")
+        #expect(wide.sourceAddress(towards: "::1") == nil, "no IPv4 source for an IPv6 peer")
+        let six = try Self.node(address: "127.0.0.71", bind: "::")
+        #expect(six.sourceAddress(towards: "127.0.0.72")?.ipAddress == "127.0.0.71")
+        let specific = try Self.node(address: "127.0.0.71", bind: "127.0.0.81")
+        #expect(specific.sourceAddress(towards: "127.0.0.72")?.ipAddress == "127.0.0.81")
+        let named = try Self.node(address: "n1.drs.test", bind: "0.0.0.0")
+        #expect(named.sourceAddress(towards: "10.0.0.2") == nil)
+        #expect(named.sourceAddress(towards: "n2.drs.test") == nil, "an unresolved target")
+        for n in [wide, six, specific, named] { await n.shutdown() }
     }
 }

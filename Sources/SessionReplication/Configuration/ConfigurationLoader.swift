@@ -197,7 +197,7 @@ extension ClusterConfiguration {
         if let token = http.token {
             try check(!token.isEmpty, "http.token", "expected a non-empty bearer token, found \"\"")
         } else if let exposed = nodes.firstIndex(where: ConfigSyntax.isExposed) {
-            try check(false, "http.token", "required when the HTTP API binds beyond loopback (\(ConfigSyntax.exposure(nodes[exposed], at: exposed))), found nothing")
+            try check(false, "http.token", "required when the HTTP API binds beyond loopback (\(ConfigSyntax.exposure(nodes[exposed], at: exposed)) is), found nothing")
         }
 
         // Beyond loopback anyone on the network can send frames: they must be sealed, with
@@ -357,7 +357,7 @@ enum ConfigSyntax {
     static func isExposed(_ node: NodeEndpoint) -> Bool { !isLoopback(node.address) || !isLoopback(node.listenAddress) }
     /// Names the field that exposes `node` (the `index`th), for an error message.
     static func exposure(_ node: NodeEndpoint, at index: Int) -> String {
-        isLoopback(node.address) ? "nodes[\(index)].bind is \(node.listenAddress)" : "nodes[\(index)].address is \(node.address)"
+        isLoopback(node.address) ? "nodes[\(index)].bind \(node.listenAddress)" : "nodes[\(index)].address \(node.address)"
     }
     /// Whether `text` is a DNS host name (RFC 1123): dot-separated labels of letters,
     /// digits and inner hyphens, 1-63 characters each, 253 in all, not all digits at the
