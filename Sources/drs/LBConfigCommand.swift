@@ -1,4 +1,5 @@
 import ArgumentParser
+import NIOCore
 import SessionReplication
 
 /// `drs lb-config haproxy --config FILE`: prints an HAProxy configuration for the cluster:
@@ -50,10 +51,25 @@ struct LBConfigCommand: ParsableCommand {
                 "# owner (or takes the session over), so any node may receive any request.",
             ]
         }
+        // Nodes reached by DNS name: HAProxy resolves them through the system's resolvers
+        // and again while running, so a node back under its name at a new IP is found; a
+        // name that does not resolve yet starts its server disabled instead of failing.
+        let named = configuration.nodes.contains { (try? SocketAddress(ipAddress: $0.address, port: 0)) == nil }
         lines += [
             "global",
             "    maxconn 4096",
             "",
+        ]
+        if named {
+            lines += [
+                "resolvers system",
+                "    parse-resolv-conf",
+                "    hold valid 1s",
+                "    hold obsolete 5s",
+                "",
+            ]
+        }
+        lines += [
             "defaults",
             "    mode http",
             "    timeout connect 2s",
@@ -86,7 +102,8 @@ struct LBConfigCommand: ParsableCommand {
             lines.append("    use-server \(n) if { path_reg ^/sessions/[0-9a-f]{32}\\.\(n)(/|$) }")
         }
         for node in configuration.nodes {
-            lines.append("    server \(node.name) \(node.address):\(node.httpPort) check inter 250ms fall 2 rise 2" + (tls ? " ssl verify none" : ""))
+            lines.append("    server \(node.name) \(node.authority(port: node.httpPort)) check inter 250ms fall 2 rise 2" + (tls ? " ssl verify none" : "")
+                         + (named ? " resolvers system init-addr last,libc,none" : ""))
         }
         return lines.joined(separator: "\n") + "\n"
     }

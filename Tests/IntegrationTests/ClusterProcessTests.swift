@@ -336,4 +336,25 @@ struct LBConfigCommandTests {
         #expect(bad.status == 2)
         #expect(bad.output.contains("nginx"))
     }
+
+    @Test("haproxy: nodes reached by DNS name get resolvers, so HAProxy starts before they resolve and follows a new IP")
+    func haproxyNamedNodes() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drs-lb-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        try """
+            cluster: {id: named, key: "\(key)"}
+            http: {token: t}
+            nodes: [{name: n1, address: n1.drs.test, bind: 0.0.0.0}, {name: n2, address: n2.drs.test, bind: 0.0.0.0}]
+            """.write(to: dir.appendingPathComponent("named.yaml"), atomically: true, encoding: .utf8)
+        let result = try await DRSBinary.run(["lb-config", "haproxy", "--config", "named.yaml"], in: dir)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("resolvers system\n    parse-resolv-conf"), "\(result.output)")
+        #expect(result.output.contains("server n1 n1.drs.test:8080 check inter 250ms fall 2 rise 2 resolvers system init-addr last,libc,none"), "\(result.output)")
+        // Literal addresses need no resolver.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let literal = try await DRSBinary.run(["lb-config", "haproxy", "--config", "cluster-configs/local-3.yaml"], in: root)
+        #expect(!literal.output.contains("resolvers"), "\(literal.output)")
+    }
 }

@@ -25,27 +25,26 @@ extension ReplicationNode {
     /// `nil` for an unknown peer or a name never resolved.
     public func peerIP(_ peer: String) -> String? { links[peer]?.currentIP }
 
-    /// Starts the background task that resolves named peers (none when every peer is
-    /// configured by IP literal). Cancelled by `shutdown()`.
-    func startResolver() -> Task<Void, Never>? {
-        let named = links.values.filter(\.isNamed).sorted { $0.name < $1.name }
-        guard !named.isEmpty else { return nil }
-        return Task { [weak self] in
-            var last: [String: (at: ContinuousClock.Instant, id: NodeID?)] = [:]
-            var failing: Set<String> = []
-            while !Task.isCancelled, let node = self, !node.isStopped {
-                for link in named {
+    /// Starts the background tasks that resolve named peers, one per peer so that a slow
+    /// lookup of one name delays no other (none when every peer is configured by IP
+    /// literal). Cancelled by `shutdown()`.
+    func startResolver() -> [Task<Void, Never>] {
+        links.values.filter(\.isNamed).sorted { $0.name < $1.name }.map { link in
+            Task { [weak self] in
+                var last: (at: ContinuousClock.Instant, id: NodeID?)?
+                var failing: Set<String> = []
+                while !Task.isCancelled, let node = self, !node.isStopped {
                     let status = node.core.read { $0.membership.member(link.name) }
                     let now = ContinuousClock.now
-                    let previous = last[link.name]
                     let unreachable = link.currentIP == nil || status?.status != .alive
-                    let restarted = previous != nil && status?.id != previous?.id
+                    let restarted = last != nil && status?.id != last?.id
                     let wait = unreachable ? Resolution.retry : Resolution.refresh
-                    guard previous == nil || restarted || now - previous!.at >= wait else { continue }
-                    last[link.name] = (now, status?.id)
-                    await node.resolve(link, failing: &failing)
+                    if last == nil || restarted || now - last!.at >= wait {
+                        last = (now, status?.id)
+                        await node.resolve(link, failing: &failing)
+                    }
+                    try? await Task.sleep(for: Resolution.poll)
                 }
-                try? await Task.sleep(for: Resolution.poll)
             }
         }
     }

@@ -63,8 +63,9 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         var membershipChannel: (any Channel)?
         /// Accepted connections, closed at shutdown (closing a listener leaves them open).
         var children: [ObjectIdentifier: any Channel] = [:]
-        /// Resolves the peers configured by DNS name (`ReplicationNode+Resolution`).
-        var resolver: Task<Void, Never>?
+        /// Resolve the peers configured by DNS name, one task per peer
+        /// (`ReplicationNode+Resolution`).
+        var resolvers: [Task<Void, Never>] = []
     }
 
     /// Replay windows of the sealed frames' counters, per sender process.
@@ -181,7 +182,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             $0.server = server
             $0.datagram = datagram
             $0.tick = tick
-            $0.resolver = resolver
+            $0.resolvers = resolver
         }
         logger.info("replication node started", metadata: [
             "drs.address": "\(endpoint.address)", "drs.bind": "\(endpoint.listenAddress)", "drs.port": "\(replicationPort ?? -1)", "drs.id": "\(nodeID)",
@@ -201,7 +202,7 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             return (s.server, s.datagram, s.membershipChannel, s.tick, Array(s.children.values), false)
         }
         guard !wasStopped else { return }
-        state.withLockedValue { s in s.resolver?.cancel() }
+        state.withLockedValue { s in s.resolvers.forEach { $0.cancel() } }
         if let tick {
             let done = membershipLoop.makePromise(of: Void.self)
             tick.cancel(promise: done)
