@@ -28,12 +28,22 @@ import ServiceLifecycle
 public struct DRSPersistDriver: PersistDriver {
     /// The node the values live in.
     public let node: ReplicationNode
+    /// Decoded values beside the stamps they were decoded from (`decodedCacheLimit`).
+    let decoded: DecodedValueCache
 
     /// The longest idle limit a session may have (366 days): "no expiry".
     public static let noExpiry: Duration = .seconds(366 * 86_400)
 
-    /// A driver over `node` (which runs as its own service).
-    public init(node: ReplicationNode) { self.node = node }
+    /// A driver over `node` (which runs as its own service). It keeps up to
+    /// `decodedCacheLimit` (default 10,000; 0 for none) decoded values beside the session
+    /// stamp they were decoded from, so reading a key whose session has not changed since
+    /// this driver last wrote or read it costs no JSON decoding; the cache is emptied when
+    /// full. Values are shared as `MemoryPersistDriver` shares them: a class instance
+    /// handed out is the one kept.
+    public init(node: ReplicationNode, decodedCacheLimit: Int = 10_000) {
+        self.node = node
+        self.decoded = DecodedValueCache(limit: decodedCacheLimit)
+    }
 
     /// The session id of `key`: the first 128 bits of `SHA-256(key)`.
     public static func sessionID(for key: String) -> SessionID {
@@ -52,19 +62,29 @@ public struct DRSPersistDriver: PersistDriver {
     /// Stores `value` under a new `key`; throws `PersistError.duplicate` if it exists anywhere
     /// in the cluster (the key's session is looked for on every live member and taken over).
     public func create<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
-        try await put(key: key, bytes: try encode(key: key, value), expires: expires, failIfLive: true)
+        let stamp = try await put(key: key, bytes: try encode(key: key, value), expires: expires, failIfLive: true)
+        if let stamp { decoded.store(Self.sessionID(for: key), key: key, stamp: stamp, value: value) }
     }
 
     /// Stores `value` under `key`, creating it if needed.
     public func set<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
-        try await put(key: key, bytes: try encode(key: key, value), expires: expires, failIfLive: false)
-    }
-
-    private func put(key: String, bytes: [UInt8], expires: Duration?, failIfLive: Bool) async throws {
         let id = Self.sessionID(for: key)
+        let bytes = try encode(key: key, value)
         // The common case first: this node owns the key's live session. One scope, no
         // search (the owner's own serving rule applies inside `withSession`).
-        if !failIfLive, try await setIfOwned(id, key: key, bytes: bytes, expires: expires) { return }
+        if let stamp = try await setIfOwned(id, key: key, bytes: bytes, expires: expires) {
+            decoded.store(id, key: key, stamp: stamp, value: value)
+            return
+        }
+        if let stamp = try await put(key: key, bytes: bytes, expires: expires, failIfLive: false) {
+            decoded.store(id, key: key, stamp: stamp, value: value)
+        }
+    }
+
+    /// Writes `bytes` under `key` by the general path (a search for the key's session
+    /// first); returns the stamp written.
+    private func put(key: String, bytes: [UInt8], expires: Duration?, failIfLive: Bool) async throws -> Stamp? {
+        let id = Self.sessionID(for: key)
         let found = try await locate(id)
         if let state = live(found) {
             if failIfLive { throw PersistError.duplicate }
@@ -74,36 +94,36 @@ public struct DRSPersistDriver: PersistDriver {
             // Without `expires` the deadline stays: "none" stays none, a deadline stays put.
             let left = expires ?? (state.maxInactiveInterval >= Self.noExpiry
                 ? Self.noExpiry : .milliseconds(max(1, state.expiresAt.milliseconds - nowMilliseconds)))
-            _ = try await node.withSession(id) { scope in
+            let written = try await node.withSession(id) { scope in
                 scope.set(key, bytes)
                 scope.maxInactiveInterval = Self.idleLimit(left)
             }
-            return
+            return written.result.state?.stamp
         }
         // Expired but not yet swept by the owner: end it first, then start anew.
         if case .owned = found { try await node.invalidateIfOwned(id) }
-        _ = try await node.createSession(id: id, attributes: [key: bytes], maxInactiveInterval: Self.idleLimit(expires ?? Self.noExpiry))
+        return try await node.createSession(id: id, attributes: [key: bytes], maxInactiveInterval: Self.idleLimit(expires ?? Self.noExpiry)).state?.stamp
     }
 
-    /// Writes `bytes` under `key` in one scope when this node owns the key's live session;
-    /// `false` (nothing written) when it does not own it or the session's deadline passed,
-    /// so the caller takes the general path.
-    func setIfOwned(_ id: SessionID, key: String, bytes: [UInt8], expires: Duration?) async throws -> Bool {
+    /// Writes `bytes` under `key` in one scope when this node owns the key's live session
+    /// and returns the new stamp; `nil` (nothing written) when it does not own it or the
+    /// session's deadline passed, so the caller takes the general path.
+    func setIfOwned(_ id: SessionID, key: String, bytes: [UInt8], expires: Duration?) async throws -> Stamp? {
         // The deadline as it stands (a scope's state is already touched by the write).
         let now = nowMilliseconds
-        guard case .owned(let state) = node.lookup(id), state.expiresAt.milliseconds > now else { return false }
+        guard case .owned(let state) = node.lookup(id), state.expiresAt.milliseconds > now else { return nil }
         // Without `expires` the deadline stays: "none" stays none, a deadline stays put.
         let left = expires ?? (state.maxInactiveInterval >= Self.noExpiry
             ? Self.noExpiry : .milliseconds(max(1, state.expiresAt.milliseconds - now)))
         do {
-            _ = try await node.withSession(id) { scope in
+            let written = try await node.withSession(id) { scope in
                 scope.set(key, bytes)
                 scope.maxInactiveInterval = Self.idleLimit(left)
             }
-            return true
+            return written.result.state?.stamp
         } catch let error as SessionError where error.code == .sessionNotFound || error.code == .notOwner {
             // It moved or ended since the lookup: nothing was written.
-            return false
+            return nil
         }
     }
 
@@ -111,14 +131,23 @@ public struct DRSPersistDriver: PersistDriver {
     /// key's session is taken over when another node owns it. Throws `session-unavailable`
     /// when its owner cannot be reached within `handoverTimeout`.
     public func get<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> Object? {
-        guard let state = try await current(Self.sessionID(for: key)), let bytes = state.attributes[key] else { return nil }
-        return try? JSONDecoder().decode(Object.self, from: Data(bytes))
+        guard let state = try await current(Self.sessionID(for: key)) else { return nil }
+        return value(of: key, in: state, as: Object.self)
+    }
+
+    /// `key`'s value in `state` as `Object`: the kept decoded value when `state` is the
+    /// state it was decoded from, else decoded now (and kept); `nil` when absent or not
+    /// decodable.
+    func value<Object: Codable & Sendable>(of key: String, in state: SessionState, as: Object.Type) -> Object? {
+        if let kept = decoded.value(state.id, key: key, stamp: state.stamp, as: Object.self) { return kept }
+        guard let bytes = state.attributes[key], let object = try? JSONDecoder().decode(Object.self, from: Data(bytes)) else { return nil }
+        decoded.store(state.id, key: key, stamp: state.stamp, value: object)
+        return object
     }
 
     /// The value and the time left to its deadline.
     public func getWithTTL<Object: Codable & Sendable>(key: String, as: Object.Type) async throws -> (object: Object, ttl: Duration?)? {
-        guard let state = try await current(Self.sessionID(for: key)), let bytes = state.attributes[key],
-              let object = try? JSONDecoder().decode(Object.self, from: Data(bytes)) else { return nil }
+        guard let state = try await current(Self.sessionID(for: key)), let object = value(of: key, in: state, as: Object.self) else { return nil }
         let left = state.expiresAt.milliseconds - nowMilliseconds
         return (object, state.maxInactiveInterval >= Self.noExpiry ? nil : .milliseconds(max(0, left)))
     }

@@ -4,6 +4,7 @@ import NIOPosix
 import SessionReplication
 import SessionReplicationCore
 import SessionReplicationHummingbird
+import Synchronization
 import Testing
 
 /// Two real nodes on 127.0.0.1, ports picked by the kernel.
@@ -156,6 +157,42 @@ struct PersistDriverTests {
             }
             while ContinuousClock.now - start < .milliseconds(3_300) { try await Task.sleep(for: .milliseconds(50)) }
             #expect(try await driver.get(key: "short", as: String.self) == nil)
+        }
+    }
+
+    /// A value that counts how often it is decoded.
+    struct Counted: Codable, Sendable, Equatable {
+        static let decodes = Atomic<Int>(0)
+        var n: Int
+        init(n: Int) { self.n = n }
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            n = try c.decode(Int.self, forKey: .n)
+            Self.decodes.add(1, ordering: .relaxed)
+        }
+    }
+
+    @Test("an unchanged key is read without decoding it again; a change made elsewhere is decoded once; decodedCacheLimit 0 decodes every read")
+    func decodedValuesAreKept() async throws {
+        try await withTwoNodes { n1, _ in
+            let driver = DRSPersistDriver(node: n1)
+            let decodes = { Counted.decodes.load(ordering: .relaxed) }
+            try await driver.set(key: "counted", value: Counted(n: 1), expires: nil)
+            let before = decodes()
+            #expect(try await driver.get(key: "counted", as: Counted.self) == Counted(n: 1))
+            #expect(try await driver.getWithTTL(key: "counted", as: Counted.self)?.object == Counted(n: 1))
+            #expect(decodes() == before, "the value just written is kept, not decoded")
+            // Changed behind the driver's back (as the HTTP API would): a new stamp.
+            _ = try await n1.withSession(DRSPersistDriver.sessionID(for: "counted")) { $0.set("counted", Array(#"{"n":2}"#.utf8)) }
+            #expect(try await driver.get(key: "counted", as: Counted.self) == Counted(n: 2))
+            #expect(try await driver.get(key: "counted", as: Counted.self) == Counted(n: 2))
+            #expect(decodes() == before + 1, "decoded once after the change")
+            // The knob: nothing kept, every read decodes.
+            let plain = DRSPersistDriver(node: n1, decodedCacheLimit: 0)
+            try await plain.set(key: "counted", value: Counted(n: 3), expires: nil)
+            let start = decodes()
+            for _ in 0..<3 { #expect(try await plain.get(key: "counted", as: Counted.self) == Counted(n: 3)) }
+            #expect(decodes() == start + 3)
         }
     }
 
