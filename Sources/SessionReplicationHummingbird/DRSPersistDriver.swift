@@ -91,14 +91,7 @@ public struct DRSPersistDriver: PersistDriver {
             guard case .owned = found else {
                 throw SessionError(.notOwner, "this node holds only a backup of the key's session")
             }
-            // Without `expires` the deadline stays: "none" stays none, a deadline stays put.
-            let left = expires ?? (state.maxInactiveInterval >= Self.noExpiry
-                ? Self.noExpiry : .milliseconds(max(1, state.expiresAt.milliseconds - nowMilliseconds)))
-            let written = try await node.withSession(id) { scope in
-                scope.set(key, bytes)
-                scope.maxInactiveInterval = Self.idleLimit(left)
-            }
-            return written.result.state?.stamp
+            return try await write(id, key: key, bytes: bytes, idleLimit: Self.idleLimit(keeping: state, expires: expires, now: nowMilliseconds))
         }
         // Expired but not yet swept by the owner: end it first, then start anew.
         if case .owned = found { try await node.invalidateIfOwned(id) }
@@ -112,19 +105,29 @@ public struct DRSPersistDriver: PersistDriver {
         // The deadline as it stands (a scope's state is already touched by the write).
         let now = nowMilliseconds
         guard case .owned(let state) = node.lookup(id), state.expiresAt.milliseconds > now else { return nil }
-        // Without `expires` the deadline stays: "none" stays none, a deadline stays put.
-        let left = expires ?? (state.maxInactiveInterval >= Self.noExpiry
-            ? Self.noExpiry : .milliseconds(max(1, state.expiresAt.milliseconds - now)))
         do {
-            let written = try await node.withSession(id) { scope in
-                scope.set(key, bytes)
-                scope.maxInactiveInterval = Self.idleLimit(left)
-            }
-            return written.result.state?.stamp
+            return try await write(id, key: key, bytes: bytes, idleLimit: Self.idleLimit(keeping: state, expires: expires, now: now))
         } catch let error as SessionError where error.code == .sessionNotFound || error.code == .notOwner {
             // It moved or ended since the lookup: nothing was written.
             return nil
         }
+    }
+
+    /// Writes `bytes` under `key` of owned session `id` in one scope with idle limit
+    /// `idleLimit`; returns the stamp written. Throws what `withSession` throws.
+    func write(_ id: SessionID, key: String, bytes: [UInt8], idleLimit: Duration) async throws -> Stamp? {
+        let written = try await node.withSession(id) { scope in
+            scope.set(key, bytes)
+            scope.maxInactiveInterval = idleLimit
+        }
+        return written.result.state?.stamp
+    }
+
+    /// The idle limit a write gives `state` (read before the write touches it): `expires`,
+    /// else the time left to its deadline, so "none" stays none and a deadline stays put.
+    static func idleLimit(keeping state: SessionState, expires: Duration?, now: Int64) -> Duration {
+        idleLimit(expires ?? (state.maxInactiveInterval >= noExpiry
+            ? noExpiry : .milliseconds(max(1, state.expiresAt.milliseconds - now))))
     }
 
     /// The value under `key` as `Object`, or `nil` (absent, expired, or not decodable); the

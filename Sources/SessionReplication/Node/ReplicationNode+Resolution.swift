@@ -32,7 +32,7 @@ extension ReplicationNode {
         links.values.filter(\.isNamed).sorted { $0.name < $1.name }.map { link in
             Task { [weak self] in
                 var last: (at: ContinuousClock.Instant, id: NodeID?)?
-                var failing: Set<String> = []
+                var failing = false
                 while !Task.isCancelled, let node = self, !node.isStopped {
                     let status = node.core.read { $0.membership.member(link.name) }
                     let now = ContinuousClock.now
@@ -50,8 +50,9 @@ extension ReplicationNode {
     }
 
     /// Resolves `link`'s name once and points the link and the listener at the result;
-    /// logs the first failure of a streak (in `failing`) and the recovery.
-    func resolve(_ link: PeerLink, failing: inout Set<String>) async {
+    /// logs the first failure of a streak (`failing` says whether one is running) and
+    /// the recovery.
+    func resolve(_ link: PeerLink, failing: inout Bool) async {
         do {
             let ips = try await HostResolver.resolve(link.configuredHost)
             guard !isStopped else { return }
@@ -64,13 +65,14 @@ extension ReplicationNode {
                     logger.info("peer address resolved", metadata: metadata)
                 }
             }
-            guard !isStopped else { return }
             inboundPolicy.locate(link.name, at: ips)
-            if failing.remove(link.name) != nil {
+            if failing {
+                failing = false
                 logger.notice("peer address resolves again", metadata: ["drs.peer": "\(link.name)", "drs.ip": "\(link.currentIP ?? "")"])
             }
         } catch {
-            if failing.insert(link.name).inserted {
+            if !failing {
+                failing = true
                 logger.warning("cannot resolve a peer's address; retrying every second while it is unreachable",
                                metadata: ["drs.peer": "\(link.name)", "drs.error": "\(error)"])
             }
