@@ -4,9 +4,13 @@ import FoundationNetworking
 #endif
 import Testing
 
-/// Runs the real `drs` binary (built by `swift test` beside the tests).
+/// Runs the real `drs` binary: the release build `make test` names in
+/// `DRS_RELEASE_BINARY` (the build that ships, and cheaper per node than the debug build
+/// on a machine the simulation matrix keeps busy), else the debug build `swift test` makes
+/// beside the tests.
 struct DRSBinary {
     static var path: String {
+        if let release = ProcessInfo.processInfo.environment["DRS_RELEASE_BINARY"], !release.isEmpty { return release }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         return root.appendingPathComponent(".build/debug/drs").path
     }

@@ -40,8 +40,24 @@ public final class ClusterLog {
     public internal(set) var deleteAsked: Set<SessionID> = []
     /// Sessions created (acknowledged), by node.
     public internal(set) var created: [SessionID: String] = [:]
-    /// Every state seen by `(session, stamp)`: its attribute names.
-    public internal(set) var states: [SessionID: [Stamp: Set<String>]] = [:]
+    /// Every state seen by `(session, stamp)`: a fingerprint of its attribute names.
+    var states: [SessionID: [Stamp: NameSet]] = [:]
+
+    /// A set of attribute names as a count and an order-free sum of their FNV-1a hashes:
+    /// every write adds a name, so building a `Set` of them on each observation cost the
+    /// simulator a share that grew with every write.
+    struct NameSet: Equatable {
+        var count = 0
+        var sum: UInt64 = 0
+        init(_ names: Dictionary<String, [UInt8]>.Keys) {
+            for name in names {
+                var h: UInt64 = 0xcbf2_9ce4_8422_2325
+                for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+                sum &+= h
+                count += 1
+            }
+        }
+    }
     /// Violations found while running.
     public internal(set) var violations: [String] = []
     /// How requests ended, by kind and outcome (`write:ok`, `takeOver:session-unavailable`).
@@ -88,9 +104,9 @@ public final class ClusterLog {
 
     /// A state observed on `node`: no two distinct states may share a stamp.
     func saw(_ state: SessionState, at node: String) {
-        let names = Set(state.attributes.keys)
+        let names = NameSet(state.attributes.keys)
         if let old = states[state.id]?[state.stamp], old != names {
-            violation("\(node): \(state.id) at \(state.stamp.etag) holds \(names.sorted()), elsewhere \(old.sorted())")
+            violation("\(node): \(state.id) at \(state.stamp.etag) holds \(state.attributes.keys.sorted()) (\(names.count)), elsewhere another set of \(old.count)")
         }
         states[state.id, default: [:]][state.stamp] = names
     }

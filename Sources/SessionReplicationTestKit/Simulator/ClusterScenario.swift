@@ -280,20 +280,21 @@ struct ScenarioRun {
         let observe = self.observe
         sim.observer = { sim in
             log.runDeferred()
-            guard observe, let touched = sim.lastTouched, sim.isRunning(touched) else { return }
+            guard observe, let touched = sim.lastTouchedSlot, sim.isRunning(slot: touched) else { return }
             if sessionsRef.ids.isEmpty {
                 sessionsRef.ids = (0..<max(9, names.count * 2)).map { SessionID(high: log.seedHigh, low: UInt64($0)) }
             }
             if !majority, windows.contains(where: { sim.now >= $0.0 && sim.now <= $0.1 }) { return }
-            // One look at each node per event (reading a node copies it).
-            let at = sim.clock(touched)
+            // One look at each node per event, by slot (a lookup by name hashed the name,
+            // three times per node and event).
+            let at = sim.clock(slot: touched)
             let ids = sessionsRef.ids
-            let served = sim.inspect(touched) { p in ids.filter { p.serves($0, now: at) } } ?? []
+            let served = sim.inspect(slot: touched) { p in ids.filter { p.serves($0, now: at) } } ?? []
             guard !served.isEmpty else { return }
-            for n in names where n != touched && sim.isRunning(n) {
-                let clock = sim.clock(n)
-                let both = sim.inspect(n) { p in served.filter { p.serves($0, now: clock) } } ?? []
-                for s in both { log.violation("[\(touched), \(n)] both serve \(s)") }
+            for n in sim.slots.indices where n != touched && sim.isRunning(slot: n) {
+                let clock = sim.clock(slot: n)
+                let both = sim.inspect(slot: n) { p in served.filter { p.serves($0, now: clock) } } ?? []
+                for s in both { log.violation("[\(sim.slots[touched].name), \(sim.slots[n].name)] both serve \(s)") }
             }
         }
         log.seedHigh = seed

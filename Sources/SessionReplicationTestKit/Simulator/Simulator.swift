@@ -152,7 +152,9 @@ public final class Simulator<Process: SimulatedProcess> {
     /// Called after every event with the simulator (to check invariants at every instant).
     public var observer: ((Simulator) -> Void)?
     /// The process the last event ran on (`nil` for a message to a crashed or paused one).
-    public private(set) var lastTouched: String?
+    public var lastTouched: String? { lastTouchedSlot.map { slots[$0].name } }
+    /// The slot of `lastTouched`.
+    var lastTouchedSlot: Int?
     /// A fingerprint of every event run (time, kind, process): two runs of one seed give
     /// the same digest.
     public private(set) var traceDigest: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -218,6 +220,18 @@ public final class Simulator<Process: SimulatedProcess> {
     /// The running (or paused) process named `name`; `nil` while crashed. A copy: use
     /// `inspect` in hot loops.
     public func process(_ name: String) -> Process? { index[name].flatMap { slots[$0].process } }
+
+    /// Whether slot `i` runs (not crashed, not paused).
+    func isRunning(slot i: Int) -> Bool { hasProcess(i) && !slots[i].paused }
+
+    /// The own clock of slot `i` now.
+    func clock(slot i: Int) -> MonotonicInstant { local(i, now) }
+
+    /// Reads the process in slot `i` without copying it; `nil` while crashed.
+    func inspect<T>(slot i: Int, _ body: (borrowing Process) -> T) -> T? {
+        guard hasProcess(i) else { return nil }
+        return Self.lend(&slots[i].process!, body)
+    }
 
     /// Reads the process `name` without copying it; `nil` while crashed.
     public func inspect<T>(_ name: String, _ body: (borrowing Process) -> T) -> T? {
@@ -330,7 +344,7 @@ public final class Simulator<Process: SimulatedProcess> {
         slots[i].queued = []
         for d in queued { deliverNow(d, i) }
         let l = local(i, now)
-        if hasProcess(i), slots[i].process!.nextDeadline <= l { slots[i].process!.tick(now: l, wall: wall(name)) }
+        if hasProcess(i), Self.lend(&slots[i].process!, { $0.nextDeadline }) <= l { slots[i].process!.tick(now: l, wall: wall(name)) }
         slots[i].scheduled = nil
         afterTouch(i)
     }
@@ -359,7 +373,7 @@ public final class Simulator<Process: SimulatedProcess> {
         let pair = Pair(from: from, to: to)
         blocked.insert(pair)
         cuts[pair, default: 0] += 1
-        mix(0x57, from + ">" + to)
+        mix(0x57, from, to)
     }
 
     /// Lifts one cut from `from` to `to`; when none is left, what the stream held flows.
@@ -369,7 +383,7 @@ public final class Simulator<Process: SimulatedProcess> {
         if n > 1 { cuts[pair] = n - 1; return }
         cuts[pair] = nil
         blocked.remove(pair)
-        mix(0x5A, from + ">" + to)
+        mix(0x5A, from, to)
         if let held = connections[pair]?.held, !held.isEmpty {
             connections[pair]!.held = []
             for d in held { schedule(d, pair: pair) }
@@ -408,7 +422,7 @@ public final class Simulator<Process: SimulatedProcess> {
         dropped += c.held.count
         c = Connection(generation: c.generation + 1)
         connections[key] = c
-        mix(0x59, from + ">" + to)
+        mix(0x59, from, to)
         notify(key, up: false)
         scheduleConnect(key, after: .milliseconds(Int64(20 + random.next() % 200)))
     }
@@ -420,17 +434,17 @@ public final class Simulator<Process: SimulatedProcess> {
         while let first = heap.min, first.time <= deadline {
             let event = heap.removeMin()
             now = max(now, event.time)
-            lastTouched = nil
+            lastTouchedSlot = nil
             switch event.kind {
             case .deliver(let d):
                 deliver(d)
             case .timer(let i):
                 let slot = slots[i]
-                guard slot.scheduled == event.time, !slot.paused, slot.process != nil else { continue }
+                guard slot.scheduled == event.time, !slot.paused, hasProcess(i) else { continue }
                 slot.scheduled = nil
                 mix(0x61, slot.name)
                 slot.process!.tick(now: local(i, now), wall: wall(slot.name))
-                lastTouched = slot.name
+                lastTouchedSlot = i
                 afterTouch(i)
             case .connect(let pair):
                 attemptConnect(pair)
@@ -464,9 +478,9 @@ public final class Simulator<Process: SimulatedProcess> {
         }
         delivered += 1
         let slot = slots[i]
-        mix(0x62, d.from + ">" + d.to)
+        mix(0x62, d.from, d.to)
         slot.process!.receive(d.message, from: d.from, id: d.fromID, reliable: d.reliable, now: local(i, now), wall: wall(d.to))
-        lastTouched = slot.name
+        lastTouchedSlot = i
         afterTouch(i)
     }
 
@@ -479,12 +493,12 @@ public final class Simulator<Process: SimulatedProcess> {
     /// Sends what slot `i` produced and schedules its next timer.
     func afterTouch(_ i: Int) {
         let slot = slots[i]
-        guard slot.process != nil else { return }
+        guard hasProcess(i) else { return }
         let out = slot.process!.takeOutgoing()
-        let id = slot.process!.id
+        let id = Self.lend(&slot.process!) { $0.id }
         for send in out { transmit(send, from: slot.name, id: id) }
-        guard slot.process != nil, !slot.paused else { return }
-        let deadline = max(global(i, slot.process!.nextDeadline), now + .microseconds(1))
+        guard hasProcess(i), !slot.paused else { return }
+        let deadline = max(global(i, Self.lend(&slot.process!) { $0.nextDeadline }), now + .microseconds(1))
         if slot.scheduled != deadline {
             slot.scheduled = deadline
             push(deadline, .timer(i))
@@ -547,13 +561,13 @@ public final class Simulator<Process: SimulatedProcess> {
     /// Tells the sending process its connection changed.
     func notify(_ pair: Pair, up: Bool) {
         guard let i = index[pair.from], hasProcess(i) else { return }
-        mix(up ? 0x63 : 0x64, pair.from + ">" + pair.to)
+        mix(up ? 0x63 : 0x64, pair.from, pair.to)
         let slot = slots[i]
         slot.process!.connection(to: pair.to, up: up, now: local(i, now), wall: wall(pair.from))
         if !slot.paused { afterTouch(i) } else {
             // A paused process hears nothing until it resumes; what it produced waits.
             let out = slot.process!.takeOutgoing()
-            let id = slot.process!.id
+            let id = Self.lend(&slot.process!) { $0.id }
             for send in out { transmit(send, from: slot.name, id: id) }
         }
     }
@@ -572,14 +586,19 @@ public final class Simulator<Process: SimulatedProcess> {
         heap.insert(Event(time: time, order: order, kind: kind))
     }
 
-    /// Folds an event into `traceDigest` (FNV-1a over its time, kind and names).
-    func mix(_ kind: UInt8, _ what: String) {
+    /// Folds an event into `traceDigest` (FNV-1a over its time, kind and names; two names
+    /// are folded as `from>to`, without building that string).
+    func mix(_ kind: UInt8, _ what: String, _ to: String? = nil) {
         var h = traceDigest
         func add(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         add(kind)
         var t = now.nanoseconds
         for _ in 0..<8 { add(UInt8(truncatingIfNeeded: t)); t >>= 8 }
         for b in what.utf8 { add(b) }
+        if let to {
+            add(UInt8(ascii: ">"))
+            for b in to.utf8 { add(b) }
+        }
         traceDigest = h
     }
 }
