@@ -10,7 +10,7 @@ import Testing
 @Suite("The cart example survives the loss of the node that served it", .serialized, .oneClusterAtATime, .timeLimit(.minutes(10)))
 struct CartExampleTests {
     static var binary: String {
-        URL(fileURLWithPath: DRSBinary.path).deletingLastPathComponent().appendingPathComponent("drs-cart").path
+        DRSBinary.debugDirectory.appendingPathComponent("drs-cart").path
     }
 
     @Test("items added through one process are read through another after SIGKILL of the first, and the cart keeps growing")

@@ -11,8 +11,13 @@ import Testing
 struct DRSBinary {
     static var path: String {
         if let release = ProcessInfo.processInfo.environment["DRS_RELEASE_BINARY"], !release.isEmpty { return release }
+        return debugDirectory.appendingPathComponent("drs").path
+    }
+
+    /// The folder of the executables `swift test` builds (the examples are only there).
+    static var debugDirectory: URL {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/drs").path
+        return root.appendingPathComponent(".build/debug")
     }
 
     /// Runs `drs` with `arguments`; returns the exit code and the combined output. The

@@ -11,7 +11,7 @@ import Testing
 @Suite("The Vapor cart example survives the loss of the node that owns the cart", .serialized, .oneClusterAtATime, .timeLimit(.minutes(10)))
 struct VaporCartExampleTests {
     static var binary: String {
-        URL(fileURLWithPath: DRSBinary.path).deletingLastPathComponent().appendingPathComponent("drs-vapor-cart").path
+        DRSBinary.debugDirectory.appendingPathComponent("drs-vapor-cart").path
     }
 
     /// One answer of a cart route.

@@ -21,7 +21,9 @@ struct QueueAndSizeTests {
             let after = n1.counters
             if maxPayload < 2000 {
                 #expect(after.streamFramesSent > before.streamFramesSent)
-                #expect(after.datagramsSent == before.datagramsSent)
+                // Datagrams in the window are retries of the create's frame (a loaded run
+                // receipted it late), never the large delta.
+                #expect(after.datagramsSent - before.datagramsSent <= after.replication.retries - before.replication.retries)
             } else {
                 // The stream still carries control messages (an anti-entropy digest, a
                 // membership ping falling back to TCP on a loaded host): only the data's
