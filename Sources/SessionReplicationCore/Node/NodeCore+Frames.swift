@@ -374,7 +374,12 @@ extension NodeCore {
     mutating func onDigest(_ request: DigestRequest, from owner: String) {
         var mine = [UInt64](repeating: 0, count: DigestRequest.bucketCount)
         let count = Int(request.lanes), l = Int(request.lane)
-        for i in lanes.indices { lanes[i].addDigests(owner: owner, lanes: count, lane: l, into: &mine) }
+        if count == lanes.count, lanes.indices.contains(l) {
+            // The owner's lane `l` is this node's shard `l`, whose digests are kept.
+            mine = lanes[l].backupDigests(of: owner)
+        } else {
+            for i in lanes.indices { lanes[i].addDigests(owner: owner, lanes: count, lane: l, into: &mine) }
+        }
         let differing = (0..<DigestRequest.bucketCount).filter { mine[$0] != request.buckets[$0] }
         guard !differing.isEmpty else { return }
         let buckets = Set(differing)

@@ -66,7 +66,9 @@ extension ReplicaShard {
             takeovers[id]!.sentAt = now
             for m in t.waiting.sorted() { out[m, default: []].append((t.owner, t.ownerID ?? NodeID(0), .init(id: id, stamp: b.state.stamp))) }
         }
-        for id in owned.keys.sorted() {
+        // Only the sessions awaiting confirmation (sorting every owned id each tick cost
+        // a node with a million sessions most of its time).
+        for id in owned.awaitingConfirmation.sorted() {
             guard let o = owned[id], !o.confirming.isEmpty, now - o.confirmSentAt >= every else { continue }
             owned[id]!.confirmSentAt = now
             for m in o.confirming.sorted() { out[m, default: []].append((o.confirmGiver, NodeID(0), .init(id: id, stamp: o.state.stamp))) }

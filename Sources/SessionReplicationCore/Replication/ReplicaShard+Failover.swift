@@ -118,7 +118,7 @@ extension ReplicaShard {
         // fail over instead).
         if let process { unconfirmedHandoffs = unconfirmedHandoffs.filter { $0.value.taker != process } }
         // Confirmations that waited on this member need it no more.
-        for id in owned.keys.sorted() where owned[id]!.confirming.contains(member) && !replaced {
+        for id in owned.awaitingConfirmation.sorted() where owned[id]!.confirming.contains(member) && !replaced {
             owned[id]!.confirming.remove(member)
         }
         return out

@@ -32,20 +32,33 @@ extension ReplicaShard {
         let peers = Set(settled).union(liveCandidates.filter { streams[$0] == nil && heardAlive.contains($0) && !unreachable.contains($0) })
         guard !peers.isEmpty else { return [] }
         let lanes = max(1, settings.lanes)
-        var buckets: [String: [UInt64]] = [:]
-        for p in peers { buckets[p] = [UInt64](repeating: 0, count: DigestRequest.bucketCount) }
-        for (id, o) in owned {
-            guard let stamp = replicatedStamp(o) else { continue }
-            let b = Self.digestBucket(id, lanes: lanes)
-            let h = Self.digestHash(id, stamp)
-            for p in o.state.replicaSet where buckets[p] != nil { buckets[p]![b] ^= h }
-        }
         digestRound += 1
         counters.digestRounds += peers.count
+        // Kept up to date as sessions change (`SessionTable`): no walk over the sessions.
         return peers.sorted().map { p in
-            (p, DigestRequest(round: digestRound, lanes: UInt16(lanes), lane: settings.lane, buckets: buckets[p]!))
+            (p, DigestRequest(round: digestRound, lanes: UInt16(lanes), lane: settings.lane, buckets: owned.digests[p] ?? SessionTable<Owned>.zeros))
         }
     }
+
+    /// The digests `digestRequests` sends, computed by walking every owned session: what
+    /// the kept digests must equal (checked by the tests and the simulator).
+    public func ownerDigestsByWalk(for peer: String) -> [UInt64] {
+        let lanes = max(1, settings.lanes)
+        var buckets = SessionTable<Owned>.zeros
+        for (id, o) in owned where o.state.replicaSet.contains(peer) {
+            guard let stamp = replicatedStamp(o) else { continue }
+            buckets[Self.digestBucket(id, lanes: lanes)] ^= Self.digestHash(id, stamp)
+        }
+        return buckets
+    }
+
+    /// The kept owner-side digests for `peer` (zeros when no session names it).
+    public func ownerDigests(for peer: String) -> [UInt64] { owned.digests[peer] ?? SessionTable<Owned>.zeros }
+
+    /// Backup side, kept up to date: the digests of this shard's copies owned by `owner`
+    /// (equal to `addDigests` for this shard's own lane when the owner runs as many
+    /// lanes as this node).
+    public func backupDigests(of owner: String) -> [UInt64] { backups.digests[owner] ?? SessionTable<Backup>.zeros }
 
     /// Backup side: XORs into `digests` the hashes of this shard's copies owned by
     /// `owner` that fall in the owner's `lane` (of `lanes`).
@@ -79,8 +92,11 @@ extension ReplicaShard {
         var theirs: [SessionID: Stamp] = [:]
         for e in reply.held { theirs[e.id] = e.stamp }
         counters.digestMismatches += buckets.count
-        for (id, o) in owned.sorted(by: { $0.key < $1.key }) where o.state.replicaSet.contains(peer) {
-            guard buckets.contains(Self.digestBucket(id, lanes: lanes)), let stamp = replicatedStamp(o) else { continue }
+        // The differing buckets' sessions first, then in id order (sorting every owned
+        // session for a few buckets cost a node with a million sessions a stall).
+        let inBuckets = owned.keys.filter { buckets.contains(Self.digestBucket($0, lanes: lanes)) }.sorted()
+        for id in inBuckets {
+            guard let o = owned[id], o.state.replicaSet.contains(peer), let stamp = replicatedStamp(o) else { continue }
             let held = theirs.removeValue(forKey: id)
             guard held != stamp else { continue }
             if o.sentVersion < o.state.stamp.version || !o.pending.isEmpty {
@@ -122,5 +138,28 @@ extension ReplicaShard {
         }
         counters.released += dropped
         return dropped
+    }
+}
+
+extension ReplicaShard {
+    /// Where the kept digests differ from a walk over every session (owner side, for
+    /// each peer named; backup side, for each owner held): empty when they agree. For the
+    /// tests and the simulator's judge; it walks every session.
+    public func keptDigestMismatches() -> [String] {
+        var out: [String] = []
+        let lanes = max(1, settings.lanes), lane = Int(settings.lane)
+        var peers = Set(owned.digests.keys)
+        for (_, o) in owned { peers.formUnion(o.state.replicaSet) }
+        for p in peers.sorted() where ownerDigests(for: p) != ownerDigestsByWalk(for: p) {
+            out.append("lane \(lane): kept owner digests for \(p) differ from a walk")
+        }
+        var owners = Set(backups.digests.keys)
+        for (_, b) in backups { owners.insert(b.owner) }
+        for owner in owners.sorted() {
+            var walked = SessionTable<Owned>.zeros
+            addDigests(owner: owner, lanes: lanes, lane: lane, into: &walked)
+            if backupDigests(of: owner) != walked { out.append("lane \(lane): kept backup digests of \(owner) differ from a walk") }
+        }
+        return out
     }
 }

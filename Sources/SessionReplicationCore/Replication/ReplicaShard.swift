@@ -27,6 +27,14 @@ public struct ReplicaShard: Sendable {
         var expiryGrace: Duration = .zero
         var confirmSentAt: MonotonicInstant = .zero
         var confirmGiver = ""
+
+        /// In the digest of every member of the replica set, at the last version sent (none
+        /// before the first send).
+        var digestShare: DigestShare? {
+            sentVersion == 0 ? nil : DigestShare(stamp: Stamp(epoch: state.stamp.epoch, version: sentVersion), peer: nil, peers: state.replicaSet)
+        }
+
+        var awaitsConfirmation: Bool { !confirming.isEmpty }
     }
 
     struct Backup: Sendable, HoldsSessionState {
@@ -40,6 +48,11 @@ public struct ReplicaShard: Sendable {
         /// Whether `owner` is a taker this node promised the copy to (it has not owned the
         /// session yet), rather than the node the copy came from.
         var promised = false
+
+        /// In the digest of the owner it answers to.
+        var digestShare: DigestShare? { DigestShare(stamp: state.stamp, peer: owner, peers: []) }
+
+        var awaitsConfirmation: Bool { false }
     }
 
     struct Tombstone: Sendable {
@@ -128,6 +141,8 @@ public struct ReplicaShard: Sendable {
     /// Creates an empty shard.
     public init(settings: ShardSettings) {
         self.settings = settings
+        owned.lanes = max(1, settings.lanes)
+        backups.lanes = max(1, settings.lanes)
     }
 
     /// Sessions owned.

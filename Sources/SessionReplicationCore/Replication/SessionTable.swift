@@ -1,30 +1,66 @@
 /// Something a shard holds that carries a session's state.
 protocol HoldsSessionState {
     var state: SessionState { get }
+    /// The copy's share of the anti-entropy digests: the stamp hashed and the peers whose
+    /// digest holds it; `nil` for a copy in no digest.
+    var digestShare: DigestShare? { get }
+    /// Whether the entry waits for answers before it serves (an adopted handover being
+    /// confirmed): such entries are resent to every tick, so the table lists them.
+    var awaitsConfirmation: Bool { get }
 }
 
-/// A dictionary of held sessions that keeps the sum of their sizes (names plus values,
-/// what `maxSessionBytes` counts) as entries come, change and go, so the node's byte
-/// budget (`sessions.maxBytes`) is checked without walking every session. An entry
-/// changed in place (`table[id]!.state.attributes[name] = value`) is measured before and
-/// after the change; the dictionary's storage is modified in place, never copied.
+/// One copy's part of the anti-entropy digests (see `SessionTable.digests`): the stamp
+/// hashed with the session id into the session's bucket, for `peer` and each of `peers`.
+struct DigestShare: Equatable, Sendable {
+    var stamp: Stamp
+    var peer: String?
+    var peers: [String]
+}
+
+/// A dictionary of held sessions that keeps, as entries come, change and go:
+/// - the sum of their sizes (names plus values, what `maxSessionBytes` counts), so the
+///   node's byte budget (`sessions.maxBytes`) is checked without walking every session;
+/// - the anti-entropy digests of every peer (1,024 buckets, each the XOR of the
+///   `digestHash` of the copies in it), so a digest round reads them instead of walking
+///   every session (a walk of a million sessions stalled the node for tens of
+///   milliseconds).
+/// An entry changed in place (`table[id]!.state.attributes[name] = value`) is measured
+/// before and after the change; the dictionary's storage is modified in place, never
+/// copied.
 struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     private(set) var storage: [SessionID: Entry] = [:]
     /// The sum of `SessionState.byteSize` over every entry.
     private(set) var bytes = 0
+    /// Digests by peer: bucket `ReplicaShard.digestBucket(id, lanes:)` of a peer holds the
+    /// XOR of `ReplicaShard.digestHash(id, share.stamp)` over the entries whose share
+    /// names the peer.
+    private(set) var digests: [String: [UInt64]] = [:]
+    /// The ids whose entry `awaitsConfirmation` (a few at most; a tick visits only these).
+    private(set) var awaitingConfirmation: Set<SessionID> = []
+    /// The lane count the buckets are computed for.
+    var lanes = 1 {
+        didSet { precondition(storage.isEmpty || lanes == oldValue, "the lane count of a table in use changed") }
+    }
 
     init() {}
 
     subscript(id: SessionID) -> Entry? {
         get { storage[id] }
         set {
-            bytes -= storage[id]?.state.byteSize ?? 0
-            bytes += newValue?.state.byteSize ?? 0
+            let old = storage[id]
+            bytes += (newValue?.state.byteSize ?? 0) - (old?.state.byteSize ?? 0)
+            account(id, from: old?.digestShare, to: newValue?.digestShare)
+            mark(id, newValue?.awaitsConfirmation == true)
             storage[id] = newValue
         }
         _modify {
-            let before = storage[id]?.state.byteSize ?? 0
-            defer { bytes += (storage[id]?.state.byteSize ?? 0) - before }
+            let size = storage[id]?.state.byteSize ?? 0
+            let share = storage[id]?.digestShare
+            defer {
+                bytes += (storage[id]?.state.byteSize ?? 0) - size
+                account(id, from: share, to: storage[id]?.digestShare)
+                mark(id, storage[id]?.awaitsConfirmation == true)
+            }
             yield &storage[id]
         }
     }
@@ -33,8 +69,30 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     mutating func removeValue(forKey id: SessionID) -> Entry? {
         guard let old = storage.removeValue(forKey: id) else { return nil }
         bytes -= old.state.byteSize
+        account(id, from: old.digestShare, to: nil)
+        mark(id, false)
         return old
     }
+
+    private mutating func mark(_ id: SessionID, _ awaits: Bool) {
+        if awaits { awaitingConfirmation.insert(id) } else if !awaitingConfirmation.isEmpty { awaitingConfirmation.remove(id) }
+    }
+
+    /// Moves an entry's digest share from `old` to `new`.
+    mutating func account(_ id: SessionID, from old: DigestShare?, to new: DigestShare?) {
+        guard old != new else { return }
+        let bucket = ReplicaShard.digestBucket(id, lanes: lanes)
+        if let old { toggle(old, id, bucket) }
+        if let new { toggle(new, id, bucket) }
+    }
+
+    private mutating func toggle(_ share: DigestShare, _ id: SessionID, _ bucket: Int) {
+        let h = ReplicaShard.digestHash(id, share.stamp)
+        if let p = share.peer { digests[p, default: Self.zeros][bucket] ^= h }
+        for p in share.peers { digests[p, default: Self.zeros][bucket] ^= h }
+    }
+
+    static var zeros: [UInt64] { [UInt64](repeating: 0, count: DigestRequest.bucketCount) }
 
     var keys: Dictionary<SessionID, Entry>.Keys { storage.keys }
     var values: Dictionary<SessionID, Entry>.Values { storage.values }

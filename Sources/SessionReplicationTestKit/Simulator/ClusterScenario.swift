@@ -303,6 +303,11 @@ struct ScenarioRun {
     mutating func judge() {
         out.failures += log.violations
         let running = names.filter { sim.isRunning($0) }
+        // The digests each shard keeps as sessions change equal a walk over its sessions.
+        for n in running {
+            let problems = sim.inspect(n) { p in p.core.lanes.flatMap { $0.keptDigestMismatches() } } ?? []
+            out.failures += problems.map { "\(n): \($0)" }
+        }
         // No search answers "not found" for a session that exists.
         // (Under `any` a cut-off side may hold sessions the other side cannot see, and the
         // side that rejoins at the heal drops them: from the first cut on, a session may be
