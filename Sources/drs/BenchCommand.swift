@@ -41,6 +41,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Instead of the write workloads: state transfer to a joining node, with this many sessions on the owner (each with one attribute of --size bytes).")
     var joinSessions: Int?
 
+    @Option(help: "Instead of the write workloads: fill one owner with this many sessions (one attribute of --size bytes each) and report creation rate, memory per copy, and write latency against an empty node in the same run.")
+    var sessions: Int?
+
+    @Option(help: "With --sessions: the anti-entropy interval in seconds (default 1, so that digest passes run during the measurement).")
+    var repairInterval: Double = 1
+
     struct Result: Codable {
         var workload: String
         /// Writes the owner committed per second (writers do not wait for replication
@@ -67,6 +73,10 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let sessions {
+            guard sessions > 0, repairInterval > 0 else { throw ValidationError("--sessions and --repair-interval must be positive") }
+            return try await runSessions(sessions)
+        }
         if let joinSessions {
             var runs: [JoinRun] = []
             print("drs bench: state transfer to a joining node, \(joinSessions) sessions of \(size) bytes on the owner, \(self.runs) runs, \(System.coreCount) cores")

@@ -1,0 +1,183 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOConcurrencyHelpers
+import NIOPosix
+import SessionReplication
+import SessionReplicationCore
+
+/// `drs bench --sessions N`: what a node holding many sessions costs. Two nodes in this
+/// process (acknowledged over TCP, one backup each); the owner is filled with `N`
+/// sessions of one `--size`-byte attribute. It reports the creation rate, the memory each
+/// copy adds (the process's resident set grows by the owner's copy plus the backup's),
+/// and the latency of writes to a few hot sessions on an empty pair and on the filled
+/// pair, in the same run, while anti-entropy runs every `--repair-interval` seconds.
+extension BenchCommand {
+    struct SessionsRun {
+        var created: Int
+        var createSeconds: Double
+        var bytesPerCopy: Double
+        var empty: Percentiles
+        var filled: Percentiles
+        var digestRounds: Int
+        var refusedCreates: Int
+        /// Sessions re-placed or transferred while the filled pair was measured, and
+        /// while it was filled (non-zero when the backup was held gone for a while).
+        var transfers: Int
+        var fillTransfers: Int
+        /// Digest buckets found differing, in all.
+        var digestMismatches: Int
+    }
+
+    func measureSessions(_ count: Int) async throws -> SessionsRun {
+        let before = Self.residentBytes()
+        let pair = try await Self.startPair(repairInterval: repairInterval, sessions: count + writers)
+        // The empty pair's latency first, on the same nodes that are filled next.
+        let hot = try await Self.hotSessions(pair.a, writers: writers, size: size)
+        let empty = try await Self.writeLatency(pair.a, hot, seconds: duration, size: size)
+        let payload = [UInt8](repeating: 7, count: size)
+        let start = ContinuousClock.now
+        let created = NIOLockedValueBox(0), refused = NIOLockedValueBox(0)
+        // Progress on stderr every 5 s: a fill of a million sessions takes a while.
+        let progress = Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(5))
+                let members = pair.a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
+                printError("  ... created \(created.withLockedValue { $0 }), backup holds \(pair.b.counters.backups), a sees: \(members), under-replicated \(pair.a.status().underReplicated)")
+            }
+        }
+        defer { progress.cancel() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let creators = 32
+            for c in 0..<creators {
+                group.addTask {
+                    for _ in stride(from: c, to: count, by: creators) {
+                        // A full queue to the backup refuses a create (`overloaded`, nothing
+                        // created): the creator waits a little and tries again.
+                        while true {
+                            do {
+                                _ = try await pair.a.createSession(attributes: ["payload": payload])
+                                break
+                            } catch let e as SessionError where e.code == .overloaded {
+                                refused.withLockedValue { $0 += 1 }
+                                try await Task.sleep(for: .milliseconds(1))
+                            }
+                        }
+                        created.withLockedValue { $0 += 1 }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let createSeconds = Double((ContinuousClock.now - start).nanosecondsClamped) / 1e9
+        let waitStart = ContinuousClock.now
+        while pair.b.counters.backups < count + hot.count {
+            if ContinuousClock.now - waitStart > .seconds(600) { throw ValidationError("the backup did not hold every session within 600 s") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let after = Self.residentBytes()
+        let before2 = pair.a.counters.replication
+        let filled = try await Self.writeLatency(pair.a, hot, seconds: duration, size: size)
+        let after2 = pair.a.counters.replication
+        let digestRounds = after2.digestRounds - before2.digestRounds
+        let transfers = (after2.stateTransfers - before2.stateTransfers) + (after2.rereplications - before2.rereplications)
+        let (fillTransfers, fillMismatches) = (before2.stateTransfers + before2.rereplications, after2.digestMismatches)
+        await pair.a.shutdown()
+        await pair.b.shutdown()
+        try await pair.group.shutdownGracefully()
+        return SessionsRun(created: created.withLockedValue { $0 }, createSeconds: createSeconds,
+                           bytesPerCopy: Double(after - before) / Double(2 * count),
+                           empty: empty, filled: filled, digestRounds: digestRounds, refusedCreates: refused.withLockedValue { $0 },
+                           transfers: transfers, fillTransfers: fillTransfers, digestMismatches: fillMismatches)
+    }
+
+    func runSessions(_ count: Int) async throws {
+        print("drs bench: \(count) sessions of \(size) bytes on one owner (1 backup, acknowledged TCP), repair every \(repairInterval) s, \(writers) hot-session writers for \(duration) s, \(runs) runs, \(System.coreCount) cores")
+        var all: [SessionsRun] = []
+        for _ in 0..<runs {
+            let r = try await measureSessions(count)
+            all.append(r)
+            print(String(format: "  created %d in %.1f s (%.0f/s, %d creates refused overloaded and retried); %.0f bytes per copy; writes empty p50 %.3f p99 %.3f max %.3f ms | filled p50 %.3f p99 %.3f max %.3f ms (p99 %.2fx; %d digest rounds meanwhile, %d differing buckets in all; sessions re-placed or transferred: %d while filling, %d while measuring)",
+                         r.created, r.createSeconds, Double(r.created) / r.createSeconds, r.refusedCreates, r.bytesPerCopy,
+                         r.empty.p50Ms, r.empty.p99Ms, r.empty.maxMs, r.filled.p50Ms, r.filled.p99Ms, r.filled.maxMs,
+                         r.filled.p99Ms / r.empty.p99Ms, r.digestRounds, r.digestMismatches, r.fillTransfers, r.transfers))
+        }
+        func med(_ f: (SessionsRun) -> Double) -> Double { all.map(f).sorted()[all.count / 2] }
+        print(String(format: "median: %.0f created/s, %.0f bytes per copy, p99 %.3f vs %.3f ms empty (%.2fx), max %.3f vs %.3f ms",
+                     med { Double($0.created) / $0.createSeconds }, med(\.bytesPerCopy), med(\.filled.p99Ms), med(\.empty.p99Ms),
+                     med { $0.filled.p99Ms / $0.empty.p99Ms }, med(\.filled.maxMs), med(\.empty.maxMs)))
+    }
+
+    struct Pair {
+        var a: ReplicationNode
+        var b: ReplicationNode
+        var group: MultiThreadedEventLoopGroup
+    }
+
+    /// Two nodes, room for `sessions` (no byte budget).
+    static func startPair(repairInterval: Double, sessions count: Int) async throws -> Pair {
+        let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        var policy = ReplicationPolicy()
+        policy.repairInterval = .milliseconds(Int64(repairInterval * 1000))
+        var sessions = SessionPolicy()
+        sessions.maxSessions = max(sessions.maxSessions, count)
+        sessions.maxBytes = nil
+        let config = ClusterConfiguration(
+            clusterID: "bench", keys: ClusterKeys(current: key),
+            nodes: ["a", "b"].map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) },
+            replication: policy, sessions: sessions)
+        var logger = Logger(label: "drs.bench")
+        logger.logLevel = .error
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let a = try ReplicationNode(configuration: config, name: "a", logger: logger, eventLoopGroup: group)
+        let b = try ReplicationNode(configuration: config, name: "b", logger: logger, eventLoopGroup: group)
+        try await a.start()
+        try await b.start()
+        a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!, membershipPort: b.membershipPort)
+        b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!, membershipPort: a.membershipPort)
+        while !(a.members().first { $0.name == "b" }?.state == "alive") { try await Task.sleep(for: .milliseconds(10)) }
+        return Pair(a: a, b: b, group: group)
+    }
+
+    static func hotSessions(_ node: ReplicationNode, writers: Int, size: Int) async throws -> [SessionID] {
+        var ids: [SessionID] = []
+        for _ in 0..<writers {
+            if let id = try await node.createSession(attributes: ["payload": [UInt8](repeating: 1, count: size)]).state?.id { ids.append(id) }
+        }
+        return ids
+    }
+
+    /// Each writer rewrites its own session back to back for `seconds`; every write's
+    /// time from call to answer is a sample.
+    static func writeLatency(_ node: ReplicationNode, _ ids: [SessionID], seconds: Double, size: Int) async throws -> Percentiles {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let samples = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for id in ids {
+                group.addTask {
+                    var out: [Int64] = []
+                    let payload = [UInt8](repeating: 2, count: size)
+                    while ContinuousClock.now < deadline {
+                        let t = ContinuousClock.now
+                        _ = try await node.withSession(id) { $0.set("payload", payload) }
+                        out.append((ContinuousClock.now - t).nanosecondsClamped)
+                    }
+                    return out
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }.sorted()
+        func pct(_ q: Double) -> Double {
+            samples.isEmpty ? .nan : Double(samples[min(samples.count - 1, Int(Double(samples.count) * q))]) / 1e6
+        }
+        return Percentiles(samples: samples.count, p50Ms: pct(0.5), p99Ms: pct(0.99), p999Ms: pct(0.999), maxMs: pct(1))
+    }
+
+    /// This process's resident set in bytes (`VmRSS` of /proc/self/status; 0 where absent).
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        return kb * 1024
+    }
+}
