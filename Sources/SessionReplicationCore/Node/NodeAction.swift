@@ -164,11 +164,28 @@ extension Transmission {
         for b in batches {
             add(b.lane, b.batch.firstSequence, b.batch.lowWatermark, FrameBody.encode(data: b.batch.messages, control: []))
         }
-        if !control.isEmpty {
-            add(0, 0, 0, FrameBody.encode(data: [], control: control.map { MessageCodec.encode($0) }))
+        // Control messages share frames of at most `maxControlFrameBytes` (a failover's
+        // prepares in one frame passed the receiver's 16 MiB frame limit and were refused
+        // whole).
+        var group: [[UInt8]] = []
+        var bytes = 0
+        for message in control {
+            let encoded = MessageCodec.encode(message)
+            if !group.isEmpty, bytes + encoded.count > Self.maxControlFrameBytes {
+                add(0, 0, 0, FrameBody.encode(data: [], control: group))
+                group = []
+                bytes = 0
+            }
+            group.append(encoded)
+            bytes += encoded.count
         }
+        if !group.isEmpty { add(0, 0, 0, FrameBody.encode(data: [], control: group)) }
         return out
     }
+
+    /// Encoded control messages one frame carries at most, besides a first message of any
+    /// size. Default 4 MiB, a quarter of `WireLimits.maxFrameBytes`.
+    public static let maxControlFrameBytes = 4 << 20
 }
 
 /// Something that happened to a session on this node, for the application (`created`,

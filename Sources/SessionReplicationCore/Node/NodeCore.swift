@@ -278,7 +278,8 @@ public struct NodeCore: Sendable {
     /// Queues a control message for `peer` and asks for a flush.
     mutating func sendControl(_ message: ReplicationMessage, to peer: String) {
         guard peers[peer] != nil else { return }
-        peers[peer]!.control.append(message)
+        // In parts a receiver accepts (a prepare about every session of a big owner).
+        peers[peer]!.control.append(contentsOf: message.parts())
         requestFlush(peer)
     }
 

@@ -61,10 +61,22 @@ extension ReplicaShard {
     mutating func resendPrepares(now: MonotonicInstant) -> [(peer: String, request: PrepareRequest)] {
         let every = settings.policy.retryInterval
         var out: [String: [(String, NodeID, PrepareRequest.Entry)]] = [:]
-        for id in takeovers.keys.sorted() {
-            guard let t = takeovers[id], now - t.sentAt >= every, let b = backups[id] else { continue }
-            takeovers[id]!.sentAt = now
-            for m in t.waiting.sorted() { out[m, default: []].append((t.owner, t.ownerID ?? NodeID(0), .init(id: id, stamp: b.state.stamp))) }
+        // Takeovers are visited only when the oldest is due (a failover of a big owner
+        // leaves hundreds of thousands waiting, and sorting them every tick stalled the
+        // node).
+        // Many takeovers at once (more than one message part) wait longer between resends,
+        // in proportion: answering a prepare about hundreds of thousands of sessions takes
+        // longer than `retryInterval`, and resending all of it every 200 ms buried the
+        // answers under new prepares.
+        let parts = max(1, takeovers.count / ReplicationMessage.maxEntriesPerPart)
+        let takeoverEvery = every * parts
+        if !takeovers.isEmpty, now >= prepareResendDue {
+            for id in takeovers.keys.sorted() {
+                guard let t = takeovers[id], now - t.sentAt >= takeoverEvery, let b = backups[id] else { continue }
+                takeovers[id]!.sentAt = now
+                for m in t.waiting.sorted() { out[m, default: []].append((t.owner, t.ownerID ?? NodeID(0), .init(id: id, stamp: b.state.stamp))) }
+            }
+            prepareResendDue = (takeovers.values.lazy.map(\.sentAt).min() ?? now) + takeoverEvery
         }
         // Only the sessions awaiting confirmation (sorting every owned id each tick cost
         // a node with a million sessions most of its time).

@@ -80,7 +80,7 @@ extension ReplicaShard {
             takeovers[id]!.waiting.remove(member)
             if takeovers[id]!.waiting.isEmpty {
                 let t = takeovers.removeValue(forKey: id)!
-                pendingPromotions.append((id, t.owner, t.after))
+                pendingPromotions.append(id, owner: t.owner, after: t.after)
             }
         }
         if let old = streams.removeValue(forKey: member) { sequenceFloor[member] = old.nextSequence }
@@ -151,7 +151,7 @@ extension ReplicaShard {
         } else if now >= promoteAfter {
             if promote(id, now: now) { out.promoted.append(id) }
         } else {
-            pendingPromotions.append((id, member, promoteAfter))
+            pendingPromotions.append(id, owner: member, after: promoteAfter)
         }
     }
 
@@ -205,7 +205,7 @@ extension ReplicaShard {
                 return .init(id: e.id, fresher: nil, ended: tombstones[e.id]?.stamp)
             }
             let ofDeparted = b.owner == request.oldOwner && (b.ownerID == nil || request.oldOwnerID == NodeID(0) || b.ownerID == request.oldOwnerID)
-            let takingOver = takeovers[e.id] != nil || pendingPromotions.contains { $0.id == e.id }
+            let takingOver = takeovers[e.id] != nil || pendingPromotions.contains(e.id)
             if takingOver, settings.selfName < taker {
                 // Two holders each took itself for the first live holder (their copies name
                 // different replica sets). The smaller name goes on, the other gives up as if
@@ -214,7 +214,7 @@ extension ReplicaShard {
                 // fresher, so no write is lost to the choice).
                 return .init(id: e.id, fresher: replicable(b.state), ownedByHolder: true)
             }
-            pendingPromotions.removeAll { $0.id == e.id }
+            pendingPromotions.remove(e.id)
             // The owner is named only when the copy came from it: a taker it was promised to
             // has not owned the session (and may yield to this very asker).
             let answer = PromiseReply.Entry(id: e.id, fresher: b.state.stamp > e.stamp ? replicable(b.state) : nil,
@@ -279,7 +279,7 @@ extension ReplicaShard {
             if wait > .zero { t.after = max(t.after, now + wait) }
             if t.waiting.isEmpty {
                 takeovers[e.id] = nil
-                pendingPromotions.append((e.id, t.owner, t.after))
+                pendingPromotions.append(e.id, owner: t.owner, after: t.after)
             } else {
                 takeovers[e.id] = t
             }
@@ -294,19 +294,20 @@ extension ReplicaShard {
     public var promotionsPending: Int { pendingPromotions.count }
 
     /// Promotes the copies whose wait is over; returns their ids.
+    /// At most `promotionSlice` per tick: a failover of a big owner promotes its sessions
+    /// a slice at a time, and the node answers requests between slices.
     mutating func runPendingPromotions(now: MonotonicInstant) -> [SessionID] {
-        guard !pendingPromotions.isEmpty else { return [] }
         var done: [SessionID] = []
-        var waiting: [(id: SessionID, owner: String, after: MonotonicInstant)] = []
-        for p in pendingPromotions {
-            guard now >= p.after else { waiting.append(p); continue }
+        for p in pendingPromotions.takeDue(now: now, limit: Self.promotionSlice) {
             // Still a backup of that owner (nothing newer arrived meanwhile).
             guard backups[p.id]?.owner == p.owner else { continue }
             if promote(p.id, now: now) { done.append(p.id) }
         }
-        pendingPromotions = waiting
         return done
     }
+
+    /// Promotions per tick and lane. Default 2,000.
+    static var promotionSlice: Int { 2_000 }
 
     /// `member` is alive (joined, or a new process under its name): placement may name
     /// it again. Owned sessions short of backups, and those whose rendezvous placement

@@ -75,7 +75,7 @@ extension ReplicaShard {
         // session away (left in place, a later prepare would hear "owned here" from a
         // node that owns nothing, and the taker would yield to it).
         takeovers[id] = nil
-        pendingPromotions.removeAll { $0.id == id }
+        pendingPromotions.remove(id)
         var kept = o.state
         kept.replicaSet = [settings.selfName] + kept.replicaSet.filter { $0 != settings.selfName && $0 != taker }
         storeBackup(kept, from: taker, ownerID: takerID, now: now)
@@ -123,7 +123,7 @@ extension ReplicaShard {
         backups[id] = nil
         tombstones[id] = nil
         takeovers[id] = nil
-        pendingPromotions.removeAll { $0.id == id }
+        pendingPromotions.remove(id)
         owned[id] = Owned(state: s, sentVersion: 0, accessSent: s.lastAccessedAt)
         ownerExpiry.schedule(id, at: s.expiresAt.milliseconds / 1000 + 1)
         counters.takeovers += 1

@@ -99,8 +99,11 @@ public struct ReplicaShard: Sendable {
     public internal(set) var heardAlive: Set<String> = []
     /// Takeovers waiting for the other holders' promises.
     var takeovers: [SessionID: Takeover] = [:]
+    /// When the oldest takeover's prepare is due to be sent again (no later; a takeover
+    /// started since is due after it).
+    var prepareResendDue: MonotonicInstant = .zero
     /// Backup copies to promote once the departed owner's leases have run out.
-    var pendingPromotions: [(id: SessionID, owner: String, after: MonotonicInstant)] = []
+    var pendingPromotions = PromotionQueue()
     /// Owned sessions short of backups since a member (re)joined, filled a slice per tick.
     /// When this node last handed each session away, and to whom (for `takeoverCooldown`).
     var handedAway: [SessionID: (at: MonotonicInstant, to: String)] = [:]
