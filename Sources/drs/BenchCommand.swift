@@ -47,6 +47,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "With --sessions: the anti-entropy interval in seconds (default 1, so that digest passes run during the measurement).")
     var repairInterval: Double = 1
 
+    @Flag(help: "With --sessions: measure the failover of a node that owns them instead (three nodes).")
+    var failover = false
+
     struct Result: Codable {
         var workload: String
         /// Writes the owner committed per second (writers do not wait for replication
@@ -75,7 +78,7 @@ struct BenchCommand: AsyncParsableCommand {
     func run() async throws {
         if let sessions {
             guard sessions > 0, repairInterval > 0 else { throw ValidationError("--sessions and --repair-interval must be positive") }
-            return try await runSessions(sessions)
+            return try await (failover ? runFailover(sessions) : runSessions(sessions))
         }
         if let joinSessions {
             var runs: [JoinRun] = []
