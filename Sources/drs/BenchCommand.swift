@@ -214,21 +214,8 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func measure(policy: ReplicationPolicy, rate: Double?) async throws -> Run {
-        let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
-        let config = ClusterConfiguration(
-            clusterID: "bench", keys: ClusterKeys(current: key),
-            nodes: [NodeEndpoint(name: "a", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0),
-                    NodeEndpoint(name: "b", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0)],
-            replication: policy)
-        var logger = Logger(label: "drs.bench")
-        logger.logLevel = .error
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let a = try ReplicationNode(configuration: config, name: "a", logger: logger, eventLoopGroup: group)
-        let b = try ReplicationNode(configuration: config, name: "b", logger: logger, eventLoopGroup: group)
-        try await a.start()
-        try await b.start()
-        a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!, membershipPort: b.membershipPort)
-        b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!, membershipPort: a.membershipPort)
+        let (nodes, group) = try await Self.startNodes(["a", "b"], policy: policy)
+        let (a, b) = (nodes[0], nodes[1])
         let origin = ContinuousClock.now
         // Samples are taken by the observer itself (on a network thread) between the end of
         // the warm-up and the deadline: a task resetting them could starve behind the writers.

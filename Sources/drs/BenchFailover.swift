@@ -24,49 +24,12 @@ extension BenchCommand {
     }
 
     func measureFailover(_ count: Int) async throws -> FailoverRun {
-        let names = ["a", "b", "c"]
-        let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
-        var policy = ReplicationPolicy()
-        policy.repairInterval = .milliseconds(Int64(repairInterval * 1000))
-        var sessions = SessionPolicy()
-        sessions.maxSessions = max(sessions.maxSessions, count + writers)
-        sessions.maxBytes = nil
-        let config = ClusterConfiguration(
-            clusterID: "bench", keys: ClusterKeys(current: key),
-            nodes: names.map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) },
-            replication: policy, sessions: sessions)
-        var logger = Logger(label: "drs.bench")
-        logger.logLevel = .error
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let nodes = try names.map { try ReplicationNode(configuration: config, name: $0, logger: logger, eventLoopGroup: group) }
-        for n in nodes { try await n.start() }
-        for x in nodes { for y in nodes where x !== y {
-            x.setPeerEndpoint(y.endpoint.name, host: "127.0.0.1", port: y.replicationPort!, membershipPort: y.membershipPort)
-        } }
+        let (nodes, group) = try await Self.startNodes(["a", "b", "c"], policy: Self.repairPolicy(repairInterval), room: count + writers)
         let (a, b, c) = (nodes[0], nodes[1], nodes[2])
-        while !nodes.allSatisfy({ n in n.members().filter { $0.state == "alive" }.count == 3 }) { try await Task.sleep(for: .milliseconds(10)) }
         let hot = try await Self.hotSessions(b, writers: writers, size: size)
         for id in hot { _ = try await b.withSession(id) { $0.set("payload", [1]) } }
         let quiet = try await Self.writeLatency(b, hot, seconds: duration, size: size)
-        let payload = [UInt8](repeating: 7, count: size)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            let creators = 32
-            for k in 0..<creators {
-                group.addTask {
-                    for _ in stride(from: k, to: count, by: creators) {
-                        while true {
-                            do {
-                                _ = try await a.createSession(attributes: ["payload": payload])
-                                break
-                            } catch let e as SessionError where e.code == .overloaded {
-                                try await Task.sleep(for: .milliseconds(1))
-                            }
-                        }
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
+        try await Self.fill(a, count: count, size: size, created: NIOLockedValueBox(0), refused: NIOLockedValueBox(0))
         let held = { b.counters.backups + c.counters.backups }
         let waitStart = ContinuousClock.now
         // Every one of a's sessions has its backup (hot sessions are b's, backed by a or c).

@@ -43,7 +43,6 @@ extension BenchCommand {
         // One write each first: the first write waits for the backup's lease.
         for id in hot { _ = try await pair.a.withSession(id) { $0.set("payload", [1]) } }
         let empty = try await Self.writeLatency(pair.a, hot, seconds: duration, size: size)
-        let payload = [UInt8](repeating: 7, count: size)
         let start = ContinuousClock.now
         let created = NIOLockedValueBox(0), refused = NIOLockedValueBox(0)
         // Progress on stderr every 5 s: a fill of a million sessions takes a while.
@@ -55,28 +54,7 @@ extension BenchCommand {
             }
         }
         defer { progress.cancel() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            let creators = 32
-            for c in 0..<creators {
-                group.addTask {
-                    for _ in stride(from: c, to: count, by: creators) {
-                        // A full queue to the backup refuses a create (`overloaded`, nothing
-                        // created): the creator waits a little and tries again.
-                        while true {
-                            do {
-                                _ = try await pair.a.createSession(attributes: ["payload": payload])
-                                break
-                            } catch let e as SessionError where e.code == .overloaded {
-                                refused.withLockedValue { $0 += 1 }
-                                try await Task.sleep(for: .milliseconds(1))
-                            }
-                        }
-                        created.withLockedValue { $0 += 1 }
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
+        try await Self.fill(pair.a, count: count, size: size, created: created, refused: refused)
         let createSeconds = Double((ContinuousClock.now - start).nanosecondsClamped) / 1e9
         let waitStart = ContinuousClock.now
         while pair.b.counters.backups < count + hot.count {
@@ -125,27 +103,73 @@ extension BenchCommand {
 
     /// Two nodes, room for `sessions` (no byte budget).
     static func startPair(repairInterval: Double, sessions count: Int) async throws -> Pair {
-        let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        let (nodes, group) = try await startNodes(["a", "b"], policy: repairPolicy(repairInterval), room: count)
+        return Pair(a: nodes[0], b: nodes[1], group: group)
+    }
+
+    /// The default policy (acknowledged TCP, one backup) with anti-entropy every
+    /// `seconds`.
+    static func repairPolicy(_ seconds: Double) -> ReplicationPolicy {
         var policy = ReplicationPolicy()
-        policy.repairInterval = .milliseconds(Int64(repairInterval * 1000))
+        policy.repairInterval = .milliseconds(Int64(seconds * 1000))
+        return policy
+    }
+
+    /// Nodes named `names` in this process on loopback under `policy`, each listing every
+    /// other alive. With `room`, each has room for that many sessions and no byte budget;
+    /// without, the default session limits.
+    static func startNodes(_ names: [String], policy: ReplicationPolicy, room count: Int? = nil) async throws -> ([ReplicationNode], MultiThreadedEventLoopGroup) {
+        let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
         var sessions = SessionPolicy()
-        sessions.maxSessions = max(sessions.maxSessions, count)
-        sessions.maxBytes = nil
+        if let count {
+            sessions.maxSessions = max(sessions.maxSessions, count)
+            sessions.maxBytes = nil
+        }
         let config = ClusterConfiguration(
             clusterID: "bench", keys: ClusterKeys(current: key),
-            nodes: ["a", "b"].map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) },
+            nodes: names.map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) },
             replication: policy, sessions: sessions)
         var logger = Logger(label: "drs.bench")
         logger.logLevel = .error
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let a = try ReplicationNode(configuration: config, name: "a", logger: logger, eventLoopGroup: group)
-        let b = try ReplicationNode(configuration: config, name: "b", logger: logger, eventLoopGroup: group)
-        try await a.start()
-        try await b.start()
-        a.setPeerEndpoint("b", host: "127.0.0.1", port: b.replicationPort!, membershipPort: b.membershipPort)
-        b.setPeerEndpoint("a", host: "127.0.0.1", port: a.replicationPort!, membershipPort: a.membershipPort)
-        while !(a.members().first { $0.name == "b" }?.state == "alive") { try await Task.sleep(for: .milliseconds(10)) }
-        return Pair(a: a, b: b, group: group)
+        let nodes = try names.map { try ReplicationNode(configuration: config, name: $0, logger: logger, eventLoopGroup: group) }
+        for n in nodes { try await n.start() }
+        for x in nodes {
+            for y in nodes where x !== y {
+                x.setPeerEndpoint(y.endpoint.name, host: "127.0.0.1", port: y.replicationPort!, membershipPort: y.membershipPort)
+            }
+        }
+        while !nodes.allSatisfy({ n in n.members().filter { $0.state == "alive" }.count == names.count }) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return (nodes, group)
+    }
+
+    /// Creates `count` sessions of one `size`-byte attribute on `node` from 32 tasks. A
+    /// full queue to a backup refuses a create (`overloaded`, nothing created): the
+    /// creator waits 1 ms and tries again (counted in `refused`).
+    static func fill(_ node: ReplicationNode, count: Int, size: Int, created: NIOLockedValueBox<Int>, refused: NIOLockedValueBox<Int>) async throws {
+        let payload = [UInt8](repeating: 7, count: size)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let creators = 32
+            for c in 0..<creators {
+                group.addTask {
+                    for _ in stride(from: c, to: count, by: creators) {
+                        while true {
+                            do {
+                                _ = try await node.createSession(attributes: ["payload": payload])
+                                break
+                            } catch let e as SessionError where e.code == .overloaded {
+                                refused.withLockedValue { $0 += 1 }
+                                try await Task.sleep(for: .milliseconds(1))
+                            }
+                        }
+                        created.withLockedValue { $0 += 1 }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
     }
 
     static func hotSessions(_ node: ReplicationNode, writers: Int, size: Int) async throws -> [SessionID] {
