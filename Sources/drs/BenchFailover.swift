@@ -27,7 +27,6 @@ extension BenchCommand {
         let (nodes, group) = try await Self.startNodes(["a", "b", "c"], policy: Self.repairPolicy(repairInterval), room: count + writers)
         let (a, b, c) = (nodes[0], nodes[1], nodes[2])
         let hot = try await Self.hotSessions(b, writers: writers, size: size)
-        for id in hot { _ = try await b.withSession(id) { $0.set("payload", [1]) } }
         let quiet = try await Self.writeLatency(b, hot, seconds: duration, size: size)
         try await Self.fill(a, count: count, size: size, created: NIOLockedValueBox(0), refused: NIOLockedValueBox(0))
         let held = { b.counters.backups + c.counters.backups }

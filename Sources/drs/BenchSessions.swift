@@ -37,44 +37,43 @@ extension BenchCommand {
     /// finished run freed (its resident set stays), and the next run's sessions reuse it.
     func measureSessions(_ count: Int) async throws -> SessionsRun {
         let before = Self.residentBytes()
-        let pair = try await Self.startPair(repairInterval: repairInterval, sessions: count + writers)
+        let (nodes, group) = try await Self.startNodes(["a", "b"], policy: Self.repairPolicy(repairInterval), room: count + writers)
+        let (a, b) = (nodes[0], nodes[1])
         // The empty pair's latency first, on the same nodes that are filled next.
-        let hot = try await Self.hotSessions(pair.a, writers: writers, size: size)
-        // One write each first: the first write waits for the backup's lease.
-        for id in hot { _ = try await pair.a.withSession(id) { $0.set("payload", [1]) } }
-        let empty = try await Self.writeLatency(pair.a, hot, seconds: duration, size: size)
+        let hot = try await Self.hotSessions(a, writers: writers, size: size)
+        let empty = try await Self.writeLatency(a, hot, seconds: duration, size: size)
         let start = ContinuousClock.now
         let created = NIOLockedValueBox(0), refused = NIOLockedValueBox(0)
         // Progress on stderr every 5 s: a fill of a million sessions takes a while.
         let progress = Task.detached {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(5))
-                let members = pair.a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
-                printError("  ... created \(created.withLockedValue { $0 }), backup holds \(pair.b.counters.backups), a sees: \(members), under-replicated \(pair.a.status().underReplicated)")
+                let members = a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
+                printError("  ... created \(created.withLockedValue { $0 }), backup holds \(b.counters.backups), a sees: \(members), under-replicated \(a.status().underReplicated)")
             }
         }
         defer { progress.cancel() }
-        try await Self.fill(pair.a, count: count, size: size, created: created, refused: refused)
+        try await Self.fill(a, count: count, size: size, created: created, refused: refused)
         let createSeconds = Double((ContinuousClock.now - start).nanosecondsClamped) / 1e9
         let waitStart = ContinuousClock.now
-        while pair.b.counters.backups < count + hot.count {
+        while b.counters.backups < count + hot.count {
             if ContinuousClock.now - waitStart > .seconds(600) { throw ValidationError("the backup did not hold every session within 600 s") }
             try await Task.sleep(for: .milliseconds(50))
         }
         let after = Self.residentBytes()
-        let before2 = pair.a.counters.replication
-        let filled = try await Self.writeLatency(pair.a, hot, seconds: duration, size: size)
-        let after2 = pair.a.counters.replication
-        let digestRounds = after2.digestRounds - before2.digestRounds
-        let transfers = (after2.stateTransfers - before2.stateTransfers) + (after2.rereplications - before2.rereplications)
-        let (fillTransfers, fillMismatches) = (before2.stateTransfers + before2.rereplications, after2.digestMismatches)
-        await pair.a.shutdown()
-        await pair.b.shutdown()
-        try await pair.group.shutdownGracefully()
+        let filledAt = a.counters.replication
+        let filled = try await Self.writeLatency(a, hot, seconds: duration, size: size)
+        let end = a.counters.replication
+        let digestRounds = end.digestRounds - filledAt.digestRounds
+        let transfers = (end.stateTransfers - filledAt.stateTransfers) + (end.rereplications - filledAt.rereplications)
+        await a.shutdown()
+        await b.shutdown()
+        try await group.shutdownGracefully()
         return SessionsRun(created: created.withLockedValue { $0 }, createSeconds: createSeconds,
                            bytesPerCopy: Double(after - before) / Double(2 * count),
                            empty: empty, filled: filled, digestRounds: digestRounds, refusedCreates: refused.withLockedValue { $0 },
-                           transfers: transfers, fillTransfers: fillTransfers, digestMismatches: fillMismatches)
+                           transfers: transfers, fillTransfers: filledAt.stateTransfers + filledAt.rereplications,
+                           digestMismatches: end.digestMismatches)
     }
 
     func runSessions(_ count: Int) async throws {
@@ -93,18 +92,6 @@ extension BenchCommand {
         print(String(format: "median: %.0f created/s, %.0f bytes per copy (first run), p99 %.3f vs %.3f ms empty (%.2fx), max %.3f vs %.3f ms",
                      med { Double($0.created) / $0.createSeconds }, all[0].bytesPerCopy, med(\.filled.p99Ms), med(\.empty.p99Ms),
                      med { $0.filled.p99Ms / $0.empty.p99Ms }, med(\.filled.maxMs), med(\.empty.maxMs)))
-    }
-
-    struct Pair {
-        var a: ReplicationNode
-        var b: ReplicationNode
-        var group: MultiThreadedEventLoopGroup
-    }
-
-    /// Two nodes, room for `sessions` (no byte budget).
-    static func startPair(repairInterval: Double, sessions count: Int) async throws -> Pair {
-        let (nodes, group) = try await startNodes(["a", "b"], policy: repairPolicy(repairInterval), room: count)
-        return Pair(a: nodes[0], b: nodes[1], group: group)
     }
 
     /// The default policy (acknowledged TCP, one backup) with anti-entropy every
@@ -172,11 +159,14 @@ extension BenchCommand {
         }
     }
 
+    /// `writers` sessions on `node`, each written once: the first write waits for the
+    /// backup's lease, and must not count as a measured write.
     static func hotSessions(_ node: ReplicationNode, writers: Int, size: Int) async throws -> [SessionID] {
         var ids: [SessionID] = []
         for _ in 0..<writers {
             if let id = try await node.createSession(attributes: ["payload": [UInt8](repeating: 1, count: size)]).state?.id { ids.append(id) }
         }
+        for id in ids { _ = try await node.withSession(id) { $0.set("payload", [1]) } }
         return ids
     }
 

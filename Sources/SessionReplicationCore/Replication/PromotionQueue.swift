@@ -36,9 +36,7 @@ struct PromotionQueue: Sendable {
                 order = later.filter { entries[$0] != nil }
                 later = []
                 next = 0
-                earliest = .zero
-                if let first = order.first, let e = entries[first] { earliest = e.after }
-                for id in order { if let e = entries[id] { earliest = min(earliest, e.after) } }
+                earliest = order.compactMap { entries[$0]?.after }.min() ?? .zero
                 if order.isEmpty || now < earliest { break }
                 continue
             }

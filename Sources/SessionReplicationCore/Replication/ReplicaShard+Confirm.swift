@@ -61,13 +61,11 @@ extension ReplicaShard {
     mutating func resendPrepares(now: MonotonicInstant) -> [(peer: String, request: PrepareRequest)] {
         let every = settings.policy.retryInterval
         var out: [String: [(String, NodeID, PrepareRequest.Entry)]] = [:]
-        // Takeovers are visited only when the oldest is due (a failover of a big owner
-        // leaves hundreds of thousands waiting, and sorting them every tick stalled the
-        // node).
-        // Many takeovers at once (more than one message part) wait longer between resends,
-        // in proportion: answering a prepare about hundreds of thousands of sessions takes
-        // longer than `retryInterval`, and resending all of it every 200 ms buried the
-        // answers under new prepares.
+        // A failover of a big owner leaves hundreds of thousands of takeovers waiting:
+        // they are visited only when the oldest is due (sorting them every tick stalled
+        // the node), and resent less often in proportion to how many message parts they
+        // fill (answering them takes longer than `retryInterval`, and resending all every
+        // 200 ms buried the answers under new prepares).
         let parts = max(1, takeovers.count / ReplicationMessage.maxEntriesPerPart)
         let takeoverEvery = every * parts
         if !takeovers.isEmpty, now >= prepareResendDue {
