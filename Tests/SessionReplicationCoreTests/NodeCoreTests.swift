@@ -170,5 +170,41 @@ struct NodeCoreTests {
         _ = owner.tick(now: clock.now, wall: clock.wall, datagram: false)
         #expect(owner.takeBatches(for: "n2", now: clock.now, datagram: false).isEmpty, "nothing is resent any more")
     }
+
+    @Test("a node whose backup keeps refusing a session's changes logs it once, naming the peer and the session, and stops resending")
+    mutating func givingUpIsLogged() {
+        var p = ReplicationPolicy()
+        p.repairInterval = .milliseconds(100)
+        let s = NodeSettings(name: "n1", members: ["n1", "n2"], backupCandidates: ["n2"], policy: p,
+                             sessions: SessionPolicy(), membership: MembershipTuning())
+        var owner = NodeCore(settings: s, id: Self.p1, randomSeed: 7, now: clock.now)
+        _ = owner.listening(now: clock.now, wall: clock.wall)
+        _ = owner.receiveMembership(.ping(sequence: 1, target: Self.p1, updates: []), from: "n2", id: NodeID(2_000), reliable: false,
+                                    now: clock.now, wall: clock.wall)
+        _ = owner.create(RequestID(1), id: Self.id, attributes: ["a": [1]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall)
+        var logs: [NodeLog] = []
+        var sent = 0
+        for _ in 0..<12 {
+            var actions = owner.tick(now: clock.now, wall: clock.wall)
+            actions += owner.flush("n2", now: clock.now, wall: clock.wall, streamConnected: true)
+            let sequences = actions.flatMap { a -> [UInt64] in
+                guard case .send("n2", let t) = a else { return [] }
+                return t.batches.flatMap { b in b.batch.messages.indices.map { b.batch.firstSequence + UInt64($0) } }
+            }
+            sent += sequences.count
+            for seq in sequences {
+                let refusal = InboundFrame(senderName: "n2", sender: NodeID(2_000), control: [.receipt(Receipt(lane: 0, through: seq, refused: [seq], stream: Self.p1))])
+                actions += owner.receiveFrame(refusal, now: clock.now, wall: clock.wall)
+            }
+            logs += actions.compactMap { if case .log(let l) = $0, l.level == .warning { l } else { nil } }
+            clock.advance(by: .milliseconds(150))
+        }
+        let givenUp = logs.filter { $0.message.contains("keeps refusing") }
+        #expect(sent == ReplicaShard.maxRefusals + 1, "sent once, resent after each of maxRefusals refusals, then no more")
+        #expect(givenUp.count == 1, "\(logs)")
+        #expect(givenUp.first?.metadata["drs.peer"] == "n2")
+        #expect(givenUp.first?.metadata["drs.sessions"] == "\(Self.id)")
+        #expect(givenUp.first?.metadata["drs.count"] == "1")
+    }
 }
 
