@@ -28,30 +28,50 @@ enum Base64 {
 
     /// Decodes padded base64; `nil` for a length not a multiple of 4, a character outside
     /// the alphabet, misplaced padding, or non-zero bits in the padding (non-canonical).
+    /// Hand-written because Foundation's decoder is lenient where the API is strict (it
+    /// takes `AB=A` and the non-canonical `YR==`); one pass, one allocation.
     static func decode(_ text: String) -> [UInt8]? {
-        let input = Array(text.utf8)
-        guard input.count % 4 == 0 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(input.count / 4 * 3)
-        var start = 0
-        while start < input.count {
-            let isLast = start + 4 == input.count
-            let quad = input[start..<start + 4]
-            let padding = quad.reversed().prefix { $0 == UInt8(ascii: "=") }.count
-            guard padding == 0 || (isLast && padding <= 2) else { return nil }
-            var sextets: [UInt8] = []
-            for byte in quad.dropLast(padding) {
-                let value = values[Int(byte)]
-                guard value != 0xFF else { return nil }
-                sextets.append(value)
+        var text = text
+        return text.withUTF8 { input in values.withUnsafeBufferPointer { decode(input, table: $0) } }
+    }
+
+    private static func decode(_ input: UnsafeBufferPointer<UInt8>, table: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        let n = input.count
+        guard n % 4 == 0 else { return nil }
+        guard n > 0 else { return [] }
+        let pad = UInt8(ascii: "=")
+        let padding = input[n - 1] != pad ? 0 : input[n - 2] != pad ? 1 : 2
+        let count = n / 4 * 3 - padding
+        var valid = true
+        let out = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var i = 0, o = 0
+            // Whole quads; `=` is outside the table, so padding anywhere here is refused.
+            let whole = padding == 0 ? n : n - 4
+            while i < whole {
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])]
+                let c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
+                // Table values are below 64; 0xFF marks a byte outside the alphabet.
+                guard (a | b | c | d) & 0xC0 == 0 else { valid = false; break }
+                buffer[o] = a << 2 | b >> 4
+                buffer[o + 1] = b << 4 | c >> 2
+                buffer[o + 2] = c << 6 | d
+                i += 4
+                o += 3
             }
-            while sextets.count < 4 { sextets.append(0) }
-            let bytes = [sextets[0] << 2 | sextets[1] >> 4, sextets[1] << 4 | sextets[2] >> 2, sextets[2] << 6 | sextets[3]]
-            if padding == 2, sextets[1] & 0x0F != 0 { return nil }
-            if padding == 1, sextets[2] & 0x03 != 0 { return nil }
-            out += bytes.prefix(3 - padding)
-            start += 4
+            if valid, padding > 0 {
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])]
+                let c = padding == 1 ? table[Int(input[i + 2])] : 0
+                // The bits the padding drops must be zero (one canonical encoding).
+                let canonical = padding == 1 ? c & 0x03 == 0 : b & 0x0F == 0
+                if (a | b | c) & 0xC0 != 0 || !canonical {
+                    valid = false
+                } else {
+                    buffer[o] = a << 2 | b >> 4
+                    if padding == 1 { buffer[o + 1] = b << 4 | c >> 2 }
+                }
+            }
+            initialized = valid ? count : 0
         }
-        return out
+        return valid ? out : nil
     }
 }

@@ -27,7 +27,7 @@ struct FormatTests {
             #expect(encoded == Data(bytes).base64EncodedString())
             #expect(Base64.decode(encoded) == bytes)
         }
-        for bad in ["=", "==", "A===", "AB=A", "YR==", "YWI=YQ==", "YW\nI=", "YWJ-", "Y_I="] {
+        for bad in ["=", "==", "A===", "AB=A", "YR==", "YWI=YQ==", "YW\nI=", "YWJ-", "Y_I=", "====", "A=B=", "YWI", "YWJj=", "YWÍ=", "YWJjYW\u{0}j", "YWJjZB==", "YWJjZGF="] {
             #expect(Base64.decode(bad) == nil, "\(bad)")
         }
     }
