@@ -13,37 +13,37 @@
 ///
 /// The clock must keep running while the process is stopped (`ContinuousClock`), so a
 /// process resumed after SIGSTOP finds its leases expired before it touches a session.
-public struct LeaseTable: Sendable {
+package struct LeaseTable: Sendable {
     /// The lease length `L`.
-    public let lease: Duration
+    package let lease: Duration
     /// Until when each peer's grant runs (asker side).
-    public private(set) var grantedUntil: [String: MonotonicInstant] = [:]
+    package private(set) var grantedUntil: [String: MonotonicInstant] = [:]
     /// When this node last granted each peer (grantor side).
-    public private(set) var lastGranted: [String: MonotonicInstant] = [:]
+    package private(set) var lastGranted: [String: MonotonicInstant] = [:]
     /// Processes this node will not grant, by member (it promised a takeover of that
     /// process's sessions). Another process of the same name is granted.
-    public private(set) var revoked: [String: NodeID] = [:]
+    package private(set) var revoked: [String: NodeID] = [:]
     /// Requests answered with a grant, refused.
-    public private(set) var granted = 0, refused = 0
+    package private(set) var granted = 0, refused = 0
 
     var sequence: UInt64 = 0
     var outstanding: [UInt64: (peer: String, sentAt: MonotonicInstant)] = [:]
     var nextRequest: MonotonicInstant = .zero
 
     /// A table for leases of length `lease` (default 500 ms).
-    public init(lease: Duration = .milliseconds(500)) {
+    package init(lease: Duration = .milliseconds(500)) {
         self.lease = lease
     }
 
     /// The request period: a quarter of the lease.
-    public var requestInterval: Duration { lease / 4 }
+    package var requestInterval: Duration { lease / 4 }
 
     /// When `requests` has work next.
-    public var nextDeadline: MonotonicInstant { nextRequest }
+    package var nextDeadline: MonotonicInstant { nextRequest }
 
     /// The lease requests due now, one per peer in `peers`, as `(peer, sequence)`.
     /// Requests older than one lease that were never answered are forgotten.
-    public mutating func requests(to peers: [String], now: MonotonicInstant) -> [(peer: String, sequence: UInt64)] {
+    package mutating func requests(to peers: [String], now: MonotonicInstant) -> [(peer: String, sequence: UInt64)] {
         guard now >= nextRequest else { return [] }
         nextRequest = now + requestInterval
         let stale = now + (.zero - lease)
@@ -59,7 +59,7 @@ public struct LeaseTable: Sendable {
 
     /// A grant from `peer` for request `sequence`: the lease runs until the request's
     /// send time plus `lease`. Unknown or mismatched sequences are ignored.
-    public mutating func onGrant(from peer: String, sequence: UInt64) {
+    package mutating func onGrant(from peer: String, sequence: UInt64) {
         guard let r = outstanding.removeValue(forKey: sequence), r.peer == peer else { return }
         let until = r.sentAt + lease
         if until > grantedUntil[peer] ?? .zero { grantedUntil[peer] = until }
@@ -68,7 +68,7 @@ public struct LeaseTable: Sendable {
     /// A lease request from process `process` of `peer`: whether to grant it. Refused
     /// when `heldDead` (this node holds the asker dead) or that very process is revoked;
     /// granted otherwise (a later process of the name too), recording the grant time.
-    public mutating func onRequest(from peer: String, process: NodeID, heldDead: Bool, now: MonotonicInstant) -> Bool {
+    package mutating func onRequest(from peer: String, process: NodeID, heldDead: Bool, now: MonotonicInstant) -> Bool {
         guard !heldDead, revoked[peer] != process else { refused += 1; return false }
         lastGranted[peer] = now
         granted += 1
@@ -77,10 +77,10 @@ public struct LeaseTable: Sendable {
 
     /// Stops granting process `process` of `peer` (a takeover of its sessions was
     /// promised).
-    public mutating func revoke(_ peer: String, process: NodeID) { revoked[peer] = process }
+    package mutating func revoke(_ peer: String, process: NodeID) { revoked[peer] = process }
 
     /// Grants `peer` again (it rejoined under a new process id).
-    public mutating func restore(_ peer: String) {
+    package mutating func restore(_ peer: String) {
         revoked[peer] = nil
         grantedUntil[peer] = nil
         lastGranted[peer] = nil
@@ -88,7 +88,7 @@ public struct LeaseTable: Sendable {
 
     /// The instant after which no lease this node granted `peer` can still be running
     /// anywhere: a taker waits for it before serving the old owner's sessions.
-    public func grantsExpire(for peer: String) -> MonotonicInstant {
+    package func grantsExpire(for peer: String) -> MonotonicInstant {
         guard let last = lastGranted[peer] else { return .zero }
         return last + Self.safeWait(lease)
     }
@@ -96,11 +96,11 @@ public struct LeaseTable: Sendable {
     /// How long after a grant the lease it gave can no longer run anywhere: `lease`,
     /// plus 1/8 of it for clock-rate drift (two clocks 5 % apart either way differ by
     /// under 11 %), plus 10 ms of scheduling slack.
-    public static func safeWait(_ lease: Duration) -> Duration { lease + lease / 8 + .milliseconds(10) }
+    package static func safeWait(_ lease: Duration) -> Duration { lease + lease / 8 + .milliseconds(10) }
 
     /// Forgets every grant this node holds (its clock stopped for a while: what it
     /// believes of their ends cannot be trusted); it is fenced until fresh grants arrive.
-    public mutating func dropGrants() {
+    package mutating func dropGrants() {
         grantedUntil = [:]
         outstanding = [:]
     }
@@ -109,7 +109,7 @@ public struct LeaseTable: Sendable {
     /// `live` (the members membership holds alive or suspect) has an unexpired grant.
     /// Members held dead, or never heard of, need none: neither can have taken the
     /// session over.
-    public func mayServe(replicaSet: [String], live: Set<String>, now: MonotonicInstant) -> Bool {
+    package func mayServe(replicaSet: [String], live: Set<String>, now: MonotonicInstant) -> Bool {
         for p in replicaSet where live.contains(p) {
             guard let until = grantedUntil[p], now < until else { return false }
         }
@@ -117,7 +117,7 @@ public struct LeaseTable: Sendable {
     }
 
     /// `mayServe` with liveness given by `isLive` (no set to build).
-    public func mayServe(replicaSet: [String], now: MonotonicInstant, isLive: (String) -> Bool) -> Bool {
+    package func mayServe(replicaSet: [String], now: MonotonicInstant, isLive: (String) -> Bool) -> Bool {
         for p in replicaSet where isLive(p) {
             guard let until = grantedUntil[p], now < until else { return false }
         }
@@ -127,7 +127,7 @@ public struct LeaseTable: Sendable {
     /// Whether this node holds a quorum lease (`promotion: majority`): itself (when a
     /// voter) and the voters with an unexpired grant are more than half of `voters`.
     /// False without voters.
-    public func hasQuorum(voters: [String], selfName: String, now: MonotonicInstant) -> Bool {
+    package func hasQuorum(voters: [String], selfName: String, now: MonotonicInstant) -> Bool {
         guard !voters.isEmpty else { return false }
         var count = 0
         for v in voters {
@@ -138,7 +138,7 @@ public struct LeaseTable: Sendable {
     }
 
     /// The shortest remaining lease among `peers` (for `/cluster/status`); `nil` without peers.
-    public func remaining(among peers: [String], now: MonotonicInstant) -> Duration? {
+    package func remaining(among peers: [String], now: MonotonicInstant) -> Duration? {
         guard !peers.isEmpty else { return nil }
         return peers.map { (grantedUntil[$0] ?? .zero) - now }.min().map { max(.zero, $0) }
     }

@@ -21,32 +21,32 @@
 ///
 /// Decisions never iterate an unordered collection: keys are sorted first, and all
 /// randomness comes from the injected seed.
-public struct Membership: Sendable {
+package struct Membership: Sendable {
     /// This node's name.
-    public let selfName: String
+    package let selfName: String
     /// This process's id.
-    public let selfID: NodeID
+    package let selfID: NodeID
     /// This node's incarnation (raised to refute suspicion).
-    public private(set) var incarnation: UInt64 = 0
+    package private(set) var incarnation: UInt64 = 0
     /// This node's own state: `alive`, `left` after `leave`, `dead` once another member
     /// declared it dead.
-    public private(set) var status: MemberStatus = .alive
+    package private(set) var status: MemberStatus = .alive
     /// The tunables.
-    public let tuning: MembershipTuning
+    package let tuning: MembershipTuning
     /// Members contacted to join.
-    public let seeds: [String]
+    package let seeds: [String]
     /// Other members by name (dead and left ones until `tombstoneTTL` passes).
-    public private(set) var members: [String: Member] = [:]
+    package private(set) var members: [String: Member] = [:]
     /// Lifeguard local health score: 0 is healthy.
-    public private(set) var localHealth = 0
+    package private(set) var localHealth = 0
     /// Counters since start.
-    public private(set) var counters = MembershipCounters()
+    package private(set) var counters = MembershipCounters()
     /// Whether this node has heard from any peer (or has no seeds).
-    public private(set) var joined: Bool
+    package private(set) var joined: Bool
     /// Messages to send; drained by the node.
-    public var outbox: [MembershipOutgoing] = []
+    package var outbox: [MembershipOutgoing] = []
     /// State changes; drained by the node.
-    public var events: [MembershipEvent] = []
+    package var events: [MembershipEvent] = []
 
     struct Probe: Sendable {
         var target: String
@@ -112,7 +112,7 @@ public struct Membership: Sendable {
 
     /// Starts as the only member, alive at incarnation 0; the first `tick` contacts the
     /// seeds (other members' names). `randomSeed` drives every random choice.
-    public init(selfName: String, selfID: NodeID, seeds: [String], tuning: MembershipTuning = .init(),
+    package init(selfName: String, selfID: NodeID, seeds: [String], tuning: MembershipTuning = .init(),
                 randomSeed: UInt64, now: MonotonicInstant) {
         self.selfName = selfName
         self.selfID = selfID
@@ -131,37 +131,37 @@ public struct Membership: Sendable {
     // MARK: - Views
 
     /// This node as an update (alive, or left after `leave`).
-    public var selfUpdate: MemberUpdate {
+    package var selfUpdate: MemberUpdate {
         MemberUpdate(status: status == .left ? .left : .alive, name: selfName, id: selfID, incarnation: incarnation, from: selfName)
     }
 
     /// Every member including this node, sorted by name.
-    public var list: [Member] {
+    package var list: [Member] {
         var all = Array(members.values)
         all.append(Member(name: selfName, id: selfID, incarnation: incarnation, status: status, since: .zero))
         return all.sorted { $0.name < $1.name }
     }
 
     /// Names of other members that are alive or suspect, sorted.
-    public var liveNames: [String] { members.values.filter { $0.status.isLive }.map(\.name).sorted() }
+    package var liveNames: [String] { members.values.filter { $0.status.isLive }.map(\.name).sorted() }
 
     /// Whether `name` is held alive or suspect under process `id`.
-    public func isLive(_ name: String, id: NodeID) -> Bool {
+    package func isLive(_ name: String, id: NodeID) -> Bool {
         guard let m = members[name] else { return false }
         return m.id == id && m.status.isLive
     }
 
     /// Live members including this node: the `n` of the protocol's formulas.
     /// Who declared this process dead (for the log); `nil` while alive.
-    public private(set) var deathVerdict: DeathVerdict?
+    package private(set) var deathVerdict: DeathVerdict?
 
     var liveCount: Int { 1 + members.values.reduce(0) { $0 + ($1.status.isLive ? 1 : 0) } }
 
     /// The member named `name` (not this node).
-    public func member(_ name: String) -> Member? { members[name] }
+    package func member(_ name: String) -> Member? { members[name] }
 
     /// The earliest instant at which `tick` has something to do.
-    public var nextDeadline: MonotonicInstant {
+    package var nextDeadline: MonotonicInstant {
         var d = Swift.min(nextPushPull, nextSweep, nextReconnect)
         if status == .alive { d = Swift.min(d, probe.map { $0.indirect ? $0.endAt : $0.timeoutAt } ?? nextProbeAt) }
         for s in suspicions.values { d = Swift.min(d, s.deadline) }
@@ -170,7 +170,7 @@ public struct Membership: Sendable {
     }
 
     /// Takes the outbox and the events.
-    public mutating func takeOutput() -> (outgoing: [MembershipOutgoing], events: [MembershipEvent]) {
+    package mutating func takeOutput() -> (outgoing: [MembershipOutgoing], events: [MembershipEvent]) {
         defer { outbox = []; events = [] }
         return (outbox, events)
     }
@@ -182,14 +182,14 @@ public struct Membership: Sendable {
     /// the process, should it be alive after all (a one-way cut), learns it and rejoins
     /// instead of staying alive and fenced for good. A later process of the name is left
     /// alone.
-    public mutating func acceptDeath(of name: String, id: NodeID, declaredBy declarer: String, now: MonotonicInstant) {
+    package mutating func acceptDeath(of name: String, id: NodeID, declaredBy declarer: String, now: MonotonicInstant) {
         guard let m = members[name], m.id == id, m.status.isLive else { return }
         apply(MemberUpdate(status: .dead, name: name, id: id, incarnation: m.incarnation, from: declarer), now: now)
     }
 
     /// Leaves gracefully: tells every live member directly and by gossip; from now on
     /// this node answers probes but starts none.
-    public mutating func leave(now: MonotonicInstant) {
+    package mutating func leave(now: MonotonicInstant) {
         guard status == .alive else { return }
         status = .left
         probe = nil
@@ -204,7 +204,7 @@ public struct Membership: Sendable {
     /// A message from the member `name` whose process id is `id` (both authenticated by
     /// the frame's seal). `reliable` says it came over the stream, and answers go back
     /// the same way.
-    public mutating func receive(_ message: MembershipMessage, from name: String, id: NodeID, reliable: Bool = false, now: MonotonicInstant) {
+    package mutating func receive(_ message: MembershipMessage, from name: String, id: NodeID, reliable: Bool = false, now: MonotonicInstant) {
         guard name != selfName else { return }
         // A message from an earlier process of that name (still in flight when it
         // restarted) speaks for nobody: its claims would be taken for the new process's.
@@ -255,7 +255,7 @@ public struct Membership: Sendable {
 
     /// Runs due timers: suspicion timeouts, relay nacks, the probe cycle, push-pull and
     /// the sweep of old dead members.
-    public mutating func tick(now: MonotonicInstant) {
+    package mutating func tick(now: MonotonicInstant) {
         guard status != .dead else { return }
         // A timer that fires late means this process is starved (a loaded host, a
         // pause): a local-health signal like a missed nack.
@@ -608,20 +608,20 @@ enum MathSupport {
 /// Who declared a process dead, for the log: the declarer, its status at this node, the
 /// sender of the member list the verdict came in (push-pull) with that list's live count,
 /// and this node's live count at the time.
-public struct DeathVerdict: Sendable, CustomStringConvertible {
+package struct DeathVerdict: Sendable, CustomStringConvertible {
     /// The member that declared the death.
-    public var declarer: String
+    package var declarer: String
     /// The declarer's status here; `nil` when unknown.
-    public var declarerStatus: MemberStatus?
+    package var declarerStatus: MemberStatus?
     /// Sender of the push-pull list carrying the verdict; `nil` for gossip.
-    public var listSender: String?
+    package var listSender: String?
     /// Live members in that list.
-    public var listLive: Int?
+    package var listLive: Int?
     /// Live members here, this node included.
-    public var liveHere: Int
+    package var liveHere: Int
 
     /// One line for the log.
-    public var description: String {
+    package var description: String {
         "declared by \(declarer) (held \(declarerStatus.map { "\($0)" } ?? "unknown") here)"
             + (listSender.map { " in the list of \($0)" } ?? " in gossip") + (listLive.map { " counting \($0) live" } ?? "")
             + "; \(liveHere) live here"

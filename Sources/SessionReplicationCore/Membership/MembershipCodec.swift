@@ -1,19 +1,19 @@
 /// Binary encoding of `MembershipMessage`, little-endian: `type u8 | fields`, updates as
 /// `count u16 | (status u8 | name | id u64 | incarnation u64 | from)*` with names as
 /// `u8 length | bytes`. Decoding checks every length and name and refuses trailing bytes.
-public enum MembershipCodec {
+package enum MembershipCodec {
     enum Tag: UInt8 {
         case ping = 32, ack = 33, pingRequest = 34, nack = 35, sync = 36, leaseRequest = 37, leaseGrant = 38
     }
 
     /// Most updates in one message. Default 4,096 members.
-    public static let maxUpdates = 4_096
+    package static let maxUpdates = 4_096
     /// Incarnations at or above this (2^62) are refused on decode: a node refuting a
     /// suspicion takes the heard incarnation plus one.
-    public static let maxIncarnation: UInt64 = 1 << 62
+    package static let maxIncarnation: UInt64 = 1 << 62
 
     /// Encodes one message.
-    public static func encode(_ message: MembershipMessage) -> [UInt8] {
+    package static func encode(_ message: MembershipMessage) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + message.updates.count * 40)
         switch message {
         case .ping(let seq, let target, let updates):
@@ -35,10 +35,10 @@ public enum MembershipCodec {
     }
 
     /// Whether `byte` is the first byte of a membership message (and not a replication one).
-    public static func isMembership(firstByte byte: UInt8) -> Bool { Tag(rawValue: byte) != nil }
+    package static func isMembership(firstByte byte: UInt8) -> Bool { Tag(rawValue: byte) != nil }
 
     /// Decodes one message filling the whole buffer.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> MembershipMessage {
+    package static func decode(_ bytes: UnsafeRawBufferPointer) throws(DecodeError) -> MembershipMessage {
         var r = ByteReader(bytes)
         guard let tag = Tag(rawValue: try r.read(UInt8.self, "membership.type")) else { throw .invalid(field: "membership.type") }
         let message: MembershipMessage
@@ -72,7 +72,7 @@ public enum MembershipCodec {
     }
 
     /// Decodes one message filling all of `bytes`.
-    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> MembershipMessage {
+    package static func decode(_ bytes: [UInt8]) throws(DecodeError) -> MembershipMessage {
         let result: Result<MembershipMessage, DecodeError> = bytes.withUnsafeBytes { raw in
             Result { () throws(DecodeError) in try decode(raw) }
         }

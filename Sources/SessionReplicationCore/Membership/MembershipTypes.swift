@@ -24,21 +24,21 @@ public enum MemberStatus: UInt8, Hashable, Sendable, CaseIterable, CustomStringC
 }
 
 /// One member as this node sees it.
-public struct Member: Hashable, Sendable {
+package struct Member: Hashable, Sendable {
     /// The configured name.
-    public var name: String
+    package var name: String
     /// The id of the process currently known under that name (fresh per process start;
     /// a larger id is a later start).
-    public var id: NodeID
+    package var id: NodeID
     /// The member's incarnation: it raises it to refute suspicion.
-    public var incarnation: UInt64
+    package var incarnation: UInt64
     /// Its state.
-    public var status: MemberStatus
+    package var status: MemberStatus
     /// When this node last saw the state change (local monotonic clock).
-    public var since: MonotonicInstant
+    package var since: MonotonicInstant
 
     /// Creates a member record.
-    public init(name: String, id: NodeID, incarnation: UInt64, status: MemberStatus, since: MonotonicInstant) {
+    package init(name: String, id: NodeID, incarnation: UInt64, status: MemberStatus, since: MonotonicInstant) {
         self.name = name
         self.id = id
         self.incarnation = incarnation
@@ -49,20 +49,20 @@ public struct Member: Hashable, Sendable {
 
 /// A gossiped statement about one member: piggybacked on probes and carried whole by
 /// push-pull.
-public struct MemberUpdate: Hashable, Sendable {
+package struct MemberUpdate: Hashable, Sendable {
     /// What is stated.
-    public var status: MemberStatus
+    package var status: MemberStatus
     /// The member's name.
-    public var name: String
+    package var name: String
     /// The member's process id.
-    public var id: NodeID
+    package var id: NodeID
     /// The incarnation the statement is about.
-    public var incarnation: UInt64
+    package var incarnation: UInt64
     /// Who made the statement (suspicions and deaths); the member itself otherwise.
-    public var from: String
+    package var from: String
 
     /// Creates an update.
-    public init(status: MemberStatus, name: String, id: NodeID, incarnation: UInt64, from: String) {
+    package init(status: MemberStatus, name: String, id: NodeID, incarnation: UInt64, from: String) {
         self.status = status
         self.name = name
         self.id = id
@@ -71,11 +71,11 @@ public struct MemberUpdate: Hashable, Sendable {
     }
 
     /// Bytes this update takes on the wire: status, name, node id (16), incarnation, from.
-    public var encodedSize: Int { 1 + 1 + name.utf8.count + 16 + 8 + 1 + from.utf8.count }
+    package var encodedSize: Int { 1 + 1 + name.utf8.count + 16 + 8 + 1 + from.utf8.count }
 }
 
 /// A membership message. The sender's name and process id travel in the frame header.
-public enum MembershipMessage: Hashable, Sendable {
+package enum MembershipMessage: Hashable, Sendable {
     /// A probe of the process `target`; answered with `ack(sequence)`.
     case ping(sequence: UInt64, target: NodeID, updates: [MemberUpdate])
     /// The answer to a ping (or a relayed answer to a ping request).
@@ -92,7 +92,7 @@ public enum MembershipMessage: Hashable, Sendable {
     case leaseGrant(sequence: UInt64)
 
     /// The piggybacked updates (the list itself for `sync`).
-    public var updates: [MemberUpdate] {
+    package var updates: [MemberUpdate] {
         switch self {
         case .ping(_, _, let u), .ack(_, let u), .pingRequest(_, _, _, let u), .nack(_, let u): return u
         case .sync(let m, _): return m
@@ -102,7 +102,7 @@ public enum MembershipMessage: Hashable, Sendable {
 }
 
 /// What membership tells the node.
-public enum MembershipEvent: Hashable, Sendable {
+package enum MembershipEvent: Hashable, Sendable {
     /// A member (or a new process of a known name) is alive.
     case alive(name: String, id: NodeID)
     /// A member is suspected.
@@ -121,15 +121,15 @@ public enum MembershipEvent: Hashable, Sendable {
 }
 
 /// A message for the node to send.
-public struct MembershipOutgoing: Hashable, Sendable {
+package struct MembershipOutgoing: Hashable, Sendable {
     /// The member name to send to.
-    public var to: String
+    package var to: String
     /// The message.
-    public var message: MembershipMessage
+    package var message: MembershipMessage
     /// Send on the reliable stream (TCP fallback ping, push-pull) instead of a datagram.
-    public var reliable: Bool
+    package var reliable: Bool
     /// Creates an outgoing message.
-    public init(to: String, message: MembershipMessage, reliable: Bool) {
+    package init(to: String, message: MembershipMessage, reliable: Bool) {
         self.to = to
         self.message = message
         self.reliable = reliable

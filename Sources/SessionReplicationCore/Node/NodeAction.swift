@@ -2,28 +2,28 @@
 /// drain). The shell allocates them below `internalBase`; the core uses the ids from
 /// `internalBase` up for requests it makes of itself (answering a handover, which waits
 /// for the session's scope like any caller).
-public struct RequestID: Hashable, Comparable, Sendable, CustomStringConvertible {
+package struct RequestID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The raw value.
-    public var rawValue: UInt64
+    package var rawValue: UInt64
     /// Wraps a raw value.
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    package init(_ rawValue: UInt64) { self.rawValue = rawValue }
     /// The first id the core keeps for itself.
-    public static let internalBase: UInt64 = 1 << 63
+    package static let internalBase: UInt64 = 1 << 63
     /// Whether the core made this request of itself.
-    public var isInternal: Bool { rawValue >= Self.internalBase }
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-    public var description: String { "r\(rawValue)" }
+    package var isInternal: Bool { rawValue >= Self.internalBase }
+    package static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    package var description: String { "r\(rawValue)" }
 }
 
 /// Lane-tagged data batch: the never-sent or resent messages of one lane's stream to one
 /// peer.
-public struct LaneBatch: Hashable, Sendable {
+package struct LaneBatch: Hashable, Sendable {
     /// The lane (the sender's shard) whose stream the batch belongs to.
-    public var lane: UInt16
+    package var lane: UInt16
     /// The sequenced messages.
-    public var batch: OutboundBatch
+    package var batch: OutboundBatch
     /// Creates a lane batch.
-    public init(lane: UInt16, batch: OutboundBatch) {
+    package init(lane: UInt16, batch: OutboundBatch) {
         self.lane = lane
         self.batch = batch
     }
@@ -33,25 +33,25 @@ public struct LaneBatch: Hashable, Sendable {
 /// messages (one frame together), sealed by the process `speaker`. A transmission whose
 /// speaker is no longer this process (it rejoined under a new id meanwhile) is dropped:
 /// it speaks for the dead process.
-public struct Transmission: Hashable, Sendable {
+package struct Transmission: Hashable, Sendable {
     /// The process that decided to send it.
-    public var speaker: NodeID
+    package var speaker: NodeID
     /// Data batches, in order.
-    public var batches: [LaneBatch]
+    package var batches: [LaneBatch]
     /// Control messages (receipts, resync requests, prepares, promises, handovers, digests).
-    public var control: [ReplicationMessage]
+    package var control: [ReplicationMessage]
     /// Creates a transmission.
-    public init(speaker: NodeID, batches: [LaneBatch] = [], control: [ReplicationMessage] = []) {
+    package init(speaker: NodeID, batches: [LaneBatch] = [], control: [ReplicationMessage] = []) {
         self.speaker = speaker
         self.batches = batches
         self.control = control
     }
     /// Whether there is nothing to send.
-    public var isEmpty: Bool { batches.isEmpty && control.isEmpty }
+    package var isEmpty: Bool { batches.isEmpty && control.isEmpty }
 }
 
 /// How a request ended.
-public enum RequestResult: Hashable, Sendable {
+package enum RequestResult: Hashable, Sendable {
     /// A read: the owned session (counting as an access), or `nil` when this node does
     /// not own it.
     case session(SessionState?)
@@ -68,7 +68,7 @@ public enum RequestResult: Hashable, Sendable {
 }
 
 /// How a change scope ends (`NodeCore.commitScope`).
-public enum ScopeCommit: Hashable, Sendable {
+package enum ScopeCommit: Hashable, Sendable {
     /// Commit these changes (and a new idle limit when set).
     case changes(ChangeSet, maxInactiveInterval: Duration?)
     /// End the session (tombstone, replicated invalidation) for `reason`.
@@ -78,17 +78,17 @@ public enum ScopeCommit: Hashable, Sendable {
 }
 
 /// A line the shell logs.
-public struct NodeLog: Hashable, Sendable {
+package struct NodeLog: Hashable, Sendable {
     /// Log levels the core uses.
-    public enum Level: Hashable, Sendable { case debug, info, notice, warning }
+    package enum Level: Hashable, Sendable { case debug, info, notice, warning }
     /// The level.
-    public var level: Level
+    package var level: Level
     /// A static message.
-    public var message: String
+    package var message: String
     /// Metadata (`drs.peer`, `drs.session`, ...).
-    public var metadata: [String: String]
+    package var metadata: [String: String]
     /// Creates a log line.
-    public init(_ level: Level, _ message: String, _ metadata: [String: String] = [:]) {
+    package init(_ level: Level, _ message: String, _ metadata: [String: String] = [:]) {
         self.level = level
         self.message = message
         self.metadata = metadata
@@ -96,7 +96,7 @@ public struct NodeLog: Hashable, Sendable {
 }
 
 /// Why the core refused an inbound frame.
-public enum FrameRefusal: String, Hashable, Sendable {
+package enum FrameRefusal: String, Hashable, Sendable {
     /// It came from a process of that member that a later one replaced.
     case retiredProcess = "retired-process"
     /// Its sender is not a member.
@@ -108,7 +108,7 @@ public enum FrameRefusal: String, Hashable, Sendable {
 }
 
 /// What the core asks the shell to do.
-public enum NodeAction: Hashable, Sendable {
+package enum NodeAction: Hashable, Sendable {
     /// Send a transmission to `peer` now.
     case send(peer: String, Transmission)
     /// Data or control messages wait for `peer`: call `NodeCore.flush` for it soon,
@@ -137,25 +137,25 @@ public enum NodeAction: Hashable, Sendable {
 }
 
 /// One frame of a transmission, ready to be sealed: its header fields and body.
-public struct OutboundFrame: Hashable, Sendable {
+package struct OutboundFrame: Hashable, Sendable {
     /// The lane (stream) of its data; 0 for control.
-    public var lane: UInt16
+    package var lane: UInt16
     /// Sequence of its first data message (0 without data).
-    public var firstSequence: UInt64
+    package var firstSequence: UInt64
     /// The sender's low watermark (0 without data).
-    public var lowWatermark: UInt64
+    package var lowWatermark: UInt64
     /// The encoded `FrameBody`.
-    public var body: [UInt8]
+    package var body: [UInt8]
     /// Whether it goes as a datagram (UDP transport, and it fits `udpMaxPayload`);
     /// otherwise over the stream connection.
-    public var datagram: Bool
+    package var datagram: Bool
 }
 
 extension Transmission {
     /// The frames this transmission is sent as: one per data batch and one for the control
     /// messages; over UDP (`datagram`) those that fit `maxDatagram` with the frame's
     /// overhead go as datagrams, larger ones over the stream.
-    public func frames(datagram udp: Bool, maxDatagram: Int) -> [OutboundFrame] {
+    package func frames(datagram udp: Bool, maxDatagram: Int) -> [OutboundFrame] {
         var out: [OutboundFrame] = []
         func add(_ lane: UInt16, _ first: UInt64, _ low: UInt64, _ body: [UInt8]) {
             let fits = udp && body.count + FrameHeader.maxDatagramOverhead <= maxDatagram
@@ -185,7 +185,7 @@ extension Transmission {
 
     /// Encoded control messages one frame carries at most, besides a first message of any
     /// size. Default 4 MiB, a quarter of `WireLimits.maxFrameBytes`.
-    public static let maxControlFrameBytes = 4 << 20
+    package static let maxControlFrameBytes = 4 << 20
 }
 
 /// Something that happened to a session on this node, for the application (`created`,

@@ -1,27 +1,27 @@
 /// One frame as the shell hands it over: opened, authenticated and decoded.
-public struct InboundFrame: Hashable, Sendable {
+package struct InboundFrame: Hashable, Sendable {
     /// The sender's configured name.
-    public var senderName: String
+    package var senderName: String
     /// The sender's process id.
-    public var sender: NodeID
+    package var sender: NodeID
     /// The sender's lane (stream) the data belongs to.
-    public var lane: UInt16
+    package var lane: UInt16
     /// Sequence of the first data message.
-    public var firstSequence: UInt64
+    package var firstSequence: UInt64
     /// The sender's low watermark: everything below was receipted or abandoned.
-    public var lowWatermark: UInt64
+    package var lowWatermark: UInt64
     /// Sequenced data messages (sessions' changes), in order.
-    public var data: [ReplicationMessage]
+    package var data: [ReplicationMessage]
     /// Control messages.
-    public var control: [ReplicationMessage]
+    package var control: [ReplicationMessage]
     /// A membership message carried over the stream connection instead.
-    public var membership: MembershipMessage?
+    package var membership: MembershipMessage?
     /// Offsets (from `firstSequence`) of data messages that did not decode: refused one by
     /// one (their place in `data` holds a stand-in), never the frame around them.
-    public var refusedData: [Int] = []
+    package var refusedData: [Int] = []
 
     /// Creates a frame.
-    public init(senderName: String, sender: NodeID, lane: UInt16 = 0, firstSequence: UInt64 = 0, lowWatermark: UInt64 = 0,
+    package init(senderName: String, sender: NodeID, lane: UInt16 = 0, firstSequence: UInt64 = 0, lowWatermark: UInt64 = 0,
                 data: [ReplicationMessage] = [], control: [ReplicationMessage] = [], membership: MembershipMessage? = nil) {
         self.senderName = senderName
         self.sender = sender
@@ -36,7 +36,7 @@ public struct InboundFrame: Hashable, Sendable {
     /// A frame from a body decoded message by message: each data message that did not
     /// decode keeps its sequence (a stand-in in `data`) and is listed in `refusedData`;
     /// control messages that did not decode are left out.
-    public init(senderName: String, sender: NodeID, lane: UInt16, firstSequence: UInt64, lowWatermark: UInt64,
+    package init(senderName: String, sender: NodeID, lane: UInt16, firstSequence: UInt64, lowWatermark: UInt64,
                 decoded: FrameBody.Decoded) {
         var data: [ReplicationMessage] = []
         var refused: [Int] = []
@@ -69,7 +69,7 @@ extension NodeCore {
     /// A frame from a peer. Frames of a process that a later one of the same name
     /// replaced are refused; the first frame of a new process retires the old one (its
     /// streams end, and every session it backed is sent whole again).
-    public mutating func receiveFrame(_ frame: InboundFrame, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func receiveFrame(_ frame: InboundFrame, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         guard !stopped else { return [] }
         let name = frame.senderName
@@ -230,7 +230,7 @@ extension NodeCore {
     /// The shell may send to `peer` now: every never-sent data batch of every lane and,
     /// when the stream connection is up (or the transport is UDP), the queued control
     /// messages (which otherwise wait for a connection rather than being lost).
-    public mutating func flush(_ peer: String, now: MonotonicInstant, wall: WallTime, streamConnected: Bool) -> [NodeAction] {
+    package mutating func flush(_ peer: String, now: MonotonicInstant, wall: WallTime, streamConnected: Bool) -> [NodeAction] {
         begin(now, wall)
         guard !stopped, peers[peer] != nil else { return [] }
         var t = Transmission(speaker: id)
@@ -258,7 +258,7 @@ extension NodeCore {
 
     /// The stream connection to `peer` came up or went down. Over TCP, what was in
     /// flight on a lost connection is resent at once when a new one is up.
-    public mutating func connectionChanged(_ peer: String, connected up: Bool, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func connectionChanged(_ peer: String, connected up: Bool, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         guard !stopped, peers[peer] != nil else { return [] }
         if up { connected.insert(peer) } else { connected.remove(peer) }
@@ -277,7 +277,7 @@ extension NodeCore {
     }
 
     /// The earliest instant `tick` has work.
-    public var nextDeadline: MonotonicInstant {
+    package var nextDeadline: MonotonicInstant {
         var d = min(membership.nextDeadline, leases.nextDeadline, nextShardTick)
         for r in parked { if let p = requests[r], case .awaitingServing(let until) = p.stage { d = min(d, until) } }
         for p in requests.values {
@@ -289,7 +289,7 @@ extension NodeCore {
     /// Runs due timers: membership probes, lease requests, the shards' retries, waits,
     /// expiry and repair, gap reports, takeover searches, requests waiting on leases, and
     /// a drain in progress. `tickInterval` is how often the shards' timers run.
-    public mutating func tick(now: MonotonicInstant, wall: WallTime, tickInterval: Duration = NodeCore.shardTick) -> [NodeAction] {
+    package mutating func tick(now: MonotonicInstant, wall: WallTime, tickInterval: Duration = NodeCore.shardTick) -> [NodeAction] {
         begin(now, wall)
         guard !stopped else { return [] }
         if now >= membership.nextDeadline {

@@ -3,7 +3,7 @@ extension NodeCore {
     /// A membership message from `peer` (process `sender`), by datagram or, when
     /// `reliable`, over a stream connection. Lease requests are granted unless this node
     /// holds the asker dead or revoked it; grants extend this node's leases.
-    public mutating func receiveMembership(_ message: MembershipMessage, from peer: String, id sender: NodeID, reliable: Bool,
+    package mutating func receiveMembership(_ message: MembershipMessage, from peer: String, id sender: NodeID, reliable: Bool,
                                            now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         handleMembership(message, from: peer, id: sender, reliable: reliable)
@@ -143,7 +143,7 @@ extension NodeCore {
     /// the core's creation (a node built long before it is started, as an application
     /// may do, would otherwise hold every configured peer absent at its first tick).
     /// Never fails; returns no action unless a request is already waiting.
-    public mutating func listening(now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func listening(now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         listeningSince = now
         return takeActions()

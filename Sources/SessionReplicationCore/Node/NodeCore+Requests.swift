@@ -9,7 +9,7 @@ extension NodeCore {
     /// node), `insufficient-replicas`, `overloaded`, `not-ready`, `no-quorum` (no quorum
     /// lease within `4 x lease` under `promotion: majority`), `precondition-failed` (the
     /// id is held here) with nothing created; `sync-timeout` (created, durability unknown).
-    public mutating func create(_ r: RequestID, id: SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?,
+    package mutating func create(_ r: RequestID, id: SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?,
                                 now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         if let e = unavailableError { complete(r, .failed(e)); return takeActions() }
@@ -29,7 +29,7 @@ extension NodeCore {
     /// `session-unavailable` when this node rejoined meanwhile, `not-ready` when stopped.
     /// With `touching` false the read is no access (an application's driver reading its
     /// own deadline-bound keys).
-    public mutating func read(_ r: RequestID, _ id: SessionID, touching: Bool = true, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func read(_ r: RequestID, _ id: SessionID, touching: Bool = true, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         start(r, .read(id, touching: touching), now, wall)
         return takeActions()
     }
@@ -38,7 +38,7 @@ extension NodeCore {
     /// serve it, `scopeReady` hands the caller the state; the caller then calls
     /// `commitScope`. Fails `precondition-failed` (`ifMatch` differs), `misdirected` (only
     /// a backup here), `session-not-found`, `fenced`, `no-quorum`, `not-ready`.
-    public mutating func beginScope(_ r: RequestID, _ id: SessionID, ifMatch: Stamp?, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func beginScope(_ r: RequestID, _ id: SessionID, ifMatch: Stamp?, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         start(r, .scope(id, ifMatch: ifMatch), now, wall)
         return takeActions()
     }
@@ -49,7 +49,7 @@ extension NodeCore {
     /// `payload-too-large`, `insufficient-replicas`, `overloaded` (after `syncTimeout` of
     /// full queues), `session-unavailable` (this node rejoined while the body ran; nothing
     /// applied); `sync-timeout` (applied, durability unknown).
-    public mutating func commitScope(_ r: RequestID, _ commit: ScopeCommit, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func commitScope(_ r: RequestID, _ commit: ScopeCommit, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         guard let p = requests[r], case .inScope = p.stage, let id = p.scopeSession else {
             let error = stopped ? SessionError(.shuttingDown, "the node stopped; nothing was applied")
@@ -65,7 +65,7 @@ extension NodeCore {
     /// applies (synchronous), receipts from every reachable backup (acknowledged), or
     /// nothing (best-effort: `written` names the replica set it was sent to). Fails
     /// `session-not-found`, `sync-timeout`, `fenced`, `not-ready`.
-    public mutating func sync(_ r: RequestID, _ id: SessionID, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func sync(_ r: RequestID, _ id: SessionID, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         start(r, .sync(id), now, wall)
         return takeActions()
     }
@@ -74,7 +74,7 @@ extension NodeCore {
     /// holds its copy (an epoch change, no data transfer beyond the last changes), one
     /// free scope at a time, for at most `drainTimeout`; new requests fail `not-ready`
     /// meanwhile. Completes with `drained(n)`. Sessions without a live backup stay.
-    public mutating func drain(_ r: RequestID, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func drain(_ r: RequestID, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         draining = true
         var p = PendingRequest(kind: .drain)
@@ -86,7 +86,7 @@ extension NodeCore {
     }
 
     /// Leaves the cluster gracefully: membership tells every live member at once.
-    public mutating func leave(now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func leave(now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         membership.leave(now: now)
         performMembershipOutput()
@@ -95,7 +95,7 @@ extension NodeCore {
 
     /// Stops the node: every request in progress fails `not-ready` (a change already
     /// applied here stays, its durability unknown); later events do nothing.
-    public mutating func stop() -> [NodeAction] {
+    package mutating func stop() -> [NodeAction] {
         stopped = true
         failAll(SessionError(.shuttingDown, "the node stopped before the request completed; a change already applied stays here, its durability unknown"))
         return takeActions()

@@ -1,23 +1,23 @@
 /// What a node reports about itself (`/cluster/status`, metrics).
-public struct NodeCoreStatus: Hashable, Sendable {
+package struct NodeCoreStatus: Hashable, Sendable {
     /// `joining`, `serving`, `fenced` or `leaving`.
-    public var state: String
+    package var state: String
     /// The shortest remaining lease among live peers (`nil` without live peers).
-    public var leaseRemaining: Duration?
+    package var leaseRemaining: Duration?
     /// Sessions owned, backup copies held, owned sessions short of a reachable backup.
-    public var primaries = 0, backups = 0, underReplicated = 0
+    package var primaries = 0, backups = 0, underReplicated = 0
     /// Messages queued and not yet receipted, by peer.
-    public var queues: [String: Int] = [:]
+    package var queues: [String: Int] = [:]
     /// p99 of send-to-receipt time by peer, in milliseconds.
-    public var lagMsP99: [String: Double] = [:]
+    package var lagMsP99: [String: Double] = [:]
     /// Owned sessions still to be sent to a joining member, and those sent.
-    public var stateTransferPending = 0, stateTransferDone = 0
+    package var stateTransferPending = 0, stateTransferDone = 0
 }
 
 extension NodeCore {
     /// The node's status at `now`. Fenced: declared dead, a lease run out, or (under
     /// `promotion: majority`) no quorum lease.
-    public func status(now: MonotonicInstant) -> NodeCoreStatus {
+    package func status(now: MonotonicInstant) -> NodeCoreStatus {
         let remaining = leases.remaining(among: livePeers.sorted(), now: now)
         let fenced = declaredDead || (remaining.map { $0 <= .zero } ?? false) || (settings.majority && !hasQuorum(now: now))
         let state = stopped || draining ? "leaving" : fenced ? "fenced" : membership.joined ? "serving" : "joining"
@@ -39,14 +39,14 @@ extension NodeCore {
     }
 
     /// Replication counters summed over the lanes.
-    public var replicationCounters: ReplicationCounters {
+    package var replicationCounters: ReplicationCounters {
         var c = ReplicationCounters()
         for lane in lanes { c.add(lane.counters) }
         return c
     }
 
     /// Send-to-receipt samples per peer since the last call (for the lag histogram).
-    public mutating func takeLatencySamples() -> [String: [Duration]] {
+    package mutating func takeLatencySamples() -> [String: [Duration]] {
         var out: [String: [Duration]] = [:]
         for l in lanes.indices {
             for (peer, samples) in lanes[l].takeLatencySamples() { out[peer, default: []] += samples }
@@ -55,7 +55,7 @@ extension NodeCore {
     }
 
     /// Touches nothing: the owned session `id`, for inspection.
-    public func ownedState(_ id: SessionID) -> SessionState? {
+    package func ownedState(_ id: SessionID) -> SessionState? {
         if case .owner(let s)? = copy(of: id) { return s }
         return nil
     }

@@ -12,7 +12,7 @@ extension NodeCore {
     /// `session-unavailable` when no owner handed it over within `handoverTimeout`;
     /// `overloaded` when 256 lookups of ids this node holds nothing of are in flight;
     /// `not-ready` while stopping or draining.
-    public mutating func takeOver(_ r: RequestID, _ id: SessionID, ignoringCooldown: Bool, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+    package mutating func takeOver(_ r: RequestID, _ id: SessionID, ignoringCooldown: Bool, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         if let e = unavailableError { complete(r, .failed(e)); return takeActions() }
         var holdsSlot = false

@@ -1,32 +1,32 @@
 import DequeModule
 
 /// What a node is, as the core needs it: its name, the cluster's members and the knobs.
-public struct NodeSettings: Hashable, Sendable {
+package struct NodeSettings: Hashable, Sendable {
     /// This node's configured name.
-    public var name: String
+    package var name: String
     /// Every configured member's name, this node's included: the voters of
     /// `promotion: majority` and the seeds of membership.
-    public var members: [String]
+    package var members: [String]
     /// Other members that may hold backups (their role stores backups).
-    public var backupCandidates: [String]
+    package var backupCandidates: [String]
     /// Replication knobs, with this node's role resolved.
-    public var policy: ReplicationPolicy
+    package var policy: ReplicationPolicy
     /// Session lifetime and size limits.
-    public var sessions: SessionPolicy
+    package var sessions: SessionPolicy
     /// Membership (SWIM) timing.
-    public var membership: MembershipTuning
+    package var membership: MembershipTuning
     /// The lease length `L`. Default 500 ms.
-    public var lease: Duration = .milliseconds(500)
+    package var lease: Duration = .milliseconds(500)
     /// `promotion: majority`: serve only with a quorum lease, promote only seeing a
     /// majority of the members alive. Default false (`any`).
-    public var majority = false
+    package var majority = false
     /// Shards (stream lanes) of this node, at least 1. Default 1.
-    public var lanes = 1
+    package var lanes = 1
     /// Whether replication data goes over UDP (best-effort with `transport: udp`).
-    public var datagram: Bool { policy.effectiveTransport == .udp }
+    package var datagram: Bool { policy.effectiveTransport == .udp }
 
     /// Creates settings.
-    public init(name: String, members: [String], backupCandidates: [String], policy: ReplicationPolicy,
+    package init(name: String, members: [String], backupCandidates: [String], policy: ReplicationPolicy,
                 sessions: SessionPolicy, membership: MembershipTuning) {
         self.name = name
         self.members = members
@@ -45,36 +45,36 @@ public struct NodeSettings: Hashable, Sendable {
 /// `mutating func` that takes the time and returns the actions to perform
 /// (`NodeAction`: send, flush, complete a request, log, ...). `ReplicationNode` performs
 /// them on sockets and timers; the simulator performs them on a virtual network.
-public struct NodeCore: Sendable {
+package struct NodeCore: Sendable {
     /// The settings.
-    public let settings: NodeSettings
+    package let settings: NodeSettings
     /// This process's node id (a new one after each rejoin).
-    public internal(set) var id: NodeID
+    package internal(set) var id: NodeID
     /// The membership protocol's state.
-    public internal(set) var membership: Membership
+    package internal(set) var membership: Membership
     /// Leases asked of and granted to peers.
-    public internal(set) var leases: LeaseTable
+    package internal(set) var leases: LeaseTable
     /// The replica shards, one per lane (a session's lane is its id's stable hash modulo
     /// the lane count).
-    public internal(set) var lanes: [ReplicaShard]
+    package internal(set) var lanes: [ReplicaShard]
     /// Whether the node is draining (handing its sessions over before it leaves).
-    public internal(set) var draining = false
+    package internal(set) var draining = false
     /// Whether the node stopped.
-    public internal(set) var stopped = false
+    package internal(set) var stopped = false
     /// Times this node rejoined under a new id after being declared dead.
-    public internal(set) var rejoins = 0
+    package internal(set) var rejoins = 0
     /// When set, every change applied to a backup copy is reported (`backupApplied`).
     /// Default false.
-    public var reportsBackupApplies = false
+    package var reportsBackupApplies = false
     /// When set, session events are reported (`event`). Default false.
-    public var reportsEvents = false {
+    package var reportsEvents = false {
         didSet { for l in lanes.indices { lanes[l].reportsEvents = reportsEvents } }
     }
     /// When set, protocol decisions are logged at debug level (prepares, promises,
     /// promotions, handovers); off by default, since building the lines costs.
-    public var verbose = false
+    package var verbose = false
     /// Counters the core keeps beyond the shards'.
-    public internal(set) var nodeCounters = NodeCoreCounters()
+    package internal(set) var nodeCounters = NodeCoreCounters()
 
     var random: SplitMix64
     /// Inbound streams by (sender process, lane).
@@ -133,11 +133,11 @@ public struct NodeCore: Sendable {
     var clockSample: (now: MonotonicInstant, wall: WallTime)?
 
     /// How often the shards' timers run. Default 5 ms.
-    public static let shardTick: Duration = .milliseconds(5)
+    package static let shardTick: Duration = .milliseconds(5)
 
     /// A node with process id `id` starting at `now`; `randomSeed` drives its random
     /// choices (membership's probes, the random part of a rejoin's id).
-    public init(settings: NodeSettings, id: NodeID, randomSeed: UInt64, now: MonotonicInstant) {
+    package init(settings: NodeSettings, id: NodeID, randomSeed: UInt64, now: MonotonicInstant) {
         self.settings = settings
         self.id = id
         self.random = SplitMix64(seed: randomSeed)
@@ -175,26 +175,26 @@ public struct NodeCore: Sendable {
     // MARK: - Views
 
     /// The lane of session `id`.
-    public func lane(of id: SessionID) -> Int { Int(id.stableHash % UInt64(lanes.count)) }
+    package func lane(of id: SessionID) -> Int { Int(id.stableHash % UInt64(lanes.count)) }
 
     /// This node's copy of `id` (owner, backup or tombstone), without touching it.
-    public func copy(of id: SessionID) -> HeldCopy? { lanes.inPlace(lane(of: id)) { $0.copy(of: id) } }
+    package func copy(of id: SessionID) -> HeldCopy? { lanes.inPlace(lane(of: id)) { $0.copy(of: id) } }
 
     /// The node a backup copy of `id` came from; `nil` when none is held.
-    public func backupOwner(of id: SessionID) -> String? { lanes.inPlace(lane(of: id)) { $0.backupOwner(of: id) } }
+    package func backupOwner(of id: SessionID) -> String? { lanes.inPlace(lane(of: id)) { $0.backupOwner(of: id) } }
 
     /// Sessions owned and backup copies held, over every lane.
-    public var sessionCount: Int { lanes.indices.reduce(0) { n, l in n + lanes.inPlace(l) { $0.ownedCount + $0.backupCount } } }
+    package var sessionCount: Int { lanes.indices.reduce(0) { n, l in n + lanes.inPlace(l) { $0.ownedCount + $0.backupCount } } }
 
     /// Whether the cluster declared this process dead and it has not rejoined yet (it
     /// never stays so past the event that told it: it rejoins at once).
-    public var declaredDead: Bool { membership.status == .dead }
+    package var declaredDead: Bool { membership.status == .dead }
 
     /// Members membership holds alive or suspect (never this node).
-    public var liveMembers: Set<String> { livePeers }
+    package var liveMembers: Set<String> { livePeers }
 
     /// Each peer's membership status (never this node).
-    public func peerStatuses() -> [String: MemberStatus] {
+    package func peerStatuses() -> [String: MemberStatus] {
         var out: [String: MemberStatus] = [:]
         for n in settings.members where n != settings.name {
             if let s = membership.member(n)?.status { out[n] = s }
@@ -203,19 +203,19 @@ public struct NodeCore: Sendable {
     }
 
     /// Whether membership holds `name` alive or suspect under process `process`.
-    public func isAlive(_ name: String, process: NodeID) -> Bool {
+    package func isAlive(_ name: String, process: NodeID) -> Bool {
         membership.member(name).map { $0.status.isLive && $0.id == process } ?? false
     }
 
     /// Whether this node holds a quorum lease (`promotion: majority`): grants from a
     /// majority of the configured members, itself included.
-    public func hasQuorum(now: MonotonicInstant) -> Bool {
+    package func hasQuorum(now: MonotonicInstant) -> Bool {
         leases.hasQuorum(voters: settings.members, selfName: settings.name, now: now)
     }
 
     /// Whether this node sees a majority of the configured members alive (itself
     /// included): under `promotion: majority` only such a node promotes.
-    public var seesMajority: Bool {
+    package var seesMajority: Bool {
         let alive = settings.members.filter { $0 == settings.name || membership.member($0)?.status == .alive }.count
         return alive > settings.members.count / 2
     }
@@ -223,14 +223,14 @@ public struct NodeCore: Sendable {
     /// Whether this node may serve a session with `replicaSet` now (the serving rule): a
     /// current lease from every member of the set membership holds alive or suspect, and
     /// under `promotion: majority` a quorum lease as well.
-    public func mayServe(replicaSet: [String], now: MonotonicInstant) -> Bool {
+    package func mayServe(replicaSet: [String], now: MonotonicInstant) -> Bool {
         guard !settings.majority || hasQuorum(now: now) else { return false }
         guard !replicaSet.isEmpty else { return true }
         return leases.mayServe(replicaSet: replicaSet, live: livePeers, now: now)
     }
 
     /// Whether this node owns `id` and passes the serving rule for it now.
-    public func serves(_ id: SessionID, now: MonotonicInstant) -> Bool {
+    package func serves(_ id: SessionID, now: MonotonicInstant) -> Bool {
         guard !stopped, !declaredDead else { return false }
         return servable(id, now: now) == true
     }
@@ -245,7 +245,7 @@ public struct NodeCore: Sendable {
     /// Whether this node is ready to serve (`/readyz`): running, joined, and neither
     /// fenced (a lease from every live peer, a quorum under `promotion: majority`) nor
     /// leaving.
-    public func isReady(now: MonotonicInstant) -> Bool {
+    package func isReady(now: MonotonicInstant) -> Bool {
         !stopped && !draining && !declaredDead && membership.joined && status(now: now).state == "serving"
     }
 
@@ -314,22 +314,22 @@ public struct NodeCore: Sendable {
 }
 
 /// Counters the core keeps beyond the shards' own.
-public struct NodeCoreCounters: Hashable, Sendable {
+package struct NodeCoreCounters: Hashable, Sendable {
     /// Data messages ignored as duplicates by the stream receivers.
-    public var duplicateMessages = 0
+    package var duplicateMessages = 0
     /// Stream sequences skipped as gaps.
-    public var skippedSequences = 0
+    package var skippedSequences = 0
     /// Frames accepted.
-    public var framesReceived = 0
+    package var framesReceived = 0
     /// Data messages refused one by one because they did not decode.
-    public var messagesRefused = 0
+    package var messagesRefused = 0
     /// Receipts ignored because they were about another process's stream.
-    public var foreignReceipts = 0
+    package var foreignReceipts = 0
     /// Times the wall clock ran ahead of the monotonic clock between two events (leases
     /// dropped).
-    public var clockJumps = 0
+    package var clockJumps = 0
     /// All zero.
-    public init() {}
+    package init() {}
 }
 
 /// One inbound stream (a sender process's lane) and when it was last heard.

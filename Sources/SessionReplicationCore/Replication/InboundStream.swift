@@ -5,60 +5,60 @@
 /// missing. The receiver skips a gap only when the sender says it abandoned those
 /// sequences (its low watermark), or when more than `maxHeld` messages wait (a bound
 /// against a hostile sender).
-public struct InboundStream: Sendable {
+package struct InboundStream: Sendable {
     /// Highest sequence delivered or skipped, contiguously.
-    public private(set) var deliveredThrough: UInt64 = 0
+    package private(set) var deliveredThrough: UInt64 = 0
     private var pending: [UInt64: ReplicationMessage] = [:]
     private var framesSinceGap = 0
     private var gapReportedAt: MonotonicInstant?
     private var gapSince: MonotonicInstant?
     /// Most out-of-order messages held before a gap is skipped. Default 65,536.
-    public var maxHeld = 65_536
+    package var maxHeld = 65_536
     private var unresolved: [SessionID: (sequence: UInt64, since: MonotonicInstant)] = [:]
     /// How long a resync request is repeated before it is given up. Default 30 s.
-    public static let resyncPatience: Duration = .seconds(30)
+    package static let resyncPatience: Duration = .seconds(30)
     /// Most resync requests repeated at once. Default 1,024.
-    public static let maxUnresolved = 1024
+    package static let maxUnresolved = 1024
 
     /// Records that the message at `sequence` for `id` could not be applied: the request
     /// for the whole session is repeated with every receipt until `resolved(_:)`. A
     /// receipt without it could otherwise confirm a change this backup never applied.
-    public mutating func needsResync(_ id: SessionID, sequence: UInt64, now: MonotonicInstant) {
+    package mutating func needsResync(_ id: SessionID, sequence: UInt64, now: MonotonicInstant) {
         if unresolved[id] == nil, unresolved.count >= Self.maxUnresolved { return }
         unresolved[id] = (unresolved[id].map { max($0.sequence, sequence) } ?? sequence, unresolved[id]?.since ?? now)
     }
 
     /// A whole session or an invalidation for `id` was applied (or found stale).
-    public mutating func resolved(_ id: SessionID) { unresolved[id] = nil }
+    package mutating func resolved(_ id: SessionID) { unresolved[id] = nil }
 
     /// The resync requests to repeat now, oldest session first; forgets those older
     /// than `resyncPatience` (the owner no longer has them).
-    public mutating func pendingResyncs(now: MonotonicInstant) -> [ResyncRequest.Entry] {
+    package mutating func pendingResyncs(now: MonotonicInstant) -> [ResyncRequest.Entry] {
         guard !unresolved.isEmpty else { return [] }
         unresolved = unresolved.filter { now - $0.value.since < Self.resyncPatience }
         return unresolved.sorted { $0.key < $1.key }.map { .init(sequence: $0.value.sequence, id: $0.key) }
     }
 
     /// Creates a stream that expects sequence 1 next.
-    public init() {}
+    package init() {}
 
     /// Out-of-order messages held.
-    public var buffered: Int { pending.count }
+    package var buffered: Int { pending.count }
 
     /// What accepting a frame produced.
-    public struct Delivery: Sendable {
+    package struct Delivery: Sendable {
         /// Messages to apply, in order, with their sequences.
-        public var messages: [(sequence: UInt64, message: ReplicationMessage)] = []
+        package var messages: [(sequence: UInt64, message: ReplicationMessage)] = []
         /// Duplicate messages ignored.
-        public var duplicates = 0
+        package var duplicates = 0
         /// Sequences skipped (abandoned by the sender, or beyond `maxHeld`).
-        public var skipped: UInt64 = 0
+        package var skipped: UInt64 = 0
         /// Whether a receipt with the held ranges should go out now (a gap verdict).
-        public var reportGap = false
+        package var reportGap = false
     }
 
     /// The held ranges above `deliveredThrough`, ascending, at most `limit`.
-    public func heldRanges(limit: Int = Receipt.maxRanges) -> [ClosedRange<UInt64>] {
+    package func heldRanges(limit: Int = Receipt.maxRanges) -> [ClosedRange<UInt64>] {
         var ranges: [ClosedRange<UInt64>] = []
         for seq in pending.keys.sorted() {
             if let last = ranges.last, last.upperBound + 1 == seq {
@@ -72,7 +72,7 @@ public struct InboundStream: Sendable {
     }
 
     /// Accepts the data messages of one frame (none for a bare watermark).
-    public mutating func accept(firstSequence: UInt64, lowWatermark: UInt64, messages: [ReplicationMessage],
+    package mutating func accept(firstSequence: UInt64, lowWatermark: UInt64, messages: [ReplicationMessage],
                                 now: MonotonicInstant, reorderFrames: Int, reorderDelay: Duration) -> Delivery {
         var d = Delivery()
         // The sender abandoned everything below lowWatermark: stop waiting for it.
@@ -100,7 +100,7 @@ public struct InboundStream: Sendable {
 
     /// Reports a gap that has waited longer than `reorderDelay` (again every
     /// `reorderDelay` while it lasts).
-    public mutating func tick(now: MonotonicInstant, reorderDelay: Duration) -> Delivery {
+    package mutating func tick(now: MonotonicInstant, reorderDelay: Duration) -> Delivery {
         var d = Delivery()
         if let since = gapSince, now - since >= reorderDelay { reportIfDue(&d, now: now, reorderDelay: reorderDelay) }
         return d

@@ -1,36 +1,36 @@
 import DequeModule
 
 /// One data message queued on a replication stream.
-public struct OutboundEntry: Sendable {
+package struct OutboundEntry: Sendable {
     /// Its stream sequence number.
-    public var sequence: UInt64
+    package var sequence: UInt64
     /// The encoded message.
-    public var bytes: [UInt8]
+    package var bytes: [UInt8]
     /// The session it is about.
-    public var session: SessionID
+    package var session: SessionID
     /// Whether it must be receipted in every mode (invalidations): never dropped after
     /// `retryCount`.
-    public var mustDeliver: Bool
+    package var mustDeliver: Bool
     /// When it was last transmitted; `nil` before the first transmission.
-    public var sentAt: MonotonicInstant?
+    package var sentAt: MonotonicInstant?
     /// When it was first transmitted; `nil` before.
-    public var firstSentAt: MonotonicInstant?
+    package var firstSentAt: MonotonicInstant?
     /// Whether the receiver reported holding it (out of order).
-    public var held = false
+    package var held = false
     /// Transmissions so far.
-    public var attempts: Int
+    package var attempts: Int
 }
 
 /// A batch of consecutive data messages ready to be framed and sent.
-public struct OutboundBatch: Hashable, Sendable {
+package struct OutboundBatch: Hashable, Sendable {
     /// Sequence of the first message.
-    public var firstSequence: UInt64
+    package var firstSequence: UInt64
     /// Every sequence below this is receipted or abandoned.
-    public var lowWatermark: UInt64
+    package var lowWatermark: UInt64
     /// The encoded messages, in sequence order.
-    public var messages: [[UInt8]]
+    package var messages: [[UInt8]]
     /// Their total size.
-    public var byteCount: Int
+    package var byteCount: Int
 }
 
 /// The sender side of one replication stream (this node to one peer, one lane):
@@ -41,16 +41,16 @@ public struct OutboundBatch: Hashable, Sendable {
 /// backlog first, `ReplicaShard.checkBacklog`); in the other modes the shard
 /// refuses new writes while `queuedBytes` is over the limit (the writer waits, then fails
 /// with `overloaded`, nothing applied).
-public struct OutboundStream: Sendable {
+package struct OutboundStream: Sendable {
     /// Unreceipted messages in sequence order; the first `sentCount` were transmitted.
-    public private(set) var entries: Deque<OutboundEntry> = []
+    package private(set) var entries: Deque<OutboundEntry> = []
     private(set) var sentCount = 0
     /// The next sequence number to assign.
-    public private(set) var nextSequence: UInt64 = 1
+    package private(set) var nextSequence: UInt64 = 1
     /// The highest cumulative receipt.
-    public private(set) var receiptedThrough: UInt64 = 0
+    package private(set) var receiptedThrough: UInt64 = 0
     /// Bytes of queued messages.
-    public private(set) var queuedBytes = 0
+    package private(set) var queuedBytes = 0
     private var tokens: Double = 0
     private var tokensAt: MonotonicInstant?
     /// No transmitted entry was sent before this (a lower bound), so a retry pass can
@@ -61,32 +61,32 @@ public struct OutboundStream: Sendable {
     private var latencies: [Duration] = []
     private var latencyNext = 0
     /// Send-to-receipt samples kept for `receiptLatencyP99`. Default 512.
-    public static let latencySamples = 512
+    package static let latencySamples = 512
     private var heldCount = 0
 
     /// Creates an empty stream.
-    public init() {}
+    package init() {}
 
     /// Creates an empty stream whose first sequence is `first` (at least 1): a stream that
     /// replaces an earlier one to the same peer continues its numbering, so a receiver
     /// that still holds the earlier stream's position never takes the new messages for
     /// duplicates (the first frame's low watermark moves it past the old ones).
-    public init(startingAt first: UInt64) {
+    package init(startingAt first: UInt64) {
         nextSequence = max(1, first)
         receiptedThrough = nextSequence - 1
     }
 
     /// Every sequence below this is receipted or abandoned.
-    public var lowWatermark: UInt64 { entries.first?.sequence ?? nextSequence }
+    package var lowWatermark: UInt64 { entries.first?.sequence ?? nextSequence }
 
     /// Messages transmitted and not yet receipted.
-    public var inFlight: Int { sentCount }
+    package var inFlight: Int { sentCount }
 
     /// Messages queued and never transmitted.
-    public var unsent: Int { entries.count - sentCount }
+    package var unsent: Int { entries.count - sentCount }
 
     /// Appends a message and returns its sequence.
-    public mutating func enqueue(_ bytes: [UInt8], session: SessionID, mustDeliver: Bool) -> UInt64 {
+    package mutating func enqueue(_ bytes: [UInt8], session: SessionID, mustDeliver: Bool) -> UInt64 {
         let seq = nextSequence
         nextSequence += 1
         entries.append(OutboundEntry(sequence: seq, bytes: bytes, session: session, mustDeliver: mustDeliver, sentAt: nil, firstSentAt: nil, attempts: 0))
@@ -97,7 +97,7 @@ public struct OutboundStream: Sendable {
     private var unreported: [Duration] = []
 
     /// Send-to-receipt samples since the last call (at most 4,096), for a histogram.
-    public mutating func takeLatencySamples() -> [Duration] {
+    package mutating func takeLatencySamples() -> [Duration] {
         defer { unreported.removeAll(keepingCapacity: true) }
         return unreported
     }
@@ -114,7 +114,7 @@ public struct OutboundStream: Sendable {
 
     /// The 99th percentile of the last `latencySamples` send-to-receipt times; `nil`
     /// before the first receipt.
-    public var receiptLatencyP99: Duration? {
+    package var receiptLatencyP99: Duration? {
         guard !latencies.isEmpty else { return nil }
         let sorted = latencies.sorted()
         return sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
@@ -122,7 +122,7 @@ public struct OutboundStream: Sendable {
 
     /// Forgets everything the receiver reported holding (it restarted): in-flight
     /// messages become eligible for retransmission again.
-    public mutating func receiverRestarted() {
+    package mutating func receiverRestarted() {
         for j in 0..<sentCount { entries[j].held = false }
         heldCount = 0
         lastProbe = nil
@@ -130,7 +130,7 @@ public struct OutboundStream: Sendable {
 
     /// Drops the oldest droppable messages while over `limit` bytes; returns the sessions
     /// whose messages were dropped.
-    public mutating func shed(toFit limit: Int) -> [SessionID] {
+    package mutating func shed(toFit limit: Int) -> [SessionID] {
         var dropped: [SessionID] = []
         var i = 0
         while queuedBytes > limit, i < entries.count {
@@ -151,7 +151,7 @@ public struct OutboundStream: Sendable {
     /// Takes never-sent messages as batches of at most `maxBatchBytes` each (one message
     /// may exceed it alone), limited to `window` messages in flight and by a token
     /// bucket of `rate` messages per second (`nil`: unpaced).
-    public mutating func takeUnsent(now: MonotonicInstant, maxBatchBytes: Int, window: Int?, rate: Int?) -> [OutboundBatch] {
+    package mutating func takeUnsent(now: MonotonicInstant, maxBatchBytes: Int, window: Int?, rate: Int?) -> [OutboundBatch] {
         var budget = unsent
         if let window { budget = min(budget, max(0, window - sentCount)) }
         if let rate {
@@ -169,16 +169,16 @@ public struct OutboundStream: Sendable {
     }
 
     /// What a retry pass did.
-    public struct RetryOutcome: Sendable {
+    package struct RetryOutcome: Sendable {
         /// Batches to transmit again.
-        public var batches: [OutboundBatch] = []
+        package var batches: [OutboundBatch] = []
         /// Messages resent.
-        public var resent = 0
+        package var resent = 0
         /// Sessions whose message was dropped after its last retry.
-        public var dropped: [SessionID] = []
+        package var dropped: [SessionID] = []
         /// Whether the low watermark moved (drops): the receiver must be told even if no
         /// data follows.
-        public var watermarkMoved = false
+        package var watermarkMoved = false
     }
 
     /// The retransmission timer. Like TCP's, it resends only the oldest unreceipted
@@ -188,7 +188,7 @@ public struct OutboundStream: Sendable {
     /// `retryInterval`. With a `retryLimit` (best-effort), a message still unreceipted
     /// `retryInterval x (retryLimit + 1)` after its first transmission is dropped (the
     /// oldest has then been resent `retryLimit` times); `mustDeliver` messages never are.
-    public mutating func retry(now: MonotonicInstant, retryInterval: Duration, retryLimit: Int?, maxBatchBytes: Int) -> RetryOutcome {
+    package mutating func retry(now: MonotonicInstant, retryInterval: Duration, retryLimit: Int?, maxBatchBytes: Int) -> RetryOutcome {
         var outcome = RetryOutcome()
         guard let earliest = earliestSent, now - earliest >= retryInterval else { return outcome }
         if let retryLimit {
@@ -220,7 +220,7 @@ public struct OutboundStream: Sendable {
     /// Applies a receipt: removes what it covers cumulatively, marks the ranges the
     /// receiver holds, and returns the missing messages between them (sent at least
     /// `holeDelay` ago and not resent since) to resend at once.
-    public mutating func receipt(through: UInt64, held: [ClosedRange<UInt64>], now: MonotonicInstant,
+    package mutating func receipt(through: UInt64, held: [ClosedRange<UInt64>], now: MonotonicInstant,
                                  holeDelay: Duration, maxBatchBytes: Int) -> (covered: Int, resend: [OutboundBatch], resent: Int) {
         // Sample the send-to-receipt time of the newest message this receipt covers.
         if through > receiptedThrough, sentCount > 0 {
@@ -279,7 +279,7 @@ public struct OutboundStream: Sendable {
     /// lost with a connection in the other direction. When nothing was receipted for
     /// `retryInterval`, this returns the last in-flight message once per interval as a
     /// probe: the receiver ignores the duplicate and repeats its cumulative receipt.
-    public mutating func probe(now: MonotonicInstant, retryInterval: Duration) -> OutboundBatch? {
+    package mutating func probe(now: MonotonicInstant, retryInterval: Duration) -> OutboundBatch? {
         guard sentCount > 0, let earliest = earliestSent, now - earliest >= retryInterval else { return nil }
         if let last = lastProbe, now - last < retryInterval { return nil }
         if let progress = lastProgress, now - progress < retryInterval { return nil }
@@ -289,14 +289,14 @@ public struct OutboundStream: Sendable {
     }
 
     /// Marks every transmitted message as due now (after a reconnect).
-    public mutating func resendAllNow(now: MonotonicInstant, maxBatchBytes: Int) -> [OutboundBatch] {
+    package mutating func resendAllNow(now: MonotonicInstant, maxBatchBytes: Int) -> [OutboundBatch] {
         guard sentCount > 0 else { return [] }
         return makeBatches(from: 0, count: sentCount, maxBatchBytes: maxBatchBytes, sentAt: now, countAttempt: false)
     }
 
     /// Applies a cumulative receipt; returns how many messages it newly covered.
     @discardableResult
-    public mutating func receipt(through: UInt64) -> Int {
+    package mutating func receipt(through: UInt64) -> Int {
         guard through > receiptedThrough else { return 0 }
         receiptedThrough = min(through, nextSequence - 1)
         lastProbe = nil

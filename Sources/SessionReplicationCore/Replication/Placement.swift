@@ -2,14 +2,14 @@
 /// in descending order of `hash(session, member)`. Every node computes the same order
 /// from the same view, and a member joining or leaving moves only the sessions whose
 /// order it enters or leaves.
-public enum Placement {
+package enum Placement {
     /// The rendezvous score of `member` for `id`.
-    public static func score(_ id: SessionID, _ member: String) -> UInt64 {
+    package static func score(_ id: SessionID, _ member: String) -> UInt64 {
         mix64(id.stableHash ^ NodeName.stableHash(member))
     }
 
     /// The first `count` of `candidates` in rendezvous order for `id` (ties broken by name).
-    public static func choose(_ id: SessionID, count: Int, among candidates: [String]) -> [String] {
+    package static func choose(_ id: SessionID, count: Int, among candidates: [String]) -> [String] {
         guard count > 0 else { return [] }
         let ranked = candidates.map { (score(id, $0), $0) }.sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }
         return ranked.prefix(count).map(\.1)
@@ -19,18 +19,18 @@ public enum Placement {
 /// A lazy timing wheel keyed by whole seconds: entries are popped when their second has
 /// passed; the caller re-checks the real deadline and re-schedules if it moved. No timer
 /// per session.
-public struct ExpiryWheel: Sendable {
+package struct ExpiryWheel: Sendable {
     private var buckets: [Int64: [SessionID]] = [:]
     private var sortedKeys: [Int64] = []
 
     /// Creates an empty wheel.
-    public init() {}
+    package init() {}
 
     /// Number of entries (including stale ones not yet popped).
-    public private(set) var count = 0
+    package private(set) var count = 0
 
     /// Schedules `id` for second `at`.
-    public mutating func schedule(_ id: SessionID, at second: Int64) {
+    package mutating func schedule(_ id: SessionID, at second: Int64) {
         if buckets[second] == nil {
             let i = sortedKeys.partitionPoint { $0 < second }
             sortedKeys.insert(second, at: i)
@@ -40,7 +40,7 @@ public struct ExpiryWheel: Sendable {
     }
 
     /// Removes and returns every entry scheduled for a second `<= now`.
-    public mutating func popDue(_ now: Int64) -> [SessionID] {
+    package mutating func popDue(_ now: Int64) -> [SessionID] {
         var out: [SessionID] = []
         var taken = 0
         for key in sortedKeys {

@@ -9,7 +9,7 @@ extension ReplicaShard {
     /// Re-places every owned session whose replica set names a member of `cutOff`;
     /// returns how many moved.
     @discardableResult
-    public mutating func replaceCutOff(_ cutOff: Set<String>, now: MonotonicInstant) -> Int {
+    package mutating func replaceCutOff(_ cutOff: Set<String>, now: MonotonicInstant) -> Int {
         guard !cutOff.isEmpty else { return 0 }
         var moved = 0
         for id in owned.keys.sorted() {

@@ -1,20 +1,20 @@
 /// Failover: what a shard does when membership declares a member dead (or it leaves).
 extension ReplicaShard {
     /// What `memberDeparted` did.
-    public struct FailoverOutcome: Sendable {
+    package struct FailoverOutcome: Sendable {
         /// Backup copies this node promoted to owned sessions (new epoch, new backups).
-        public var promoted: [SessionID] = []
+        package var promoted: [SessionID] = []
         /// Owned sessions that got a new backup in place of the departed one.
-        public var rereplicated: [SessionID] = []
+        package var rereplicated: [SessionID] = []
         /// Waits that can no longer complete (their only remaining target departed).
-        public var completed: [(WaiterID, WaitResult)] = []
+        package var completed: [(WaiterID, WaitResult)] = []
         /// Prepare requests to send, by holder: sessions this node takes over that other
         /// live holders also back; it promotes each once they all answered (or died).
-        public var prepares: [String: [PrepareRequest.Entry]] = [:]
+        package var prepares: [String: [PrepareRequest.Entry]] = [:]
         /// Copies to send to the first live holder of their replica set when that is
         /// another node (it may never have heard that the dead node owned them: its own
         /// copy can be older and name an earlier owner). Sent as unasked promises.
-        public var hints: [String: [PromiseReply.Entry]] = [:]
+        package var hints: [String: [PromiseReply.Entry]] = [:]
     }
 
     struct Takeover: Sendable {
@@ -67,7 +67,7 @@ extension ReplicaShard {
     /// known); with `replaced` a later process of the name is alive already (a restart
     /// faster than detection): the name stays a live member (it is asked, and may own
     /// sessions by now), only what the old process held and owed ends.
-    public mutating func memberDeparted(_ member: String, process: NodeID? = nil, replaced: Bool = false, now: MonotonicInstant,
+    package mutating func memberDeparted(_ member: String, process: NodeID? = nil, replaced: Bool = false, now: MonotonicInstant,
                                         promoteAfter: MonotonicInstant = .zero, mayPromote: Bool = true) -> FailoverOutcome {
         var out = FailoverOutcome()
         guard member != settings.selfName else { return out }
@@ -164,7 +164,7 @@ extension ReplicaShard {
     /// `oldOwnerGone` (default: this shard holds the name departed) says whether the old
     /// owner's process is gone as far as the node knows (a process other than the one its
     /// membership holds alive under that name is gone).
-    public mutating func onTakeoverHint(oldOwner: String, oldOwnerID: NodeID? = nil, oldOwnerGone: Bool? = nil, entries: [PromiseReply.Entry],
+    package mutating func onTakeoverHint(oldOwner: String, oldOwnerID: NodeID? = nil, oldOwnerGone: Bool? = nil, entries: [PromiseReply.Entry],
                                         now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
         var out = FailoverOutcome()
         for e in entries {
@@ -195,7 +195,7 @@ extension ReplicaShard {
     /// A taker's prepare: for each session, this node's copy when it is fresher than the
     /// taker's. This node stops treating the old owner as the copy's source (the taker
     /// will send the whole session under its new epoch) and never promotes it itself.
-    public mutating func onPrepare(from taker: String, process: NodeID? = nil, _ request: PrepareRequest) -> [PromiseReply.Entry] {
+    package mutating func onPrepare(from taker: String, process: NodeID? = nil, _ request: PrepareRequest) -> [PromiseReply.Entry] {
         request.entries.map { e in
             if let o = owned[e.id] {
                 // Taken over here meanwhile (on request): the taker must not promote.
@@ -237,7 +237,7 @@ extension ReplicaShard {
     /// holder's last grant to the old owner. Returns the entries no takeover here asked
     /// for (hints, see `onTakeoverHint`).
     @discardableResult
-    public mutating func onPromise(from holder: String, process: NodeID? = nil, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) -> [PromiseReply.Entry] {
+    package mutating func onPromise(from holder: String, process: NodeID? = nil, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) -> [PromiseReply.Entry] {
         var unasked: [PromiseReply.Entry] = []
         let since = Duration.milliseconds(Int64(reply.sinceGrantMs))
         let wait = LeaseTable.safeWait(lease) - since
@@ -288,10 +288,10 @@ extension ReplicaShard {
     }
 
     /// Takeovers waiting for promises.
-    public var takeoversPending: Int { takeovers.count }
+    package var takeoversPending: Int { takeovers.count }
 
     /// Promotions still waiting for the departed owner's leases to run out.
-    public var promotionsPending: Int { pendingPromotions.count }
+    package var promotionsPending: Int { pendingPromotions.count }
 
     /// Promotes the copies whose wait is over; returns their ids.
     /// At most `promotionSlice` per tick: a failover of a big owner promotes its sessions
@@ -315,7 +315,7 @@ extension ReplicaShard {
     /// (`stateTransferPending` shows progress). A full replica set moves make-before-break:
     /// the member is added, and the backup it displaces leaves only once the member
     /// receipted the whole session.
-    public mutating func memberReturned(_ member: String) {
+    package mutating func memberReturned(_ member: String) {
         departed.remove(member)
         heardAlive.insert(member)
         guard settings.backupCandidates.contains(member), settings.policy.role.owns else { return }
@@ -332,7 +332,7 @@ extension ReplicaShard {
     }
 
     /// Owned sessions still queued for a joining member, plus moves awaiting its receipt.
-    public var stateTransferPending: Int { refill.count - refillIndex + moves.values.reduce(0) { $0 + $1.count } }
+    package var stateTransferPending: Int { refill.count - refillIndex + moves.values.reduce(0) { $0 + $1.count } }
 
     /// Sessions sent per tick when filling backups for a joined member. Default 1,000.
     static var refillSlice: Int { 1_000 }

@@ -8,7 +8,7 @@ extension ReplicaShard {
     /// the hints from node to node), so a round-robin load balancer does not move the
     /// session at every request. `TakeoverSearch` takes it back all the same when the
     /// owner named is not alive (failover decides then).
-    public func handedAwayRecently(_ id: SessionID, now: MonotonicInstant, cooldown: Duration) -> Bool {
+    package func handedAwayRecently(_ id: SessionID, now: MonotonicInstant, cooldown: Duration) -> Bool {
         guard let h = handedAway[id] else { return false }
         return now < h.at + cooldown
     }
@@ -17,7 +17,7 @@ extension ReplicaShard {
     /// because of it): while requests keep arriving here less than `takeoverCooldown`
     /// apart, this node keeps referring them and the session stays where it is. Nothing
     /// when `id` was not handed away from here.
-    public mutating func renewCooldown(_ id: SessionID, now: MonotonicInstant) {
+    package mutating func renewCooldown(_ id: SessionID, now: MonotonicInstant) {
         handedAway[id]?.at = now
     }
 
@@ -34,7 +34,7 @@ extension ReplicaShard {
     /// handover answers). Any other asker under that name may be a new process whose
     /// predecessor's sessions failover promotes (a restart counts as the old process
     /// departing), possibly from a fresher copy: it is told about the copy instead.
-    public mutating func answerHandover(_ id: SessionID, to requester: String, requesterID: NodeID? = nil, requestID: UInt64 = 0,
+    package mutating func answerHandover(_ id: SessionID, to requester: String, requesterID: NodeID? = nil, requestID: UInt64 = 0,
                                         now: MonotonicInstant, mayHandOver: Bool) -> HandoverReply.Answer {
         if let o = owned[id] {
             guard mayHandOver, settings.policy.affinity == .sticky else { return .kept(o.state.stamp) }
@@ -68,7 +68,7 @@ extension ReplicaShard {
     /// round that adopts any fresher copy the taker's writes left with the others.
     /// With `takerID` (the taker's process) the hand-over stays answerable again until
     /// the taker's first word supersedes the kept copy (see `answerHandover`).
-    public mutating func handOff(_ id: SessionID, to taker: String, takerID: NodeID? = nil, requestID: UInt64 = 0, now: MonotonicInstant) -> SessionState {
+    package mutating func handOff(_ id: SessionID, to taker: String, takerID: NodeID? = nil, requestID: UInt64 = 0, now: MonotonicInstant) -> SessionState {
         let o = owned.removeValue(forKey: id)!
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         // Whatever takeover of it this node still had under way is over: it gave the
@@ -96,7 +96,7 @@ extension ReplicaShard {
     /// epoch counter has no successor below `Epoch.maxCounter` (`counters.overflowRefused`).
     /// Also refused: a state of an earlier epoch than the backup copy held here (the
     /// session moved on since it was handed over; a late or repeated answer).
-    public mutating func adoptHandover(_ state: SessionState, from giver: String, giverStays: Bool, now: MonotonicInstant) -> Bool {
+    package mutating func adoptHandover(_ state: SessionState, from giver: String, giverStays: Bool, now: MonotonicInstant) -> Bool {
         let id = state.id
         guard settings.policy.role.owns, owned[id] == nil else { return false }
         if let t = tombstones[id], t.stamp >= state.stamp { return false }
@@ -134,7 +134,7 @@ extension ReplicaShard {
 
     /// The first member of the replica set of each owned session that may take it over
     /// now (not departed), for draining: `(session, taker)` pairs, at most `limit`.
-    public func drainTargets(limit: Int, excluding: Set<String> = []) -> [(SessionID, String)] {
+    package func drainTargets(limit: Int, excluding: Set<String> = []) -> [(SessionID, String)] {
         var out: [(SessionID, String)] = []
         for (id, o) in owned {
             guard let taker = o.state.replicaSet.first(where: { !departed.contains($0) && !excluding.contains($0) }) else { continue }

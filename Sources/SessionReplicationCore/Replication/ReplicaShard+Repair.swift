@@ -6,12 +6,12 @@
 /// what ended, and releases copies the backup should not hold.
 extension ReplicaShard {
     /// The bucket of `id` among the sessions of one lane of an owner with `lanes` lanes.
-    public static func digestBucket(_ id: SessionID, lanes: Int) -> Int {
+    package static func digestBucket(_ id: SessionID, lanes: Int) -> Int {
         Int((id.stableHash / UInt64(max(1, lanes))) % UInt64(DigestRequest.bucketCount))
     }
 
     /// The hash of one copy: equal for equal `(id, epoch, version)` on every node.
-    public static func digestHash(_ id: SessionID, _ stamp: Stamp) -> UInt64 {
+    package static func digestHash(_ id: SessionID, _ stamp: Stamp) -> UInt64 {
         mix64(id.high ^ mix64(id.low ^ mix64(stamp.epoch.counter ^ mix64(stamp.epoch.owner.start ^ mix64(stamp.epoch.owner.nonce ^ mix64(stamp.version))))))
     }
 
@@ -42,7 +42,7 @@ extension ReplicaShard {
 
     /// The digests `digestRequests` sends, computed by walking every owned session: what
     /// the kept digests must equal (checked by the tests and the simulator).
-    public func ownerDigestsByWalk(for peer: String) -> [UInt64] {
+    package func ownerDigestsByWalk(for peer: String) -> [UInt64] {
         let lanes = max(1, settings.lanes)
         var buckets = SessionTable<Owned>.zeros
         for (id, o) in owned where o.state.replicaSet.contains(peer) {
@@ -53,16 +53,16 @@ extension ReplicaShard {
     }
 
     /// The kept owner-side digests for `peer` (zeros when no session names it).
-    public func ownerDigests(for peer: String) -> [UInt64] { owned.digests[peer] ?? SessionTable<Owned>.zeros }
+    package func ownerDigests(for peer: String) -> [UInt64] { owned.digests[peer] ?? SessionTable<Owned>.zeros }
 
     /// Backup side, kept up to date: the digests of this shard's copies owned by `owner`
     /// (equal to `addDigests` for this shard's own lane when the owner runs as many
     /// lanes as this node).
-    public func backupDigests(of owner: String) -> [UInt64] { backups.digests[owner] ?? SessionTable<Backup>.zeros }
+    package func backupDigests(of owner: String) -> [UInt64] { backups.digests[owner] ?? SessionTable<Backup>.zeros }
 
     /// Backup side: XORs into `digests` the hashes of this shard's copies owned by
     /// `owner` that fall in the owner's `lane` (of `lanes`).
-    public func addDigests(owner: String, lanes: Int, lane: Int, into digests: inout [UInt64]) {
+    package func addDigests(owner: String, lanes: Int, lane: Int, into digests: inout [UInt64]) {
         let n = UInt64(max(1, lanes))
         for (id, b) in backups where b.owner == owner && Int(id.stableHash % n) == lane {
             digests[Self.digestBucket(id, lanes: lanes)] ^= Self.digestHash(id, b.state.stamp)
@@ -71,7 +71,7 @@ extension ReplicaShard {
 
     /// Backup side: this shard's copies owned by `owner` in the owner's `lane` and one
     /// of `buckets`.
-    public func heldEntries(owner: String, lanes: Int, lane: Int, buckets: Set<Int>) -> [DigestReply.Entry] {
+    package func heldEntries(owner: String, lanes: Int, lane: Int, buckets: Set<Int>) -> [DigestReply.Entry] {
         let n = UInt64(max(1, lanes))
         var out: [DigestReply.Entry] = []
         for (id, b) in backups where b.owner == owner && Int(id.stableHash % n) == lane && buckets.contains(Self.digestBucket(id, lanes: lanes)) {
@@ -86,7 +86,7 @@ extension ReplicaShard {
     /// its next flush instead); ended sessions it still holds get their invalidation.
     /// Returns the copies the backup should drop (copies at this owner's current epoch
     /// of sessions whose replica set does not name the backup).
-    public mutating func onDigestReply(from peer: String, _ reply: DigestReply, now: MonotonicInstant) -> [DigestReply.Entry] {
+    package mutating func onDigestReply(from peer: String, _ reply: DigestReply, now: MonotonicInstant) -> [DigestReply.Entry] {
         let lanes = max(1, settings.lanes)
         let buckets = Set(reply.buckets.map(Int.init))
         var theirs: [SessionID: Stamp] = [:]
@@ -129,7 +129,7 @@ extension ReplicaShard {
     /// Backup side: drops the listed copies while they still name `owner` as their owner
     /// and are not newer than the stamp reported; returns how many were dropped.
     @discardableResult
-    public mutating func release(_ entries: [DigestReply.Entry], from owner: String) -> Int {
+    package mutating func release(_ entries: [DigestReply.Entry], from owner: String) -> Int {
         var dropped = 0
         for e in entries {
             guard let b = backups[e.id], b.owner == owner, b.state.stamp <= e.stamp else { continue }
@@ -145,7 +145,7 @@ extension ReplicaShard {
     /// Where the kept digests differ from a walk over every session (owner side, for
     /// each peer named; backup side, for each owner held): empty when they agree. For the
     /// tests and the simulator's judge; it walks every session.
-    public func keptDigestMismatches() -> [String] {
+    package func keptDigestMismatches() -> [String] {
         var out: [String] = []
         let lanes = max(1, settings.lanes), lane = Int(settings.lane)
         var peers = Set(owned.digests.keys)

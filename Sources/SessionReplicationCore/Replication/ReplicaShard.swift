@@ -5,11 +5,11 @@ import DequeModule
 /// (`create`, `commit`, `apply`, `onReceipt`, `onResync`, `tick`) with `now` passed in;
 /// it performs no I/O. The node reads the batches to transmit with `takeBatches` and
 /// `tick`'s outcome, and completes waits named in the outcomes.
-public struct ReplicaShard: Sendable {
+package struct ReplicaShard: Sendable {
     /// The settings.
-    public private(set) var settings: ShardSettings
+    package private(set) var settings: ShardSettings
     /// Counters since start.
-    public internal(set) var counters = ReplicationCounters()
+    package internal(set) var counters = ReplicationCounters()
 
     struct Owned: Sendable, HoldsSessionState {
         var state: SessionState
@@ -72,7 +72,7 @@ public struct ReplicaShard: Sendable {
     var backups = SessionTable<Backup>()
     var tombstones: [SessionID: Tombstone] = [:]
     /// Outbound streams by peer name.
-    public internal(set) var streams: [String: OutboundStream] = [:]
+    package internal(set) var streams: [String: OutboundStream] = [:]
     var waiters: [UInt64: Waiter] = [:]
     var waitersByPeer: [String: Deque<(sequence: UInt64, waiter: UInt64)>] = [:]
     /// Whole sessions queued to a peer in answer to a resync, by sequence: a repeated
@@ -89,14 +89,14 @@ public struct ReplicaShard: Sendable {
     var nextAccessFlush: MonotonicInstant?
     var nextRepair: MonotonicInstant?
     /// Peers whose streams hold never-sent messages.
-    public internal(set) var peersWithUnsent: Set<String> = []
+    package internal(set) var peersWithUnsent: Set<String> = []
     /// Peers the transport currently reaches (static membership: all until told otherwise).
-    public private(set) var unreachable: Set<String> = []
+    package private(set) var unreachable: Set<String> = []
     /// Members membership holds dead or left: no placement names them, and copies they
     /// owned are promoted by their first live backup.
-    public internal(set) var departed: Set<String> = []
+    package internal(set) var departed: Set<String> = []
     /// Members membership has reported alive: placement prefers them.
-    public internal(set) var heardAlive: Set<String> = []
+    package internal(set) var heardAlive: Set<String> = []
     /// Takeovers waiting for the other holders' promises.
     var takeovers: [SessionID: Takeover] = [:]
     /// When the oldest takeover's prepare is due to be sent again (no later; a takeover
@@ -126,7 +126,7 @@ public struct ReplicaShard: Sendable {
     var refusals: [SessionID: Int] = [:]
     var refusedForGood: Set<SessionID> = []
     /// When set, what happens to sessions here is recorded in `events`. Default false.
-    public var reportsEvents = false
+    package var reportsEvents = false
     /// Session events since the last `takeEvents` (their `at` is set by the node).
     var events: [SessionEvent] = []
 
@@ -136,24 +136,24 @@ public struct ReplicaShard: Sendable {
     }
 
     /// Takes the recorded session events.
-    public mutating func takeEvents() -> [SessionEvent] {
+    package mutating func takeEvents() -> [SessionEvent] {
         defer { events = [] }
         return events
     }
 
     /// Creates an empty shard.
-    public init(settings: ShardSettings) {
+    package init(settings: ShardSettings) {
         self.settings = settings
         owned.lanes = max(1, settings.lanes)
         backups.lanes = max(1, settings.lanes)
     }
 
     /// Sessions owned.
-    public var ownedCount: Int { owned.count }
+    package var ownedCount: Int { owned.count }
     /// Backup copies held.
-    public var backupCount: Int { backups.count }
+    package var backupCount: Int { backups.count }
     /// Tombstones held.
-    public var tombstoneCount: Int { tombstones.count }
+    package var tombstoneCount: Int { tombstones.count }
 
     // MARK: - Owner side
 
@@ -163,7 +163,7 @@ public struct ReplicaShard: Sendable {
     /// `maxSessionBytes`, and what one replication frame carries),
     /// `notOwner` on a `server` node, `insufficientReplicas` (synchronous, `fail`) when
     /// fewer backups are reachable than `minSyncReplicas`; nothing is created then.
-    public mutating func create(id: SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?,
+    package mutating func create(id: SessionID, attributes: [String: [UInt8]], maxInactiveInterval: Duration?,
                                 now: MonotonicInstant, wall: WallTime, sessionCount: Int) throws(SessionError) -> CommitOutcome {
         guard settings.policy.role.owns else { throw SessionError(.notOwner, "this node's role is server: it stores backups and owns no sessions") }
         guard sessionCount < settings.sessions.maxSessions else { throw SessionError(.capacity, "maxSessions (\(settings.sessions.maxSessions)) reached") }
@@ -195,7 +195,7 @@ public struct ReplicaShard: Sendable {
     }
 
     /// The owned session `id`, marking it accessed; `nil` if not owned here.
-    public mutating func access(_ id: SessionID, wall: WallTime) -> SessionState? {
+    package mutating func access(_ id: SessionID, wall: WallTime) -> SessionState? {
         guard owned[id] != nil else { return nil }
         owned[id]!.state.lastAccessedAt = max(owned[id]!.state.lastAccessedAt, wall)
         accessed.insert(id)
@@ -203,7 +203,7 @@ public struct ReplicaShard: Sendable {
     }
 
     /// Send-to-receipt samples per peer since the last call.
-    public mutating func takeLatencySamples() -> [String: [Duration]] {
+    package mutating func takeLatencySamples() -> [String: [Duration]] {
         var out: [String: [Duration]] = [:]
         for peer in streams.keys {
             let samples = streams[peer]!.takeLatencySamples()
@@ -213,28 +213,28 @@ public struct ReplicaShard: Sendable {
     }
 
     /// The node a backup copy of `id` came from; `nil` when none is held.
-    public func backupOwner(of id: SessionID) -> String? { backups[id]?.owner }
+    package func backupOwner(of id: SessionID) -> String? { backups[id]?.owner }
 
     /// Owned sessions with a replica set member the transport does not reach, or a copy
     /// awaiting repair.
-    public var underReplicatedCount: Int {
+    package var underReplicatedCount: Int {
         guard !unreachable.isEmpty else { return repair.union(refusedForGood).count }
         return owned.values.filter { o in repair.contains(o.state.id) || refusedForGood.contains(o.state.id) || o.state.replicaSet.contains { unreachable.contains($0) } }.count
     }
 
     /// The replica set of `id` when this node owns it (cheaper than `copy(of:)`).
-    public func ownedReplicaSet(of id: SessionID) -> [String]? { owned[id]?.state.replicaSet }
+    package func ownedReplicaSet(of id: SessionID) -> [String]? { owned[id]?.state.replicaSet }
 
     /// When this node owns `id`: its replica set, and whether its ownership is confirmed
     /// (an adopted handover serves only once every live member answered that nobody else
     /// owns it).
-    public func ownership(of id: SessionID) -> (replicaSet: [String], confirmed: Bool)? {
+    package func ownership(of id: SessionID) -> (replicaSet: [String], confirmed: Bool)? {
         guard let o = owned[id] else { return nil }
         return (o.state.replicaSet, o.confirming.isEmpty)
     }
 
     /// This node's copy of `id` without touching it.
-    public func copy(of id: SessionID) -> HeldCopy? {
+    package func copy(of id: SessionID) -> HeldCopy? {
         if let o = owned[id] { return .owner(o.state) }
         if let b = backups[id] { return .backup(b.state) }
         if let t = tombstones[id] { return .tombstone(t.stamp) }
@@ -251,7 +251,7 @@ public struct ReplicaShard: Sendable {
     /// queue already holds more than `bestEffortBacklog` throws `overloaded` (nothing
     /// applied) so the writer waits for the queue to drain instead of the queue shedding
     /// its oldest messages; `ignoringBacklog` (the wait is over) commits anyway.
-    public mutating func commit(_ id: SessionID, changes: ChangeSet, maxInactiveInterval: Duration?,
+    package mutating func commit(_ id: SessionID, changes: ChangeSet, maxInactiveInterval: Duration?,
                                 now: MonotonicInstant, wall: WallTime, ignoringBacklog: Bool = false) throws(SessionError) -> CommitOutcome {
         // Taken out of the dictionary while it changes, so its attributes are not copied.
         guard var entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
@@ -315,7 +315,7 @@ public struct ReplicaShard: Sendable {
     /// Sends what is pending for `id` now and waits per mode: synchronous for
     /// `minSyncReplicas` applies, acknowledged for receipts from every reachable backup,
     /// best-effort not at all (`waiter` is `nil`).
-    public mutating func sync(_ id: SessionID, now: MonotonicInstant) throws(SessionError) -> CommitOutcome {
+    package mutating func sync(_ id: SessionID, now: MonotonicInstant) throws(SessionError) -> CommitOutcome {
         guard let entry = owned[id] else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
         let targets = currentTargets(id, now: now)
         switch settings.policy.mode {
@@ -351,7 +351,7 @@ public struct ReplicaShard: Sendable {
     /// backup (acknowledged in every mode). The waiter completes once every reachable
     /// backup receipted it.
     /// Expiry passes `wait: false`: nobody waits for its receipts.
-    public mutating func invalidate(_ id: SessionID, reason: EndReason, now: MonotonicInstant, wait: Bool = true) throws(SessionError) -> CommitOutcome {
+    package mutating func invalidate(_ id: SessionID, reason: EndReason, now: MonotonicInstant, wait: Bool = true) throws(SessionError) -> CommitOutcome {
         guard let entry = owned.removeValue(forKey: id) else { throw SessionError(.sessionNotFound, "session \(id) is not owned here") }
         dirty.remove(id); accessed.remove(id); repair.remove(id)
         addTombstone(id, entry.state.stamp, now: now, idle: entry.state.maxInactiveInterval)
@@ -373,7 +373,7 @@ public struct ReplicaShard: Sendable {
     /// Another member holds a tombstone of `id` (a takeover search learned it): a copy
     /// it beats is dropped and the tombstone kept here, so a session later created under
     /// the same id (derived ids come back) starts a generation above it.
-    public mutating func learnTombstone(_ id: SessionID, _ stamp: Stamp, now: MonotonicInstant) {
+    package mutating func learnTombstone(_ id: SessionID, _ stamp: Stamp, now: MonotonicInstant) {
         guard owned[id] == nil else { return }
         if let b = backups[id], b.state.stamp > stamp { return }
         if let t = tombstones[id], t.stamp >= stamp { return }
@@ -382,7 +382,7 @@ public struct ReplicaShard: Sendable {
     }
 
     /// Records whether the transport reaches `peer`.
-    public mutating func setReachable(_ peer: String, _ reachable: Bool) {
+    package mutating func setReachable(_ peer: String, _ reachable: Bool) {
         if reachable { unreachable.remove(peer) } else { unreachable.insert(peer) }
     }
 
@@ -391,7 +391,7 @@ public struct ReplicaShard: Sendable {
     /// Takes the never-sent batches for `peer`. Datagram transport applies the UDP
     /// window and pacing; `datagram` batches are at most `udpMaxPayload` minus overhead
     /// (a larger single message is returned alone: the node sends it over TCP).
-    public mutating func takeBatches(for peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
+    package mutating func takeBatches(for peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
         // Streams are mutated in place (`streams[peer]!.…`): copying one out and back
         // would copy its whole queue on every call.
         guard streams[peer] != nil else { return [] }
@@ -405,7 +405,7 @@ public struct ReplicaShard: Sendable {
     }
 
     /// Marks every in-flight message to `peer` for immediate resend (after a reconnect).
-    public mutating func resendInFlight(to peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
+    package mutating func resendInFlight(to peer: String, now: MonotonicInstant, datagram: Bool) -> [OutboundBatch] {
         let limit = maxBatchBytes(datagram: datagram)
         guard streams[peer] != nil else { return [] }
         return streams[peer]!.resendAllNow(now: now, maxBatchBytes: limit)
@@ -417,7 +417,7 @@ public struct ReplicaShard: Sendable {
     /// `peer` restarted (a new node id under its name): it holds nothing. Every owned
     /// session it backs is re-sent whole at the next repair pass, and what it reported
     /// holding is forgotten.
-    public mutating func peerRestarted(_ peer: String) {
+    package mutating func peerRestarted(_ peer: String) {
         streams[peer]?.receiverRestarted()
         for (id, entry) in owned where entry.state.replicaSet.contains(peer) {
             owned[id]!.needsFull = true
@@ -431,19 +431,19 @@ public struct ReplicaShard: Sendable {
     }
 
     /// What a receipt produced.
-    public struct ReceiptOutcome: Sendable {
+    package struct ReceiptOutcome: Sendable {
         /// Waits it completed.
-        public var completed: [(WaiterID, WaitResult)] = []
+        package var completed: [(WaiterID, WaitResult)] = []
         /// Messages the receiver reported missing, to resend now.
-        public var resend: [OutboundBatch] = []
+        package var resend: [OutboundBatch] = []
         /// Sessions whose messages this peer refused `maxRefusals` times: no longer resent
         /// to it (counted under-replicated).
-        public var givenUp: [SessionID] = []
+        package var givenUp: [SessionID] = []
     }
 
     /// How often a backup may refuse a session's messages before this owner stops
     /// resending them to it. Default 3.
-    public static let maxRefusals = 3
+    package static let maxRefusals = 3
 
     /// A backup refused some of what this owner sent (it could not decode it, or it holds
     /// the session under a later epoch): each such session is re-sent whole at the next
@@ -470,7 +470,7 @@ public struct ReplicaShard: Sendable {
 
     /// A receipt from `peer` for this shard's lane: completes waits and returns the
     /// messages reported missing (older than `reorderDelay`) for immediate resend.
-    public mutating func onReceipt(from peer: String, _ receipt: Receipt, now: MonotonicInstant, datagram: Bool) -> ReceiptOutcome {
+    package mutating func onReceipt(from peer: String, _ receipt: Receipt, now: MonotonicInstant, datagram: Bool) -> ReceiptOutcome {
         var out = ReceiptOutcome()
         // A receipt never confirms a sequence this stream did not send.
         var receipt = receipt
@@ -531,7 +531,7 @@ public struct ReplicaShard: Sendable {
     /// A resync request from `peer`: each named session still owned is sent to it whole
     /// (waits on the failed sequence move to the new one); a session that ended is sent
     /// its invalidation.
-    public mutating func onResync(from peer: String, entries: [ResyncRequest.Entry], now: MonotonicInstant) {
+    package mutating func onResync(from peer: String, entries: [ResyncRequest.Entry], now: MonotonicInstant) {
         let receipted = streams[peer]?.receiptedThrough ?? 0
         if let answered = resyncFulls[peer] { resyncFulls[peer] = answered.filter { $0.value > receipted } }
         for e in entries {
@@ -572,7 +572,7 @@ public struct ReplicaShard: Sendable {
     /// newer; a tombstone beats any equal or older state. A copy that answers to another
     /// node (promised to a taker, or handed over) refuses `peer`'s messages of an epoch
     /// no newer than its own (`fenced`: receipted as refused, confirming nothing).
-    public mutating func apply(_ message: ReplicationMessage, from peer: String, process: NodeID? = nil, now: MonotonicInstant) -> ApplyOutcome {
+    package mutating func apply(_ message: ReplicationMessage, from peer: String, process: NodeID? = nil, now: MonotonicInstant) -> ApplyOutcome {
         guard settings.policy.role.storesBackups else { return .ignored }
         switch message {
         case .full(let s):
@@ -668,22 +668,22 @@ public struct ReplicaShard: Sendable {
     // MARK: - Time
 
     /// What a tick produced.
-    public struct TickOutcome: Sendable {
+    package struct TickOutcome: Sendable {
         /// Batches to retransmit, by peer.
-        public var resend: [(peer: String, batches: [OutboundBatch])] = []
+        package var resend: [(peer: String, batches: [OutboundBatch])] = []
         /// Waits that timed out.
-        public var completed: [(WaiterID, WaitResult)] = []
+        package var completed: [(WaiterID, WaitResult)] = []
         /// Sessions that expired on this owner.
-        public var expired: [SessionID] = []
+        package var expired: [SessionID] = []
         /// Backup copies promoted (their old owner's leases ran out).
-        public var promoted: [SessionID] = []
+        package var promoted: [SessionID] = []
         /// Anti-entropy digests to send, by backup.
-        public var digests: [(peer: String, request: DigestRequest)] = []
+        package var digests: [(peer: String, request: DigestRequest)] = []
         /// Prepares (of takeovers and confirmations) to send again, by member.
-        public var prepares: [(peer: String, request: PrepareRequest)] = []
+        package var prepares: [(peer: String, request: PrepareRequest)] = []
         /// Hand-over answers to send again (their takers have not confirmed them), with the
         /// taker's process: only that process may be sent them.
-        public var handovers: [(peer: String, taker: NodeID, reply: HandoverReply)] = []
+        package var handovers: [(peer: String, taker: NodeID, reply: HandoverReply)] = []
     }
 
     /// A hand-over whose taker has not been heard from since.
@@ -701,7 +701,7 @@ public struct ReplicaShard: Sendable {
     /// Advances time: retries and drops, time-based writes, access replication, repair,
     /// wait timeouts, owner expiry, backup eviction and tombstone expiry. Streams to the
     /// peers in `reliable` (a live ordered connection carries them) are not retried.
-    public mutating func tick(now: MonotonicInstant, wall: WallTime, datagram: Bool, reliable: Set<String> = []) -> TickOutcome {
+    package mutating func tick(now: MonotonicInstant, wall: WallTime, datagram: Bool, reliable: Set<String> = []) -> TickOutcome {
         var out = TickOutcome()
         let p = settings.policy
         let limit = maxBatchBytes(datagram: datagram)
@@ -842,7 +842,7 @@ public struct ReplicaShard: Sendable {
     }
 
     /// Bytes (names plus values) of every session owned and every backup copy held here.
-    public var heldBytes: Int { owned.bytes + backups.bytes }
+    package var heldBytes: Int { owned.bytes + backups.bytes }
 
     /// Throws `capacity` when holding `size` more bytes would pass this lane's share of
     /// the node's byte budget (`sessions.maxBytes / lanes`); `size` 0 or less always fits.
@@ -1006,7 +1006,7 @@ public struct ReplicaShard: Sendable {
 
     /// Completes waits that need nothing more (all targets already receipted); the node
     /// calls this right after registering a wait.
-    public mutating func settledWait(_ waiter: WaiterID) -> WaitResult? {
+    package mutating func settledWait(_ waiter: WaiterID) -> WaitResult? {
         guard let w = waiters[waiter.rawValue], w.acked.count >= w.needed else { return nil }
         waiters[waiter.rawValue] = nil
         return .replicated(w.acked.sorted())
@@ -1049,7 +1049,7 @@ public struct ReplicaShard: Sendable {
 
 extension ReplicaShard {
     /// Counts a synchronous write that degraded to local durability.
-    public mutating func noteDegraded() { counters.syncDegraded += 1 }
+    package mutating func noteDegraded() { counters.syncDegraded += 1 }
     /// Counts resync requests this node sent as a backup.
-    public mutating func noteResyncRequested(_ n: Int) { counters.resyncsRequested += n }
+    package mutating func noteResyncRequested(_ n: Int) { counters.resyncsRequested += n }
 }

@@ -217,7 +217,7 @@ public struct SessionPolicy: Hashable, Sendable {
     /// a session grow larger than one message of one frame carries under `limits` (a
     /// receiver would refuse it): the field's name (`maxAttributes`, ...) and why; `nil`
     /// when every session these limits allow fits.
-    public func wireProblem(limits: WireLimits = WireLimits()) -> (field: String, message: String)? {
+    package func wireProblem(limits: WireLimits = WireLimits()) -> (field: String, message: String)? {
         if maxAttributes > limits.maxAttributes {
             return ("maxAttributes", "expected at most \(limits.maxAttributes) (what one replication message carries), found \(maxAttributes)")
         }

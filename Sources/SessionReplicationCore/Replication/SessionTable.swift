@@ -104,7 +104,7 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
 extension SessionState {
     /// Names plus values of every attribute: what `maxSessionBytes` and the byte budget
     /// count.
-    public var byteSize: Int {
+    package var byteSize: Int {
         var total = 0
         for (name, value) in attributes { total += name.utf8.count + value.count }
         return total

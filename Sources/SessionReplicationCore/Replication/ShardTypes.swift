@@ -1,31 +1,31 @@
 /// Static settings of one shard.
-public struct ShardSettings: Sendable {
+package struct ShardSettings: Sendable {
     /// This node's configured name.
-    public var selfName: String
+    package var selfName: String
     /// This node's per-process id.
-    public var selfID: NodeID
+    package var selfID: NodeID
     /// This shard's stream lane.
-    public var lane: UInt16
+    package var lane: UInt16
     /// Replication knobs.
-    public var policy: ReplicationPolicy
+    package var policy: ReplicationPolicy
     /// Session limits.
-    public var sessions: SessionPolicy
+    package var sessions: SessionPolicy
     /// Other members that may hold backups (static membership: the configured nodes
     /// whose role stores backups).
-    public var backupCandidates: [String]
+    package var backupCandidates: [String]
     /// Every other member (whatever its role): a takeover asks each live one for its
     /// copy, since any may own or hold the session now. Default: `backupCandidates`.
-    public var members: [String]
+    package var members: [String]
     /// Bytes reserved for frame header and seal in a datagram. Default
     /// `FrameHeader.maxDatagramOverhead`.
-    public var datagramOverhead: Int = FrameHeader.maxDatagramOverhead
+    package var datagramOverhead: Int = FrameHeader.maxDatagramOverhead
     /// Largest batch on TCP. Default 256 KiB.
-    public var maxStreamBatchBytes: Int = 256 << 10
+    package var maxStreamBatchBytes: Int = 256 << 10
     /// Lanes (shards) sharing the UDP window and rate towards one peer. Default 1.
-    public var lanes: Int = 1
+    package var lanes: Int = 1
 
     /// Creates settings.
-    public init(selfName: String, selfID: NodeID, lane: UInt16 = 0, policy: ReplicationPolicy, sessions: SessionPolicy, backupCandidates: [String]) {
+    package init(selfName: String, selfID: NodeID, lane: UInt16 = 0, policy: ReplicationPolicy, sessions: SessionPolicy, backupCandidates: [String]) {
         self.selfName = selfName
         self.selfID = selfID
         self.lane = lane
@@ -128,13 +128,13 @@ public struct ReplicationCounters: Hashable, Sendable {
 }
 
 /// Identifies a pending wait for replication (a synchronous write, a `sync`, a delete).
-public struct WaiterID: Hashable, Sendable {
+package struct WaiterID: Hashable, Sendable {
     /// The raw value, unique within a shard.
-    public var rawValue: UInt64
+    package var rawValue: UInt64
 }
 
 /// How a wait ended.
-public enum WaitResult: Hashable, Sendable {
+package enum WaitResult: Hashable, Sendable {
     /// Enough backups applied (or receipted) the change; the names of those that did.
     case replicated([String])
     /// The timeout passed first; the names of those that had acknowledged.
@@ -142,18 +142,18 @@ public enum WaitResult: Hashable, Sendable {
 }
 
 /// What a commit produced.
-public struct CommitOutcome: Sendable {
+package struct CommitOutcome: Sendable {
     /// The session after the commit (`nil` after an invalidation).
-    public var state: SessionState?
+    package var state: SessionState?
     /// A wait to complete before answering (synchronous writes, invalidations).
-    public var waiter: WaiterID?
+    package var waiter: WaiterID?
     /// Durability when no wait is needed: `true` when nothing needs to be waited for
     /// because the write is local only (no backups, degrade).
-    public var localOnly: Bool
+    package var localOnly: Bool
 }
 
 /// How a backup treated one incoming data message.
-public enum ApplyOutcome: Hashable, Sendable {
+package enum ApplyOutcome: Hashable, Sendable {
     /// Applied.
     case applied
     /// Already held, or older than what is held (or beaten by a tombstone): ignored.

@@ -15,9 +15,9 @@
 ///   configured member is accounted for (asked, or known dead or left).
 /// - Nothing waits past the deadline (`handoverTimeout` from the start): referrals are
 ///   followed at once but never past it, since two stray copies can refer to each other.
-public struct TakeoverSearch: Sendable {
+package struct TakeoverSearch: Sendable {
     /// What this node holds of the session at the start of a round.
-    public enum Held: Hashable, Sendable {
+    package enum Held: Hashable, Sendable {
         /// It owns the session: the search is over.
         case owner
         /// A tombstone: the session ended.
@@ -29,7 +29,7 @@ public struct TakeoverSearch: Sendable {
     }
 
     /// What the shell does next.
-    public enum Step: Hashable, Sendable {
+    package enum Step: Hashable, Sendable {
         /// This node owns the session now.
         case done
         /// The search ends with this error.
@@ -42,19 +42,19 @@ public struct TakeoverSearch: Sendable {
     }
 
     /// How the search may end.
-    public struct Settings: Hashable, Sendable {
+    package struct Settings: Hashable, Sendable {
         /// Whether this node may take sessions over: false under `affinity: none` and on a
         /// node whose role does not own sessions. Default true.
-        public var mayTakeOver: Bool
+        package var mayTakeOver: Bool
         /// Whether this node's role owns sessions (false on a `server` node, which stores
         /// backups only). Default true.
-        public var ownsSessions: Bool
+        package var ownsSessions: Bool
         /// Whether to take the session over even when this node handed it away less than
         /// `takeoverCooldown` ago. Default false.
-        public var ignoringCooldown: Bool
+        package var ignoringCooldown: Bool
 
         /// Creates settings; the defaults are those of a sticky node of role `both`.
-        public init(mayTakeOver: Bool = true, ownsSessions: Bool = true, ignoringCooldown: Bool = false) {
+        package init(mayTakeOver: Bool = true, ownsSessions: Bool = true, ignoringCooldown: Bool = false) {
             self.mayTakeOver = mayTakeOver
             self.ownsSessions = ownsSessions
             self.ignoringCooldown = ignoringCooldown
@@ -64,7 +64,7 @@ public struct TakeoverSearch: Sendable {
         /// (default false). A caller that ignores the cooldown cannot send its client to
         /// the owner (an application's embedded driver): it takes the session over under
         /// `affinity: none` too, rather than read a copy it may not serve.
-        public init(policy: ReplicationPolicy, ignoringCooldown: Bool = false) {
+        package init(policy: ReplicationPolicy, ignoringCooldown: Bool = false) {
             self.init(mayTakeOver: (policy.affinity != .none || ignoringCooldown) && policy.role.owns, ownsSessions: policy.role.owns,
                       ignoringCooldown: ignoringCooldown)
         }
@@ -72,27 +72,27 @@ public struct TakeoverSearch: Sendable {
 
     /// How long a round waits before looking again when nobody can be asked (the owner is
     /// suspect and failover decides) or nothing was final: 20 ms.
-    public static let pollInterval: Duration = .milliseconds(20)
+    package static let pollInterval: Duration = .milliseconds(20)
     /// The longest a single round of asking waits for answers: 500 ms (a referral or
     /// the next round then asks again, within the deadline).
-    public static let maxRoundTimeout: Duration = .milliseconds(500)
+    package static let maxRoundTimeout: Duration = .milliseconds(500)
     /// The shortest: 50 ms, so that a round started just before the deadline still hears
     /// from a member on loopback.
-    public static let minRoundTimeout: Duration = .milliseconds(50)
+    package static let minRoundTimeout: Duration = .milliseconds(50)
 
     /// The session searched for.
-    public let id: SessionID
+    package let id: SessionID
     /// This node's name (a copy elsewhere naming this node as owner is no referral).
-    public let selfName: String
+    package let selfName: String
     /// How the search may end.
-    public let settings: Settings
+    package let settings: Settings
     /// When the search gives up with `session-unavailable`.
-    public let deadline: MonotonicInstant
+    package let deadline: MonotonicInstant
     /// The owner last named by a copy or an answer; named in `session-unavailable`.
-    public private(set) var knownOwner: String?
+    package private(set) var knownOwner: String?
     /// The owner a `kept` answer named while this node held nothing: worth remembering
     /// for a while (the shell's owner hints), so the next request is referred at once.
-    public private(set) var learnedOwner: String?
+    package private(set) var learnedOwner: String?
 
     var referred: [String] = []
     var askEveryone = false
@@ -100,7 +100,7 @@ public struct TakeoverSearch: Sendable {
 
     /// Starts a search for `id` by the node `selfName` at `now`, giving up
     /// `handoverTimeout` later.
-    public init(id: SessionID, selfName: String, settings: Settings = Settings(), handoverTimeout: Duration, now: MonotonicInstant) {
+    package init(id: SessionID, selfName: String, settings: Settings = Settings(), handoverTimeout: Duration, now: MonotonicInstant) {
         self.id = id
         self.selfName = selfName
         self.settings = settings
@@ -113,7 +113,7 @@ public struct TakeoverSearch: Sendable {
     /// every peer's membership status, and `hint` a remembered owner (consulted only when
     /// this node holds nothing and may not take the session over). Never `.done` unless
     /// `held` is `.owner`.
-    public mutating func next(held: Held, handedAwayRecently: Bool, statuses: [String: MemberStatus],
+    package mutating func next(held: Held, handedAwayRecently: Bool, statuses: [String: MemberStatus],
                               hint: String?, now: MonotonicInstant) -> Step {
         let live = statuses.filter { $0.value.isLive }.map(\.key).sorted()
         var targets: [String]
@@ -163,7 +163,7 @@ public struct TakeoverSearch: Sendable {
     /// a handed-over session was adopted meanwhile, `configuredPeers` every other member
     /// of the configuration. Returns the step, or `nil` to start the next round at once
     /// (a referral to follow).
-    public mutating func answered(_ answers: [String: HandoverReply.Answer], ownsNow: Bool,
+    package mutating func answered(_ answers: [String: HandoverReply.Answer], ownsNow: Bool,
                                   configuredPeers: [String], now: MonotonicInstant) -> Step? {
         guard !ownsNow else { return .done }
         guard let (held, statuses, targets) = round else { return .wait(Self.pollInterval) }
@@ -214,25 +214,25 @@ public struct TakeoverSearch: Sendable {
 /// Lookups of ids a node holds nothing of in flight (each asks every live member), and
 /// how many may be: a client sending random ids costs the cluster a bounded number of
 /// rounds at a time.
-public struct SearchSlots: Sendable {
+package struct SearchSlots: Sendable {
     /// Lookups in flight.
-    public private(set) var inFlight = 0
+    package private(set) var inFlight = 0
     /// At most this many at once. Default 256; 0 refuses every lookup.
-    public var limit: Int
+    package var limit: Int
 
     /// Creates the slots with `limit` (default 256).
-    public init(limit: Int = 256) { self.limit = limit }
+    package init(limit: Int = 256) { self.limit = limit }
 
     /// Takes a slot; returns `nil` when taken, or the limit when every slot is in use
     /// (the caller answers `overloaded`).
-    public mutating func acquire() -> Int? {
+    package mutating func acquire() -> Int? {
         guard inFlight < limit else { return limit }
         inFlight += 1
         return nil
     }
 
     /// Gives back a slot taken by `acquire`.
-    public mutating func release() { inFlight = max(0, inFlight - 1) }
+    package mutating func release() { inFlight = max(0, inFlight - 1) }
 }
 
 /// Owners learned from `kept` answers (docs/design.md (Membership and failover): answers cached 1 s): a node
@@ -240,26 +240,26 @@ public struct SearchSlots: Sendable {
 /// owner without asking every member again. At most `limit` entries (all dropped when
 /// full, the simplest bound on memory); the shell uses an entry only while its owner is
 /// alive.
-public struct OwnerHints: Sendable {
+package struct OwnerHints: Sendable {
     /// How long a hint lasts: 1 s.
-    public static let ttl: Duration = .seconds(1)
+    package static let ttl: Duration = .seconds(1)
     /// The most hints kept: 100,000.
-    public static let limit = 100_000
+    package static let limit = 100_000
     /// Each remembered owner and when the hint lapses.
-    public private(set) var entries: [SessionID: (owner: String, until: MonotonicInstant)] = [:]
+    package private(set) var entries: [SessionID: (owner: String, until: MonotonicInstant)] = [:]
 
     /// An empty table.
-    public init() {}
+    package init() {}
 
     /// Remembers that `owner` kept `id` at `now`.
-    public mutating func remember(_ id: SessionID, owner: String, now: MonotonicInstant) {
+    package mutating func remember(_ id: SessionID, owner: String, now: MonotonicInstant) {
         if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
         entries[id] = (owner, now + Self.ttl)
     }
 
     /// The owner remembered for `id`, if the hint has not lapsed at `now` (a lapsed one
     /// is dropped).
-    public mutating func owner(of id: SessionID, now: MonotonicInstant) -> String? {
+    package mutating func owner(of id: SessionID, now: MonotonicInstant) -> String? {
         guard let entry = entries[id] else { return nil }
         guard now < entry.until else { entries[id] = nil; return nil }
         return entry.owner
@@ -268,7 +268,7 @@ public struct OwnerHints: Sendable {
 
 extension ReplicaShard {
     /// What this shard holds of `id`, as `TakeoverSearch.next` takes it.
-    public func searchHeld(_ id: SessionID) -> TakeoverSearch.Held {
+    package func searchHeld(_ id: SessionID) -> TakeoverSearch.Held {
         switch copy(of: id) {
         case .owner?: .owner
         case .tombstone?: .tombstone

@@ -1,5 +1,5 @@
 /// Why a buffer could not be decoded. Every case is dropped and counted by the node.
-public enum DecodeError: Error, Hashable, Sendable, CustomStringConvertible {
+package enum DecodeError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The buffer ended before a field of `field` was complete.
     case truncated(field: String)
     /// A length or count exceeded its limit.
@@ -13,7 +13,7 @@ public enum DecodeError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Bytes were left over after the last field.
     case trailingBytes(Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .truncated(let f): return "truncated at \(f)"
         case .tooLarge(let f, let limit, let found): return "\(f) too large: \(found) > \(limit)"
@@ -26,9 +26,9 @@ public enum DecodeError: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// A short stable label for metrics (`reason` dimension).
     /// Whether a count or size exceeded its limit.
-    public var isTooLarge: Bool { if case .tooLarge = self { true } else { false } }
+    package var isTooLarge: Bool { if case .tooLarge = self { true } else { false } }
 
-    public var reason: String {
+    package var reason: String {
         switch self {
         case .truncated: return "truncated"
         case .tooLarge: return "oversized"
@@ -41,39 +41,39 @@ public enum DecodeError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Appends little-endian fields to a byte array.
-public struct ByteWriter: Sendable {
+package struct ByteWriter: Sendable {
     /// The bytes written so far.
-    public var bytes: [UInt8]
+    package var bytes: [UInt8]
 
     /// Creates a writer, reserving `capacity` bytes.
-    public init(capacity: Int = 256) {
+    package init(capacity: Int = 256) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }
 
     /// Appends `value` little-endian.
-    @inlinable public mutating func write<T: FixedWidthInteger>(_ value: T) {
+    @inlinable package mutating func write<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     /// A string as a `UInt16` length and UTF-8 bytes.
-    public mutating func writeShortString(_ s: String) {
+    package mutating func writeShortString(_ s: String) {
         let utf8 = s.utf8
         write(UInt16(truncatingIfNeeded: utf8.count))
         bytes.append(contentsOf: utf8)
     }
 
     /// Bytes as a `UInt32` length and the bytes.
-    public mutating func writeBlob(_ blob: [UInt8]) {
+    package mutating func writeBlob(_ blob: [UInt8]) {
         write(UInt32(truncatingIfNeeded: blob.count))
         bytes.append(contentsOf: blob)
     }
 
     /// Raw bytes without a length.
-    public mutating func writeRaw(_ raw: some Sequence<UInt8>) { bytes.append(contentsOf: raw) }
+    package mutating func writeRaw(_ raw: some Sequence<UInt8>) { bytes.append(contentsOf: raw) }
 
     /// Overwrites a `UInt32` at `offset` (for lengths known only afterwards).
-    public mutating func patch(_ value: UInt32, at offset: Int) {
+    package mutating func patch(_ value: UInt32, at offset: Int) {
         withUnsafeBytes(of: value.littleEndian) { raw in
             for i in 0..<4 { bytes[offset + i] = raw[i] }
         }
@@ -82,22 +82,22 @@ public struct ByteWriter: Sendable {
 
 /// Reads little-endian fields from a byte buffer, checking every length against what is
 /// left and against the caller's limits. Never traps on hostile input.
-public struct ByteReader {
+package struct ByteReader {
     @usableFromInline let bytes: UnsafeRawBufferPointer
     /// The read position.
-    public private(set) var offset: Int
+    package private(set) var offset: Int
 
     /// Reads `bytes` from `offset`.
-    public init(_ bytes: UnsafeRawBufferPointer, offset: Int = 0) {
+    package init(_ bytes: UnsafeRawBufferPointer, offset: Int = 0) {
         self.bytes = bytes
         self.offset = offset
     }
 
     /// Bytes not yet read.
-    public var remaining: Int { bytes.count - offset }
+    package var remaining: Int { bytes.count - offset }
 
     /// A little-endian integer; throws `truncated(field:)` when too few bytes remain.
-    public mutating func read<T: FixedWidthInteger>(_: T.Type, _ field: String) throws(DecodeError) -> T {
+    package mutating func read<T: FixedWidthInteger>(_: T.Type, _ field: String) throws(DecodeError) -> T {
         let size = MemoryLayout<T>.size
         guard remaining >= size else { throw .truncated(field: field) }
         var value: T = 0
@@ -109,7 +109,7 @@ public struct ByteReader {
     }
 
     /// `count` raw bytes.
-    public mutating func readBytes(_ count: Int, _ field: String) throws(DecodeError) -> [UInt8] {
+    package mutating func readBytes(_ count: Int, _ field: String) throws(DecodeError) -> [UInt8] {
         guard count >= 0, remaining >= count else { throw .truncated(field: field) }
         let out = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]))
         offset += count
@@ -117,7 +117,7 @@ public struct ByteReader {
     }
 
     /// A `UInt16`-length UTF-8 string of at most `maxBytes` bytes; invalid UTF-8 throws.
-    public mutating func readShortString(_ field: String, maxBytes: Int) throws(DecodeError) -> String {
+    package mutating func readShortString(_ field: String, maxBytes: Int) throws(DecodeError) -> String {
         let count = Int(try read(UInt16.self, field))
         guard count <= maxBytes else { throw .tooLarge(field: field, limit: maxBytes, found: count) }
         guard remaining >= count else { throw .truncated(field: field) }
@@ -128,7 +128,7 @@ public struct ByteReader {
     }
 
     /// A `UInt32`-length blob of at most `maxBytes` bytes.
-    public mutating func readBlob(_ field: String, maxBytes: Int) throws(DecodeError) -> [UInt8] {
+    package mutating func readBlob(_ field: String, maxBytes: Int) throws(DecodeError) -> [UInt8] {
         let count = Int(try read(UInt32.self, field))
         guard count <= maxBytes else { throw .tooLarge(field: field, limit: maxBytes, found: count) }
         return try readBytes(count, field)
@@ -137,7 +137,7 @@ public struct ByteReader {
     /// A reader over the next `count` bytes alone (its offsets start at 0), moving this
     /// reader past them; throws `truncated(field:)` when fewer remain. A decoder that
     /// fails inside the returned reader leaves this one at the next field.
-    public mutating func take(_ count: Int, _ field: String) throws(DecodeError) -> ByteReader {
+    package mutating func take(_ count: Int, _ field: String) throws(DecodeError) -> ByteReader {
         guard count >= 0, remaining >= count else { throw .truncated(field: field) }
         let sub = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]))
         offset += count
@@ -145,7 +145,7 @@ public struct ByteReader {
     }
 
     /// Skips `count` bytes.
-    public mutating func skip(_ count: Int, _ field: String) throws(DecodeError) {
+    package mutating func skip(_ count: Int, _ field: String) throws(DecodeError) {
         guard count >= 0, remaining >= count else { throw .truncated(field: field) }
         offset += count
     }

@@ -5,64 +5,64 @@
 /// sender name (`u8` length, bytes) | cluster tag `u64` | sender node id (`u64` start, `u64` nonce) |
 /// key fingerprint `u32` | counter `u64` | namespace `u16` | lane `u16` |
 /// first sequence `u64` | low watermark `u64` | body length `u32`.
-public struct FrameHeader: Hashable, Sendable {
+package struct FrameHeader: Hashable, Sendable {
     /// `0x5244` ("DR").
-    public static let magic: UInt16 = 0x5244
+    package static let magic: UInt16 = 0x5244
     /// The protocol version this build speaks.
-    public static let protocolVersion: UInt8 = 2
+    package static let protocolVersion: UInt8 = 2
     /// Bytes a datagram spends beyond its body, rounded up: the largest header (a 32-byte
     /// sender name), the 16-byte tag and the body's counts. Bodies larger than
     /// `udpMaxPayload` minus this go over TCP.
-    public static let maxDatagramOverhead = 128
+    package static let maxDatagramOverhead = 128
     /// Namespace of replication frames (the body is a `FrameBody`).
-    public static let replicationNamespace: UInt16 = 0
+    package static let replicationNamespace: UInt16 = 0
     /// Namespace of membership frames (the body is one `MembershipMessage`).
-    public static let membershipNamespace: UInt16 = 1
+    package static let membershipNamespace: UInt16 = 1
     /// Sequences at or above this are refused (2^62).
-    public static let maxSequence: UInt64 = 1 << 62
+    package static let maxSequence: UInt64 = 1 << 62
     /// Bytes before the sender name.
-    public static let fixedPrefix = 5
+    package static let fixedPrefix = 5
     /// Bytes after the sender name.
-    public static let fixedSuffix = 8 + 16 + 4 + 8 + 2 + 2 + 8 + 8 + 4
+    package static let fixedSuffix = 8 + 16 + 4 + 8 + 2 + 2 + 8 + 8 + 4
 
     /// Flag bits.
-    public struct Flags: OptionSet, Hashable, Sendable {
+    package struct Flags: OptionSet, Hashable, Sendable {
         /// The flag bits.
-        public var rawValue: UInt8
+        package var rawValue: UInt8
         /// Wraps flag bits.
-        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        package init(rawValue: UInt8) { self.rawValue = rawValue }
         /// The body is AES-GCM ciphertext followed by a 16-byte tag.
-        public static let sealed = Flags(rawValue: 1)
+        package static let sealed = Flags(rawValue: 1)
         /// The frame was sent as a datagram (replay window instead of strict order).
-        public static let datagram = Flags(rawValue: 2)
+        package static let datagram = Flags(rawValue: 2)
     }
 
     /// Sealed and datagram flags; other bits are refused.
-    public var flags: Flags
+    package var flags: Flags
     /// The sender's configured node name.
-    public var senderName: String
+    package var senderName: String
     /// A stable hash of the cluster id; frames of other clusters are dropped.
-    public var clusterTag: UInt64
+    package var clusterTag: UInt64
     /// The sender's per-process node id.
-    public var sender: NodeID
+    package var sender: NodeID
     /// Which key of the ring sealed the body (0 when unsealed).
-    public var keyFingerprint: UInt32
+    package var keyFingerprint: UInt32
     /// Per-sender counter: the AES-GCM nonce and the anti-replay sequence.
-    public var counter: UInt64
+    package var counter: UInt64
     /// What the body holds: `replicationNamespace` (a `FrameBody`) or
     /// `membershipNamespace` (one `MembershipMessage`).
-    public var namespace: UInt16
+    package var namespace: UInt16
     /// The sender's stream lane (its shard index).
-    public var lane: UInt16
+    package var lane: UInt16
     /// Sequence of the first data message in the body (0 when the body has none).
-    public var firstSequence: UInt64
+    package var firstSequence: UInt64
     /// Every sequence below this is receipted or abandoned by the sender.
-    public var lowWatermark: UInt64
+    package var lowWatermark: UInt64
     /// Length of the body that follows.
-    public var bodyLength: UInt32
+    package var bodyLength: UInt32
 
     /// Creates a header.
-    public init(flags: Flags, senderName: String, clusterTag: UInt64, sender: NodeID, keyFingerprint: UInt32,
+    package init(flags: Flags, senderName: String, clusterTag: UInt64, sender: NodeID, keyFingerprint: UInt32,
                 counter: UInt64, namespace: UInt16 = 0, lane: UInt16, firstSequence: UInt64, lowWatermark: UInt64, bodyLength: UInt32) {
         self.flags = flags
         self.senderName = senderName
@@ -78,10 +78,10 @@ public struct FrameHeader: Hashable, Sendable {
     }
 
     /// The encoded size of this header.
-    public var encodedSize: Int { Self.fixedPrefix + senderName.utf8.count + Self.fixedSuffix }
+    package var encodedSize: Int { Self.fixedPrefix + senderName.utf8.count + Self.fixedSuffix }
 
     /// Appends the header.
-    public func encode(into w: inout ByteWriter) {
+    package func encode(into w: inout ByteWriter) {
         w.write(Self.magic); w.write(Self.protocolVersion); w.write(flags.rawValue)
         w.write(UInt8(truncatingIfNeeded: senderName.utf8.count)); w.writeRaw(senderName.utf8)
         w.write(clusterTag); w.write(sender); w.write(keyFingerprint); w.write(counter)
@@ -90,7 +90,7 @@ public struct FrameHeader: Hashable, Sendable {
 
     /// Decodes a header, checking the magic, version, name and body length against
     /// `maxBodyBytes` and the bytes actually present.
-    public static func decode(_ r: inout ByteReader, maxBodyBytes: Int) throws(DecodeError) -> FrameHeader {
+    package static func decode(_ r: inout ByteReader, maxBodyBytes: Int) throws(DecodeError) -> FrameHeader {
         guard try r.read(UInt16.self, "header.magic") == magic else { throw .badMagic }
         let version = try r.read(UInt8.self, "header.version")
         guard version == protocolVersion else { throw .unsupportedVersion(version) }
@@ -126,20 +126,20 @@ public struct FrameHeader: Hashable, Sendable {
 
 /// The plaintext body of a frame: `dataCount u16 | controlCount u16 | messages`, data
 /// messages first, numbered from the header's `firstSequence`.
-public struct FrameBody: Hashable, Sendable {
+package struct FrameBody: Hashable, Sendable {
     /// Sequenced messages, in sequence order.
-    public var data: [ReplicationMessage]
+    package var data: [ReplicationMessage]
     /// Receipts and resync requests.
-    public var control: [ReplicationMessage]
+    package var control: [ReplicationMessage]
 
     /// Creates a body.
-    public init(data: [ReplicationMessage] = [], control: [ReplicationMessage] = []) {
+    package init(data: [ReplicationMessage] = [], control: [ReplicationMessage] = []) {
         self.data = data
         self.control = control
     }
 
     /// Encodes a body from already-encoded messages.
-    public static func encode(data: [[UInt8]], control: [[UInt8]]) -> [UInt8] {
+    package static func encode(data: [[UInt8]], control: [[UInt8]]) -> [UInt8] {
         var total = 4
         for m in data { total += m.count }
         for m in control { total += m.count }
@@ -153,7 +153,7 @@ public struct FrameBody: Hashable, Sendable {
     /// Decodes a body whole: data messages must be sequenced and control messages must
     /// not. Throws the first problem found, in the frame or in any one message (see
     /// `decodeEach` to keep the good messages of a frame holding a bad one).
-    public static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(DecodeError) -> FrameBody {
+    package static func decode(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(DecodeError) -> FrameBody {
         let each = try decodeEach(bytes, limits: limits)
         if let first = each.refused.first { throw first.error }
         return FrameBody(data: each.data.map(\.message), control: each.control.map(\.message))
@@ -166,7 +166,7 @@ public struct FrameBody: Hashable, Sendable {
     /// `limits.maxMessages`), a message's type-and-length prefix running past the body,
     /// or bytes left after the last message; then no message can be trusted to be where
     /// the counts say.
-    public static func decodeEach(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(DecodeError) -> Decoded {
+    package static func decodeEach(_ bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(DecodeError) -> Decoded {
         var r = ByteReader(bytes)
         let dataCount = Int(try r.read(UInt16.self, "body.dataCount"))
         let controlCount = Int(try r.read(UInt16.self, "body.controlCount"))
@@ -198,43 +198,43 @@ public struct FrameBody: Hashable, Sendable {
     }
 
     /// A body decoded message by message (`decodeEach`).
-    public struct Decoded: Hashable, Sendable {
+    package struct Decoded: Hashable, Sendable {
         /// Data messages that decoded, in order; `index` is the offset from the header's
         /// `firstSequence` (the message's sequence is `firstSequence + index`).
-        public var data: [Positioned] = []
+        package var data: [Positioned] = []
         /// Control messages that decoded, in order; `index` counts control messages only.
-        public var control: [Positioned] = []
+        package var control: [Positioned] = []
         /// Messages refused, in frame order.
-        public var refused: [Refusal] = []
+        package var refused: [Refusal] = []
         /// Creates an empty result.
-        public init() {}
+        package init() {}
     }
 
     /// A message with its position in the frame.
-    public struct Positioned: Hashable, Sendable {
+    package struct Positioned: Hashable, Sendable {
         /// For a data message, its offset from the header's `firstSequence`; for a
         /// control message, its place among the control messages (from 0).
-        public var index: Int
+        package var index: Int
         /// The message.
-        public var message: ReplicationMessage
+        package var message: ReplicationMessage
         /// Creates a positioned message.
-        public init(index: Int, message: ReplicationMessage) {
+        package init(index: Int, message: ReplicationMessage) {
             self.index = index
             self.message = message
         }
     }
 
     /// One message refused on decode, the frame around it kept.
-    public struct Refusal: Hashable, Sendable {
+    package struct Refusal: Hashable, Sendable {
         /// Whether it stood among the data (sequenced) messages; its sequence is then
         /// `firstSequence + index`, and the receiver should receipt it as refused.
-        public var sequenced: Bool
+        package var sequenced: Bool
         /// Offset from `firstSequence` (data) or place among the control messages.
-        public var index: Int
+        package var index: Int
         /// Why, naming the field (`DecodeError.reason` for metrics).
-        public var error: DecodeError
+        package var error: DecodeError
         /// Creates a refusal.
-        public init(sequenced: Bool, index: Int, error: DecodeError) {
+        package init(sequenced: Bool, index: Int, error: DecodeError) {
             self.sequenced = sequenced
             self.index = index
             self.error = error
@@ -244,25 +244,25 @@ public struct FrameBody: Hashable, Sendable {
 
 /// Anti-replay for one sender: a strictly increasing counter on TCP, a sliding window of
 /// `windowSize` counters for datagrams.
-public struct ReplayWindow: Hashable, Sendable {
+package struct ReplayWindow: Hashable, Sendable {
     /// How far behind the highest counter a datagram may be. Default 1,024.
-    public static let windowSize: UInt64 = 1024
+    package static let windowSize: UInt64 = 1024
     private var highestStream: UInt64 = 0
     private var highestDatagram: UInt64 = 0
     private var seen: [UInt64] = Array(repeating: 0, count: Int(ReplayWindow.windowSize / 64))
 
     /// Creates an empty window.
-    public init() {}
+    package init() {}
 
     /// Whether a stream (TCP) frame with `counter` is new; records it if so.
-    public mutating func acceptStream(_ counter: UInt64) -> Bool {
+    package mutating func acceptStream(_ counter: UInt64) -> Bool {
         guard counter > highestStream else { return false }
         highestStream = counter
         return true
     }
 
     /// Whether a datagram with `counter` is new and within the window; records it if so.
-    public mutating func acceptDatagram(_ counter: UInt64) -> Bool {
+    package mutating func acceptDatagram(_ counter: UInt64) -> Bool {
         guard counter > 0 else { return false }
         if counter > highestDatagram {
             let shift = counter - highestDatagram

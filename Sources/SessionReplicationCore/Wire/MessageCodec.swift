@@ -1,38 +1,38 @@
 /// Limits every decoder enforces. A message beyond them is dropped and counted.
-public struct WireLimits: Hashable, Sendable {
+package struct WireLimits: Hashable, Sendable {
     /// Largest frame body. Default 16 MiB (a 4 MiB session fits with room to spare).
-    public var maxFrameBytes: Int = 16 << 20
+    package var maxFrameBytes: Int = 16 << 20
     /// Most attributes in one message. Default 65,536.
-    public var maxAttributes: Int = 65_536
+    package var maxAttributes: Int = 65_536
     /// Longest attribute name in bytes. Default 256.
-    public var maxNameBytes: Int = 256
+    package var maxNameBytes: Int = 256
     /// Largest attribute value. Default 4 MiB.
-    public var maxValueBytes: Int = 4 << 20
+    package var maxValueBytes: Int = 4 << 20
     /// Most names in a replica set. Default 64.
-    public var maxReplicaSet: Int = 64
+    package var maxReplicaSet: Int = 64
     /// Most messages in one frame. Default 65,535.
-    public var maxMessages: Int = 65_535
+    package var maxMessages: Int = 65_535
     /// Creates the defaults.
-    public init() {}
+    package init() {}
 
     /// Bytes a whole session costs in a frame beyond its attributes: the message and
     /// frame prefixes, id, stamp, times, a replica set of `maxReplicaSet` 32-byte names,
     /// the seal's tag, and a handover answer's own fields around it. 4 KiB (about
     /// 2.3 KiB are used).
-    public static let stateOverheadBytes = 4096
+    package static let stateOverheadBytes = 4096
     /// Bytes each attribute costs beyond its name and value: its two length prefixes.
-    public static let attributeOverheadBytes = 6
+    package static let attributeOverheadBytes = 6
 
     /// The encoded size, at most, of a whole session of `attributes` attributes whose
     /// names and values total `bytes`.
-    public func encodedStateBytes(attributes: Int, bytes: Int) -> Int {
+    package func encodedStateBytes(attributes: Int, bytes: Int) -> Int {
         Self.stateOverheadBytes + attributes * Self.attributeOverheadBytes + bytes
     }
 
     /// Why a session of `attributes` attributes whose names and values total `bytes`,
     /// the largest value `largestValue` bytes, could not travel in one message of one
     /// frame (a receiver would refuse it), or `nil` when it can.
-    public func sessionProblem(attributes: Int, bytes: Int, largestValue: Int) -> String? {
+    package func sessionProblem(attributes: Int, bytes: Int, largestValue: Int) -> String? {
         if attributes > maxAttributes { return "\(attributes) attributes, more than one message carries (\(maxAttributes))" }
         if largestValue > maxValueBytes { return "a \(largestValue)-byte value, larger than one message carries (\(maxValueBytes))" }
         let encoded = encodedStateBytes(attributes: attributes, bytes: bytes)
@@ -42,20 +42,20 @@ public struct WireLimits: Hashable, Sendable {
 }
 
 /// Binary encoding of `ReplicationMessage`: `type u8 | length u32 | body`, little-endian.
-public enum MessageCodec {
+package enum MessageCodec {
     enum Tag: UInt8 {
         case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19, handover = 20, handoverReply = 21, digest = 22, digestReply = 23, release = 24
     }
 
     /// Encodes one message with its type and length prefix.
-    public static func encode(_ message: ReplicationMessage) -> [UInt8] {
+    package static func encode(_ message: ReplicationMessage) -> [UInt8] {
         var w = ByteWriter(capacity: 128)
         encode(message, into: &w)
         return w.bytes
     }
 
     /// Appends one message with its type and length prefix to `w`.
-    public static func encode(_ message: ReplicationMessage, into w: inout ByteWriter) {
+    package static func encode(_ message: ReplicationMessage, into w: inout ByteWriter) {
         let tag: Tag
         switch message {
         case .full: tag = .full
@@ -162,7 +162,7 @@ public enum MessageCodec {
     /// `handoverReply` is read by `readState`, which accepts a whole session and nothing
     /// else. When only the body is bad (the type and length prefix hold), `r` has moved
     /// past the message all the same, so a caller can go on with the next one.
-    public static func decode(_ r: inout ByteReader, limits: WireLimits) throws(DecodeError) -> ReplicationMessage {
+    package static func decode(_ r: inout ByteReader, limits: WireLimits) throws(DecodeError) -> ReplicationMessage {
         let (rawTag, body) = try envelope(&r)
         return try decodeBody(rawTag, body, limits: limits)
     }
@@ -374,7 +374,7 @@ public enum MessageCodec {
     }
 
     /// Decodes one message filling all of `bytes`.
-    public static func decode(_ bytes: [UInt8], limits: WireLimits = WireLimits()) throws(DecodeError) -> ReplicationMessage {
+    package static func decode(_ bytes: [UInt8], limits: WireLimits = WireLimits()) throws(DecodeError) -> ReplicationMessage {
         let result: Result<ReplicationMessage, DecodeError> = bytes.withUnsafeBytes { raw in
             Result { () throws(DecodeError) in
                 var r = ByteReader(raw)

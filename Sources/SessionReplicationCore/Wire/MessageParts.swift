@@ -6,15 +6,15 @@
 extension ReplicationMessage {
     /// Entries per part. Default 8,192: well under `WireLimits.maxMessages` (65,535), and a
     /// prepare or release part of about 330 KB.
-    public static let maxEntriesPerPart = 8_192
+    package static let maxEntriesPerPart = 8_192
 
     /// Bytes of session state one promise part carries at most (fresher copies are whole
     /// sessions), besides a first entry of any size. Default 4 MiB.
-    public static let maxPromiseStateBytes = 4 << 20
+    package static let maxPromiseStateBytes = 4 << 20
 
     /// This message, or its parts when it lists more entries than one part holds.
     /// Messages without entry lists come back unchanged.
-    public func parts() -> [ReplicationMessage] {
+    package func parts() -> [ReplicationMessage] {
         switch self {
         case .prepare(let p) where p.entries.count > Self.maxEntriesPerPart:
             return Self.chunks(p.entries, Self.maxEntriesPerPart).map {

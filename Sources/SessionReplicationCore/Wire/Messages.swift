@@ -1,27 +1,27 @@
 /// Changes to one session since the state at `baseVersion` in the same epoch.
-public struct SessionDelta: Hashable, Sendable {
+package struct SessionDelta: Hashable, Sendable {
     /// The session.
-    public var id: SessionID
+    package var id: SessionID
     /// The epoch both states belong to.
-    public var epoch: Epoch
+    package var epoch: Epoch
     /// The version of the previous state sent to this backup (not `version - 1` when
     /// changes were coalesced).
-    public var baseVersion: UInt64
+    package var baseVersion: UInt64
     /// The version after applying this delta.
-    public var version: UInt64
+    package var version: UInt64
     /// Last access as the owner saw it.
-    public var lastAccessedAt: WallTime
+    package var lastAccessedAt: WallTime
     /// The idle limit after the change.
-    public var maxInactiveInterval: Duration
+    package var maxInactiveInterval: Duration
     /// The owner's recorded replica set.
-    public var replicaSet: [String]
+    package var replicaSet: [String]
     /// Attributes set, with their new values.
-    public var updated: [String: [UInt8]]
+    package var updated: [String: [UInt8]]
     /// Attributes removed.
-    public var removed: [String]
+    package var removed: [String]
 
     /// Creates a delta.
-    public init(id: SessionID, epoch: Epoch, baseVersion: UInt64, version: UInt64, lastAccessedAt: WallTime,
+    package init(id: SessionID, epoch: Epoch, baseVersion: UInt64, version: UInt64, lastAccessedAt: WallTime,
                 maxInactiveInterval: Duration, replicaSet: [String], updated: [String: [UInt8]], removed: [String]) {
         self.id = id
         self.epoch = epoch
@@ -36,7 +36,7 @@ public struct SessionDelta: Hashable, Sendable {
 }
 
 /// Why a session ended.
-public enum EndReason: UInt8, Hashable, Sendable {
+package enum EndReason: UInt8, Hashable, Sendable {
     /// Invalidated by the application.
     case invalidated = 1
     /// Expired on its owner.
@@ -46,15 +46,15 @@ public enum EndReason: UInt8, Hashable, Sendable {
 }
 
 /// The end of a session: every holder keeps a tombstone for `(id, stamp)`.
-public struct Invalidation: Hashable, Sendable {
+package struct Invalidation: Hashable, Sendable {
     /// The session.
-    public var id: SessionID
+    package var id: SessionID
     /// Its last state; the tombstone beats this and anything older.
-    public var stamp: Stamp
+    package var stamp: Stamp
     /// Why it ended.
-    public var reason: EndReason
+    package var reason: EndReason
     /// Creates an invalidation.
-    public init(id: SessionID, stamp: Stamp, reason: EndReason) {
+    package init(id: SessionID, stamp: Stamp, reason: EndReason) {
         self.id = id
         self.stamp = stamp
         self.reason = reason
@@ -62,15 +62,15 @@ public struct Invalidation: Hashable, Sendable {
 }
 
 /// A later last-access time for a session whose content did not change.
-public struct Touch: Hashable, Sendable {
+package struct Touch: Hashable, Sendable {
     /// The session.
-    public var id: SessionID
+    package var id: SessionID
     /// The state the backup must hold for the touch to apply.
-    public var stamp: Stamp
+    package var stamp: Stamp
     /// The new last access.
-    public var lastAccessedAt: WallTime
+    package var lastAccessedAt: WallTime
     /// Creates a touch.
-    public init(id: SessionID, stamp: Stamp, lastAccessedAt: WallTime) {
+    package init(id: SessionID, stamp: Stamp, lastAccessedAt: WallTime) {
         self.id = id
         self.stamp = stamp
         self.lastAccessedAt = lastAccessedAt
@@ -81,26 +81,26 @@ public struct Touch: Hashable, Sendable {
 /// processed (applied, or reported in a resync request sent before this receipt), and the
 /// sequences in `received` (inclusive ranges above `through`, at most 16) are held out of
 /// order: the gaps between them are missing and should be resent.
-public struct Receipt: Hashable, Sendable {
+package struct Receipt: Hashable, Sendable {
     /// The sender's lane the receipt is for.
-    public var lane: UInt16
+    package var lane: UInt16
     /// Highest sequence processed contiguously.
-    public var through: UInt64
+    package var through: UInt64
     /// Ranges received beyond a gap, ascending, each `lower...upper`. Default none.
-    public var received: [ClosedRange<UInt64>]
+    package var received: [ClosedRange<UInt64>]
     /// Sequences delivered but refused as fenced (a message of an older epoch than the
     /// copy held here): covered by `through` yet not applied, so they confirm nothing to
     /// a synchronous write. Default none.
-    public var refused: [UInt64]
+    package var refused: [UInt64]
     /// Most ranges a receipt carries.
-    public static let maxRanges = 16
+    package static let maxRanges = 16
     /// Most refused sequences a receipt carries.
-    public static let maxRefused = 1024
+    package static let maxRefused = 1024
     /// Creates a receipt.
     /// The process whose stream this receipt is about: a receipt never confirms anything
     /// for another process of the same name (one started since). Default zero (unknown).
-    public var stream = NodeID(0)
-    public init(lane: UInt16, through: UInt64, received: [ClosedRange<UInt64>] = [], refused: [UInt64] = [], stream: NodeID = NodeID(0)) {
+    package var stream = NodeID(0)
+    package init(lane: UInt16, through: UInt64, received: [ClosedRange<UInt64>] = [], refused: [UInt64] = [], stream: NodeID = NodeID(0)) {
         self.stream = stream
         self.lane = lane
         self.through = through
@@ -111,25 +111,25 @@ public struct Receipt: Hashable, Sendable {
 
 /// A backup asks for full states: each entry names the sequence whose message could not
 /// be applied (a gap, an unknown session) and its session.
-public struct ResyncRequest: Hashable, Sendable {
+package struct ResyncRequest: Hashable, Sendable {
     /// One message that could not be applied.
-    public struct Entry: Hashable, Sendable {
+    package struct Entry: Hashable, Sendable {
         /// Its stream sequence.
-        public var sequence: UInt64
+        package var sequence: UInt64
         /// Its session.
-        public var id: SessionID
+        package var id: SessionID
         /// Creates an entry.
-        public init(sequence: UInt64, id: SessionID) {
+        package init(sequence: UInt64, id: SessionID) {
             self.sequence = sequence
             self.id = id
         }
     }
     /// The owner's lane.
-    public var lane: UInt16
+    package var lane: UInt16
     /// The messages that could not be applied.
-    public var entries: [Entry]
+    package var entries: [Entry]
     /// Creates a request.
-    public init(lane: UInt16, entries: [Entry]) {
+    package init(lane: UInt16, entries: [Entry]) {
         self.lane = lane
         self.entries = entries
     }
@@ -137,19 +137,19 @@ public struct ResyncRequest: Hashable, Sendable {
 
 /// A taker asks another holder of sessions whose owner died to promise (docs/design.md (Membership and failover),
 /// takeover): it reports the copy it holds, and whether it is fresher.
-public struct PrepareRequest: Hashable, Sendable {
+package struct PrepareRequest: Hashable, Sendable {
     /// The owner that died.
-    public var oldOwner: String
+    package var oldOwner: String
     /// The sessions and the stamp of the taker's own copy of each.
-    public var entries: [Entry]
+    package var entries: [Entry]
     /// One session.
-    public struct Entry: Hashable, Sendable {
+    package struct Entry: Hashable, Sendable {
         /// The session.
-        public var id: SessionID
+        package var id: SessionID
         /// The taker's copy's stamp.
-        public var stamp: Stamp
+        package var stamp: Stamp
         /// Creates an entry.
-        public init(id: SessionID, stamp: Stamp) {
+        package init(id: SessionID, stamp: Stamp) {
             self.id = id
             self.stamp = stamp
         }
@@ -157,8 +157,8 @@ public struct PrepareRequest: Hashable, Sendable {
     /// Creates a request.
     /// The departed owner's process: only that process loses its leases (a new process
     /// of the same name keeps getting them). Default zero (none named).
-    public var oldOwnerID = NodeID(0)
-    public init(oldOwner: String, oldOwnerID: NodeID = NodeID(0), entries: [Entry]) {
+    package var oldOwnerID = NodeID(0)
+    package init(oldOwner: String, oldOwnerID: NodeID = NodeID(0), entries: [Entry]) {
         self.oldOwnerID = oldOwnerID
         self.oldOwner = oldOwner
         self.entries = entries
@@ -167,31 +167,31 @@ public struct PrepareRequest: Hashable, Sendable {
 
 /// A holder's answer to `PrepareRequest`: for each session, its own copy when that is
 /// fresher than the taker's, and how long ago it last granted the old owner a lease.
-public struct PromiseReply: Hashable, Sendable {
+package struct PromiseReply: Hashable, Sendable {
     /// The owner that died.
-    public var oldOwner: String
+    package var oldOwner: String
     /// Milliseconds since this holder last granted the old owner a lease (it grants no
     /// more from now on); `UInt32.max` when it never did.
-    public var sinceGrantMs: UInt32
+    package var sinceGrantMs: UInt32
     /// The sessions asked about.
-    public var entries: [Entry]
+    package var entries: [Entry]
     /// One session.
-    public struct Entry: Hashable, Sendable {
+    package struct Entry: Hashable, Sendable {
         /// The session.
-        public var id: SessionID
+        package var id: SessionID
         /// The holder's copy when it is fresher than the taker's; `nil` otherwise.
-        public var fresher: SessionState?
+        package var fresher: SessionState?
         /// Whether the holder owns the session (it took it over meanwhile): the taker
         /// then gives up its takeover and keeps a backup of `fresher`.
-        public var ownedByHolder: Bool
+        package var ownedByHolder: Bool
         /// For a fresher backup copy: the node it answers to. When that is not the
         /// departed owner, the session lives on elsewhere and the taker gives up.
-        public var owner: String?
+        package var owner: String?
         /// The holder's tombstone of the session, when it holds one: nothing is promoted
         /// over a tombstone at least as new as the taker's copy.
-        public var ended: Stamp?
+        package var ended: Stamp?
         /// Creates an entry; `ownedByHolder` defaults to false, `owner` and `ended` to nil.
-        public init(id: SessionID, fresher: SessionState?, ownedByHolder: Bool = false, owner: String? = nil, ended: Stamp? = nil) {
+        package init(id: SessionID, fresher: SessionState?, ownedByHolder: Bool = false, owner: String? = nil, ended: Stamp? = nil) {
             self.id = id
             self.fresher = fresher
             self.ownedByHolder = ownedByHolder && fresher != nil
@@ -201,8 +201,8 @@ public struct PromiseReply: Hashable, Sendable {
     }
     /// Creates a reply.
     /// The departed owner's process (see `PrepareRequest.oldOwnerID`).
-    public var oldOwnerID = NodeID(0)
-    public init(oldOwner: String, oldOwnerID: NodeID = NodeID(0), sinceGrantMs: UInt32, entries: [Entry]) {
+    package var oldOwnerID = NodeID(0)
+    package init(oldOwner: String, oldOwnerID: NodeID = NodeID(0), sinceGrantMs: UInt32, entries: [Entry]) {
         self.oldOwnerID = oldOwnerID
         self.oldOwner = oldOwner
         self.sinceGrantMs = sinceGrantMs
@@ -212,13 +212,13 @@ public struct PromiseReply: Hashable, Sendable {
 
 /// A node asks for a session it was asked to serve (docs/design.md (Membership and failover), takeover on
 /// request and handover): the owner hands it over, any other node says what it holds.
-public struct HandoverRequest: Hashable, Sendable {
+package struct HandoverRequest: Hashable, Sendable {
     /// Matches the reply to the request (chosen by the asker; never 0).
-    public var requestID: UInt64
+    package var requestID: UInt64
     /// The session.
-    public var id: SessionID
+    package var id: SessionID
     /// Creates a request.
-    public init(requestID: UInt64, id: SessionID) {
+    package init(requestID: UInt64, id: SessionID) {
         self.requestID = requestID
         self.id = id
     }
@@ -226,9 +226,9 @@ public struct HandoverRequest: Hashable, Sendable {
 
 /// The answer to `HandoverRequest`, or (with `requestID` 0) a draining owner's unasked
 /// handover of a session to the first member of its replica set.
-public struct HandoverReply: Hashable, Sendable {
+package struct HandoverReply: Hashable, Sendable {
     /// What the answering node holds.
-    public enum Answer: Hashable, Sendable {
+    package enum Answer: Hashable, Sendable {
         /// Nothing under this id.
         case none
         /// The session ended here at this stamp.
@@ -243,13 +243,13 @@ public struct HandoverReply: Hashable, Sendable {
         case transferred(SessionState)
     }
     /// The request answered; 0 for a drain handover nobody asked for.
-    public var requestID: UInt64
+    package var requestID: UInt64
     /// The session.
-    public var id: SessionID
+    package var id: SessionID
     /// The answer.
-    public var answer: Answer
+    package var answer: Answer
     /// Creates a reply.
-    public init(requestID: UInt64, id: SessionID, answer: Answer) {
+    package init(requestID: UInt64, id: SessionID, answer: Answer) {
         self.requestID = requestID
         self.id = id
         self.answer = answer
@@ -258,19 +258,19 @@ public struct HandoverReply: Hashable, Sendable {
 
 /// Anti-entropy (docs/design.md (Replication)): an owner's digests of the sessions one backup should
 /// hold, in one of the owner's lanes, as `buckets` XORs of `(id, epoch, version)` hashes.
-public struct DigestRequest: Hashable, Sendable {
+package struct DigestRequest: Hashable, Sendable {
     /// Buckets per lane.
-    public static let bucketCount = 1024
+    package static let bucketCount = 1024
     /// Matches the reply; chosen by the owner.
-    public var round: UInt64
+    package var round: UInt64
     /// The owner's lane count (the backup groups its copies the owner's way).
-    public var lanes: UInt16
+    package var lanes: UInt16
     /// The owner's lane the digests cover.
-    public var lane: UInt16
+    package var lane: UInt16
     /// `bucketCount` digests.
-    public var buckets: [UInt64]
+    package var buckets: [UInt64]
     /// Creates a request.
-    public init(round: UInt64, lanes: UInt16, lane: UInt16, buckets: [UInt64]) {
+    package init(round: UInt64, lanes: UInt16, lane: UInt16, buckets: [UInt64]) {
         self.round = round
         self.lanes = lanes
         self.lane = lane
@@ -281,19 +281,19 @@ public struct DigestRequest: Hashable, Sendable {
 /// A backup's answer to `DigestRequest`: the buckets that differ and, for each, every
 /// copy it holds of the owner's sessions there, so the owner can push what is missing or
 /// stale and release what the backup should not hold.
-public struct DigestReply: Hashable, Sendable {
+package struct DigestReply: Hashable, Sendable {
     /// The request answered.
-    public var round: UInt64
+    package var round: UInt64
     /// The owner's lane.
-    public var lane: UInt16
+    package var lane: UInt16
     /// Buckets whose digests differ.
-    public var buckets: [UInt16]
+    package var buckets: [UInt16]
     /// The backup's copies in those buckets.
-    public var held: [Entry]
+    package var held: [Entry]
     /// One copy: a session and its stamp (the same pair a prepare names).
-    public typealias Entry = PrepareRequest.Entry
+    package typealias Entry = PrepareRequest.Entry
     /// Creates a reply.
-    public init(round: UInt64, lane: UInt16, buckets: [UInt16], held: [Entry]) {
+    package init(round: UInt64, lane: UInt16, buckets: [UInt16], held: [Entry]) {
         self.round = round
         self.lane = lane
         self.buckets = buckets
@@ -304,15 +304,15 @@ public struct DigestReply: Hashable, Sendable {
 /// An owner tells a backup to drop copies it holds of sessions whose replica set no
 /// longer names it (or that the owner no longer owns). Dropped only while the copy still
 /// names that owner and is not newer than `stamp`.
-public struct ReleaseRequest: Hashable, Sendable {
+package struct ReleaseRequest: Hashable, Sendable {
     /// The copies to drop, with the stamp the backup reported.
-    public var entries: [DigestReply.Entry]
+    package var entries: [DigestReply.Entry]
     /// Creates a request.
-    public init(entries: [DigestReply.Entry]) { self.entries = entries }
+    package init(entries: [DigestReply.Entry]) { self.entries = entries }
 }
 
 /// Every message that travels in a replication frame.
-public enum ReplicationMessage: Hashable, Sendable {
+package enum ReplicationMessage: Hashable, Sendable {
     /// A whole session (creation, all-attributes, resync, repair). Sequenced.
     case full(SessionState)
     /// Changes since a base version. Sequenced.
@@ -341,7 +341,7 @@ public enum ReplicationMessage: Hashable, Sendable {
     case release(ReleaseRequest)
 
     /// The session a data message is about; `nil` for control messages.
-    public var sessionID: SessionID? {
+    package var sessionID: SessionID? {
         switch self {
         case .full(let s): return s.id
         case .delta(let d): return d.id
@@ -352,5 +352,5 @@ public enum ReplicationMessage: Hashable, Sendable {
     }
 
     /// Whether the message takes a stream sequence number.
-    public var isSequenced: Bool { sessionID != nil }
+    package var isSequenced: Bool { sessionID != nil }
 }

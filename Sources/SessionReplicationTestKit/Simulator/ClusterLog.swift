@@ -6,40 +6,40 @@ import SessionReplicationCore
 /// Everything a simulated cluster did that the invariants look at, shared by every node
 /// across crashes and restarts: the answers clients got (with global times), every state
 /// seen, and the violations found.
-public final class ClusterLog {
+package final class ClusterLog {
     /// A write the cluster acknowledged.
-    public struct Ack: Sendable {
+    package struct Ack: Sendable {
         /// The session, the attribute the write added and its value.
-        public var session: SessionID, attribute: String, value: UInt64
+        package var session: SessionID, attribute: String, value: UInt64
         /// The stamp it was committed at.
-        public var stamp: Stamp
+        package var stamp: Stamp
         /// The backups that confirmed it (`nil`: local durability).
-        public var replicatedTo: [String]?
+        package var replicatedTo: [String]?
         /// When the write began and was answered (global), and where.
-        public var began: MonotonicInstant, at: MonotonicInstant
-        public var node: String
+        package var began: MonotonicInstant, at: MonotonicInstant
+        package var node: String
     }
     /// A read the cluster answered.
-    public struct Read: Sendable {
+    package struct Read: Sendable {
         /// The session and the attributes the state held.
-        public var session: SessionID, attributes: Set<String>
+        package var session: SessionID, attributes: Set<String>
         /// Its stamp.
-        public var stamp: Stamp
+        package var stamp: Stamp
         /// When the read began and was answered (global), and where.
-        public var began: MonotonicInstant, at: MonotonicInstant
-        public var node: String
+        package var began: MonotonicInstant, at: MonotonicInstant
+        package var node: String
     }
     /// Acknowledged writes in order.
-    public internal(set) var acks: [Ack] = []
+    package internal(set) var acks: [Ack] = []
     /// Answered reads in order.
-    public internal(set) var reads: [Read] = []
+    package internal(set) var reads: [Read] = []
     /// Deletes acknowledged, by session: when the delete began and was answered.
-    public internal(set) var deletes: [SessionID: (began: MonotonicInstant, at: MonotonicInstant)] = [:]
+    package internal(set) var deletes: [SessionID: (began: MonotonicInstant, at: MonotonicInstant)] = [:]
     /// Sessions a delete was asked for, whatever the answer (a `504` leaves the end applied
     /// on the owner: the session may be gone).
-    public internal(set) var deleteAsked: Set<SessionID> = []
+    package internal(set) var deleteAsked: Set<SessionID> = []
     /// Sessions created (acknowledged), by node.
-    public internal(set) var created: [SessionID: String] = [:]
+    package internal(set) var created: [SessionID: String] = [:]
     /// Every state seen by `(session, stamp)`: a fingerprint of its attribute names.
     var states: [SessionID: [Stamp: NameSet]] = [:]
 
@@ -59,44 +59,44 @@ public final class ClusterLog {
         }
     }
     /// Violations found while running.
-    public internal(set) var violations: [String] = []
+    package internal(set) var violations: [String] = []
     /// How requests ended, by kind and outcome (`write:ok`, `takeOver:session-unavailable`).
-    public internal(set) var outcomes: [String: Int] = [:]
+    package internal(set) var outcomes: [String: Int] = [:]
     /// Takeover searches that answered `session-not-found`: session, node, when.
-    public internal(set) var notFound: [(session: SessionID, node: String, at: MonotonicInstant)] = []
+    package internal(set) var notFound: [(session: SessionID, node: String, at: MonotonicInstant)] = []
     /// Rejoins, by node.
-    public internal(set) var rejoins: [String: Int] = [:]
+    package internal(set) var rejoins: [String: Int] = [:]
     /// Writes acknowledged `replicated` whose every holder crashed or rejoined (dropping
     /// its copies) before the write reached another: their loss is allowed.
-    public internal(set) var lostWithHolders: Set<String> = []
+    package internal(set) var lostWithHolders: Set<String> = []
     /// Sessions every copy of which was on nodes that lost them (more holders crashed
     /// than the replica count covers): "not found" and "no owner" are allowed for them.
-    public internal(set) var lostSessions: Set<SessionID> = []
+    package internal(set) var lostSessions: Set<SessionID> = []
     /// The nodes holding any copy of a session, owner or backup (set by the scenario).
-    public var sessionHolders: (SessionID) -> [String] = { _ in [] }
+    package var sessionHolders: (SessionID) -> [String] = { _ in [] }
     /// Replicated acknowledgements with fewer confirmed holders than `minSyncReplicas`
     /// at the moment they were answered.
-    public var minSyncReplicas = 1
+    package var minSyncReplicas = 1
     /// Per-session idle limits the scenario gives at creation (short ones expire).
-    public var idleLimits: [SessionID: Duration] = [:]
+    package var idleLimits: [SessionID: Duration] = [:]
     /// Reads the global clock (set by the scenario).
-    public var globalNow: () -> MonotonicInstant = { .zero }
+    package var globalNow: () -> MonotonicInstant = { .zero }
     /// Where every node's copies are, for the checks made at an acknowledgement (set by
     /// the scenario): node name to that node's copy of a session, `nil` when crashed.
-    public var copies: (String, SessionID) -> HeldCopy? = { _, _ in nil }
+    package var copies: (String, SessionID) -> HeldCopy? = { _, _ in nil }
     var clock: MonotonicInstant = .zero
     /// The high half of the scenario's session ids.
-    public var seedHigh: UInt64 = 0
+    package var seedHigh: UInt64 = 0
     /// The nodes whose copy of a session holds an attribute (set by the scenario).
-    public var holders: (SessionID, String) -> [String] = { _, _ in [] }
+    package var holders: (SessionID, String) -> [String] = { _, _ in [] }
     /// Prints a trace of every log line and decision when set (`DRS_SIM_TRACE=1`).
-    public var tracing = getenv("DRS_SIM_TRACE") != nil
+    package var tracing = getenv("DRS_SIM_TRACE") != nil
 
     /// Creates an empty log.
-    public init() {}
+    package init() {}
 
     /// Records a violation.
-    public func violation(_ text: String) {
+    package func violation(_ text: String) {
         if violations.count < 50 { violations.append("at \(globalNow()): \(text)") }
     }
 
@@ -114,13 +114,13 @@ public final class ClusterLog {
     func scopeSaw(_ state: SessionState, node: String) { saw(state, at: node) }
 
     /// Sessions that expired, by session: when (global) and where.
-    public internal(set) var expiries: [SessionID: (at: MonotonicInstant, node: String)] = [:]
+    package internal(set) var expiries: [SessionID: (at: MonotonicInstant, node: String)] = [:]
     /// The last time a client's request on each session was answered (an access), and by
     /// which node.
-    public internal(set) var lastAccess: [SessionID: MonotonicInstant] = [:]
+    package internal(set) var lastAccess: [SessionID: MonotonicInstant] = [:]
     var lastAccessOn: [String: [SessionID: MonotonicInstant]] = [:]
     /// How far wall clocks may disagree (the scenario's skew).
-    public var maxSkew: Duration = .milliseconds(50)
+    package var maxSkew: Duration = .milliseconds(50)
 
     func event(_ e: SessionEvent, node: String) {
         guard case .expired = e.kind else { return }

@@ -16,35 +16,35 @@ import SessionReplicationCore
 /// live session; after healing, every session has one owner holding every replicated write,
 /// with a full replica set. `stuck` (liveness): a session with no owner after healing, not
 /// taken over 3 s after a request, or a live node that does not serve again.
-public enum ClusterScenario {
+package enum ClusterScenario {
     /// What one seed did and what went wrong.
-    public struct Outcome: Sendable {
+    package struct Outcome: Sendable {
         /// The knobs the seed drew.
-        public var knobs: ScenarioKnobs
+        package var knobs: ScenarioKnobs
         /// What went wrong (empty when every invariant held).
-        public var failures: [String] = []
+        package var failures: [String] = []
         /// Liveness problems after healing (empty when all is well).
-        public var stuck: [String] = []
+        package var stuck: [String] = []
         /// Writes issued and acknowledged, and acknowledged `replicated`.
-        public var writes = 0, acked = 0, replicated = 0
+        package var writes = 0, acked = 0, replicated = 0
         /// Sessions promoted, and taken over on request, by nodes running at the end.
-        public var promotions = 0, takeovers = 0
+        package var promotions = 0, takeovers = 0
         /// How requests ended, by kind and outcome.
-        public var outcomes: [String: Int] = [:]
+        package var outcomes: [String: Int] = [:]
         /// Rejoins after being declared dead.
-        public var rejoins = 0
+        package var rejoins = 0
         /// The run's trace digest (the same for every run of the seed).
-        public var digest: UInt64 = 0
+        package var digest: UInt64 = 0
     }
 
     /// The command that replays `seed` exactly.
-    public static func replayCommand(_ seed: UInt64) -> String {
+    package static func replayCommand(_ seed: UInt64) -> String {
         "drs simulate-cluster --seed \(seed)"
     }
 
     /// Runs `seed` with its knobs (or `knobs` when given); `observe` checks the serving
     /// rule after every event (slower).
-    public static func run(seed: UInt64, knobs given: ScenarioKnobs? = nil, observe: Bool = true) -> Outcome {
+    package static func run(seed: UInt64, knobs given: ScenarioKnobs? = nil, observe: Bool = true) -> Outcome {
         let knobs = given ?? ScenarioKnobs.draw(seed: seed)
         var run = ScenarioRun(seed: seed, knobs: knobs, observe: observe)
         return run.run()

@@ -3,37 +3,37 @@ import SessionReplicationCore
 // MARK: - MembershipProcess
 /// A record of membership events seen by every simulated process, shared across
 /// restarts (a crash loses the process, not the log).
-public final class MembershipLog {
+package final class MembershipLog {
     /// One event as one process saw it.
-    public struct Entry: Hashable, Sendable {
+    package struct Entry: Hashable, Sendable {
         /// When.
-        public var at: MonotonicInstant
+        package var at: MonotonicInstant
         /// Who saw it.
-        public var observer: String
+        package var observer: String
         /// What.
-        public var event: MembershipEvent
+        package var event: MembershipEvent
     }
     /// Every event in order.
-    public private(set) var entries: [Entry] = []
+    package private(set) var entries: [Entry] = []
     /// Creates an empty log.
-    public init() {}
+    package init() {}
     /// Appends an event.
-    public func record(_ event: MembershipEvent, by observer: String, at: MonotonicInstant) {
+    package func record(_ event: MembershipEvent, by observer: String, at: MonotonicInstant) {
         entries.append(Entry(at: at, observer: observer, event: event))
     }
 }
 
 /// One simulated node running only the membership protocol.
-public struct MembershipProcess: SimulatedProcess {
+package struct MembershipProcess: SimulatedProcess {
     /// The state machine.
-    public private(set) var membership: Membership
+    package private(set) var membership: Membership
     /// Times this process rejoined under a new id after being declared dead.
-    public private(set) var rejoins = 0
+    package private(set) var rejoins = 0
     let log: MembershipLog
     var random: SplitMix64
 
     /// A process named `name` with id `id`, seeding from `seeds`.
-    public init(name: String, id: NodeID, seeds: [String], tuning: MembershipTuning, randomSeed: UInt64,
+    package init(name: String, id: NodeID, seeds: [String], tuning: MembershipTuning, randomSeed: UInt64,
                 now: MonotonicInstant, log: MembershipLog) {
         membership = Membership(selfName: name, selfID: id, seeds: seeds, tuning: tuning, randomSeed: randomSeed, now: now)
         self.log = log
@@ -41,25 +41,25 @@ public struct MembershipProcess: SimulatedProcess {
     }
 
     /// This process's node id.
-    public var id: NodeID { membership.selfID }
+    package var id: NodeID { membership.selfID }
     /// The earliest instant its timers have work.
-    public var nextDeadline: MonotonicInstant { membership.nextDeadline }
+    package var nextDeadline: MonotonicInstant { membership.nextDeadline }
 
     /// Runs due timers.
-    public mutating func tick(now: MonotonicInstant, wall: WallTime) {
+    package mutating func tick(now: MonotonicInstant, wall: WallTime) {
         membership.tick(now: now)
         flushEvents(now, wall: wall)
     }
 
     /// Handles one message from `from`.
-    public mutating func receive(_ message: MembershipMessage, from: String, id: NodeID, reliable: Bool,
+    package mutating func receive(_ message: MembershipMessage, from: String, id: NodeID, reliable: Bool,
                                  now: MonotonicInstant, wall: WallTime) {
         membership.receive(message, from: from, id: id, reliable: reliable, now: now)
         flushEvents(now, wall: wall)
     }
 
     /// Leaves gracefully.
-    public mutating func leave(now: MonotonicInstant) {
+    package mutating func leave(now: MonotonicInstant) {
         membership.leave(now: now)
     }
 
@@ -80,7 +80,7 @@ public struct MembershipProcess: SimulatedProcess {
     }
 
     /// Messages to send, drained.
-    public mutating func takeOutgoing() -> [SimulatedSend<MembershipMessage>] {
+    package mutating func takeOutgoing() -> [SimulatedSend<MembershipMessage>] {
         let (out, events) = membership.takeOutput()
         pending.append(contentsOf: out)
         precondition(events.isEmpty, "events are flushed on every call")
@@ -94,26 +94,26 @@ public struct MembershipProcess: SimulatedProcess {
 /// Failure-detection measurements on a simulated cluster of `Membership` machines (for
 /// `drs simulate`): time from a crash to "dead" on every member, how far the news
 /// spreads over time, and the message load per member.
-public enum MembershipExperiment {
+package enum MembershipExperiment {
     /// What one run measured.
-    public struct Result: Sendable {
+    package struct Result: Sendable {
         /// Members in the cluster.
-        public var members: Int
+        package var members: Int
         /// Crash-to-dead times, one per (trial, surviving observer), in milliseconds.
-        public var detectionsMs: [Double] = []
+        package var detectionsMs: [Double] = []
         /// Per trial: when the first and the last survivor declared the crashed member dead.
-        public var firstMs: [Double] = [], lastMs: [Double] = []
+        package var firstMs: [Double] = [], lastMs: [Double] = []
         /// Messages sent per member per second in a quiet period.
-        public var messagesPerMemberPerSecond = 0.0
+        package var messagesPerMemberPerSecond = 0.0
         /// Live members declared dead (none crashed) during the quiet period.
-        public var falseDeaths = 0
+        package var falseDeaths = 0
         /// Virtual seconds until every member listed every other as alive.
-        public var joinSeconds: Double?
+        package var joinSeconds: Double?
     }
 
     /// Runs `trials` crashes of a random member in a cluster of `members`, each after a
     /// quiet period, with datagram `loss`.
-    public static func run(members: Int, trials: Int, seed: UInt64, loss: Double = 0, tuning: MembershipTuning = .init()) -> Result {
+    package static func run(members: Int, trials: Int, seed: UInt64, loss: Double = 0, tuning: MembershipTuning = .init()) -> Result {
         var result = Result(members: members)
         let names = (1...members).map { "m\($0)" }
         let seeds = Array(names.prefix(3))

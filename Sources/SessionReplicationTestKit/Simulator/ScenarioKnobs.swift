@@ -1,7 +1,7 @@
 import SessionReplicationCore
 
 /// One fault a scenario injects, with when it starts and how long it lasts (global time).
-public enum ScenarioFault: Hashable, Sendable, CustomStringConvertible {
+package enum ScenarioFault: Hashable, Sendable, CustomStringConvertible {
     /// SIGKILL; started again `restartAfter` later (`nil`: never), its wall clock
     /// stepped by `wallStep` (negative: back, so its new node id is smaller).
     case crash(String, restartAfter: Duration?, wallStep: Duration)
@@ -21,7 +21,7 @@ public enum ScenarioFault: Hashable, Sendable, CustomStringConvertible {
     case drain(String, restartAfter: Duration)
 
     /// The nodes it acts on.
-    public var nodes: [String] {
+    package var nodes: [String] {
         switch self {
         case .crash(let n, _, _), .pause(let n, _), .loopPause(let n, _), .partition(let n), .resets(let n), .drain(let n, _): return [n]
         case .linkCut(let a, let b), .oneWay(let a, let b): return [a, b]
@@ -30,14 +30,14 @@ public enum ScenarioFault: Hashable, Sendable, CustomStringConvertible {
 
     /// Whether it cuts paths between live nodes (under `promotion: any` a cut-off node
     /// may serve alone, so some invariants pause while one lasts).
-    public var cuts: Bool {
+    package var cuts: Bool {
         switch self {
         case .partition, .linkCut, .oneWay: return true
         default: return false
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .crash(let n, let r, let w): return "crash(\(n), restart \(r.map { "\($0)" } ?? "never")\(w == .zero ? "" : ", wall \(w)"))"
         case .pause(let n, let s): return "pause(\(n)\(s ? ", clock stops" : ""))"
@@ -52,17 +52,17 @@ public enum ScenarioFault: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A fault and its window.
-public struct ScheduledFault: Hashable, Sendable, CustomStringConvertible {
+package struct ScheduledFault: Hashable, Sendable, CustomStringConvertible {
     /// The fault.
-    public var fault: ScenarioFault
+    package var fault: ScenarioFault
     /// When it starts, and how long it lasts.
-    public var at: Duration, lasting: Duration
-    public var description: String { "\(fault) at \(at) for \(lasting)" }
+    package var at: Duration, lasting: Duration
+    package var description: String { "\(fault) at \(at) for \(lasting)" }
 }
 
 /// The scenario families of the simulation matrix. Every seed belongs to one family
 /// (`seed % count`), and draws its knobs within it from the seed.
-public enum ScenarioFamily: String, CaseIterable, Sendable {
+package enum ScenarioFamily: String, CaseIterable, Sendable {
     /// 3 nodes, synchronous to 1 backup, one crash, pause or partition (under majority).
     case standard
     /// 3-5 nodes, synchronous with 2 backups and `minSyncReplicas: 1`: the prepare round.
@@ -81,38 +81,38 @@ public enum ScenarioFamily: String, CaseIterable, Sendable {
 }
 
 /// Every knob of one simulated run, drawn from the seed.
-public struct ScenarioKnobs: Hashable, Sendable, CustomStringConvertible {
+package struct ScenarioKnobs: Hashable, Sendable, CustomStringConvertible {
     /// The family.
-    public var family: ScenarioFamily
+    package var family: ScenarioFamily
     /// Node names (3 to 7).
-    public var names: [String]
+    package var names: [String]
     /// Replication settings.
-    public var policy: ReplicationPolicy
+    package var policy: ReplicationPolicy
     /// `promotion: majority`.
-    public var majority: Bool
+    package var majority: Bool
     /// Shards per node (at least 2).
-    public var lanes = 2
+    package var lanes = 2
     /// Datagram loss, duplication, delay spread (until 20 s).
-    public var network = NetworkModel()
+    package var network = NetworkModel()
     /// Clock-rate drift bound.
-    public var drift = 0.0
+    package var drift = 0.0
     /// The faults.
-    public var faults: [ScheduledFault] = []
+    package var faults: [ScheduledFault] = []
     /// Share of operations that delete a session, and idle limit of short-lived sessions.
-    public var deleteShare = 0.0
-    public var shortIdle: Duration?
+    package var deleteShare = 0.0
+    package var shortIdle: Duration?
     /// A configured node that is not running when the cluster starts, and when it starts
     /// (`lifecycle`: before then the others have never heard of it).
-    public var lateStarter: String?
-    public var lateStartAt: Duration = .zero
+    package var lateStarter: String?
+    package var lateStartAt: Duration = .zero
 
-    public var description: String {
+    package var description: String {
         let p = policy
         return "\(family.rawValue): \(names.count) nodes, \(p.mode.rawValue)/\(p.effectiveTransport.rawValue), replicas \(p.replicas), minSync \(p.minSyncReplicas.map(String.init) ?? "-"), \(majority ? "majority" : "any"), drift \(Int(drift * 100))%, loss \(network.dropRate), faults \(faults)\(lateStarter.map { ", \($0) starts at \(lateStartAt)" } ?? "")"
     }
 
     /// The knobs of `seed` (its family is `seed % families`, or `family` when given).
-    public static func draw(seed: UInt64, family given: ScenarioFamily? = nil) -> ScenarioKnobs {
+    package static func draw(seed: UInt64, family given: ScenarioFamily? = nil) -> ScenarioKnobs {
         var r = SeededGenerator(seed: seed &* 0xD1B5_4A32_D192_ED03 &+ 1)
         let all = ScenarioFamily.allCases
         let family = given ?? all[Int(seed % UInt64(all.count))]

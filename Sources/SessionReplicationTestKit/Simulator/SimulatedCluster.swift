@@ -3,16 +3,16 @@ import SessionReplicationCore
 /// A simulated cluster of `SimulatedNode`s for scripted tests: start it, make requests on
 /// named nodes, inject faults through `sim`, run virtual time and inspect every node's
 /// copies. What clients were answered is in `log`.
-public final class SimulatedCluster {
+package final class SimulatedCluster {
     /// The simulator (faults: `crash`, `restart`, `pause`, `block`, `partition`, `reset`).
-    public let sim: Simulator<SimulatedNode>
+    package let sim: Simulator<SimulatedNode>
     /// What the cluster answered, every state seen, the violations found.
-    public let log = ClusterLog()
+    package let log = ClusterLog()
     /// Node names.
-    public let names: [String]
+    package let names: [String]
 
     /// `names` nodes with `policy`; `configure` adjusts each node's settings.
-    public init(seed: UInt64 = 1, names: [String], policy: ReplicationPolicy, majority: Bool = false, lanes: Int = 2,
+    package init(seed: UInt64 = 1, names: [String], policy: ReplicationPolicy, majority: Bool = false, lanes: Int = 2,
                 network: NetworkModel = .init(), configure: (inout NodeSettings) -> Void = { _ in }) {
         self.names = names
         var template = NodeSettings(name: "", members: names, backupCandidates: [], policy: policy,
@@ -44,29 +44,29 @@ public final class SimulatedCluster {
 
     /// Makes a client request on `node` now; `nil` when it is down or paused.
     @discardableResult
-    public func request(_ node: String, _ op: ClientOp) -> RequestID? {
+    package func request(_ node: String, _ op: ClientOp) -> RequestID? {
         sim.with(node) { p, now, wall in p.request(op, now: now, wall: wall, at: sim.now) }
     }
 
     /// Runs `duration` of virtual time.
-    public func run(_ duration: Duration) { sim.run(for: duration) }
+    package func run(_ duration: Duration) { sim.run(for: duration) }
 
     /// `node`'s copy of `id` (`nil` when it holds nothing or is down).
-    public func copy(_ node: String, _ id: SessionID) -> HeldCopy? { sim.inspect(node) { $0.core.copy(of: id) } ?? nil }
+    package func copy(_ node: String, _ id: SessionID) -> HeldCopy? { sim.inspect(node) { $0.core.copy(of: id) } ?? nil }
 
     /// The nodes that own `id`.
-    public func owners(_ id: SessionID) -> [String] {
+    package func owners(_ id: SessionID) -> [String] {
         names.filter { if case .owner? = copy($0, id) { true } else { false } }
     }
 
     /// Whether `node` owns `id` and passes the serving check now.
-    public func serves(_ node: String, _ id: SessionID) -> Bool {
+    package func serves(_ node: String, _ id: SessionID) -> Bool {
         sim.isRunning(node) && sim.inspect(node, { $0.serves(id, now: sim.clock(node)) }) == true
     }
 
     /// `node`'s view as `/cluster/status` reports it.
-    public func status(_ node: String) -> NodeCoreStatus? { sim.inspect(node) { $0.core.status(now: sim.clock(node)) } }
+    package func status(_ node: String) -> NodeCoreStatus? { sim.inspect(node) { $0.core.status(now: sim.clock(node)) } }
 
     /// The core of `node` (a copy, for inspection).
-    public func core(_ node: String) -> NodeCore? { sim.inspect(node) { $0.core } }
+    package func core(_ node: String) -> NodeCore? { sim.inspect(node) { $0.core } }
 }

@@ -2,7 +2,7 @@ import SessionReplicationCore
 
 /// What simulated nodes exchange: membership messages, and replication frames carrying
 /// encoded data messages exactly as the wire does (decoded on arrival).
-public enum SimulatedMessage: SimulatedLoopClassifying {
+package enum SimulatedMessage: SimulatedLoopClassifying {
     /// A membership (or lease) message.
     case membership(MembershipMessage)
     /// A replication frame: its header fields and its encoded body (decoded on arrival,
@@ -10,7 +10,7 @@ public enum SimulatedMessage: SimulatedLoopClassifying {
     case frame(lane: UInt16, firstSequence: UInt64, lowWatermark: UInt64, body: [UInt8])
 
     /// Membership datagrams go to the membership loop; frames to the replication loop.
-    public var loop: SimulatedLoop {
+    package var loop: SimulatedLoop {
         if case .membership = self { return .membership }
         return .replication
     }
@@ -18,7 +18,7 @@ public enum SimulatedMessage: SimulatedLoopClassifying {
 
 /// A client's side of one request: what the scenario asked for, so that the answer can be
 /// judged.
-public enum ClientOp: Sendable {
+package enum ClientOp: Sendable {
     /// Write attribute `name` (a new one per write) with 8 bytes of `value`.
     case write(SessionID, name: String, value: UInt64)
     /// Read the session.
@@ -36,13 +36,13 @@ public enum ClientOp: Sendable {
 /// A simulated node: a `NodeCore` and the glue a shell has (frames encoded and decoded,
 /// flushes, connections), nothing of the protocol re-implemented. Client requests come
 /// from the scenario (`request`); what they answer goes to the `ClusterLog`.
-public struct SimulatedNode: SimulatedProcess {
+package struct SimulatedNode: SimulatedProcess {
     /// The node's core.
-    public private(set) var core: NodeCore
+    package private(set) var core: NodeCore
     /// This node's name.
-    public var name: String { core.settings.name }
+    package var name: String { core.settings.name }
     /// The current process id (a new one after each rejoin).
-    public var id: NodeID { core.id }
+    package var id: NodeID { core.id }
     let log: ClusterLog
     var pending: [SimulatedSend<SimulatedMessage>] = []
     var clients: [RequestID: ClientOp] = [:]
@@ -53,7 +53,7 @@ public struct SimulatedNode: SimulatedProcess {
     let maxDatagram: Int
 
     /// A node with `settings` and process id `id` at its own instant `now`.
-    public init(settings: NodeSettings, id: NodeID, randomSeed: UInt64, now: MonotonicInstant, log: ClusterLog,
+    package init(settings: NodeSettings, id: NodeID, randomSeed: UInt64, now: MonotonicInstant, log: ClusterLog,
                 tickInterval: Duration = .milliseconds(10)) {
         core = NodeCore(settings: settings, id: id, randomSeed: randomSeed, now: now)
         core.reportsBackupApplies = true
@@ -65,18 +65,18 @@ public struct SimulatedNode: SimulatedProcess {
     }
 
     /// The earliest instant its timers have work.
-    public var nextDeadline: MonotonicInstant { core.nextDeadline }
+    package var nextDeadline: MonotonicInstant { core.nextDeadline }
 
     /// Whether this node owns `session` and passes the serving check now.
-    public func serves(_ session: SessionID, now: MonotonicInstant) -> Bool { core.serves(session, now: now) }
+    package func serves(_ session: SessionID, now: MonotonicInstant) -> Bool { core.serves(session, now: now) }
 
     /// Runs due timers.
-    public mutating func tick(now: MonotonicInstant, wall: WallTime) {
+    package mutating func tick(now: MonotonicInstant, wall: WallTime) {
         perform(core.tick(now: now, wall: wall, tickInterval: tickInterval), now, wall)
     }
 
     /// Handles one message from `from`.
-    public mutating func receive(_ message: SimulatedMessage, from peer: String, id sender: NodeID, reliable: Bool,
+    package mutating func receive(_ message: SimulatedMessage, from peer: String, id sender: NodeID, reliable: Bool,
                                  now: MonotonicInstant, wall: WallTime) {
         switch message {
         case .membership(let m):
@@ -94,13 +94,13 @@ public struct SimulatedNode: SimulatedProcess {
     }
 
     /// Its stream connection to `peer` came up or went down.
-    public mutating func connection(to peer: String, up: Bool, now: MonotonicInstant, wall: WallTime) {
+    package mutating func connection(to peer: String, up: Bool, now: MonotonicInstant, wall: WallTime) {
         if up { connected.insert(peer) } else { connected.remove(peer) }
         perform(core.connectionChanged(peer, connected: up, now: now, wall: wall), now, wall)
     }
 
     /// Messages to send, drained.
-    public mutating func takeOutgoing() -> [SimulatedSend<SimulatedMessage>] {
+    package mutating func takeOutgoing() -> [SimulatedSend<SimulatedMessage>] {
         defer { pending = [] }
         return pending
     }
@@ -110,7 +110,7 @@ public struct SimulatedNode: SimulatedProcess {
     /// Starts a client request; returns its id. What it answers is logged when it
     /// completes (at once or later).
     @discardableResult
-    public mutating func request(_ op: ClientOp, now: MonotonicInstant, wall: WallTime, at global: MonotonicInstant) -> RequestID {
+    package mutating func request(_ op: ClientOp, now: MonotonicInstant, wall: WallTime, at global: MonotonicInstant) -> RequestID {
         let r = RequestID(nextRequest)
         nextRequest += 1
         clients[r] = op
@@ -137,7 +137,7 @@ public struct SimulatedNode: SimulatedProcess {
     }
 
     /// Leaves the cluster (after a drain).
-    public mutating func leave(now: MonotonicInstant, wall: WallTime) {
+    package mutating func leave(now: MonotonicInstant, wall: WallTime) {
         perform(core.leave(now: now, wall: wall), now, wall)
     }
 
@@ -200,7 +200,7 @@ public struct SimulatedNode: SimulatedProcess {
     }
 
     /// The value a state holds (attribute `v`, 8 bytes little-endian; 0 when absent).
-    public static func value(of state: SessionState) -> UInt64 {
+    package static func value(of state: SessionState) -> UInt64 {
         guard let raw = state.attributes["v"], raw.count == 8 else { return 0 }
         return raw.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }

@@ -5,7 +5,7 @@ import SessionReplicationCore
 /// fed messages, connection changes and timer ticks, returning what it wants to send.
 /// Every instant it is given is its own clock's (which may drift, or stop while it is
 /// paused); wall clocks are skewed per process.
-public protocol SimulatedProcess {
+package protocol SimulatedProcess {
     /// The messages processes exchange.
     associatedtype Message
     /// This process's node id (fresh per start).
@@ -24,20 +24,20 @@ public protocol SimulatedProcess {
 
 extension SimulatedProcess {
     /// Connections do not matter to this process.
-    public mutating func connection(to peer: String, up: Bool, now: MonotonicInstant, wall: WallTime) {}
+    package mutating func connection(to peer: String, up: Bool, now: MonotonicInstant, wall: WallTime) {}
 }
 
 /// One message a simulated process sends.
-public struct SimulatedSend<Message> {
+package struct SimulatedSend<Message> {
     /// Receiver name.
-    public var to: String
+    package var to: String
     /// The message.
-    public var message: Message
+    package var message: Message
     /// Over the sender's stream connection (TCP: in order, lost only with the connection)
     /// rather than as a datagram.
-    public var reliable: Bool
+    package var reliable: Bool
     /// Creates a send.
-    public init(to: String, message: Message, reliable: Bool) {
+    package init(to: String, message: Message, reliable: Bool) {
         self.to = to
         self.message = message
         self.reliable = reliable
@@ -45,21 +45,21 @@ public struct SimulatedSend<Message> {
 }
 
 /// How the simulated network misbehaves. Partitions and resets are set on the simulator.
-public struct NetworkModel: Hashable, Sendable {
+package struct NetworkModel: Hashable, Sendable {
     /// Probability a datagram is lost. Default 0.
-    public var dropRate = 0.0
+    package var dropRate = 0.0
     /// Probability a datagram arrives twice. Default 0.
-    public var duplicateRate = 0.0
+    package var duplicateRate = 0.0
     /// Shortest one-way delay. Default 100 us.
-    public var minDelay: Duration = .microseconds(100)
+    package var minDelay: Duration = .microseconds(100)
     /// Longest one-way delay; datagrams reorder within the spread. Default 2 ms.
-    public var maxDelay: Duration = .milliseconds(2)
+    package var maxDelay: Duration = .milliseconds(2)
     /// The defaults: a clean LAN.
-    public init() {}
+    package init() {}
 }
 
 /// Which inbound traffic a one-loop pause holds back.
-public enum SimulatedLoop: Hashable, Sendable {
+package enum SimulatedLoop: Hashable, Sendable {
     /// Membership datagrams (the node's membership loop stalls).
     case membership
     /// Everything over the replication sockets: frames and stream messages.
@@ -74,7 +74,7 @@ public enum SimulatedLoop: Hashable, Sendable {
 /// messages queue and are delivered before its due timers when it resumes. Every choice
 /// comes from the seed and no decision iterates an unordered collection, so a seed
 /// replays exactly; `traceDigest` fingerprints what happened.
-public final class Simulator<Process: SimulatedProcess> {
+package final class Simulator<Process: SimulatedProcess> {
     struct Delivery {
         var to: String
         var from: String
@@ -142,22 +142,22 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// The virtual (global) clock.
-    public private(set) var now: MonotonicInstant = .zero
+    package private(set) var now: MonotonicInstant = .zero
     /// The network's behaviour; may change between runs.
-    public var network: NetworkModel
+    package var network: NetworkModel
     /// The random source of every simulator choice.
-    public var random: SeededGenerator
+    package var random: SeededGenerator
     /// Messages delivered, and lost (loss, cut, dead receiver, reset connection).
-    public private(set) var delivered = 0, dropped = 0
+    package private(set) var delivered = 0, dropped = 0
     /// Called after every event with the simulator (to check invariants at every instant).
-    public var observer: ((Simulator) -> Void)?
+    package var observer: ((Simulator) -> Void)?
     /// The process the last event ran on (`nil` for a message to a crashed or paused one).
-    public var lastTouched: String? { lastTouchedSlot.map { slots[$0].name } }
+    package var lastTouched: String? { lastTouchedSlot.map { slots[$0].name } }
     /// The slot of `lastTouched`.
     var lastTouchedSlot: Int?
     /// A fingerprint of every event run (time, kind, process): two runs of one seed give
     /// the same digest.
-    public private(set) var traceDigest: UInt64 = 0xcbf2_9ce4_8422_2325
+    package private(set) var traceDigest: UInt64 = 0xcbf2_9ce4_8422_2325
 
     let base = WallTime(milliseconds: 1_700_000_000_000)
     let make: (String, NodeID, MonotonicInstant, WallTime, inout SeededGenerator) -> Process
@@ -173,7 +173,7 @@ public final class Simulator<Process: SimulatedProcess> {
     /// A simulator for processes named `names`, all started at time zero by `make`
     /// (name, fresh id, own now, wall, random). Wall clocks are skewed by up to `maxSkew`;
     /// each process's clock runs at a rate within `1 ± maxDrift`.
-    public init(seed: UInt64, names: [String], network: NetworkModel = .init(), maxSkew: Duration = .milliseconds(50),
+    package init(seed: UInt64, names: [String], network: NetworkModel = .init(), maxSkew: Duration = .milliseconds(50),
                 maxDrift: Double = 0, startAll: Bool = true,
                 make: @escaping (String, NodeID, MonotonicInstant, WallTime, inout SeededGenerator) -> Process) {
         self.random = SeededGenerator(seed: seed)
@@ -191,10 +191,10 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Every process name, sorted.
-    public var names: [String] { slots.map(\.name) }
+    package var names: [String] { slots.map(\.name) }
 
     /// The wall clock of `name` now.
-    public func wall(_ name: String) -> WallTime {
+    package func wall(_ name: String) -> WallTime {
         guard let i = index[name] else { return base + (now - .zero) }
         return base + (now - .zero) + slots[i].skew + slots[i].wallStep
     }
@@ -215,11 +215,11 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// The own clock of `name` now.
-    public func clock(_ name: String) -> MonotonicInstant { index[name].map { local($0, now) } ?? now }
+    package func clock(_ name: String) -> MonotonicInstant { index[name].map { local($0, now) } ?? now }
 
     /// The running (or paused) process named `name`; `nil` while crashed. A copy: use
     /// `inspect` in hot loops.
-    public func process(_ name: String) -> Process? { index[name].flatMap { slots[$0].process } }
+    package func process(_ name: String) -> Process? { index[name].flatMap { slots[$0].process } }
 
     /// Whether slot `i` runs (not crashed, not paused).
     func isRunning(slot i: Int) -> Bool { hasProcess(i) && !slots[i].paused }
@@ -234,7 +234,7 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Reads the process `name` without copying it; `nil` while crashed.
-    public func inspect<T>(_ name: String, _ body: (borrowing Process) -> T) -> T? {
+    package func inspect<T>(_ name: String, _ body: (borrowing Process) -> T) -> T? {
         guard let i = index[name], hasProcess(i) else { return nil }
         // Lent in place: reading `process!` would copy the whole process (profiled: half
         // the simulation's time went to those copies).
@@ -250,18 +250,18 @@ public final class Simulator<Process: SimulatedProcess> {
     static func present(_ process: inout Process?) -> Bool { if case .some = process { true } else { false } }
 
     /// Whether `name` is running and not paused.
-    public func isRunning(_ name: String) -> Bool { index[name].map { hasProcess($0) && !slots[$0].paused } ?? false }
+    package func isRunning(_ name: String) -> Bool { index[name].map { hasProcess($0) && !slots[$0].paused } ?? false }
 
     /// Whether `name` is paused.
-    public func isPaused(_ name: String) -> Bool { index[name].map { slots[$0].paused } ?? false }
+    package func isPaused(_ name: String) -> Bool { index[name].map { slots[$0].paused } ?? false }
 
     /// Whether `name` exists (running or paused).
-    public func isUp(_ name: String) -> Bool { index[name].map { hasProcess($0) } ?? false }
+    package func isUp(_ name: String) -> Bool { index[name].map { hasProcess($0) } ?? false }
 
     /// Acts on the process `name` (a client request, say) with its own clock, then sends
     /// what it produced. Returns `nil` when it is crashed or paused.
     @discardableResult
-    public func with<T>(_ name: String, _ body: (inout Process, MonotonicInstant, WallTime) -> T) -> T? {
+    package func with<T>(_ name: String, _ body: (inout Process, MonotonicInstant, WallTime) -> T) -> T? {
         guard let i = index[name], hasProcess(i), !slots[i].paused else { return nil }
         let (n, w) = (local(i, now), wall(name))
         let slot = slots[i]
@@ -274,7 +274,7 @@ public final class Simulator<Process: SimulatedProcess> {
 
     /// Starts `name` as a new process; its wall clock is stepped by `wallStep` (negative:
     /// stepped back, so its fresh node id is smaller than its predecessor's).
-    public func start(_ name: String, wallStep: Duration = .zero) {
+    package func start(_ name: String, wallStep: Duration = .zero) {
         starts += 1
         let i = index[name]!
         slots[i].wallStep = wallStep
@@ -297,7 +297,7 @@ public final class Simulator<Process: SimulatedProcess> {
 
     /// Crashes `name`: its state is gone; messages to it are lost from now on, and every
     /// connection to it breaks (its peers hear it at once, as from a reset).
-    public func crash(_ name: String) {
+    package func crash(_ name: String) {
         let i = index[name]!
         slots[i].process = nil
         slots[i].paused = false
@@ -314,14 +314,14 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Crashes `name` and starts it again at once under a new id.
-    public func restart(_ name: String, wallStep: Duration = .zero) {
+    package func restart(_ name: String, wallStep: Duration = .zero) {
         crash(name)
         start(name, wallStep: wallStep)
     }
 
     /// Pauses `name` (SIGSTOP): its timers stop, messages to it queue. With
     /// `stopClock` its own clock stops too until it resumes (a paused VM).
-    public func pause(_ name: String, stopClock: Bool = false) {
+    package func pause(_ name: String, stopClock: Bool = false) {
         guard let i = index[name], hasProcess(i) else { return }
         slots[i].paused = true
         slots[i].stopsWhilePaused = stopClock
@@ -330,7 +330,7 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Resumes `name` (SIGCONT): queued messages are delivered first, then due timers run.
-    public func resume(_ name: String) {
+    package func resume(_ name: String) {
         guard let i = index[name], slots[i].paused, hasProcess(i) else { return }
         if slots[i].stopsWhilePaused, let p = slots[i].pausedAt {
             // The own clock reads on from where it stopped.
@@ -350,14 +350,14 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Holds `name`'s inbound traffic of `loop` (one event loop stalls) until `release`.
-    public func hold(_ name: String, _ loop: SimulatedLoop) {
+    package func hold(_ name: String, _ loop: SimulatedLoop) {
         guard let i = index[name] else { return }
         slots[i].held.insert(loop)
         mix(0x55, name)
     }
 
     /// Releases every held loop of `name`: what they held is delivered now, in order.
-    public func release(_ name: String) {
+    package func release(_ name: String) {
         guard let i = index[name] else { return }
         slots[i].held = []
         let q = slots[i].heldQueue
@@ -369,7 +369,7 @@ public final class Simulator<Process: SimulatedProcess> {
     /// Cuts traffic from `from` to `to` (one direction, datagrams and streams alike;
     /// stream messages wait for the cut to heal). Cuts of one pair add up: each `block`
     /// needs its `unblock`.
-    public func block(from: String, to: String) {
+    package func block(from: String, to: String) {
         let pair = Pair(from: from, to: to)
         blocked.insert(pair)
         cuts[pair, default: 0] += 1
@@ -377,7 +377,7 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Lifts one cut from `from` to `to`; when none is left, what the stream held flows.
-    public func unblock(from: String, to: String) {
+    package func unblock(from: String, to: String) {
         let pair = Pair(from: from, to: to)
         guard let n = cuts[pair] else { return }
         if n > 1 { cuts[pair] = n - 1; return }
@@ -392,17 +392,17 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Lifts the cuts `partition` made between the two groups.
-    public func unpartition(_ a: [String], _ b: [String]) {
+    package func unpartition(_ a: [String], _ b: [String]) {
         for x in a { for y in b { unblock(from: x, to: y); unblock(from: y, to: x) } }
     }
 
     /// Cuts all traffic between the two groups, both directions.
-    public func partition(_ a: [String], _ b: [String]) {
+    package func partition(_ a: [String], _ b: [String]) {
         for x in a { for y in b { block(from: x, to: y); block(from: y, to: x) } }
     }
 
     /// Removes every cut: stream messages held across it are delivered, in order.
-    public func heal() {
+    package func heal() {
         blocked = []
         cuts = [:]
         mix(0x58, "heal")
@@ -416,7 +416,7 @@ public final class Simulator<Process: SimulatedProcess> {
 
     /// Resets the stream connection from `from` to `to` (a TCP reset): what it carried and
     /// had not delivered is lost; `from` hears the connection went down, and reconnects.
-    public func reset(from: String, to: String) {
+    package func reset(from: String, to: String) {
         let key = Pair(from: from, to: to)
         guard var c = connections[key], c.up else { return }
         dropped += c.held.count
@@ -430,7 +430,7 @@ public final class Simulator<Process: SimulatedProcess> {
     // MARK: - Running
 
     /// Runs events until the clock reaches `deadline`.
-    public func run(until deadline: MonotonicInstant) {
+    package func run(until deadline: MonotonicInstant) {
         while let first = heap.min, first.time <= deadline {
             let event = heap.removeMin()
             now = max(now, event.time)
@@ -455,7 +455,7 @@ public final class Simulator<Process: SimulatedProcess> {
     }
 
     /// Runs for `duration` of virtual time.
-    public func run(for duration: Duration) { run(until: now + duration) }
+    package func run(for duration: Duration) { run(until: now + duration) }
 
     func deliver(_ d: Delivery) {
         guard let i = index[d.to], hasProcess(i) else { dropped += 1; return }
@@ -605,7 +605,7 @@ public final class Simulator<Process: SimulatedProcess> {
 
 /// A message type that says which of a node's loops receives it as a datagram (for
 /// one-loop pauses).
-public protocol SimulatedLoopClassifying {
+package protocol SimulatedLoopClassifying {
     /// The loop that reads it.
     var loop: SimulatedLoop { get }
 }
