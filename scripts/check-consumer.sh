@@ -11,7 +11,10 @@
 #
 # Usage: scripts/check-consumer.sh [REV]      (REV: a commit of this repository; default HEAD)
 # Everything (the copy, the consumer, its build folder, logs) lives in one temporary
-# folder, removed on exit with the processes. Exits 0 on success, 1 with a message naming
+# folder, removed on exit with the processes, unless CONSUMER_SCRATCH names a build folder
+# to use instead: `make test` passes the project's own .build, so the consumer reuses the
+# dependencies (Vapor, Hummingbird, SwiftNIO) already compiled there and compiles only
+# the tagged copy of this package and itself. Exits 0 on success, 1 with a message naming
 # the failed step otherwise.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -141,7 +144,8 @@ SWIFT
 # 3. Build it (its build folder inside the temporary folder).
 echo "check-consumer: building the consumer (a first build of Vapor and Hummingbird takes minutes)"
 start=$(date +%s)
-if ! "$SWIFT" build --package-path "$WORK/consumer" --scratch-path "$WORK/build" > "$WORK/build.log" 2>&1; then
+SCRATCH=${CONSUMER_SCRATCH:-$WORK/build}
+if ! "$SWIFT" build --package-path "$WORK/consumer" --scratch-path "$SCRATCH" > "$WORK/build.log" 2>&1; then
   echo "--- swift build output (errors and the last lines)" >&2
   grep -E "error:" "$WORK/build.log" | head -n 20 >&2 || true
   tail -n 15 "$WORK/build.log" >&2
@@ -149,7 +153,7 @@ if ! "$SWIFT" build --package-path "$WORK/consumer" --scratch-path "$WORK/build"
 fi
 BUILD_SECONDS=$(( $(date +%s) - start ))
 echo "check-consumer: consumer built in ${BUILD_SECONDS}s"
-BIN=$("$SWIFT" build --package-path "$WORK/consumer" --scratch-path "$WORK/build" --show-bin-path)/consumer
+BIN=$("$SWIFT" build --package-path "$WORK/consumer" --scratch-path "$SCRATCH" --show-bin-path)/consumer
 
 # 4. Two processes on loopback.
 base=$(( 30000 + RANDOM % 20000 ))
