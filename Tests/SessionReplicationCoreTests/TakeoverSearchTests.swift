@@ -26,6 +26,15 @@ struct TakeoverSearchTests {
         #expect(s.answered([:], ownsNow: true, configuredPeers: peers, now: t0) == .done)
     }
 
+    @Test("on the only member of its configuration, a search for a session held nowhere ends at once as not found; with peers it waits")
+    func aloneFindsNothingAtOnce() {
+        var lone = search(.init(alone: true))
+        #expect(code(lone.next(held: .nothing, handedAwayRecently: false, statuses: [:], hint: nil, now: t0)) == .sessionNotFound)
+        // The same search with peers configured but none heard from yet waits for them.
+        var waiting = search()
+        #expect(waiting.next(held: .nothing, handedAwayRecently: false, statuses: [:], hint: nil, now: t0) == .wait(TakeoverSearch.pollInterval))
+    }
+
     @Test("a backup copy asks its live owner; a suspect owner means waiting until the deadline, then unavailable naming it")
     func backupAsksOwner() {
         var s = search()

@@ -53,6 +53,27 @@ private struct Cart: Codable, Sendable, Equatable {
 
 @Suite("The PersistDriver over the replicated store", .timeLimit(.minutes(10)))
 struct PersistDriverTests {
+    @Test("on a cluster of one node, the first set of a key creates its session at once (no search waiting for peers there are none of)")
+    func oneNodeCluster() async throws {
+        let config = ClusterConfiguration(clusterID: "one", keys: .insecure,
+                                          nodes: [NodeEndpoint(name: "n1", address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0)])
+        var logger = Logger(label: "one")
+        logger.logLevel = .critical
+        let node = try ReplicationNode(configuration: config, name: "n1", logger: logger)
+        try await node.start()
+        do {
+            let driver = DRSPersistDriver(node: node)
+            // Before: `session-unavailable` after handoverTimeout, and nothing written.
+            try await driver.set(key: "k", value: Cart(items: ["a"]), expires: nil)
+            #expect(try await driver.get(key: "k", as: Cart.self) == Cart(items: ["a"]))
+            #expect(try await driver.get(key: "absent", as: Cart.self) == nil)
+        } catch {
+            await node.shutdown()
+            throw error
+        }
+        await node.shutdown()
+    }
+
     @Test("a read on a node holding only a backup under affinity none never answers that backup's older value")
     func readsGoThroughTheOwner() async throws {
         try await withTwoNodes({ $0.replication.affinity = .none }) { n1, n2 in

@@ -2,13 +2,13 @@ import NIOCore
 import SessionReplicationCore
 
 /// A frame that opened and decoded.
-enum DecodedFrame {
+package enum DecodedFrame {
     /// Replication data and control messages.
     case replication(FrameHeader, FrameBody.Decoded)
     /// One membership message.
     case membership(FrameHeader, MembershipMessage)
 
-    var header: FrameHeader {
+    package var header: FrameHeader {
         switch self {
         case .replication(let h, _), .membership(let h, _): return h
         }
@@ -17,13 +17,21 @@ enum DecodedFrame {
 
 /// Builds and parses frames (replication and membership): header, body, seal. TCP
 /// frames carry a 4-byte little-endian length prefix; datagrams do not.
-struct FrameCodec: Sendable {
+package struct FrameCodec: Sendable {
     let sealer: FrameSealer
     let selfName: String
     let limits: WireLimits
 
+    /// A codec sealing with `sealer` (opening what it can open), naming this node
+    /// `selfName` in the headers it writes, refusing frames beyond `limits`.
+    package init(sealer: FrameSealer, selfName: String, limits: WireLimits) {
+        self.sealer = sealer
+        self.selfName = selfName
+        self.limits = limits
+    }
+
     /// Encodes one frame into `buffer`.
-    func encode(namespace: UInt16 = FrameHeader.replicationNamespace, lane: UInt16, firstSequence: UInt64,
+    package func encode(namespace: UInt16 = FrameHeader.replicationNamespace, lane: UInt16, firstSequence: UInt64,
                 lowWatermark: UInt64, body: [UInt8], datagram: Bool, sender: NodeID? = nil, into buffer: inout ByteBuffer) {
         let counter = sealer.nextCounter()
         let sender = sender ?? sealer.selfID
@@ -47,7 +55,7 @@ struct FrameCodec: Sendable {
 
     /// Decodes one frame (without length prefix). Checks cluster, seal and body; replay
     /// is checked by the caller, which holds the per-sender windows.
-    func decode(_ buffer: ByteBuffer, datagram: Bool) -> Result<DecodedFrame, FrameRejection> {
+    package func decode(_ buffer: ByteBuffer, datagram: Bool) -> Result<DecodedFrame, FrameRejection> {
         buffer.withUnsafeReadableBytes { raw -> Result<DecodedFrame, FrameRejection> in
             var r = ByteReader(raw)
             let header: FrameHeader

@@ -41,7 +41,7 @@ public enum FrameRejection: String, Error, Hashable, Sendable, CaseIterable {
 /// so it neither reveals a hash of the key nor links two clusters that share one. Without
 /// a key (`insecure: true`) bodies travel in clear and only the counter's replay checks
 /// apply.
-final class FrameSealer: Sendable {
+package final class FrameSealer: Sendable {
     let clusterID: String
     let clusterTag: UInt64
     private let identity: NIOLockedValueBox<NodeID>
@@ -54,7 +54,7 @@ final class FrameSealer: Sendable {
 
     struct DerivedKeyID: Hashable { var sender: NodeID; var name: String; var fingerprint: UInt32 }
 
-    init(keys: ClusterKeys, clusterID: String, selfID: NodeID) {
+    package init(keys: ClusterKeys, clusterID: String, selfID: NodeID) {
         self.clusterID = clusterID
         self.clusterTag = NodeName.stableHash(clusterID)
         self.identity = NIOLockedValueBox(selfID)

@@ -23,7 +23,8 @@ extension NodeCore {
             }
             holdsSlot = true
         }
-        let settings = TakeoverSearch.Settings(policy: self.settings.policy, ignoringCooldown: ignoringCooldown)
+        let alone = !self.settings.members.contains { $0 != self.settings.name }
+        let settings = TakeoverSearch.Settings(policy: self.settings.policy, ignoringCooldown: ignoringCooldown, alone: alone)
         var p = PendingRequest(kind: .takeOver(id))
         p.stage = .working
         p.search = SearchState(search: TakeoverSearch(id: id, selfName: self.settings.name, settings: settings,

@@ -52,21 +52,26 @@ package struct TakeoverSearch: Sendable {
         /// Whether to take the session over even when this node handed it away less than
         /// `takeoverCooldown` ago. Default false.
         package var ignoringCooldown: Bool
+        /// Whether this node is the only member of its configuration: nobody else can hold
+        /// a session, so a search for one it holds nothing of ends at once as not found
+        /// instead of waiting `handoverTimeout` for members there are none of. Default false.
+        package var alone: Bool
 
         /// Creates settings; the defaults are those of a sticky node of role `both`.
-        package init(mayTakeOver: Bool = true, ownsSessions: Bool = true, ignoringCooldown: Bool = false) {
+        package init(mayTakeOver: Bool = true, ownsSessions: Bool = true, ignoringCooldown: Bool = false, alone: Bool = false) {
             self.mayTakeOver = mayTakeOver
             self.ownsSessions = ownsSessions
             self.ignoringCooldown = ignoringCooldown
+            self.alone = alone
         }
 
         /// The settings `policy` gives (its `affinity` and `role`), with `ignoringCooldown`
         /// (default false). A caller that ignores the cooldown cannot send its client to
         /// the owner (an application's embedded driver): it takes the session over under
         /// `affinity: none` too, rather than read a copy it may not serve.
-        package init(policy: ReplicationPolicy, ignoringCooldown: Bool = false) {
+        package init(policy: ReplicationPolicy, ignoringCooldown: Bool = false, alone: Bool = false) {
             self.init(mayTakeOver: (policy.affinity != .none || ignoringCooldown) && policy.role.owns, ownsSessions: policy.role.owns,
-                      ignoringCooldown: ignoringCooldown)
+                      ignoringCooldown: ignoringCooldown, alone: alone)
         }
     }
 
@@ -140,6 +145,7 @@ package struct TakeoverSearch: Sendable {
                 targets = statuses[owner] == .alive ? [owner] : []
             }
         case .nothing:
+            if settings.alone { return .fail(SessionError(.sessionNotFound, "no member holds session \(id)")) }
             if !settings.mayTakeOver, referred.isEmpty, let hint, statuses[hint] == .alive {
                 return .fail(SessionError(.notOwner, "session \(id) is owned by \(hint)", owner: hint))
             }
