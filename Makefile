@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= cluster-configs/local-3.yaml
 RELEASE_FLAGS = -c release
 
-.PHONY: all build release demo test simulate failover-timing bench bench-http bench-round-robin cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer k8s-validate multihost-drill bench-embedded
+.PHONY: all build release demo test simulate failover-timing bench bench-http bench-round-robin cluster drill docs clean fuzz fuzz-build fuzz-corpus check-consumer k8s-validate multihost-drill bench-embedded benchmarks bench-compare bench-create
 
 all: build
 
@@ -106,6 +106,25 @@ bench-http: release
 bench-embedded: release
 	$(SWIFT) build $(RELEASE_FLAGS) --product drs-cart
 	./scripts/bench-embedded.sh
+
+# The ordo-one/benchmark suite in Benchmarks/ (codec, sealing, shards, PersistDriver, one
+# HTTP request through the router), with allocation counts; BENCH_ARGS passes options,
+# e.g. BENCH_ARGS="baseline update main" then BENCH_ARGS="baseline compare main".
+BENCH_ARGS ?=
+benchmarks:
+	DRS_BENCHMARKS=1 $(SWIFT) package --allow-writing-to-package-directory benchmark --target DRSBenchmarks $(BENCH_ARGS)
+
+# The HTTP API, a bare Hummingbird route, the SessionMiddleware cart over both drivers,
+# Redis SET (with a replica) and SET + WAIT 1, and synchronous replication through the
+# Swift API, side by side and interleaved, with the ratios of our goals (installs wrk,
+# gcc and redis-server when missing).
+bench-compare: release
+	$(SWIFT) build $(RELEASE_FLAGS) --product drs-cart
+	./scripts/bench-compare.sh
+
+# POST /sessions (creation, 1 KiB attribute) against PUT through one node (installs wrk).
+bench-create: release
+	./scripts/bench-create.sh
 
 # Round-robin against sticky balancing through HAProxy on local-3 (installs wrk and haproxy).
 bench-round-robin: release

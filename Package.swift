@@ -192,3 +192,26 @@ let package = Package(
         ),
     ]
 )
+
+// `make benchmarks` (DRS_BENCHMARKS=1): the ordo-one/benchmark suite in Benchmarks/, which
+// counts allocations through that package's malloc interposer. Left out of the package
+// otherwise, so neither `make test` nor a package that depends on this one resolves or
+// builds it.
+if Context.environment["DRS_BENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(.executableTarget(
+        name: "DRSBenchmarks",
+        dependencies: [
+            "SessionReplicationCore",
+            "SessionReplication",
+            "SessionReplicationHummingbird",
+            .product(name: "Benchmark", package: "benchmark"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        path: "Benchmarks/DRSBenchmarks",
+        plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    ))
+}

@@ -15,7 +15,8 @@ import SessionReplicationHummingbird
 ///     drs-cart --config cluster-configs/local-3.yaml --name n1 --port 9081
 ///
 /// Routes: `POST /cart/items/{item}` adds an item (creating the cart and its
-/// `SESSION_ID` cookie), `GET /cart` shows it, `DELETE /cart` empties it. The node's own
+/// `SESSION_ID` cookie), `GET /cart` shows it, `DELETE /cart` empties it; `PUT /bare`
+/// reads a body and answers its size, touching no session (a benchmark's reference). The node's own
 /// HTTP API (`/sessions`, `/cluster/...`, with the `DRSSESSIONID` route rewrite) is served
 /// on its configured `httpPort`, so both kinds of stickiness can be tried: the load
 /// balancer's own cookie for the cart, the cluster's route for the API.
@@ -110,6 +111,12 @@ struct CartExample: AsyncParsableCommand {
         router.delete("/cart") { _, context in
             context.sessions.clearSession()
             return CartView(servedBy: me, items: [])
+        }
+        // No session: the reference `make bench-compare` measures the HTTP API's PUT
+        // against (a Hummingbird route that reads a body of up to 1 MiB and answers its size).
+        router.put("/bare") { request, _ -> String in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            return "\(body.readableBytes)"
         }
         let http = Application(router: router,
                                configuration: .init(address: .hostname(endpoint.listenAddress, port: port), serverName: "drs-cart/\(name)"),
