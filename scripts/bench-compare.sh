@@ -59,21 +59,7 @@ for port in 9881 9882; do
   for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.81:$port/cart" && break; sleep 0.1; done
   curl -sf -o /dev/null "http://127.0.0.81:$port/cart" || { echo "the cart on port $port did not start"; tail "$WORK"/cart*.log "$WORK"/memcart.log; exit 1; }
 done
-cat > "$WORK/cart.lua" <<'LUA'
-local cookie = nil
-local n = 0
-request = function()
-  n = n + 1
-  local headers = {}
-  if cookie then headers["Cookie"] = cookie end
-  if n % 50 == 0 then return wrk.format("DELETE", "/cart", headers) end
-  return wrk.format("POST", "/cart/items/item" .. n % 50, headers)
-end
-response = function(status, headers, body)
-  local c = headers["Set-Cookie"] or headers["set-cookie"]
-  if c then cookie = string.match(c, "^[^;]+") end
-end
-LUA
+wrk_cart_script "$WORK"
 
 # Redis: a master and one replica, no persistence.
 redis-server --port 6390 --bind 127.0.0.1 --save "" --appendonly no --daemonize no > "$WORK/redis-master.log" 2>&1 & PIDS+=($!)

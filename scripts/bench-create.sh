@@ -15,9 +15,9 @@ WORK=$(mktemp -d)
 trap '$DRS cluster down --config "$WORK/c.yaml" --state-dir "$WORK/state" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 
 need_tools wrk
-sed -e 's/808\([1-3]\)/828\1/; s/710\([1-3]\)/750\1/; s/720\([1-3]\)/760\1/; s/127\.0\.0\.1\([1-3]\)/127.0.0.5\1/' \
+sed -e 's/808\([1-3]\)/828\1/; s/710\([1-3]\)/750\1/; s/720\([1-3]\)/760\1/; s/127\.0\.0\.1\([1-3]\)/127.0.0.9\1/' \
   cluster-configs/local-3.yaml > "$WORK/c.yaml"
-URL=http://127.0.0.51:8281
+URL=http://127.0.0.91:8281
 wrk_put_script "$WORK"
 value=$(base64 -w0 "$WORK/value")
 cat > "$WORK/post.lua" <<LUA

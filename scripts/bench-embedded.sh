@@ -55,21 +55,7 @@ for name in "${VARIANTS[@]}"; do
   curl -sf -o /dev/null "${URL[$name]}/cart" || { echo "the $name cart did not start"; cat "$WORK/$name.log"; exit 1; }
 done
 
-cat > "$WORK/cart.lua" <<'LUA'
-local cookie = nil
-local n = 0
-request = function()
-  n = n + 1
-  local headers = {}
-  if cookie then headers["Cookie"] = cookie end
-  if n % 50 == 0 then return wrk.format("DELETE", "/cart", headers) end
-  return wrk.format("POST", "/cart/items/item" .. n % 50, headers)
-end
-response = function(status, headers, body)
-  local c = headers["Set-Cookie"] or headers["set-cookie"]
-  if c then cookie = string.match(c, "^[^;]+") end
-end
-LUA
+wrk_cart_script "$WORK"
 
 for r in $(seq 1 "$RUNS"); do
   for name in "${VARIANTS[@]}"; do

@@ -1,4 +1,5 @@
-# Sourced by the HTTP benchmarks (bench-http.sh, bench-round-robin.sh); not run alone.
+# Sourced by the HTTP benchmarks (bench-http.sh, bench-round-robin.sh, bench-create.sh,
+# bench-embedded.sh, bench-compare.sh); not run alone.
 #
 # need_tools TOOL...: installs each missing tool from the Debian package of its name.
 need_tools() {
@@ -25,6 +26,28 @@ local i = 0
 request = function()
   i = i + 1
   return wrk.format("PUT", "/sessions/" .. ids[(i % #ids) + 1] .. "/attributes/payload", nil, value)
+end
+LUA
+}
+
+# wrk_cart_script DIR: writes DIR/cart.lua, a wrk script for the cart example: each
+# connection keeps its own cart (its cookie), adds items with POST /cart/items/<item> and
+# empties the cart every 50th request (DELETE /cart), so carts stay small and are made
+# anew.
+wrk_cart_script() {
+  cat > "$1/cart.lua" <<'LUA'
+local cookie = nil
+local n = 0
+request = function()
+  n = n + 1
+  local headers = {}
+  if cookie then headers["Cookie"] = cookie end
+  if n % 50 == 0 then return wrk.format("DELETE", "/cart", headers) end
+  return wrk.format("POST", "/cart/items/item" .. n % 50, headers)
+end
+response = function(status, headers, body)
+  local c = headers["Set-Cookie"] or headers["set-cookie"]
+  if c then cookie = string.match(c, "^[^;]+") end
 end
 LUA
 }
