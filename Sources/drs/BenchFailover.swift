@@ -31,13 +31,10 @@ extension BenchCommand {
         let created = NIOLockedValueBox(0), refused = NIOLockedValueBox(0)
         let held = { b.counters.backups + c.counters.backups }
         // Progress on stderr every 5 s while a is filled.
-        let progress = Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(5))
-                let members = a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
-                let status = a.status()
-                printError("  ... created \(created.withLockedValue { $0 }) (refused \(refused.withLockedValue { $0 })), b and c hold \(b.counters.backups + c.counters.backups), a sees: \(members), under-replicated \(status.underReplicated), queues \(status.queues)")
-            }
+        let progress = Self.reportProgress {
+            let members = a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
+            let status = a.status()
+            return "created \(created.withLockedValue { $0 }) (refused \(refused.withLockedValue { $0 })), b and c hold \(b.counters.backups + c.counters.backups), a sees: \(members), under-replicated \(status.underReplicated), queues \(status.queues)"
         }
         defer { progress.cancel() }
         try await Self.fill(a, count: count, size: size, created: created, refused: refused)

@@ -45,12 +45,9 @@ extension BenchCommand {
         let start = ContinuousClock.now
         let created = NIOLockedValueBox(0), refused = NIOLockedValueBox(0)
         // Progress on stderr every 5 s: a fill of a million sessions takes a while.
-        let progress = Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(5))
-                let members = a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
-                printError("  ... created \(created.withLockedValue { $0 }), backup holds \(b.counters.backups), a sees: \(members), under-replicated \(a.status().underReplicated)")
-            }
+        let progress = Self.reportProgress {
+            let members = a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
+            return "created \(created.withLockedValue { $0 }), backup holds \(b.counters.backups), a sees: \(members), under-replicated \(a.status().underReplicated)"
         }
         defer { progress.cancel() }
         try await Self.fill(a, count: count, size: size, created: created, refused: refused)
@@ -156,6 +153,16 @@ extension BenchCommand {
                 }
             }
             try await group.waitForAll()
+        }
+    }
+
+    /// Prints `line()` on stderr every 5 s (after "  ... ") until the task is cancelled.
+    static func reportProgress(_ line: @escaping @Sendable () -> String) -> Task<Void, Never> {
+        Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(5))
+                if !Task.isCancelled { printError("  ... \(line())") }
+            }
         }
     }
 
