@@ -47,9 +47,22 @@ if [ "$REV" = HEAD ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-fi
   echo "check-consumer: note: uncommitted changes are not part of the check (it uses the commit $COMMIT)"
 fi
 git init --quiet --bare "$WORK/drs.git"
-git -C "$ROOT" push --quiet --no-verify "$WORK/drs.git" "$COMMIT:refs/heads/main" || fail "could not copy $COMMIT"
+if [ "$(git -C "$ROOT" rev-parse --is-shallow-repository)" = true ]; then
+  # A shallow clone (CI may make one) cannot push its commit ("shallow update not
+  # allowed"): the commit's files go into a new repository of one commit instead.
+  mkdir "$WORK/src"
+  git -C "$ROOT" archive "$COMMIT" | tar -x -C "$WORK/src" || fail "could not export $COMMIT"
+  git -C "$WORK/src" init --quiet
+  git -C "$WORK/src" add -A
+  git -C "$WORK/src" -c user.name=check-consumer -c user.email=check-consumer@localhost commit --quiet --no-verify -m "drs $COMMIT"
+  git -C "$WORK/src" push --quiet --no-verify "$WORK/drs.git" HEAD:refs/heads/main || fail "could not copy $COMMIT"
+  TAGGED=$(git -C "$WORK/src" rev-parse HEAD)
+else
+  git -C "$ROOT" push --quiet --no-verify "$WORK/drs.git" "$COMMIT:refs/heads/main" || fail "could not copy $COMMIT"
+  TAGGED=$COMMIT
+fi
 git -C "$WORK/drs.git" symbolic-ref HEAD refs/heads/main
-git -C "$WORK/drs.git" tag 99.0.0 "$COMMIT"
+git -C "$WORK/drs.git" tag 99.0.0 "$TAGGED"
 echo "check-consumer: drs $COMMIT tagged 99.0.0 in $WORK/drs.git"
 
 # 2. The consumer package.
