@@ -37,11 +37,8 @@ gcc -O2 -pthread -o "$WORK/redis-set-wait" scripts/bench/redis-set-wait.c
 sed -e 's/127\.0\.0\.1\([1-3]\)/127.0.0.7\1/; s/808\([1-3]\)/878\1/; s/710\([1-3]\)/770\1/; s/720\([1-3]\)/780\1/' \
   cluster-configs/local-3.yaml > "$WORK/api.yaml"
 $DRS cluster up --config "$WORK/api.yaml" --state-dir "$WORK/state-api" --detach --wait 30s >/dev/null
-ids=""
-for _ in $(seq 1 64); do
-  ids="$ids,$(curl -s -X POST http://127.0.0.71:8781/sessions | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')"
-done
-IDS=${ids#,}
+export DRS_IDS
+DRS_IDS=$(new_sessions http://127.0.0.71:8781 64)
 wrk_put_script "$WORK"
 cat > "$WORK/bare.lua" <<LUA
 local f = io.open("$WORK/value", "rb"); local value = f:read("*all"); f:close()
@@ -70,12 +67,6 @@ for _ in $(seq 1 100); do
 done
 redis-cli -p 6390 info replication | grep -q "state=online" || { echo "the Redis replica did not come online"; exit 1; }
 
-run_wrk() {  # run_wrk NAME URL SCRIPT THREADS
-  local out
-  out=$(DRS_IDS=$IDS wrk -t"$4" -c32 -d"${SECONDS_PER_RUN}s" --latency -s "$3" "$2")
-  echo "$1 run $r: $(wrk_field "$out" rps) req/s, p50 $(wrk_field "$out" p50), p99 $(wrk_field "$out" p99), non-2xx $(wrk_field "$out" non2xx)"
-  wrk_field "$out" rps >> "$WORK/$1.rps"
-}
 run_redis() {  # run_redis NAME WAIT
   local out
   out=$("$WORK/redis-set-wait" 127.0.0.1 6390 32 "${SECONDS_PER_RUN%.*}" 1024 "$2")
@@ -83,11 +74,11 @@ run_redis() {  # run_redis NAME WAIT
   echo "${out% *}" >> "$WORK/$1.rps"
 }
 for r in $(seq 1 "$RUNS"); do
-  run_wrk api http://127.0.0.71:8781 "$WORK/put.lua" 2
+  wrk_run api http://127.0.0.71:8781 "$WORK/put.lua" 2 32
   run_redis set 0
-  run_wrk bare http://127.0.0.81:9882 "$WORK/bare.lua" 2
-  run_wrk cart http://127.0.0.81:9881 "$WORK/cart.lua" 32
-  run_wrk memcart http://127.0.0.81:9882 "$WORK/cart.lua" 32
+  wrk_run bare http://127.0.0.81:9882 "$WORK/bare.lua" 2 32
+  wrk_run cart http://127.0.0.81:9881 "$WORK/cart.lua" 32 32
+  wrk_run memcart http://127.0.0.81:9882 "$WORK/cart.lua" 32 32
   run_redis wait 1
   $DRS bench --workloads synchronous-tcp --writers 32 --runs 1 --duration "$SECONDS_PER_RUN" --json "$WORK/sync.json" > "$WORK/sync.log" 2>&1
   sync=$(python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))[0]["medianWritesPerSecond"])' "$WORK/sync.json")

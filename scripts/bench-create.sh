@@ -27,18 +27,10 @@ request = function()
 end
 LUA
 $DRS cluster up --config "$WORK/c.yaml" --state-dir "$WORK/state" --detach --wait 30s >/dev/null
-ids=""
-for _ in $(seq 1 64); do
-  id=$(curl -s -X POST "$URL/sessions" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
-  ids="$ids,$id"
-done
-ids=${ids#,}
+export DRS_IDS
+DRS_IDS=$(new_sessions "$URL" 64)
 for r in $(seq 1 "$RUNS"); do
-  for name in post put; do
-    out=$(DRS_IDS=$ids wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/$name.lua" "$URL")
-    echo "$name run $r: $(wrk_field "$out" rps) req/s, p50 $(wrk_field "$out" p50), p99 $(wrk_field "$out" p99), non-2xx $(wrk_field "$out" non2xx)"
-    wrk_field "$out" rps >> "$WORK/$name.rps"
-  done
+  for name in post put; do wrk_run "$name" "$URL" "$WORK/$name.lua" 2 64; done
 done
 post=$(median "$WORK/post.rps"); put=$(median "$WORK/put.rps")
 echo "median: POST /sessions (create, 1 KiB attribute) $post req/s; PUT 1 KiB $put req/s; ratio $(ratio "$post" "$put")"

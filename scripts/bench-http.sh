@@ -36,12 +36,7 @@ declare -A MAKE=([replicated]=http://127.0.0.11:8181 [local]=http://127.0.0.31:8
 declare -A IDS
 for name in replicated local forwarded; do
   $DRS cluster up --config "$WORK/$name.yaml" --state-dir "$WORK/state-$name" --detach --wait 30s >/dev/null
-  ids=""
-  for _ in $(seq 1 64); do
-    id=$(curl -s -X POST "${MAKE[$name]}/sessions" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
-    ids="$ids,$id"
-  done
-  IDS[$name]=${ids#,}
+  IDS[$name]=$(new_sessions "${MAKE[$name]}" 64)
 done
 for r in $(seq 1 "$RUNS"); do
   for name in replicated local forwarded; do

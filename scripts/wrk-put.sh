@@ -52,6 +52,27 @@ end
 LUA
 }
 
+# new_sessions URL COUNT: creates COUNT sessions with POST URL/sessions and prints their
+# ids, comma-separated (the form DRS_IDS takes).
+new_sessions() {
+  local ids="" id
+  for _ in $(seq 1 "$2"); do
+    id=$(curl -s -X POST "$1/sessions" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
+    ids="$ids,$id"
+  done
+  echo "${ids#,}"
+}
+
+# wrk_run NAME URL SCRIPT THREADS CONNECTIONS: one wrk run of SECONDS_PER_RUN seconds with
+# the lua SCRIPT (DRS_IDS passed through), printed as "NAME run $r: ..." and its req/s
+# appended to $WORK/NAME.rps for `median`.
+wrk_run() {
+  local out
+  out=$(wrk -t"$4" -c"$5" -d"${SECONDS_PER_RUN}s" --latency -s "$3" "$2")
+  echo "$1 run $r: $(wrk_field "$out" rps) req/s, p50 $(wrk_field "$out" p50), p99 $(wrk_field "$out" p99), non-2xx $(wrk_field "$out" non2xx)"
+  wrk_field "$out" rps >> "$WORK/$1.rps"
+}
+
 # wrk_field OUTPUT NAME: from wrk's --latency output, `rps` (requests/s), `p50`, `p99`,
 # or `non2xx` (0 when wrk printed none).
 wrk_field() {

@@ -29,12 +29,12 @@ extension BenchCommand {
         let hot = try await Self.hotSessions(b, writers: writers, size: size)
         let quiet = try await Self.writeLatency(b, hot, seconds: duration, size: size)
         let created = NIOLockedValueBox(0), refused = NIOLockedValueBox(0)
-        let held = { b.counters.backups + c.counters.backups }
+        let held: @Sendable () -> Int = { b.counters.backups + c.counters.backups }
         // Progress on stderr every 5 s while a is filled.
         let progress = Self.reportProgress {
             let members = a.members().map { "\($0.name) \($0.state)" }.joined(separator: ", ")
             let status = a.status()
-            return "created \(created.withLockedValue { $0 }) (refused \(refused.withLockedValue { $0 })), b and c hold \(b.counters.backups + c.counters.backups), a sees: \(members), under-replicated \(status.underReplicated), queues \(status.queues)"
+            return "created \(created.withLockedValue { $0 }) (refused \(refused.withLockedValue { $0 })), b and c hold \(held()), a sees: \(members), under-replicated \(status.underReplicated), queues \(status.queues)"
         }
         defer { progress.cancel() }
         try await Self.fill(a, count: count, size: size, created: created, refused: refused)
@@ -44,18 +44,18 @@ extension BenchCommand {
         var told = waitStart
         while held() < count || a.status().underReplicated > 0 {
             let now = ContinuousClock.now
-            if a.counters.primaries < count {
+            let owned = [a, b, c].map(\.counters.primaries)
+            if owned[0] < count {
                 // A node declared dead drops what it holds and rejoins: under heavy CPU
                 // starvation the detector can declare a (and b or c) dead in turn, and the
                 // sessions a made are no longer where this measurement needs them.
-                let owned = [a, b, c].map(\.counters.primaries)
                 throw ValidationError("a owns \(owned[0]) of the \(count) sessions it created: a member was declared dead during the fill (CPU starvation?) and dropped what it held; the cluster owns \(owned.reduce(0, +)) (a, b, c: \(owned)); rerun on a quieter machine")
             }
             if now - waitStart > .seconds(600) { throw ValidationError("the backups did not hold every session within 600 s") }
             if now - told > .seconds(5) {
                 told = now
-                let r = a.counters.replication
-                printError("  ... waiting for the backups: b and c hold \(held()) of \(count); owned by a, b, c: \([a, b, c].map { "\($0.counters.primaries)" }.joined(separator: ", ")); a under-replicated \(a.status().underReplicated), queues \(a.status().queues), refused for good \(r.refusedForGood), repairs \(r.repairsSent), retries \(r.retries)")
+                let r = a.counters.replication, status = a.status()
+                printError("  ... waiting for the backups: b and c hold \(held()) of \(count); owned by a, b, c: \(owned); a under-replicated \(status.underReplicated), queues \(status.queues), refused for good \(r.refusedForGood), repairs \(r.repairsSent), retries \(r.retries)")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
