@@ -43,6 +43,7 @@ func sampleMessages() -> [ReplicationMessage] {
         .resync(ResyncRequest(lane: 2, entries: [.init(sequence: 5, id: sampleID), .init(sequence: 9, id: SessionID(high: 1, low: 2))])),
         .resync(ResyncRequest(lane: 0, entries: [])),
         .prepare(PrepareRequest(oldOwner: "n1", entries: [.init(id: sampleID, stamp: sampleStamp)])),
+        .nominate(PrepareRequest(oldOwner: "n2", oldOwnerID: NodeID(77), entries: [.init(id: sampleID, stamp: sampleStamp)])),
         .promise(PromiseReply(oldOwner: "node-3", sinceGrantMs: 250, entries: [.init(id: sampleID, fresher: sampleFull()),
                                                                                 .init(id: SessionID(high: 1, low: 2), fresher: nil)])),
         .promise(PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: [])),

@@ -37,6 +37,7 @@ let messages: [ReplicationMessage] = [
     .digest(DigestRequest(round: 1, lanes: 4, lane: 1, buckets: Array(repeating: 0xABCD, count: DigestRequest.bucketCount))),
     .digestReply(DigestReply(round: 1, lane: 1, buckets: [3, 900], held: [.init(id: id, stamp: stamp)])),
     .release(ReleaseRequest(entries: [.init(id: id, stamp: stamp)])),
+    .nominate(PrepareRequest(oldOwner: "n1", oldOwnerID: owner, entries: [.init(id: id, stamp: stamp)])),
 ]
 
 let update = MemberUpdate(status: .alive, name: "n2", id: NodeID(99), incarnation: 4, from: "n1")

@@ -156,6 +156,9 @@ extension NodeCore {
             if isAlive(name, process: process) { onPrepare(p, from: name, process: process) }
         case .promise(let p):
             onPromise(p, from: name, process: process)
+        case .nominate(let p):
+            // Only a holder held alive: a dead process's nomination is void.
+            if isAlive(name, process: process) { onNominate(p, from: name) }
         case .handover(let h):
             onHandover(h, from: name, process: process)
         case .handoverReply(let h):

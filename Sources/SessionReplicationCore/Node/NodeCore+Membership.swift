@@ -116,7 +116,7 @@ extension NodeCore {
             completeWaits(lane: l, o.completed)
             flushPending(lane: l)
             outcomes.append(o)
-            debug("\(name)/\(pid) departed: promoted \(o.promoted), rereplicated \(o.rereplicated), prepares \(o.prepares.mapValues { $0.map(\.id) }), hints \(o.hints.mapValues { $0.map(\.id) })")
+            debug("\(name)/\(pid) departed: promoted \(o.promoted), rereplicated \(o.rereplicated), prepares \(o.prepares.mapValues { $0.map(\.id) }), nominations \(o.nominations.mapValues { $0.map(\.id) })")
             promoted += o.promoted.count
             rereplicated += o.rereplicated.count
         }
@@ -260,42 +260,54 @@ extension NodeCore {
         sendControl(.promise(PromiseReply(oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID, sinceGrantMs: since, entries: entries)), to: taker)
     }
 
-    /// Sends what failover asks of other holders: prepares, and hints to the first live
-    /// holder of sessions this node is not first for.
+    /// Sends what failover asks of other holders: prepares, and nominations of the first
+    /// live holder of sessions this node is not first for.
     mutating func sendFailover(_ outcomes: [ReplicaShard.FailoverOutcome], oldOwner: String, oldOwnerID: NodeID) {
         var prepares: [String: [PrepareRequest.Entry]] = [:]
-        var hints: [String: [PromiseReply.Entry]] = [:]
+        var nominations: [String: [PrepareRequest.Entry]] = [:]
         for o in outcomes {
             for (holder, entries) in o.prepares { prepares[holder, default: []] += entries }
-            for (holder, entries) in o.hints { hints[holder, default: []] += entries }
+            for (holder, entries) in o.nominations { nominations[holder, default: []] += entries }
         }
         for (holder, entries) in prepares.sorted(by: { $0.key < $1.key }) {
             sendControl(.prepare(PrepareRequest(oldOwner: oldOwner, oldOwnerID: oldOwnerID, entries: entries)), to: holder)
         }
-        for (holder, entries) in hints.sorted(by: { $0.key < $1.key }) {
-            sendControl(.promise(PromiseReply(oldOwner: oldOwner, oldOwnerID: oldOwnerID, sinceGrantMs: .max, entries: entries)), to: holder)
+        for (holder, entries) in nominations.sorted(by: { $0.key < $1.key }) {
+            sendControl(.nominate(PrepareRequest(oldOwner: oldOwner, oldOwnerID: oldOwnerID, entries: entries)), to: holder)
         }
     }
 
-    /// A holder's promise: each lane adopts fresher copies and schedules promotions.
-    /// Entries no takeover here asked for are hints (a holder whose copy names this node
-    /// first): this node keeps the fresher copy and takes it over if it holds the old
-    /// owner departed.
+    /// A holder's promise: each lane adopts fresher copies for the takeovers it asked
+    /// that holder about and schedules promotions; entries nothing here asked for are
+    /// ignored (counted in `unaskedPromiseEntries`).
     mutating func onPromise(_ reply: PromiseReply, from holder: String, process: NodeID) {
         var byLane: [Int: [PromiseReply.Entry]] = [:]
         for e in reply.entries { byLane[lane(of: e.id), default: []].append(e) }
-        let after = leases.grantsExpire(for: reply.oldOwner)
         debug("promise from \(holder) for \(reply.oldOwner): \(reply.entries.map { "\($0.id) fresher \($0.fresher?.stamp.etag ?? "-") owned \($0.ownedByHolder) owner \($0.owner ?? "-") ended \($0.ended?.etag ?? "-")" })")
-        // The old owner's process is gone unless membership holds that very process live.
-        let gone = reply.oldOwnerID == NodeID(0) ? !livePeers.contains(reply.oldOwner) : !isAlive(reply.oldOwner, process: reply.oldOwnerID)
-        var outcomes: [ReplicaShard.FailoverOutcome] = []
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
             let r = PromiseReply(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, sinceGrantMs: reply.sinceGrantMs, entries: part)
-            let unasked = lanes[l].onPromise(from: holder, process: process, r, now: now, lease: settings.lease)
-            outcomes.append(lanes[l].onTakeoverHint(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, oldOwnerGone: gone,
-                                                    entries: unasked, now: now, promoteAfter: after))
+            lanes[l].onPromise(from: holder, process: process, r, now: now, lease: settings.lease)
             flushPending(lane: l)
         }
-        sendFailover(outcomes, oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID)
+    }
+
+    /// A holder nominates this node to take over sessions of a departed owner: each lane
+    /// starts those takeovers (a prepare round) once this node holds that owner's process
+    /// gone and may promote, and keeps the nomination until then.
+    mutating func onNominate(_ request: PrepareRequest, from holder: String) {
+        var byLane: [Int: [PrepareRequest.Entry]] = [:]
+        for e in request.entries { byLane[lane(of: e.id), default: []].append(e) }
+        debug("nominated by \(holder) for \(request.oldOwner)/\(request.oldOwnerID): \(request.entries.map(\.id))")
+        // The old owner's process is gone unless membership holds that very process live.
+        let gone = request.oldOwnerID == NodeID(0) ? !livePeers.contains(request.oldOwner) : !isAlive(request.oldOwner, process: request.oldOwnerID)
+        let mayPromote = !settings.majority || seesMajority
+        let after = leases.grantsExpire(for: request.oldOwner)
+        var outcomes: [ReplicaShard.FailoverOutcome] = []
+        for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
+            outcomes.append(lanes[l].onNomination(oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID, entries: part, oldOwnerGone: gone,
+                                                  mayPromote: mayPromote, now: now, promoteAfter: after))
+            flushPending(lane: l)
+        }
+        sendFailover(outcomes, oldOwner: request.oldOwner, oldOwnerID: request.oldOwnerID)
     }
 }

@@ -70,9 +70,10 @@ extension ReplicaShard {
         let takeoverEvery = every * parts
         if !takeovers.isEmpty, now >= prepareResendDue {
             for id in takeovers.keys.sorted() {
-                guard let t = takeovers[id], now - t.sentAt >= takeoverEvery, let b = backups[id] else { continue }
+                guard let t = takeovers[id], now - t.sentAt >= takeoverEvery else { continue }
                 takeovers[id]!.sentAt = now
-                for m in t.waiting.sorted() { out[m, default: []].append((t.owner, t.ownerID ?? NodeID(0), .init(id: id, stamp: b.state.stamp))) }
+                let stamp = backups[id]?.state.stamp ?? Self.noCopy
+                for m in t.waiting.sorted() { out[m, default: []].append((t.owner, t.ownerID ?? NodeID(0), .init(id: id, stamp: stamp))) }
             }
             prepareResendDue = (takeovers.values.lazy.map(\.sentAt).min() ?? now) + takeoverEvery
         }

@@ -11,10 +11,11 @@ extension ReplicaShard {
         /// Prepare requests to send, by holder: sessions this node takes over that other
         /// live holders also back; it promotes each once they all answered (or died).
         package var prepares: [String: [PrepareRequest.Entry]] = [:]
-        /// Copies to send to the first live holder of their replica set when that is
-        /// another node (it may never have heard that the dead node owned them: its own
-        /// copy can be older and name an earlier owner). Sent as unasked promises.
-        package var hints: [String: [PromiseReply.Entry]] = [:]
+        /// Sessions to nominate to the first live holder of their replica set when that
+        /// is another node (it may never have heard that the dead node owned them: its
+        /// own copy can be older and name an earlier owner, or it may hold none), with
+        /// this node's stamps. The nominee asks for the copies with a prepare.
+        package var nominations: [String: [PrepareRequest.Entry]] = [:]
     }
 
     struct Takeover: Sendable {
@@ -114,6 +115,7 @@ extension ReplicaShard {
             if let process, let ownerID = backups[id]!.ownerID, ownerID != process { continue }
             failOver(id, owner: member, ownerID: process, now: now, promoteAfter: promoteAfter, out: &out)
         }
+        if mayPromote { actOnNominations(of: member, process: process, now: now, promoteAfter: promoteAfter, out: &out) }
         // Hand-overs to that process will never be confirmed: forget them (its copies
         // fail over instead).
         if let process { unconfirmedHandoffs = unconfirmedHandoffs.filter { $0.value.taker != process } }
@@ -126,7 +128,7 @@ extension ReplicaShard {
 
     /// The copy of `id` lost its owner `member`: the first live member of its replica
     /// set takes it over (after a prepare round when others hold it too); any other
-    /// holder sends that member its copy as a hint and awaits its full state.
+    /// holder nominates that member and awaits its prepare, then its full state.
     mutating func failOver(_ id: SessionID, owner member: String, ownerID: NodeID? = nil, asTaker: Bool = false, now: MonotonicInstant,
                            promoteAfter: MonotonicInstant, out: inout FailoverOutcome) {
         // Only nodes that may own take over (a `server` node keeps its copy, which is
@@ -137,7 +139,7 @@ extension ReplicaShard {
                 backups[id]!.owner = next
                 backups[id]!.ownerID = nil
                 backups[id]!.promised = true
-                out.hints[next, default: []].append(.init(id: id, fresher: replicable(backups[id]!.state)))
+                out.nominations[next, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp))
             }
             return
         }
@@ -155,43 +157,6 @@ extension ReplicaShard {
         }
     }
 
-    /// Another holder's copy of sessions whose owner `oldOwner` departed, sent because
-    /// its copy names this node first among the live holders: a fresher copy replaces
-    /// this node's (or becomes it), and when this node holds `oldOwner` departed too it
-    /// takes those sessions over as `memberDeparted` would. Sessions owned here, or
-    /// ended at least as recently, are left alone.
-    ///
-    /// `oldOwnerGone` (default: this shard holds the name departed) says whether the old
-    /// owner's process is gone as far as the node knows (a process other than the one its
-    /// membership holds alive under that name is gone).
-    package mutating func onTakeoverHint(oldOwner: String, oldOwnerID: NodeID? = nil, oldOwnerGone: Bool? = nil, entries: [PromiseReply.Entry],
-                                        now: MonotonicInstant, promoteAfter: MonotonicInstant = .zero) -> FailoverOutcome {
-        var out = FailoverOutcome()
-        for e in entries {
-            guard let s = e.fresher, s.id == e.id, !e.ownedByHolder, owned[e.id] == nil, takeovers[e.id] == nil else { continue }
-            if let t = tombstones[e.id], t.stamp >= s.stamp { continue }
-            if let b = backups[e.id] {
-                if s.stamp > b.state.stamp {
-                    backups[e.id]!.state = s
-                } else if !(b.owner == oldOwner || b.promised) {
-                    continue  // this copy answers to a live owner: the hint is stale
-                }
-                backups[e.id]!.owner = oldOwner
-                backups[e.id]!.ownerID = oldOwnerID
-                backups[e.id]!.promised = false
-            } else {
-                storeBackup(s, from: oldOwner, ownerID: oldOwnerID, now: now)
-            }
-            if oldOwnerGone ?? departed.contains(oldOwner) {
-                // The hinting holder deferred to this node: it takes over itself, whatever its
-                // own copy's replica set says (two copies naming each other first would
-                // otherwise pass the hint back and forth).
-                failOver(e.id, owner: oldOwner, ownerID: oldOwnerID, asTaker: true, now: now, promoteAfter: promoteAfter, out: &out)
-            }
-        }
-        return out
-    }
-
     /// A taker's prepare: for each session, this node's copy when it is fresher than the
     /// taker's. This node stops treating the old owner as the copy's source (the taker
     /// will send the whole session under its new epoch) and never promotes it itself.
@@ -202,16 +167,20 @@ extension ReplicaShard {
                 return .init(id: e.id, fresher: replicable(o.state), ownedByHolder: true)
             }
             guard let b = backups[e.id] else {
+                // A takeover without a copy (see `onNomination`) yields to any taker with one,
+                // and to a taker without one whose name is smaller.
+                if !(e.stamp == Self.noCopy && settings.selfName < taker) { takeovers[e.id] = nil }
                 return .init(id: e.id, fresher: nil, ended: tombstones[e.id]?.stamp)
             }
             let ofDeparted = b.owner == request.oldOwner && (b.ownerID == nil || request.oldOwnerID == NodeID(0) || b.ownerID == request.oldOwnerID)
             let takingOver = takeovers[e.id] != nil || pendingPromotions.contains(e.id)
-            if takingOver, settings.selfName < taker {
+            if takingOver, settings.selfName < taker || e.stamp == Self.noCopy {
                 // Two holders each took itself for the first live holder (their copies name
                 // different replica sets). The smaller name goes on, the other gives up as if
                 // this node owned it (a rule both apply alike whatever their copies hold at
                 // the moment; the loser's answer to this node's prepare carries its copy when
-                // fresher, so no write is lost to the choice).
+                // fresher, so no write is lost to the choice). A taker without a copy always
+                // loses (it yields on this node's prepare).
                 return .init(id: e.id, fresher: replicable(b.state), ownedByHolder: true)
             }
             pendingPromotions.remove(e.id)
@@ -234,11 +203,10 @@ extension ReplicaShard {
 
     /// A holder's promise: adopts its copy when fresher, and promotes each session once
     /// every holder answered, no earlier than `lease (1 + 10^-3) + 10 ms` after the
-    /// holder's last grant to the old owner. Returns the entries no takeover here asked
-    /// for (hints, see `onTakeoverHint`).
-    @discardableResult
-    package mutating func onPromise(from holder: String, process: NodeID? = nil, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) -> [PromiseReply.Entry] {
-        var unasked: [PromiseReply.Entry] = []
+    /// holder's last grant to the old owner. Entries no takeover here asked that holder
+    /// about (a late answer, or a forged one) change nothing and are counted in
+    /// `counters.unaskedPromiseEntries`.
+    package mutating func onPromise(from holder: String, process: NodeID? = nil, _ reply: PromiseReply, now: MonotonicInstant, lease: Duration) {
         let since = Duration.milliseconds(Int64(reply.sinceGrantMs))
         let wait = LeaseTable.safeWait(lease) - since
         for e in reply.entries {
@@ -246,7 +214,7 @@ extension ReplicaShard {
                 confirmed(e, from: holder, process: process, now: now)
                 continue
             }
-            guard var t = takeovers[e.id], t.waiting.contains(holder) else { unasked.append(e); continue }
+            guard var t = takeovers[e.id], t.waiting.contains(holder) else { counters.unaskedPromiseEntries += 1; continue }
             if e.ownedByHolder, let s = e.fresher {
                 // The holder owns it now: keep a backup of its copy, promote nothing.
                 takeovers[e.id] = nil
@@ -256,10 +224,12 @@ extension ReplicaShard {
                 continue
             }
             if let s = e.fresher, let owner = e.owner, owner != reply.oldOwner, owner != settings.selfName,
-               owner != holder, !departed.contains(owner), s.stamp.epoch > (backups[e.id]?.state.stamp.epoch ?? s.stamp.epoch) {
+               owner != holder, !departed.contains(owner), s.stamp.epoch > (backups[e.id]?.state.stamp.epoch ?? Self.noCopy.epoch) {
                 // The session moved on to another owner, alive as far as this node knows:
-                // this copy is a stray of an earlier epoch. Keep the newer copy as its backup.
+                // this copy is a stray of an earlier epoch. Keep the newer copy as its backup
+                // (a takeover without a copy just ends).
                 takeovers[e.id] = nil
+                guard backups[e.id] != nil else { continue }
                 backups[e.id]!.state = s
                 backups[e.id]!.owner = owner
                 backups[e.id]!.ownerID = nil
@@ -272,8 +242,17 @@ extension ReplicaShard {
                 addTombstone(e.id, ended, now: now, idle: b.state.maxInactiveInterval)
                 continue
             }
+            if let ended = e.ended, backups[e.id] == nil {
+                // A takeover without a copy learns the session ended: it ends too.
+                takeovers[e.id] = nil
+                if tombstones[e.id].map({ $0.stamp < ended }) ?? true { addTombstone(e.id, ended, now: now) }
+                continue
+            }
             if let s = e.fresher, let b = backups[e.id], s.stamp > b.state.stamp {
                 backups[e.id]!.state = s
+            } else if let s = e.fresher, backups[e.id] == nil, tombstones[e.id].map({ $0.stamp < s.stamp }) ?? true {
+                // The first copy a takeover without one receives.
+                storeBackup(s, from: t.owner, ownerID: t.ownerID, now: now)
             }
             t.waiting.remove(holder)
             if wait > .zero { t.after = max(t.after, now + wait) }
@@ -284,7 +263,6 @@ extension ReplicaShard {
                 takeovers[e.id] = t
             }
         }
-        return unasked
     }
 
     /// Takeovers waiting for promises.

@@ -99,6 +99,11 @@ package struct ReplicaShard: Sendable {
     package internal(set) var heardAlive: Set<String> = []
     /// Takeovers waiting for the other holders' promises.
     var takeovers: [SessionID: Takeover] = [:]
+    /// Nominations received before this node held their old owner departed (or while
+    /// `promotion: majority` defers its failover), by session: acted on when it departs.
+    var nominations: [SessionID: Nomination] = [:]
+    /// When `nominations` is next swept of entries older than `nominationLifetime`.
+    var nominationSweepDue: MonotonicInstant = .zero
     /// When the oldest takeover's prepare is due to be sent again (no later; a takeover
     /// started since is due after it).
     var prepareResendDue: MonotonicInstant = .zero
@@ -660,7 +665,7 @@ package struct ReplicaShard: Sendable {
                 return .applied
             }
             return b.state.stamp < t.stamp ? .needsResync : .ignored
-        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply, .digest, .digestReply, .release:
+        case .receipt, .resync, .prepare, .promise, .nominate, .handover, .handoverReply, .digest, .digestReply, .release:
             return .ignored
         }
     }
@@ -754,6 +759,7 @@ package struct ReplicaShard: Sendable {
             out.completed.append((WaiterID(rawValue: key), .timedOut(w.acked.sorted())))
         }
         out.promoted = runPendingPromotions(now: now)
+        sweepNominations(now: now)
         out.prepares = resendPrepares(now: now)
         out.handovers = resendHandoffs(now: now)
         sweepHandedAway(now: now)

@@ -107,6 +107,9 @@ public struct ReplicationCounters: Hashable, Sendable {
     /// Promotions, adoptions and commits refused because an epoch counter or a version
     /// had reached its top (`Epoch.maxCounter`, `Stamp.maxVersion`): never wrapped.
     public var overflowRefused = 0
+    /// Promise entries no takeover on this node asked their sender about (answers that
+    /// came after the takeover ended, or forged ones): ignored, never stored.
+    public var unaskedPromiseEntries = 0
     /// Best-effort writes that waited because a backup's queue held more than
     /// `ReplicaShard.bestEffortBacklog` (each write counted once, however long it waited).
     public var backlogWaits = 0
@@ -123,7 +126,7 @@ public struct ReplicationCounters: Hashable, Sendable {
         expired += o.expired; backupsEvicted += o.backupsEvicted; syncTimeouts += o.syncTimeouts; syncDegraded += o.syncDegraded
         promotions += o.promotions; rereplications += o.rereplications; takeovers += o.takeovers; handoversGiven += o.handoversGiven; digestRounds += o.digestRounds; refusedReceipts += o.refusedReceipts; digestMismatches += o.digestMismatches; released += o.released; stateTransfers += o.stateTransfers
         handoversResent += o.handoversResent; staleHandoversRefused += o.staleHandoversRefused; refusedForGood += o.refusedForGood; overflowRefused += o.overflowRefused
-        backlogWaits += o.backlogWaits
+        backlogWaits += o.backlogWaits; unaskedPromiseEntries += o.unaskedPromiseEntries
     }
 }
 

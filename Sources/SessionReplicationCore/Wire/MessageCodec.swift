@@ -44,7 +44,7 @@ package struct WireLimits: Hashable, Sendable {
 /// Binary encoding of `ReplicationMessage`: `type u8 | length u32 | body`, little-endian.
 package enum MessageCodec {
     enum Tag: UInt8 {
-        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19, handover = 20, handoverReply = 21, digest = 22, digestReply = 23, release = 24
+        case full = 1, delta = 2, invalidate = 3, touch = 4, receipt = 16, resync = 17, prepare = 18, promise = 19, handover = 20, handoverReply = 21, digest = 22, digestReply = 23, release = 24, nominate = 25
     }
 
     /// Encodes one message with its type and length prefix.
@@ -66,6 +66,7 @@ package enum MessageCodec {
         case .resync: tag = .resync
         case .prepare: tag = .prepare
         case .promise: tag = .promise
+        case .nominate: tag = .nominate
         case .handover: tag = .handover
         case .handoverReply: tag = .handoverReply
         case .digest: tag = .digest
@@ -108,7 +109,7 @@ package enum MessageCodec {
         case .resync(let r):
             w.write(r.lane); w.write(UInt32(r.entries.count))
             for e in r.entries { w.write(e.sequence); writeID(e.id, &w) }
-        case .prepare(let p):
+        case .prepare(let p), .nominate(let p):
             writeNames([p.oldOwner], &w)
             w.write(p.oldOwnerID)
             writeEntries(p.entries, &w)
@@ -260,6 +261,11 @@ package enum MessageCodec {
             guard owner.count == 1 else { throw .invalid(field: "prepare.oldOwner") }
             let ownerID = try r.readNodeID("prepare.oldOwnerID")
             message = .prepare(PrepareRequest(oldOwner: owner[0], oldOwnerID: ownerID, entries: try readEntries(&r, limits, "prepare")))
+        case .nominate:
+            let owner = try readNames(&r, limits)
+            guard owner.count == 1 else { throw .invalid(field: "nominate.oldOwner") }
+            let ownerID = try r.readNodeID("nominate.oldOwnerID")
+            message = .nominate(PrepareRequest(oldOwner: owner[0], oldOwnerID: ownerID, entries: try readEntries(&r, limits, "nominate")))
         case .promise:
             let owner = try readNames(&r, limits)
             guard owner.count == 1 else { throw .invalid(field: "promise.oldOwner") }

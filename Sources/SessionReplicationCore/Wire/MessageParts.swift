@@ -1,7 +1,7 @@
 /// Long control messages split into parts a receiver accepts. A failover of a node that
 /// owned a million sessions asked each holder about hundreds of thousands of sessions in
 /// one prepare; the decoder refuses more than `WireLimits.maxMessages` entries, so no
-/// takeover ever completed. Prepares, promises and releases are answered entry by entry,
+/// takeover ever completed. Prepares, nominations, promises and releases are answered entry by entry,
 /// so their parts mean what the whole did.
 extension ReplicationMessage {
     /// Entries per part. Default 8,192: well under `WireLimits.maxMessages` (65,535), and a
@@ -19,6 +19,10 @@ extension ReplicationMessage {
         case .prepare(let p) where p.entries.count > Self.maxEntriesPerPart:
             return Self.chunks(p.entries, Self.maxEntriesPerPart).map {
                 .prepare(PrepareRequest(oldOwner: p.oldOwner, oldOwnerID: p.oldOwnerID, entries: Array($0)))
+            }
+        case .nominate(let p) where p.entries.count > Self.maxEntriesPerPart:
+            return Self.chunks(p.entries, Self.maxEntriesPerPart).map {
+                .nominate(PrepareRequest(oldOwner: p.oldOwner, oldOwnerID: p.oldOwnerID, entries: Array($0)))
             }
         case .release(let r) where r.entries.count > Self.maxEntriesPerPart:
             return Self.chunks(r.entries, Self.maxEntriesPerPart).map { .release(ReleaseRequest(entries: Array($0))) }

@@ -327,8 +327,13 @@ package enum ReplicationMessage: Hashable, Sendable {
     case resync(ResyncRequest)
     /// Control: a taker's request to the other holders of a dead owner's sessions.
     case prepare(PrepareRequest)
-    /// Control: a holder's answer to `prepare`.
+    /// Control: a holder's answer to `prepare`. Accepted only for a takeover the
+    /// receiver started (anything else is counted in `unaskedPromiseEntries` and ignored).
     case promise(PromiseReply)
+    /// Control: a holder of a departed owner's sessions asks the first live member of
+    /// their replica set to take them over. It names the sessions and the stamps of the
+    /// sender's copies, no state: the receiver asks for the copies with a `prepare`.
+    case nominate(PrepareRequest)
     /// Control: a request to hand a session over, or to say what is held of it.
     case handover(HandoverRequest)
     /// Control: the answer to `handover` (or a draining owner's handover).
@@ -347,7 +352,7 @@ package enum ReplicationMessage: Hashable, Sendable {
         case .delta(let d): return d.id
         case .invalidate(let i): return i.id
         case .touch(let t): return t.id
-        case .receipt, .resync, .prepare, .promise, .handover, .handoverReply, .digest, .digestReply, .release: return nil
+        case .receipt, .resync, .prepare, .promise, .nominate, .handover, .handoverReply, .digest, .digestReply, .release: return nil
         }
     }
 
