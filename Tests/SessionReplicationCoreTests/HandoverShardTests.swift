@@ -124,6 +124,39 @@ struct HandoverShardTests {
         #expect(b.stamp == later.stamp)
     }
 
+    @Test func twoAdoptersConfirmingAtOnceLeaveTheLaterEpochOwner() throws {
+        let clock = ManualClock()
+        var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)
+        var n2 = shard("n2", id: 2, candidates: ["n1", "n3"], replicas: 1)
+        let id = SessionID(high: 23, low: 23)
+        func handed(counter: UInt64, version: UInt64) -> SessionState {
+            SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: counter, owner: NodeID(3)), version: version), attributes: ["v": [UInt8(version)]],
+                         createdAt: clock.wall, lastAccessedAt: clock.wall, maxInactiveInterval: .seconds(60), replicaSet: ["n3"])
+        }
+        // n1 adopts a stale answer (epoch 2) while n2, which adopted the session's later
+        // handover (epoch 4), still waits for n1's confirmation.
+        let later = n2.adoptHandover(handed(counter: 4, version: 19), from: "n3", giverStays: true, now: clock.now)
+        let stale = n1.adoptHandover(handed(counter: 2, version: 11), from: "n3", giverStays: true, now: clock.now)
+        #expect(later && stale)
+        let ask1 = n1.startConfirming(id, giver: "n3", now: clock.now)
+        let ask2 = n2.startConfirming(id, giver: "n3", now: clock.now)
+        // Each owns it when the other's confirmation arrives, and says so.
+        let answer2 = n2.onPrepare(from: "n1", PrepareRequest(oldOwner: "n3", entries: try #require(ask1["n2"])))
+        let answer1 = n1.onPrepare(from: "n2", PrepareRequest(oldOwner: "n3", entries: try #require(ask2["n1"])))
+        #expect(answer1.first?.ownedByHolder == true && answer2.first?.ownedByHolder == true)
+        n1.onPromise(from: "n2", PromiseReply(oldOwner: "n3", sinceGrantMs: .max, entries: answer2), now: clock.now, lease: .milliseconds(500))
+        n2.onPromise(from: "n1", PromiseReply(oldOwner: "n3", sinceGrantMs: .max, entries: answer1), now: clock.now, lease: .milliseconds(500))
+        guard case .backup(let kept)? = n1.copy(of: id) else { Issue.record("the earlier epoch did not yield"); return }
+        #expect(kept.stamp.version == 19)
+        guard case .owner(let owner)? = n2.copy(of: id) else { Issue.record("both yielded: nobody owns the session"); return }
+        #expect(owner.stamp.epoch.counter == 5)
+        // n1's answer to the next round (a backup now) completes n2's confirmation.
+        let again = n1.onPrepare(from: "n2", PrepareRequest(oldOwner: "n3", entries: try #require(ask2["n1"])))
+        n2.onPromise(from: "n1", PromiseReply(oldOwner: "n3", sinceGrantMs: .max, entries: again), now: clock.now, lease: .milliseconds(500))
+        let stillAsking = n2.owned[id]?.confirming.contains("n1")
+        #expect(stillAsking == false)
+    }
+
     @Test func theCooldownHoldsOnlyWhileTheTakerStillOwnsTheSession() throws {
         let clock = ManualClock()
         var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)

@@ -17,15 +17,21 @@ extension ReplicaShard {
         return out
     }
 
-    /// A member's answer to the confirmation of an adopted session. Someone else owns it,
-    /// or holds it from a live owner other than the giver under a later epoch than the one
-    /// handed over: the handover was stale (a late or repeated answer) and this node
-    /// yields, keeping a backup. A tombstone at least as new ends it. Otherwise the member
-    /// is done; once all are, the session is served.
+    /// A member's answer to the confirmation of an adopted session. Someone else owns it
+    /// under a later epoch, or holds it from a live owner other than the giver under a
+    /// later epoch than the one handed over: the handover was stale (a late or repeated
+    /// answer) and this node yields, keeping a backup. A member that owns it under an
+    /// earlier epoch (it adopted a stale handover itself) yields on this node's answer to
+    /// its own confirmation; it stays unconfirmed here and is asked again until then. A
+    /// tombstone at least as new ends it. Otherwise the member is done; once all are, the
+    /// session is served.
     mutating func confirmed(_ e: PromiseReply.Entry, from holder: String, process: NodeID?, now: MonotonicInstant) {
         guard let o = owned[e.id] else { return }
         let giver = o.confirmGiver
         if e.ownedByHolder, let s = e.fresher {
+            // Two adopters confirming at once each answer the other "owned": only the one
+            // with the earlier epoch yields (before, both did and nobody owned the session).
+            guard s.stamp.epoch > o.state.stamp.epoch else { return }
             yield(e.id, to: holder, ownerID: process, state: s.stamp > o.state.stamp ? s : o.state, now: now)
             counters.staleHandoversRefused += 1
             return
