@@ -65,36 +65,36 @@ check-consumer:
 	./scripts/check-consumer.sh
 
 clean:
-	rm -rf .build .drs drill-reports Fuzz/.build Fuzz/.build-corpus
+	rm -rf .build .build-fuzz .build-fuzz-corpus .drs drill-reports Fuzz/.build Fuzz/.build-corpus
 
-# libFuzzer targets (Fuzz/, a package of its own depending on this one) for the frame,
-# message and membership decoders and the configuration loader, each run for
+# libFuzzer targets (Fuzz/Sources, targets of this package only when DRS_FUZZ is set) for
+# the frame, message and membership decoders and the configuration loader, each run for
 # FUZZ_SECONDS from the seed corpus in Fuzz/corpus/<target>/ (new inputs that reach new
-# code go to Fuzz/.build/corpus/<target>/). A crash leaves its input in
-# Fuzz/.build/crashes/<target>/; copied into Fuzz/regressions/<target>/, it is decoded by
+# code go to .build-fuzz/corpus/<target>/). A crash leaves its input in
+# .build-fuzz/crashes/<target>/; copied into Fuzz/regressions/<target>/, it is decoded by
 # a normal test in `make test` from then on. FUZZ_TARGETS picks some of them.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= frame message membership config
-FUZZ_FLAGS = -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+FUZZ_FLAGS = -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 fuzz-build:
-	$(SWIFT) build --package-path Fuzz $(FUZZ_FLAGS) --product FuzzFrame
-	$(SWIFT) build --package-path Fuzz $(FUZZ_FLAGS) --product FuzzMessage
-	$(SWIFT) build --package-path Fuzz $(FUZZ_FLAGS) --product FuzzMembership
-	$(SWIFT) build --package-path Fuzz $(FUZZ_FLAGS) --product FuzzConfig
+	DRS_FUZZ=1 $(SWIFT) build $(FUZZ_FLAGS) --product FuzzFrame
+	DRS_FUZZ=1 $(SWIFT) build $(FUZZ_FLAGS) --product FuzzMessage
+	DRS_FUZZ=1 $(SWIFT) build $(FUZZ_FLAGS) --product FuzzMembership
+	DRS_FUZZ=1 $(SWIFT) build $(FUZZ_FLAGS) --product FuzzConfig
 
 # Rewrites the seed corpus (valid encodings of every message kind, frames, membership
 # messages, the shipped configurations): run after a wire format change.
 fuzz-corpus:
-	$(SWIFT) run --package-path Fuzz --scratch-path Fuzz/.build-corpus FuzzCorpus Fuzz/corpus
+	DRS_FUZZ=1 $(SWIFT) run --scratch-path .build-fuzz-corpus FuzzCorpus Fuzz/corpus
 	mkdir -p Fuzz/corpus/config && cp cluster-configs/*.yaml Fuzz/corpus/config/
 
 fuzz: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  case $$t in frame) p=FuzzFrame;; message) p=FuzzMessage;; membership) p=FuzzMembership;; config) p=FuzzConfig;; *) echo "unknown fuzz target $$t"; exit 2;; esac; \
-	  mkdir -p Fuzz/.build/corpus/$$t Fuzz/.build/crashes/$$t; \
+	  mkdir -p .build-fuzz/corpus/$$t .build-fuzz/crashes/$$t; \
 	  echo "== $$t for $(FUZZ_SECONDS) s"; \
-	  Fuzz/.build/release/$$p -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 \
-	    -artifact_prefix=Fuzz/.build/crashes/$$t/ Fuzz/.build/corpus/$$t Fuzz/corpus/$$t; \
+	  .build-fuzz/release/$$p -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=.build-fuzz/crashes/$$t/ .build-fuzz/corpus/$$t Fuzz/corpus/$$t; \
 	done
 
 # HTTP PUT throughput through one node of local-3.yaml vs replicas: 0 (wrk; installs it if missing).

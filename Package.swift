@@ -215,3 +215,21 @@ if Context.environment["DRS_BENCHMARKS"] != nil {
         plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
     ))
 }
+
+// `make fuzz` and `make fuzz-corpus` (DRS_FUZZ=1): the libFuzzer targets in Fuzz/ for the
+// frame, message and membership decoders and the configuration loader, and the writer of
+// their seed corpus. Targets of this package, so they reach its `package` symbols; left
+// out otherwise, since they only link with `-sanitize=fuzzer` (given on the command line,
+// never as flags of a target).
+if Context.environment["DRS_FUZZ"] != nil {
+    let core: Target.Dependency = "SessionReplicationCore"
+    package.targets += [
+        // libFuzzer's entry for each executable (see FuzzEntry.h).
+        .target(name: "FuzzEntry", path: "Fuzz/Sources/FuzzEntry"),
+        .executableTarget(name: "FuzzFrame", dependencies: ["FuzzEntry", core], path: "Fuzz/Sources/FuzzFrame"),
+        .executableTarget(name: "FuzzMessage", dependencies: ["FuzzEntry", core], path: "Fuzz/Sources/FuzzMessage"),
+        .executableTarget(name: "FuzzMembership", dependencies: ["FuzzEntry", core], path: "Fuzz/Sources/FuzzMembership"),
+        .executableTarget(name: "FuzzConfig", dependencies: ["FuzzEntry", "SessionReplication"], path: "Fuzz/Sources/FuzzConfig"),
+        .executableTarget(name: "FuzzCorpus", dependencies: [core], path: "Fuzz/Sources/FuzzCorpus"),
+    ]
+}
