@@ -114,13 +114,10 @@ public struct DRSPersistDriver: PersistDriver {
     }
 
     /// Writes `bytes` under `key` of owned session `id` in one scope with idle limit
-    /// `idleLimit`; returns the stamp written. Throws what `withSession` throws.
+    /// `idleLimit` (one core event: `ReplicationNode.write`); returns the stamp written.
+    /// Throws what `withSession` throws.
     func write(_ id: SessionID, key: String, bytes: [UInt8], idleLimit: Duration) async throws -> Stamp? {
-        let written = try await node.withSession(id) { scope in
-            scope.set(key, bytes)
-            scope.maxInactiveInterval = idleLimit
-        }
-        return written.result.state?.stamp
+        try await node.write(id, set: [key: bytes], maxInactiveInterval: idleLimit).state?.stamp
     }
 
     /// The idle limit a write gives `state` (read before the write touches it): `expires`,

@@ -175,18 +175,18 @@ struct SessionHandlers: Sendable {
         case .complete(let bytes): value = bytes
         case .tooLarge(let rest): return BoundedBody.refusal(rest, limit: settings.maxAttributeBytes, drainLimit: settings.maxDrainBytes)
         }
-        return try await write(target, request) { $0.set(name, value) }
+        return try await write(target, request, set: [name: value], remove: [])
     }
 
     private func deleteAttribute(_ request: Request, _ context: some RequestContext) async throws -> Response {
         let (target, name) = try attributePath(context)
-        return try await write(target, request) { $0.remove(name) }
+        return try await write(target, request, set: [:], remove: [name])
     }
 
-    /// A change scope honouring `If-Match`, answering `200 {"epoch","version","etag"}`.
-    private func write(_ target: SessionPathID, _ request: Request, _ change: (inout SessionScope) -> Void) async throws -> Response {
-        let (_, result) = try await owned(target) {
-            try await backend.withSession(target.id, ifMatch: try ifMatch(request, target.id)) { change(&$0) }
+    /// A write honouring `If-Match`, answering `200 {"epoch","version","etag"}`.
+    private func write(_ target: SessionPathID, _ request: Request, set: [String: [UInt8]], remove: Set<String>) async throws -> Response {
+        let result = try await owned(target) {
+            try await backend.write(target.id, ifMatch: try ifMatch(request, target.id), set: set, remove: remove)
         }
         guard let state = result.state else { throw APIError.sessionNotFound }
         let headers = sessionHeaders(state, requestRoute: requestRoute(target, request), durability: result.durability)

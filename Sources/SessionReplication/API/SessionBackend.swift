@@ -109,6 +109,10 @@ public protocol SessionBackend: Sendable {
     func session(_ id: SessionID) async throws -> SessionState?
     /// A change scope on an owned session (see `ReplicationNode.withSession`).
     func withSession<T: Sendable>(_ id: SessionID, ifMatch: Stamp?, _ body: (inout SessionScope) throws -> T) async throws -> (value: T, result: WriteResult)
+    /// Sets the attributes in `set` and removes those in `remove` on owned session `id`,
+    /// as one change scope would (see `ReplicationNode.write`). The default runs
+    /// `withSession`.
+    func write(_ id: SessionID, ifMatch: Stamp?, set: [String: [UInt8]], remove: Set<String>) async throws -> WriteResult
     /// Sends pending changes and waits per mode (see `ReplicationNode.sync`).
     func sync(_ id: SessionID) async throws -> WriteResult
     /// Ends a session; returns once every reachable backup holds the tombstone.
@@ -127,6 +131,15 @@ public protocol SessionBackend: Sendable {
 }
 
 extension SessionBackend {
+    /// The default `write`: a `withSession` scope that sets and removes the attributes.
+    /// Throws what `withSession` throws.
+    public func write(_ id: SessionID, ifMatch: Stamp?, set: [String: [UInt8]], remove: Set<String>) async throws -> WriteResult {
+        try await withSession(id, ifMatch: ifMatch) { scope in
+            for (name, value) in set { scope.set(name, value) }
+            for name in remove { scope.remove(name) }
+        }.result
+    }
+
     /// The default `httpEndpoint(of:)`: `nil` for every member (never forwards).
     public func httpEndpoint(of node: String) -> (host: String, port: Int)? { nil }
 

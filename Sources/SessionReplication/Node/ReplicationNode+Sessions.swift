@@ -75,6 +75,30 @@ extension ReplicationNode {
         return (value, result)
     }
 
+    /// Sets the attributes in `set` and removes those in `remove` on owned session `id`
+    /// (with idle limit `maxInactiveInterval` when given; default unchanged), as a
+    /// `withSession` scope doing only that would, but in one event of the node's core
+    /// rather than two: the change does not depend on the session's state. Setting the
+    /// bytes an attribute already has, or removing an absent one, is no change. `ifMatch`
+    /// (default none) fails with `precondition-failed` when the session's stamp differs.
+    /// Throws as `withSession`.
+    public func write(_ id: SessionID, ifMatch: Stamp? = nil, set: [String: [UInt8]] = [:], remove: Set<String> = [],
+                      maxInactiveInterval: Duration? = nil) async throws -> WriteResult {
+        var changes = ChangeSet()
+        changes.updated = set
+        changes.removed = remove
+        let r = core.newRequest()
+        return try writeResult(await request(r) { c, t, w in
+            c.write(r, id, ifMatch: ifMatch, changes: changes, maxInactiveInterval: maxInactiveInterval, now: t, wall: w)
+        })
+    }
+
+    /// `write(_:ifMatch:set:remove:maxInactiveInterval:)` without an idle limit: the
+    /// `SessionBackend` requirement. Throws as `withSession`.
+    public func write(_ id: SessionID, ifMatch: Stamp?, set: [String: [UInt8]], remove: Set<String>) async throws -> WriteResult {
+        try await write(id, ifMatch: ifMatch, set: set, remove: remove, maxInactiveInterval: nil)
+    }
+
     /// Sends what is pending for `id` (manual and time-based writes) and waits: for
     /// `minSyncReplicas` applies (synchronous), receipts from every reachable backup
     /// (acknowledged), or nothing (best-effort: the result names the replica set the

@@ -43,6 +43,18 @@ extension NodeCore {
         return takeActions()
     }
 
+    /// A change scope whose changes are known up front, in one event instead of
+    /// `beginScope` and `commitScope`: once it holds session `id` and may serve it, the
+    /// attributes in `changes.updated` are set and those in `changes.removed` removed
+    /// (setting the bytes an attribute already has, or removing an absent one, is no
+    /// change, as in a scope), with idle limit `maxInactiveInterval` when given, and
+    /// committed. Completes as `commitScope`; fails as `beginScope` and `commitScope`.
+    package mutating func write(_ r: RequestID, _ id: SessionID, ifMatch: Stamp?, changes: ChangeSet, maxInactiveInterval: Duration?,
+                                now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
+        start(r, .write(id, ifMatch: ifMatch, changes, maxInactiveInterval: maxInactiveInterval), now, wall)
+        return takeActions()
+    }
+
     /// Ends the scope of request `r` (after `scopeReady`): commits the changes (checking
     /// the serving rule again at the commit), ends the session, or releases it unchanged.
     /// Completes with `written` once replicated per mode, or fails: `fenced`,
@@ -213,6 +225,19 @@ extension NodeCore {
             }
             requests[r]!.stage = .inScope
             emit(.scopeReady(r, state))
+        case .write(_, let ifMatch, let changes, let mii):
+            guard let state = lanes[l].access(id, wall: wall) else { complete(r, .failed(notOwnedHere(id))); return }
+            if let ifMatch, ifMatch != state.stamp {
+                complete(r, .failed(SessionError(.preconditionFailed, "session is at \(state.stamp.etag)")))
+                return
+            }
+            var scope = SessionScope(state: state)
+            for (name, value) in changes.updated { scope.set(name, value) }
+            for name in changes.removed { scope.remove(name) }
+            if let mii { scope.maxInactiveInterval = mii }
+            let effective = scope.changes
+            requests[r]!.stage = .inScope
+            runCommit(r, id, .changes(effective, maxInactiveInterval: effective.maxInactiveIntervalChanged ? scope.maxInactiveInterval : nil))
         case .sync:
             do {
                 let outcome = try lanes[l].sync(id, now: now)

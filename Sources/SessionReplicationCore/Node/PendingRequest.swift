@@ -7,6 +7,9 @@ struct PendingRequest: Sendable {
         case read(SessionID, touching: Bool)
         /// A change scope on an owned session.
         case scope(SessionID, ifMatch: Stamp?)
+        /// Changes known before the session is read (set and remove attributes, a new idle
+        /// limit), committed as a scope would commit them, in one event.
+        case write(SessionID, ifMatch: Stamp?, ChangeSet, maxInactiveInterval: Duration?)
         /// Send what is pending and wait per mode.
         case sync(SessionID)
         /// Make this node the owner (takeover search).
@@ -44,7 +47,7 @@ struct PendingRequest: Sendable {
     /// The session whose scope the request takes, if any.
     var scopeSession: SessionID? {
         switch kind {
-        case .read(let id, _), .scope(let id, _), .sync(let id), .handoverAnswer(let id, _, _, _): return id
+        case .read(let id, _), .scope(let id, _), .write(let id, _, _, _), .sync(let id), .handoverAnswer(let id, _, _, _): return id
         case .create, .takeOver, .drain: return nil
         }
     }
