@@ -89,6 +89,7 @@ public final class NodeMetrics: Service, Sendable {
         counter("drs_handovers_total", [], "Sessions handed over to another node.", total: r.handoversGiven)
         counter("drs_handovers_resent_total", [], "Handovers answered again: the same taker asked once more, its first answer lost.", total: r.handoversResent)
         counter("drs_handovers_refused_stale_total", [], "Handed-over states refused: a copy of a later epoch is held here.", total: r.staleHandoversRefused)
+        counter("drs_promises_unasked_total", [], "Promise entries no takeover here asked their sender about (late or forged): ignored.", total: r.unaskedPromiseEntries)
         counter("drs_refused_for_good_total", [], "Sessions whose changes a backup kept refusing: no longer resent to it.", total: r.refusedForGood)
         counter("drs_digest_rounds_total", [], "Anti-entropy digests sent (per backup and lane).", total: r.digestRounds)
         counter("drs_digest_mismatches_total", [], "Anti-entropy buckets a backup reported as differing.", total: r.digestMismatches)
