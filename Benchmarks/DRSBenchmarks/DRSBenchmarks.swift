@@ -100,6 +100,32 @@ func shards() {
             deliver()
         }
     }
+    underReplicated()
+}
+
+/// The under-replicated count a status read (`/cluster/status`, a metrics scrape) takes
+/// while a backup is out of reach, on an owner of 100,000 sessions: kept counts against
+/// a walk of every session (how it was counted before).
+func underReplicated() {
+    var policy = ReplicationPolicy()
+    policy.replicas = .count(1)
+    var shard = ReplicaShard(settings: ShardSettings(selfName: "n1", selfID: NodeID(1), policy: policy, sessions: SessionPolicy(),
+                                                     backupCandidates: ["n2", "n3"]))
+    let wall = WallTime(milliseconds: 1_700_000_000_000)
+    for i in 0..<100_000 {
+        do {
+            _ = try shard.create(id: SessionID(high: 9, low: UInt64(i)), attributes: ["a": [1]], maxInactiveInterval: nil,
+                                 now: MonotonicInstant.zero, wall: wall, sessionCount: i)
+        } catch { fatalError("create failed: \(error)") }
+    }
+    shard.setReachable("n2", false)
+    let unreachable = shard
+    Benchmark("status: under-replicated count, 100,000 sessions, one backup out of reach", configuration: .init(scalingFactor: .one)) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(unreachable.underReplicatedCount) }
+    }
+    Benchmark("status: the same by walking every session", configuration: .init(scalingFactor: .one)) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(unreachable.underReplicatedCountWalking) }
+    }
 }
 
 /// One node (no backups, loopback) under a started ReplicationNode, for the paths that

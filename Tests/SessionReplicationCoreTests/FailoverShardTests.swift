@@ -137,3 +137,49 @@ struct FailoverShardTests {
         #expect(n1.counters.stateTransfers == queued)
     }
 }
+
+/// `underReplicatedCount` while peers are out of reach: kept counts against a walk.
+struct UnderReplicatedCountTests {
+    /// What the count means, computed by walking every owned session (as it was before
+    /// the counts were kept).
+    static func walked(_ s: ReplicaShard) -> Int {
+        s.owned.storage.values.filter { o in
+            s.repair.contains(o.state.id) || s.refusedForGood.contains(o.state.id) || o.state.replicaSet.contains { s.unreachable.contains($0) }
+        }.count
+    }
+
+    @Test("one or two unreachable peers: the kept per-member counts give what a walk of every session gives, as replica sets change and sessions end")
+    func keptCountsMatchAWalk() throws {
+        var clock = ManualClock()
+        var policy = ReplicationPolicy()
+        policy.replicas = .count(1)
+        var s = ReplicaShard(settings: ShardSettings(selfName: "n1", selfID: NodeID(1), policy: policy, sessions: SessionPolicy(),
+                                                     backupCandidates: ["n2", "n3", "n4"]))
+        var ids: [SessionID] = []
+        for i in 0..<300 {
+            let id = SessionID(high: 5, low: UInt64(i))
+            _ = try s.create(id: id, attributes: ["a": [UInt8(i % 256)]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: i)
+            ids.append(id)
+        }
+        func check(_ what: String) {
+            #expect(s.underReplicatedCount == Self.walked(s), "\(what)")
+            #expect(s.underReplicatedCountWalking == Self.walked(s), "\(what)")
+        }
+        s.setReachable("n2", false)
+        #expect(s.underReplicatedCount > 0)
+        check("n2 unreachable")
+        s.repair.insert(ids[0])  // a session awaiting repair counts once, whoever backs it
+        s.repair.insert(ids[1])
+        check("with repairs")
+        // n3 departs: its sessions move to n2 or n4, and the counts follow.
+        _ = s.memberDeparted("n3", now: clock.now)
+        check("after n3 departed")
+        for id in ids.prefix(50) { _ = try s.invalidate(id, reason: .invalidated, now: clock.now, wait: false) }
+        check("after 50 ended")
+        s.setReachable("n4", false)
+        check("n2 and n4 unreachable")
+        s.setReachable("n2", true)
+        check("n4 unreachable")
+        clock.advance(by: .seconds(1))
+    }
+}

@@ -37,6 +37,9 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     private(set) var digests: [String: [UInt64]] = [:]
     /// The ids whose entry `awaitsConfirmation` (a few at most; a tick visits only these).
     private(set) var awaitingConfirmation: Set<SessionID> = []
+    /// How many entries name each member in their state's replica set (so the owned
+    /// sessions a member backs are counted without walking every session).
+    private(set) var holderCounts: [String: Int] = [:]
     /// The lane count the buckets are computed for.
     var lanes = 1 {
         didSet { precondition(storage.isEmpty || lanes == oldValue, "the lane count of a table in use changed") }
@@ -50,15 +53,18 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
             let old = storage[id]
             bytes += (newValue?.state.byteSize ?? 0) - (old?.state.byteSize ?? 0)
             account(id, from: old?.digestShare, to: newValue?.digestShare)
+            countHolders(from: old?.state.replicaSet, to: newValue?.state.replicaSet)
             mark(id, newValue?.awaitsConfirmation == true)
             storage[id] = newValue
         }
         _modify {
             let size = storage[id]?.state.byteSize ?? 0
             let share = storage[id]?.digestShare
+            let holders = storage[id]?.state.replicaSet
             defer {
                 bytes += (storage[id]?.state.byteSize ?? 0) - size
                 account(id, from: share, to: storage[id]?.digestShare)
+                countHolders(from: holders, to: storage[id]?.state.replicaSet)
                 mark(id, storage[id]?.awaitsConfirmation == true)
             }
             yield &storage[id]
@@ -70,8 +76,18 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
         guard let old = storage.removeValue(forKey: id) else { return nil }
         bytes -= old.state.byteSize
         account(id, from: old.digestShare, to: nil)
+        countHolders(from: old.state.replicaSet, to: nil)
         mark(id, false)
         return old
+    }
+
+    private mutating func countHolders(from old: [String]?, to new: [String]?) {
+        guard old != new else { return }
+        for p in old ?? [] {
+            holderCounts[p, default: 0] -= 1
+            if holderCounts[p] == 0 { holderCounts[p] = nil }
+        }
+        for p in new ?? [] { holderCounts[p, default: 0] += 1 }
     }
 
     private mutating func mark(_ id: SessionID, _ awaits: Bool) {
