@@ -126,6 +126,18 @@ func underReplicated() {
     Benchmark("status: the same by walking every session", configuration: .init(scalingFactor: .one)) { benchmark in
         for _ in benchmark.scaledIterations { blackHole(unreachable.underReplicatedCountWalking) }
     }
+    // A member that was away comes back: the event that queues what it should back.
+    var away = shard
+    away.setReachable("n2", true)
+    _ = away.memberDeparted("n3", now: MonotonicInstant.zero)
+    let before = away
+    Benchmark("membership: a member returns to an owner of 100,000 sessions (the event itself)", configuration: .init(scalingFactor: .one, maxIterations: 50)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            var s = before
+            s.memberReturned("n3")
+            blackHole(s.stateTransferPending)
+        }
+    }
 }
 
 /// One node (no backups, loopback) under a started ReplicationNode, for the paths that

@@ -183,3 +183,53 @@ struct UnderReplicatedCountTests {
         clock.advance(by: .seconds(1))
     }
 }
+
+/// What a returning member is queued for, decided without building each placement.
+struct ReturningMemberTests {
+    @Test("Placement.picks agrees with the ranking it replaces, for every count and candidate set tried")
+    func picksAgreesWithChoose() {
+        let names = ["n1", "n2", "n3", "node-4", "n5", "b"]
+        var rng = SplitMix64(seed: 11)
+        for i in 0..<3_000 {
+            let id = SessionID(high: rng.next(), low: UInt64(i))
+            let k = Int(rng.next() % UInt64(names.count)) + 1
+            let candidates = Array(names.shuffled(using: &rng).prefix(k))
+            let member = candidates[Int(rng.next() % UInt64(k))]
+            let others = candidates.filter { $0 != member }.map { (hash: NodeName.stableHash($0), name: $0) }
+            for count in 0...k {
+                let chosen = Placement.choose(id, count: count, among: candidates).contains(member)
+                #expect(Placement.picks(member, memberHash: NodeName.stableHash(member), for: id, count: count, among: others) == chosen)
+            }
+        }
+    }
+
+    @Test("a member that returns is queued for exactly the sessions short of backups and those a fresh placement gives it")
+    func returningMemberQueue() throws {
+        let clock = ManualClock()
+        var policy = ReplicationPolicy()
+        policy.replicas = .count(2)
+        var s = ReplicaShard(settings: ShardSettings(selfName: "n1", selfID: NodeID(1), policy: policy, sessions: SessionPolicy(),
+                                                     backupCandidates: ["n2", "n3", "n4", "n5"]))
+        for member in ["n2", "n3", "n4", "n5"] { s.memberReturned(member) }
+        _ = s.memberDeparted("n5", now: clock.now)
+        for i in 0..<400 {
+            _ = try s.create(id: SessionID(high: 6, low: UInt64(i)), attributes: ["a": [1]], maxInactiveInterval: nil,
+                             now: clock.now, wall: clock.wall, sessionCount: i)
+        }
+        s.refill = []
+        s.refillIndex = 0
+        // Expected by the rule as it was written before: a whole placement per session.
+        var probe = s
+        probe.departed.remove("n5")
+        probe.heardAlive.insert("n5")
+        let wanted = 2
+        let expected = probe.owned.keys.filter { id in
+            let set = probe.owned[id]!.state.replicaSet
+            guard !set.contains("n5") else { return false }
+            return set.count < wanted || probe.placement(for: id, keeping: []).contains("n5")
+        }.sorted()
+        s.memberReturned("n5")
+        #expect(!expected.isEmpty)
+        #expect(s.refill == expected)
+    }
+}

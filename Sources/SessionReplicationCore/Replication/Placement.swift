@@ -8,6 +8,26 @@ package enum Placement {
         mix64(id.stableHash ^ NodeName.stableHash(member))
     }
 
+    /// Whether `choose(id, count: count, among: [member] + others)` would pick `member`,
+    /// without building the ranking: fewer than `count` of `others` rank above it.
+    /// `others` are the other candidates with their `NodeName.stableHash` (computed once
+    /// for many sessions); `memberHash` is `member`'s.
+    package static func picks(_ member: String, memberHash: UInt64, for id: SessionID, count: Int,
+                              among others: [(hash: UInt64, name: String)]) -> Bool {
+        guard count > 0 else { return false }
+        let h = id.stableHash
+        let mine = mix64(h ^ memberHash)
+        var above = 0
+        for o in others {
+            let theirs = mix64(h ^ o.hash)
+            if theirs > mine || (theirs == mine && o.name < member) {
+                above += 1
+                if above >= count { return false }
+            }
+        }
+        return true
+    }
+
     /// The first `count` of `candidates` in rendezvous order for `id` (ties broken by name).
     package static func choose(_ id: SessionID, count: Int, among candidates: [String]) -> [String] {
         guard count > 0 else { return [] }

@@ -297,12 +297,20 @@ extension ReplicaShard {
         departed.remove(member)
         heardAlive.insert(member)
         guard settings.backupCandidates.contains(member), settings.policy.role.owns else { return }
-        let wanted = settings.policy.replicas.resolve(eligible: liveCandidates.count)
+        let live = liveCandidates
+        let wanted = settings.policy.replicas.resolve(eligible: live.count)
         guard wanted > 0 else { return }
-        let queued = owned.keys.filter { id in
-            let set = owned[id]!.state.replicaSet
-            guard !set.contains(member) else { return false }
-            return set.count < wanted || placement(for: id, keeping: []).contains(member)
+        // Whether a fresh placement names `member`: ranked among the live members heard
+        // alive (as `placement` ranks them), one hash per member and session and no
+        // allocation (building each session's placement cost a million-session owner
+        // about a second here, under the node's lock).
+        let others = live.filter { $0 != member && heardAlive.contains($0) }.map { (hash: NodeName.stableHash($0), name: $0) }
+        let memberHash = NodeName.stableHash(member)
+        var queued: [SessionID] = []
+        for (id, o) in owned {
+            let set = o.state.replicaSet
+            guard !set.contains(member) else { continue }
+            if set.count < wanted || Placement.picks(member, memberHash: memberHash, for: id, count: wanted, among: others) { queued.append(id) }
         }
         guard !queued.isEmpty else { return }
         refill = Array(refill[refillIndex...]) + queued.sorted()
