@@ -131,6 +131,23 @@ func underReplicated() {
     away.setReachable("n2", true)
     _ = away.memberDeparted("n3", now: MonotonicInstant.zero)
     let before = away
+    var four = ReplicaShard(settings: ShardSettings(selfName: "n1", selfID: NodeID(1), policy: policy, sessions: SessionPolicy(),
+                                                    backupCandidates: ["n2", "n3", "n4"]))
+    for i in 0..<100_000 {
+        do {
+            _ = try four.create(id: SessionID(high: 10, low: UInt64(i)), attributes: ["a": [1]], maxInactiveInterval: nil,
+                                now: MonotonicInstant.zero, wall: wall, sessionCount: i)
+        } catch { fatalError("create failed: \(error)") }
+    }
+    _ = four.memberDeparted("n4", now: MonotonicInstant.zero)
+    four.memberReturned("n4")
+    let idle = four
+    Benchmark("membership: a member that backs none of 100,000 owned sessions departs (the event itself)", configuration: .init(scalingFactor: .one, maxIterations: 50)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            var s = idle
+            blackHole(s.memberDeparted("n4", now: MonotonicInstant.zero).rereplicated.count)
+        }
+    }
     Benchmark("membership: a member returns to an owner of 100,000 sessions (the event itself)", configuration: .init(scalingFactor: .one, maxIterations: 50)) { benchmark in
         for _ in benchmark.scaledIterations {
             var s = before

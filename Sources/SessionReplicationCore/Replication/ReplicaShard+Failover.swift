@@ -103,7 +103,11 @@ extension ReplicaShard {
                 waiters[key] = w
             }
         }
-        for id in owned.keys.sorted() where owned[id]!.state.replicaSet.contains(member) {
+        // The sessions concerned are picked in one walk, then sorted (sorting every id of
+        // a million-session table first cost most of the event).
+        var backed: [SessionID] = []
+        for (id, o) in owned where o.state.replicaSet.contains(member) { backed.append(id) }
+        for id in backed.sorted() {
             let set = placement(for: id, keeping: owned[id]!.state.replicaSet)
             owned[id]!.state.replicaSet = set
             owned[id]!.needsFull = true
@@ -111,8 +115,14 @@ extension ReplicaShard {
             counters.rereplications += 1
             out.rereplicated.append(id)
         }
-        for id in backups.keys.sorted() where mayPromote && backups[id]!.owner == member {
-            if let process, let ownerID = backups[id]!.ownerID, ownerID != process { continue }
+        var orphans: [SessionID] = []
+        if mayPromote {
+            for (id, b) in backups where b.owner == member {
+                if let process, let ownerID = b.ownerID, ownerID != process { continue }
+                orphans.append(id)
+            }
+        }
+        for id in orphans.sorted() {
             failOver(id, owner: member, ownerID: process, now: now, promoteAfter: promoteAfter, out: &out)
         }
         if mayPromote { actOnNominations(of: member, process: process, now: now, promoteAfter: promoteAfter, out: &out) }
