@@ -12,9 +12,11 @@ extension ReplicaShard {
     package mutating func replaceCutOff(_ cutOff: Set<String>, now: MonotonicInstant) -> Int {
         guard !cutOff.isEmpty else { return 0 }
         var moved = 0
-        for id in owned.keys.sorted() {
+        // Picked in one walk, then only those sorted (not every id of the table).
+        var named: [SessionID] = []
+        for (id, o) in owned where o.state.replicaSet.contains(where: { cutOff.contains($0) }) { named.append(id) }
+        for id in named.sorted() {
             let current = owned[id]!.state.replicaSet
-            guard current.contains(where: { cutOff.contains($0) }) else { continue }
             let set = placement(for: id, keeping: current.filter { !cutOff.contains($0) }, avoiding: cutOff)
             // Only where another member can take the place: a smaller replica set would
             // trade durability for availability.
