@@ -3,7 +3,7 @@ import Testing
 
 /// The simulation matrix (`NodeCore` clusters under a simulated network, every scenario
 /// family) run by the release binary, where it is fast: `make test` builds it and names it
-/// in `DRS_RELEASE_BINARY`. `DRS_SIM_CLUSTER_SEEDS` changes the seed count (2,002 by
+/// in `DRS_RELEASE_BINARY`. `DRS_SIM_CLUSTER_SEEDS` changes the seed count (1,400 by
 /// default), `DRS_SIM_BASE` the first seed. A failing seed is printed with the command
 /// that replays it.
 @Suite("The simulation matrix", .serialized)
@@ -15,7 +15,7 @@ struct SimulationMatrixTests {
         let path = try #require(Self.binary, "DRS_RELEASE_BINARY is not set: run `make test`, which builds the release drs and names it")
         #expect(FileManager.default.isExecutableFile(atPath: path), "no release drs at \(path)")
         let env = ProcessInfo.processInfo.environment
-        let seeds = env["DRS_SIM_CLUSTER_SEEDS"] ?? "2002"
+        let seeds = env["DRS_SIM_CLUSTER_SEEDS"] ?? "1400"
         let base = env["DRS_SIM_BASE"] ?? "1000"
         let directory = FileManager.default.temporaryDirectory
         // At the lowest priority (nice 19): it runs for the whole test run on both cores,
