@@ -130,6 +130,22 @@ struct NodeCoreTests {
         #expect(b.copy(of: Self.id) == nil)
     }
 
+    @Test("a late frame of an earlier process (a smaller id) is refused and does not retire the current process")
+    mutating func aLateFrameOfAnEarlierProcessRetiresNothing() {
+        var b = Self.backup()
+        _ = b.receiveFrame(Self.frame(Self.p1, seq: 1, [.full(Self.state(version: 1))]), now: clock.now, wall: clock.wall)
+        // n1 restarted as p1b; a process it ran between (smaller id, never heard from
+        // here: it learned of p1 and took a larger id) sent a frame that arrives last.
+        _ = b.receiveFrame(InboundFrame(senderName: "n1", sender: Self.p1b, membership: .leaseGrant(sequence: 1)), now: clock.now, wall: clock.wall)
+        #expect(b.peers["n1"]?.current == Self.p1b)
+        let between = NodeID(4_000)
+        let actions = b.receiveFrame(InboundFrame(senderName: "n1", sender: between, control: [.receipt(Receipt(lane: 0, through: 1, stream: NodeID(2_000)))]),
+                                     now: clock.now, wall: clock.wall)
+        #expect(actions.contains(.refused(.retiredProcess)))
+        #expect(b.peers["n1"]?.current == Self.p1b, "the late frame of an earlier process retired the current one")
+        #expect(b.peers["n1"]?.retired.contains(Self.p1b) == false)
+    }
+
     @Test("a message that did not decode is refused alone: the ones behind it apply, and the receipt names it")
     mutating func oneBadMessageIsRefusedAlone() {
         var b = Self.backup()

@@ -67,14 +67,20 @@ package struct InboundFrame: Hashable, Sendable {
 /// Inbound frames, outbound flushes, connections and time.
 extension NodeCore {
     /// A frame from a peer. Frames of a process that a later one of the same name
-    /// replaced are refused; the first frame of a new process retires the old one (its
-    /// streams end, and every session it backed is sent whole again).
+    /// replaced, or of one with a smaller id than the current one, are refused; the first
+    /// frame of a new process with a larger id retires the old one (its streams end, and
+    /// every session it backed is sent whole again).
     package mutating func receiveFrame(_ frame: InboundFrame, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         guard !stopped else { return [] }
         let name = frame.senderName
         guard peers[name] != nil else { emit(.refused(.unknownSender)); return takeActions() }
-        if peers[name]!.refuses(frame.sender) {
+        // A process with a smaller id than the current one of that name is an earlier one:
+        // a frame it sent before it was replaced, arriving late, or one whose wall clock
+        // stepped back at start (membership ignores it until it takes a larger id). It
+        // must not retire the current process.
+        let earlier = peers[name]!.current.map { frame.sender < $0 } ?? false
+        if peers[name]!.refuses(frame.sender) || earlier {
             // Its membership messages still reach membership, which tells a process it
             // holds dead to rejoin (both sides of a healed partition find each other
             // this way); anything else it sends is refused.
