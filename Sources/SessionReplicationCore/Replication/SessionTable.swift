@@ -1,6 +1,6 @@
 /// Something a shard holds that carries a session's state.
 protocol HoldsSessionState {
-    var state: SessionState { get }
+    var state: SessionState { get set }
     /// The copy's share of the anti-entropy digests: the stamp hashed and the peers whose
     /// digest holds it; `nil` for a copy in no digest.
     var digestShare: DigestShare? { get }
@@ -50,6 +50,12 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     /// How many entries name each member in their state's replica set (so the owned
     /// sessions a member backs are counted without walking every session).
     private(set) var holderCounts: [String: Int] = [:]
+    /// One stored array per distinct replica set, shared by every entry that names it (a
+    /// replica set decoded or placed for each session is otherwise an array of its own,
+    /// about 48 bytes per copy). At most `maxSharedReplicaSets`; past that, arrays are
+    /// kept as they come.
+    private var replicaSets: Set<[String]> = []
+    static var maxSharedReplicaSets: Int { 4_096 }
     /// The lane count the buckets are computed for.
     var lanes = 1 {
         didSet { precondition(entries.isEmpty || lanes == oldValue, "the lane count of a table in use changed") }
@@ -62,6 +68,8 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
         set {
             let old = self[id]
             assert(newValue.map { $0.state.id == id } ?? true, "an entry keyed by another session's id")
+            var newValue = newValue
+            if newValue != nil, old?.state.replicaSet != newValue!.state.replicaSet { newValue!.state.replicaSet = storedReplicaSet(newValue!.state.replicaSet) }
             note(id, from: old, to: newValue)
             if let place = places[id].map(Int.init) {
                 entries[place] = newValue
@@ -77,6 +85,10 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
                 let share = entries[place]!.digestShare
                 let holders = entries[place]!.state.replicaSet
                 defer {
+                    if entries[place] != nil, entries[place]!.state.replicaSet != holders {
+                        let stored = storedReplicaSet(entries[place]!.state.replicaSet)
+                        entries[place]!.state.replicaSet = stored
+                    }
                     let now = entries[place]
                     assert(now.map { $0.state.id == id } ?? true, "an entry keyed by another session's id")
                     bytes += (now?.state.byteSize ?? 0) - size
@@ -89,8 +101,9 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
             } else {
                 var added: Entry? = nil
                 defer {
-                    if let added {
+                    if var added {
                         assert(added.state.id == id, "an entry keyed by another session's id")
+                        added.state.replicaSet = storedReplicaSet(added.state.replicaSet)
                         note(id, from: nil, to: added)
                         places[id] = Int32(entries.count)
                         entries.append(added)
@@ -116,6 +129,14 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
         account(id, from: old?.digestShare, to: new?.digestShare)
         countHolders(from: old?.state.replicaSet, to: new?.state.replicaSet)
         mark(id, new?.awaitsConfirmation == true)
+    }
+
+    /// The stored array equal to `set` (storing `set` if it is new and there is room).
+    private mutating func storedReplicaSet(_ set: [String]) -> [String] {
+        guard !set.isEmpty else { return set }
+        if let stored = replicaSets.firstIndex(of: set) { return replicaSets[stored] }
+        if replicaSets.count < Self.maxSharedReplicaSets { replicaSets.insert(set) }
+        return set
     }
 
     /// Closes the hole at `place` (the entry of `id`, now `nil`) with the last entry.
