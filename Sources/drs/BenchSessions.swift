@@ -129,7 +129,7 @@ extension BenchCommand {
         return (nodes, group)
     }
 
-    /// Creates `count` sessions of one `size`-byte attribute on `node` from 32 tasks. A
+    /// Creates `count` sessions of one `size`-byte attribute (each its own bytes) on `node` from 32 tasks. A
     /// full queue to a backup refuses a create (`overloaded`, nothing created): the
     /// creator waits 1 ms and tries again (counted in `refused`).
     static func fill(_ node: ReplicationNode, count: Int, size: Int, created: NIOLockedValueBox<Int>, refused: NIOLockedValueBox<Int>) async throws {
@@ -138,10 +138,14 @@ extension BenchCommand {
             let creators = 32
             for c in 0..<creators {
                 group.addTask {
-                    for _ in stride(from: c, to: count, by: creators) {
+                    for i in stride(from: c, to: count, by: creators) {
+                        // Bytes of its own per session, as sessions made from requests have
+                        // (one array shared by every session would count its bytes once).
+                        var own = payload
+                        if !own.isEmpty { own[0] = UInt8(truncatingIfNeeded: i) }
                         while true {
                             do {
-                                _ = try await node.createSession(attributes: ["payload": payload])
+                                _ = try await node.createSession(attributes: ["payload": own])
                                 break
                             } catch let e as SessionError where e.code == .overloaded {
                                 refused.withLockedValue { $0 += 1 }
