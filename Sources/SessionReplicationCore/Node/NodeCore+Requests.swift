@@ -218,19 +218,11 @@ extension NodeCore {
         case .read(_, let touching):
             complete(r, .session(touching ? lanes[l].access(id, wall: wall) : ownedState(id)))
         case .scope(_, let ifMatch):
-            guard let state = lanes[l].access(id, wall: wall) else { complete(r, .failed(notOwnedHere(id))); return }
-            if let ifMatch, ifMatch != state.stamp {
-                complete(r, .failed(SessionError(.preconditionFailed, "session is at \(state.stamp.etag)")))
-                return
-            }
+            guard let state = accessForChange(r, id, lane: l, ifMatch: ifMatch) else { return }
             requests[r]!.stage = .inScope
             emit(.scopeReady(r, state))
         case .write(_, let ifMatch, let changes, let mii):
-            guard let state = lanes[l].access(id, wall: wall) else { complete(r, .failed(notOwnedHere(id))); return }
-            if let ifMatch, ifMatch != state.stamp {
-                complete(r, .failed(SessionError(.preconditionFailed, "session is at \(state.stamp.etag)")))
-                return
-            }
+            guard let state = accessForChange(r, id, lane: l, ifMatch: ifMatch) else { return }
             var scope = SessionScope(state: state)
             for (name, value) in changes.updated { scope.set(name, value) }
             for name in changes.removed { scope.remove(name) }
@@ -254,6 +246,17 @@ extension NodeCore {
         case .create, .takeOver, .drain, .handoverAnswer:
             break
         }
+    }
+
+    /// The state of owned session `id`, accessed for a change by `r`; `nil` once `r` is
+    /// completed as failed: not owned here, or not at the stamp `ifMatch` asks for.
+    mutating func accessForChange(_ r: RequestID, _ id: SessionID, lane l: Int, ifMatch: Stamp?) -> SessionState? {
+        guard let state = lanes[l].access(id, wall: wall) else { complete(r, .failed(notOwnedHere(id))); return nil }
+        if let ifMatch, ifMatch != state.stamp {
+            complete(r, .failed(SessionError(.preconditionFailed, "session is at \(state.stamp.etag)")))
+            return nil
+        }
+        return state
     }
 
     /// Why `id` cannot be changed here: only a backup is held (`misdirected`), or nothing.
