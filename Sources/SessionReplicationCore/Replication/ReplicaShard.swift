@@ -17,16 +17,37 @@ package struct ReplicaShard: Sendable {
         var sentVersion: UInt64 = 0
         var pending = ChangeSet()
         var needsFull = false
+        /// `expiryGrace`, in 4 bytes (next to `needsFull`, where the entry had padding).
+        var expiryGraceMilliseconds: UInt32 = 0
         var accessSent: WallTime
-        /// Members whose answer an adopted handover still waits for before it serves (none
-        /// may own the session, nor hold it from an owner other than the giver), and when
-        /// they were last asked.
-        var confirming: Set<String> = []
         /// Added to the idle deadline: a promoted copy's last access may be up to the access
-        /// replication interval old, and a session expires late, never early.
-        var expiryGrace: Duration = .zero
-        var confirmSentAt: MonotonicInstant = .zero
-        var confirmGiver = ""
+        /// replication interval old, and a session expires late, never early. Whole
+        /// milliseconds, rounded up; at most about 49 days.
+        var expiryGrace: Duration {
+            get { .milliseconds(expiryGraceMilliseconds) }
+            set { expiryGraceMilliseconds = UInt32(clamping: (newValue + .nanoseconds(999_999)).millisecondsClamped) }
+        }
+        /// What an adopted handover still waits for; `nil` for any other owned session.
+        var confirmation: Confirmation?
+
+        /// Members whose answer an adopted handover still waits for before it serves (none
+        /// may own the session, nor hold it from an owner other than the giver). Set first
+        /// when a confirmation starts: `confirmSentAt` and `confirmGiver` are kept only
+        /// while it is not empty.
+        var confirming: Set<String> {
+            get { confirmation?.waitingOn ?? [] }
+            set { confirmation = newValue.isEmpty ? nil : Confirmation(waitingOn: newValue, sentAt: confirmSentAt, giver: confirmGiver) }
+        }
+        /// When the members in `confirming` were last asked.
+        var confirmSentAt: MonotonicInstant {
+            get { confirmation?.sentAt ?? .zero }
+            set { confirmation = confirmation.map { Confirmation(waitingOn: $0.waitingOn, sentAt: newValue, giver: $0.giver) } }
+        }
+        /// The node that handed the session over.
+        var confirmGiver: String {
+            get { confirmation?.giver ?? "" }
+            set { confirmation = confirmation.map { Confirmation(waitingOn: $0.waitingOn, sentAt: $0.sentAt, giver: newValue) } }
+        }
 
         /// In the digest of every member of the replica set, at the last version sent (none
         /// before the first send).
@@ -35,6 +56,20 @@ package struct ReplicaShard: Sendable {
         }
 
         var awaitsConfirmation: Bool { !confirming.isEmpty }
+    }
+
+    /// A confirmation in progress, boxed: few owned sessions are ever confirming, and held
+    /// inline its fields made every owned entry 32 bytes larger. Immutable: a change
+    /// stores a new box, so copies of an entry never share a change.
+    final class Confirmation: Sendable {
+        let waitingOn: Set<String>
+        let sentAt: MonotonicInstant
+        let giver: String
+        init(waitingOn: Set<String>, sentAt: MonotonicInstant, giver: String) {
+            self.waitingOn = waitingOn
+            self.sentAt = sentAt
+            self.giver = giver
+        }
     }
 
     struct Backup: Sendable, HoldsSessionState {

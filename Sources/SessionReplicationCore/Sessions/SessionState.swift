@@ -11,8 +11,15 @@ public struct SessionState: Hashable, Sendable {
     public var createdAt: WallTime
     /// When the session was last accessed (as the owner saw it).
     public var lastAccessedAt: WallTime
-    /// Idle time after which the owner expires the session.
-    public var maxInactiveInterval: Duration
+    /// Idle time after which the owner expires the session, in whole milliseconds (what
+    /// the wire carries; a finer part is dropped when it is set).
+    public var maxInactiveInterval: Duration {
+        get { .milliseconds(maxInactiveMilliseconds) }
+        set { maxInactiveMilliseconds = newValue.millisecondsClamped }
+    }
+    /// `maxInactiveInterval`, stored in 8 bytes rather than a `Duration`'s 16 (a million
+    /// copies are held at once).
+    private var maxInactiveMilliseconds: Int64
     /// The backups the owner chose, in order (`R(S)`), by node name.
     public var replicaSet: [String]
 
@@ -24,7 +31,7 @@ public struct SessionState: Hashable, Sendable {
         self.attributes = attributes
         self.createdAt = createdAt
         self.lastAccessedAt = lastAccessedAt
-        self.maxInactiveInterval = maxInactiveInterval
+        self.maxInactiveMilliseconds = maxInactiveInterval.millisecondsClamped
         self.replicaSet = replicaSet
     }
 
