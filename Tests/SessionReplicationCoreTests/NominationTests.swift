@@ -152,4 +152,42 @@ struct NominationTests {
         _ = n5.onPrepare(from: "n4", PrepareRequest(oldOwner: "n1", entries: try #require(from4.prepares["n5"])))
         #expect(n4.takeoversPending == 1 && n5.takeoversPending == 0)
     }
+
+    @Test("a copyless nominee that a promise gave a copy still ranks itself copyless against a taker with a copy: exactly one goes on")
+    func aCopylessNomineeGivenACopyStillYields() throws {
+        let clock = ManualClock()
+        // n1 owned the session; n4 backs version 3, n3 holds an older version 2 of it, and
+        // n2 holds nothing. n4's copy names n2 first (nominated); n3 takes over on its own.
+        var n2 = Self.shard("n2", id: 2, candidates: ["n1", "n3", "n4"])
+        var n3 = Self.shard("n3", id: 3, candidates: ["n1", "n2", "n4"])
+        var n4 = Self.shard("n4", id: 4, candidates: ["n1", "n2", "n3"])
+        #expect(n3.apply(.full(Self.state(version: 2, replicaSet: ["n3"], attributes: ["cart": [2]])), from: "n1", now: clock.now) == .applied)
+        #expect(n4.apply(.full(Self.state(version: 3, replicaSet: ["n2", "n4"], attributes: ["cart": [3]])), from: "n1", now: clock.now) == .applied)
+        _ = n2.memberDeparted("n1", now: clock.now)
+        let withCopy = n3.memberDeparted("n1", now: clock.now)
+        let nominated = try #require(n4.memberDeparted("n1", now: clock.now).nominations["n2"])
+        let copyless = n2.onNomination(oldOwner: "n1", entries: nominated, oldOwnerGone: true, now: clock.now)
+        // n4 answers the copyless nominee first: n2 now holds version 3.
+        let fromN4 = n4.onPrepare(from: "n2", PrepareRequest(oldOwner: "n1", entries: try #require(copyless.prepares["n4"])))
+        n2.onPromise(from: "n4", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: fromN4), now: clock.now, lease: .milliseconds(500))
+        guard case .backup(let held)? = n2.copy(of: Self.id) else { Issue.record("the promise gave n2 no copy"); return }
+        #expect(held.stamp.version == 3)
+        // The prepares cross. n3 ranks n2 copyless (its prepare said so) and goes on; n2
+        // ranks itself the same way although it holds a copy now, so it yields and gives
+        // n3 its fresher copy (before, n2 went on by its smaller name: each answered the
+        // other "owned", both yielded, and nobody owned the session).
+        let fromN3 = n3.onPrepare(from: "n2", PrepareRequest(oldOwner: "n1", entries: try #require(copyless.prepares["n3"])))
+        #expect(fromN3.first?.ownedByHolder == true)
+        let fromN2 = n2.onPrepare(from: "n3", PrepareRequest(oldOwner: "n1", entries: try #require(withCopy.prepares["n2"])))
+        #expect(fromN2.first?.ownedByHolder == false, "the copyless nominee answered as the owner")
+        #expect(fromN2.first?.fresher?.stamp.version == 3)
+        n2.onPromise(from: "n3", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: fromN3), now: clock.now, lease: .milliseconds(500))
+        #expect(n2.takeoversPending == 0 && n2.tick(now: clock.now, wall: clock.wall, datagram: false).promoted.isEmpty)
+        n3.onPromise(from: "n2", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: fromN2), now: clock.now, lease: .milliseconds(500))
+        let n4ToN3 = n4.onPrepare(from: "n3", PrepareRequest(oldOwner: "n1", entries: try #require(withCopy.prepares["n4"])))
+        n3.onPromise(from: "n4", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: n4ToN3), now: clock.now, lease: .milliseconds(500))
+        #expect(n3.tick(now: clock.now, wall: clock.wall, datagram: false).promoted == [Self.id])
+        guard case .owner(let promoted)? = n3.copy(of: Self.id) else { Issue.record("n3 did not take the session over"); return }
+        #expect(promoted.stamp.version == 3 && promoted.attributes == ["cart": [3]], "the fresher version 3 was lost: \(promoted.stamp)")
+    }
 }

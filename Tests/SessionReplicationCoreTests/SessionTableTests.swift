@@ -1,8 +1,8 @@
 import Testing
 @testable import SessionReplicationCore
 
-/// The session table's dense storage: entries added, changed in place, removed from any
-/// place, with the kept sums matching a walk.
+/// The session table: entries added, changed in place and removed, with the kept sums
+/// matching a walk, and replica sets stored once.
 struct SessionTableTests {
     static func backup(_ n: UInt64, owner: String = "n1", size: Int = 3, replicaSet: [String]) -> ReplicaShard.Backup {
         let state = SessionState(id: SessionID(high: 7, low: n), stamp: Stamp(epoch: Epoch(counter: 1, owner: NodeID(1)), version: n),

@@ -157,6 +157,7 @@ extension ReplicaShard {
         // may be stale (a replica set changed since, or the session moved on to another
         // owner that this copy never heard of), and any member may own or back it now.
         let others = settings.members.filter { $0 != settings.selfName && !departed.contains($0) }
+        copylessTakeovers.remove(id)
         if !others.isEmpty {
             takeovers[id] = Takeover(owner: member, ownerID: ownerID, waiting: Set(others), after: promoteAfter, sentAt: now)
             for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: backups[id]!.state.stamp)) }
@@ -179,18 +180,26 @@ extension ReplicaShard {
             guard let b = backups[e.id] else {
                 // A takeover without a copy (see `onNomination`) yields to any taker with one,
                 // and to a taker without one whose name is smaller.
-                if !(e.stamp == Self.noCopy && settings.selfName < taker) { takeovers[e.id] = nil }
+                if !(e.stamp == Self.noCopy && settings.selfName < taker) {
+                    takeovers[e.id] = nil
+                    copylessTakeovers.remove(e.id)
+                }
                 return .init(id: e.id, fresher: nil, ended: tombstones[e.id]?.stamp)
             }
             let ofDeparted = b.owner == request.oldOwner && (b.ownerID == nil || request.oldOwnerID == NodeID(0) || b.ownerID == request.oldOwnerID)
             let takingOver = takeovers[e.id] != nil || pendingPromotions.contains(e.id)
-            if takingOver, settings.selfName < taker || e.stamp == Self.noCopy {
-                // Two holders each took itself for the first live holder (their copies name
-                // different replica sets). The smaller name goes on, the other gives up as if
-                // this node owned it (a rule both apply alike whatever their copies hold at
-                // the moment; the loser's answer to this node's prepare carries its copy when
-                // fresher, so no write is lost to the choice). A taker without a copy always
-                // loses (it yields on this node's prepare).
+            // Two takers at once (two holders each took itself for the first live holder, or
+            // a nominee met one): a taker that started without a copy loses to one that
+            // started with a copy; between two alike, the smaller name goes on. Each side
+            // ranks both by what the prepares carried, so both reach the same verdict even
+            // when a promise brought the copyless one a copy meanwhile (before, it then ranked
+            // itself by name alone: each answered the other "owned", and both yielded).
+            let mineCopyless = copylessTakeovers.contains(e.id)
+            let theirsCopyless = e.stamp == Self.noCopy
+            if takingOver, mineCopyless == theirsCopyless ? settings.selfName < taker : theirsCopyless {
+                // The winner answers as if this node owned it; the loser's answer to this
+                // node's prepare carries its copy when fresher, so no write is lost to the
+                // choice.
                 return .init(id: e.id, fresher: replicable(b.state), ownedByHolder: true)
             }
             pendingPromotions.remove(e.id)
@@ -206,6 +215,7 @@ extension ReplicaShard {
                 backups[e.id]!.ownerID = process
                 backups[e.id]!.promised = true
                 takeovers[e.id] = nil
+                copylessTakeovers.remove(e.id)
             }
             return answer
         }
@@ -398,6 +408,7 @@ extension ReplicaShard {
     /// its epoch counter has no successor below `Epoch.maxCounter`.
     @discardableResult
     mutating func promote(_ id: SessionID, now: MonotonicInstant) -> Bool {
+        copylessTakeovers.remove(id)
         guard let b = backups[id] else { return false }
         guard let epoch = b.state.stamp.epoch.next(owner: settings.selfID) else {
             counters.overflowRefused += 1

@@ -94,6 +94,7 @@ extension ReplicaShard {
         let others = settings.members.filter { $0 != settings.selfName && !departed.contains($0) }
         guard !others.isEmpty else { return }
         takeovers[id] = Takeover(owner: n.oldOwner, ownerID: n.oldOwnerID, waiting: Set(others), after: promoteAfter, sentAt: now)
+        copylessTakeovers.insert(id)
         for o in others { out.prepares[o, default: []].append(.init(id: id, stamp: Self.noCopy)) }
     }
 }

@@ -134,6 +134,12 @@ package struct ReplicaShard: Sendable {
     package internal(set) var heardAlive: Set<String> = []
     /// Takeovers waiting for the other holders' promises.
     var takeovers: [SessionID: Takeover] = [:]
+    /// Sessions whose current takeover here (waiting for promises or for its promotion)
+    /// started without a copy: its prepares carried `noCopy`, so other takers rank it
+    /// below any taker with a copy, and it ranks itself the same way even once a promise
+    /// brought it a copy. Set when such a takeover starts; cleared when a takeover with a
+    /// copy starts, on promotion, and when it yields to another taker.
+    var copylessTakeovers: Set<SessionID> = []
     /// Nominations received before this node held their old owner departed (or while
     /// `promotion: majority` defers its failover), by session: acted on when it departs.
     var nominations: [SessionID: Nomination] = [:]

@@ -17,7 +17,7 @@ struct DigestShare: Equatable, Sendable {
     var peers: [String]
 }
 
-/// A table of held sessions that keeps, as entries come, change and go:
+/// A dictionary of held sessions that keeps, as entries come, change and go:
 /// - the sum of their sizes (names plus values, what `maxSessionBytes` counts), so the
 ///   node's byte budget (`sessions.maxBytes`) is checked without walking every session;
 /// - the anti-entropy digests of every peer (1,024 buckets, each the XOR of the
@@ -25,20 +25,10 @@ struct DigestShare: Equatable, Sendable {
 ///   every session (a walk of a million sessions stalled the node for tens of
 ///   milliseconds).
 /// An entry changed in place (`table[id]!.state.attributes[name] = value`) is measured
-/// before and after the change; its storage is modified in place, never copied.
-///
-/// The entries live in one dense array, and a dictionary maps each id to its place. A
-/// dictionary holding the entries themselves (180 bytes each for an owned session) keeps
-/// up to three empty slots per used one after it grows: at 1,000,000 sessions that was
-/// about 420 bytes of table per owned copy; the dense array keeps little more than the
-/// entry. A removal moves the last entry into the hole, so the order of iteration is
-/// that of insertion only until the first removal (callers that decide by order sort).
-/// Every entry is keyed by its own `state.id`.
+/// before and after the change; the dictionary's storage is modified in place, never
+/// copied.
 struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
-    /// Where each entry lives in `entries`.
-    private var places: [SessionID: Int32] = [:]
-    /// The entries, without holes: `nil` only while a `_modify` that removes one runs.
-    private var entries: [Entry?] = []
+    private(set) var storage: [SessionID: Entry] = [:]
     /// The sum of `SessionState.byteSize` over every entry.
     private(set) var bytes = 0
     /// Digests by peer: bucket `ReplicaShard.digestBucket(id, lanes:)` of a peer holds the
@@ -58,77 +48,51 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     static var maxSharedReplicaSets: Int { 4_096 }
     /// The lane count the buckets are computed for.
     var lanes = 1 {
-        didSet { precondition(entries.isEmpty || lanes == oldValue, "the lane count of a table in use changed") }
+        didSet { precondition(storage.isEmpty || lanes == oldValue, "the lane count of a table in use changed") }
     }
 
     init() {}
 
     subscript(id: SessionID) -> Entry? {
-        get { places[id].map { entries[Int($0)]! } }
+        get { storage[id] }
         set {
-            let old = self[id]
-            assert(newValue.map { $0.state.id == id } ?? true, "an entry keyed by another session's id")
+            let old = storage[id]
             var newValue = newValue
-            if newValue != nil, old?.state.replicaSet != newValue!.state.replicaSet { newValue!.state.replicaSet = storedReplicaSet(newValue!.state.replicaSet) }
-            note(id, from: old, to: newValue)
-            if let place = places[id].map(Int.init) {
-                entries[place] = newValue
-                if newValue == nil { close(place, id) }
-            } else if let newValue {
-                places[id] = Int32(entries.count)
-                entries.append(newValue)
+            if newValue != nil, old?.state.replicaSet != newValue!.state.replicaSet {
+                newValue!.state.replicaSet = storedReplicaSet(newValue!.state.replicaSet)
             }
+            bytes += (newValue?.state.byteSize ?? 0) - (old?.state.byteSize ?? 0)
+            account(id, from: old?.digestShare, to: newValue?.digestShare)
+            countHolders(from: old?.state.replicaSet, to: newValue?.state.replicaSet)
+            mark(id, newValue?.awaitsConfirmation == true)
+            storage[id] = newValue
         }
         _modify {
-            if let place = places[id].map(Int.init) {
-                let size = entries[place]!.state.byteSize
-                let share = entries[place]!.digestShare
-                let holders = entries[place]!.state.replicaSet
-                defer {
-                    if entries[place] != nil, entries[place]!.state.replicaSet != holders {
-                        let stored = storedReplicaSet(entries[place]!.state.replicaSet)
-                        entries[place]!.state.replicaSet = stored
-                    }
-                    let now = entries[place]
-                    assert(now.map { $0.state.id == id } ?? true, "an entry keyed by another session's id")
-                    bytes += (now?.state.byteSize ?? 0) - size
-                    account(id, from: share, to: now?.digestShare)
-                    countHolders(from: holders, to: now?.state.replicaSet)
-                    mark(id, now?.awaitsConfirmation == true)
-                    if now == nil { close(place, id) }
+            let size = storage[id]?.state.byteSize ?? 0
+            let share = storage[id]?.digestShare
+            let holders = storage[id]?.state.replicaSet
+            defer {
+                if let now = storage[id]?.state.replicaSet, now != holders {
+                    let stored = storedReplicaSet(now)
+                    storage[id]!.state.replicaSet = stored
                 }
-                yield &entries[place]
-            } else {
-                var added: Entry? = nil
-                defer {
-                    if var added {
-                        assert(added.state.id == id, "an entry keyed by another session's id")
-                        added.state.replicaSet = storedReplicaSet(added.state.replicaSet)
-                        note(id, from: nil, to: added)
-                        places[id] = Int32(entries.count)
-                        entries.append(added)
-                    }
-                }
-                yield &added
+                bytes += (storage[id]?.state.byteSize ?? 0) - size
+                account(id, from: share, to: storage[id]?.digestShare)
+                countHolders(from: holders, to: storage[id]?.state.replicaSet)
+                mark(id, storage[id]?.awaitsConfirmation == true)
             }
+            yield &storage[id]
         }
     }
 
     @discardableResult
     mutating func removeValue(forKey id: SessionID) -> Entry? {
-        guard let place = places[id].map(Int.init), let old = entries[place] else { return nil }
-        note(id, from: old, to: nil)
-        entries[place] = nil
-        close(place, id)
+        guard let old = storage.removeValue(forKey: id) else { return nil }
+        bytes -= old.state.byteSize
+        account(id, from: old.digestShare, to: nil)
+        countHolders(from: old.state.replicaSet, to: nil)
+        mark(id, false)
         return old
-    }
-
-    /// Keeps the sums for an entry going from `old` to `new`.
-    private mutating func note(_ id: SessionID, from old: Entry?, to new: Entry?) {
-        bytes += (new?.state.byteSize ?? 0) - (old?.state.byteSize ?? 0)
-        account(id, from: old?.digestShare, to: new?.digestShare)
-        countHolders(from: old?.state.replicaSet, to: new?.state.replicaSet)
-        mark(id, new?.awaitsConfirmation == true)
     }
 
     /// The stored array equal to `set` (storing `set` if it is new and there is room).
@@ -137,17 +101,6 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
         if let stored = replicaSets.firstIndex(of: set) { return replicaSets[stored] }
         if replicaSets.count < Self.maxSharedReplicaSets { replicaSets.insert(set) }
         return set
-    }
-
-    /// Closes the hole at `place` (the entry of `id`, now `nil`) with the last entry.
-    private mutating func close(_ place: Int, _ id: SessionID) {
-        places[id] = nil
-        let last = entries.count - 1
-        if place != last {
-            entries.swapAt(place, last)
-            places[entries[place]!.state.id] = Int32(place)
-        }
-        entries.removeLast()
     }
 
     private mutating func countHolders(from old: [String]?, to new: [String]?) {
@@ -179,24 +132,12 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
 
     static var zeros: [UInt64] { [UInt64](repeating: 0, count: DigestRequest.bucketCount) }
 
-    /// The ids, in the order of iteration.
-    var keys: LazyMapSequence<[Entry?], SessionID> { entries.lazy.map { $0!.state.id } }
-    /// The entries, in the order of iteration.
-    var values: LazyMapSequence<[Entry?], Entry> { entries.lazy.map { $0! } }
-    var count: Int { entries.count }
-    var isEmpty: Bool { entries.isEmpty }
-    func contains(_ id: SessionID) -> Bool { places[id] != nil }
-    func makeIterator() -> Iterator { Iterator(base: entries.makeIterator()) }
-
-    /// Walks the entries as `(key, value)` pairs, like a dictionary's.
-    struct Iterator: IteratorProtocol {
-        var base: IndexingIterator<[Entry?]>
-        mutating func next() -> (key: SessionID, value: Entry)? {
-            guard let e = base.next() else { return nil }
-            let entry = e!
-            return (entry.state.id, entry)
-        }
-    }
+    var keys: Dictionary<SessionID, Entry>.Keys { storage.keys }
+    var values: Dictionary<SessionID, Entry>.Values { storage.values }
+    var count: Int { storage.count }
+    var isEmpty: Bool { storage.isEmpty }
+    func contains(_ id: SessionID) -> Bool { storage[id] != nil }
+    func makeIterator() -> Dictionary<SessionID, Entry>.Iterator { storage.makeIterator() }
 }
 
 extension SessionState {
