@@ -68,6 +68,7 @@ struct RegressionSeedTests {
         (1243, "a handover answer to the process before a rejoin adopted by the new one: a stale copy served and an acknowledged write lost"),
         (5000657, "a stale handover answer adopted while the session's newer adopter was still confirming: each answered the other owned, both yielded, nobody owned it"),
         (7003608, "a late frame of a restarted node's short-lived process (wall clock stepped back) retired its current process everywhere it arrived: no session could move to or from that node"),
+        (7011749, "a copyless nominee that a promise gave a copy ranked itself by name against a taker with a copy: each answered the other owned, both yielded, nobody owned the session"),
     ]
 
     @Test("each seed keeps every invariant", arguments: seeds.map(\.0))
