@@ -129,9 +129,9 @@ extension BenchCommand {
         return (nodes, group)
     }
 
-    /// Creates `count` sessions of one `size`-byte attribute (each its own bytes) on `node` from 32 tasks. A
-    /// full queue to a backup refuses a create (`overloaded`, nothing created): the
-    /// creator waits 1 ms and tries again (counted in `refused`).
+    /// Creates `count` sessions of one `size`-byte attribute (each its own bytes) on `node`
+    /// from 32 tasks. A full queue to a backup refuses a create (`overloaded`, nothing
+    /// created): the creator waits 1 ms and tries again (counted in `refused`).
     static func fill(_ node: ReplicationNode, count: Int, size: Int, created: NIOLockedValueBox<Int>, refused: NIOLockedValueBox<Int>) async throws {
         let payload = [UInt8](repeating: 7, count: size)
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -136,7 +136,6 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     var values: Dictionary<SessionID, Entry>.Values { storage.values }
     var count: Int { storage.count }
     var isEmpty: Bool { storage.isEmpty }
-    func contains(_ id: SessionID) -> Bool { storage[id] != nil }
     func makeIterator() -> Dictionary<SessionID, Entry>.Iterator { storage.makeIterator() }
 }
 
