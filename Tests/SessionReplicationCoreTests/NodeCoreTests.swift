@@ -130,6 +130,30 @@ struct NodeCoreTests {
         #expect(b.copy(of: Self.id) == nil)
     }
 
+    @Test("a member that hands a session over unasked is draining: no failover or refill places a copy on it until a new process of it is alive")
+    mutating func aDrainingGiverIsPlacedNoMore() {
+        var b = Self.backup()
+        _ = b.receiveMembership(.ping(sequence: 1, target: NodeID(2_000), updates: []), from: "n1", id: Self.p1, reliable: false, now: clock.now, wall: clock.wall)
+        _ = b.receiveMembership(.ping(sequence: 1, target: NodeID(2_000), updates: []), from: "n3", id: Self.p3, reliable: false, now: clock.now, wall: clock.wall)
+        // n1 drains: it hands its session to n2 (request id 0, nobody asked).
+        var state = Self.state(version: 1)
+        state.lastAccessedAt = clock.wall  // not expired when the node ticks below
+        let handed = HandoverReply(requestID: 0, id: Self.id, answer: .transferred(state))
+        _ = b.receiveFrame(InboundFrame(senderName: "n1", sender: Self.p1, control: [.handoverReply(handed)]), now: clock.now, wall: clock.wall)
+        #expect(b.ownedState(Self.id)?.replicaSet == ["n3"])
+        // n3 dies: its replacement must not be the draining n1.
+        _ = b.receiveMembership(.ping(sequence: 2, target: NodeID(2_000), updates: [MemberUpdate(status: .dead, name: "n3", id: Self.p3, incarnation: 0, from: "n1")]),
+                                from: "n1", id: Self.p1, reliable: false, now: clock.now, wall: clock.wall)
+        #expect(b.ownedState(Self.id).map { !$0.replicaSet.contains("n1") } == true, "a failover placed a copy on the draining n1")
+        // n1 restarted (a new process): it backs sessions again.
+        _ = b.receiveMembership(.ping(sequence: 3, target: NodeID(2_000), updates: []), from: "n1", id: Self.p1b, reliable: false, now: clock.now, wall: clock.wall)
+        for _ in 0..<3 {
+            clock.advance(by: .milliseconds(100))
+            _ = b.tick(now: clock.now, wall: clock.wall)
+        }
+        #expect(b.ownedState(Self.id)?.replicaSet == ["n1"])
+    }
+
     @Test("a late frame of an earlier process (a smaller id) is refused and does not retire the current process")
     mutating func aLateFrameOfAnEarlierProcessRetiresNothing() {
         var b = Self.backup()

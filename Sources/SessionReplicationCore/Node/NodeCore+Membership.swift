@@ -65,6 +65,10 @@ extension NodeCore {
                 memberGone(name, id: previous, replaced: true)
             }
             if livePeers.insert(name).inserted { leases.restore(name) }
+            if let draining = leavingPeers[name], draining != pid {
+                leavingPeers[name] = nil
+                for l in lanes.indices { lanes[l].setLeaving(name, false) }
+            }
             for l in lanes.indices { lanes[l].memberReturned(name) }
             refreshReachability(name)
             resumeDeferredFailovers(returning: name, id: pid)

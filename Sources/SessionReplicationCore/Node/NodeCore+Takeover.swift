@@ -157,6 +157,12 @@ extension NodeCore {
         // their holders, and adopting as well would make two owners.
         // Only an answer to a request this process made (or a draining owner's, id 0).
         let ours = reply.requestID == 0 || (reply.requestID >= firstHandoverRequest && reply.requestID < nextHandoverRequest)
+        if reply.requestID == 0, isAlive(giver, process: process), leavingPeers[giver] != process {
+            // The giver drains: no lane places a copy on it any more (a later failover
+            // or refill would otherwise pick it again).
+            leavingPeers[giver] = process
+            for l in lanes.indices { lanes[l].setLeaving(giver, true) }
+        }
         if case .transferred(let state) = reply.answer, state.id == reply.id, !stopped, !declaredDead, ours,
            isAlive(giver, process: process) {
             let l = lane(of: reply.id)

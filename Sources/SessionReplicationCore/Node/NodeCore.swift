@@ -88,6 +88,9 @@ package struct NodeCore: Sendable {
     var connected: Set<String> = []
     /// The process id membership last reported alive for each member.
     var memberIDs: [String: NodeID] = [:]
+    /// Members draining (each handed a session over unasked), by the process that did:
+    /// no placement names them until a new process under the name is alive.
+    var leavingPeers: [String: NodeID] = [:]
     /// Under `promotion: majority`: members declared gone while this node saw no
     /// majority, whose sessions it has not promoted yet (by process id).
     var deferredFailovers: [String: NodeID] = [:]

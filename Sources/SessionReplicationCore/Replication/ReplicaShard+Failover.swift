@@ -29,8 +29,14 @@ extension ReplicaShard {
         var sentAt: MonotonicInstant
     }
 
-    /// Backup candidates not departed, in configuration order.
-    var liveCandidates: [String] { settings.backupCandidates.filter { !departed.contains($0) } }
+    /// Backup candidates not departed nor leaving, in configuration order.
+    var liveCandidates: [String] { settings.backupCandidates.filter { !departed.contains($0) && !leaving.contains($0) } }
+
+    /// Marks `member` draining (`true`: placement names it no more) or back (`false`: a
+    /// new process under its name). Copies it holds stay until it leaves.
+    package mutating func setLeaving(_ member: String, _ isLeaving: Bool) {
+        if isLeaving { leaving.insert(member) } else { leaving.remove(member) }
+    }
 
     /// The replica set for `id`: the live members of `keeping` first, then the first
     /// eligible members in rendezvous order, up to `replicas`: members membership holds

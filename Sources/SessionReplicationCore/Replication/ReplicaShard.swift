@@ -130,6 +130,9 @@ package struct ReplicaShard: Sendable {
     /// Members membership holds dead or left: no placement names them, and copies they
     /// owned are promoted by their first live backup.
     package internal(set) var departed: Set<String> = []
+    /// Members draining before they leave (`NodeCore` tells every lane): no placement
+    /// names them, though they stay live members until they leave.
+    package internal(set) var leaving: Set<String> = []
     /// Members membership has reported alive: placement prefers them.
     package internal(set) var heardAlive: Set<String> = []
     /// Takeovers waiting for the other holders' promises.
