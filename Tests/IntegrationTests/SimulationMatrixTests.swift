@@ -3,7 +3,7 @@ import Testing
 
 /// The simulation matrix (`NodeCore` clusters under a simulated network, every scenario
 /// family) run by the release binary, where it is fast: `make test` builds it and names it
-/// in `DRS_RELEASE_BINARY`. `DRS_SIM_CLUSTER_SEEDS` changes the seed count (1,400 by
+/// in `DRS_RELEASE_BINARY`. `DRS_SIM_CLUSTER_SEEDS` changes the seed count (2,002 by
 /// default), `DRS_SIM_BASE` the first seed. A failing seed is printed with the command
 /// that replays it.
 @Suite("The simulation matrix", .serialized)
@@ -15,7 +15,7 @@ struct SimulationMatrixTests {
         let path = try #require(Self.binary, "DRS_RELEASE_BINARY is not set: run `make test`, which builds the release drs and names it")
         #expect(FileManager.default.isExecutableFile(atPath: path), "no release drs at \(path)")
         let env = ProcessInfo.processInfo.environment
-        let seeds = env["DRS_SIM_CLUSTER_SEEDS"] ?? "1400"
+        let seeds = env["DRS_SIM_CLUSTER_SEEDS"] ?? "2002"
         let base = env["DRS_SIM_BASE"] ?? "1000"
         let directory = FileManager.default.temporaryDirectory
         // At the lowest priority (nice 19): it runs for the whole test run on both cores,
@@ -69,6 +69,7 @@ struct RegressionSeedTests {
         (5000657, "a stale handover answer adopted while the session's newer adopter was still confirming: each answered the other owned, both yielded, nobody owned it"),
         (7003608, "a late frame of a restarted node's short-lived process (wall clock stepped back) retired its current process everywhere it arrived: no session could move to or from that node"),
         (7011749, "a copyless nominee that a promise gave a copy ranked itself by name against a taker with a copy: each answered the other owned, both yielded, nobody owned the session"),
+        (7012855, "a copyless taker's resent prepare carried the copy a promise had brought it: the taker with a copy ranked it as its equal and yielded by name, while the copyless one yielded to that taker's earlier answer; nobody owned the session"),
     ]
 
     @Test("each seed keeps every invariant", arguments: seeds.map(\.0))

@@ -190,4 +190,26 @@ struct NominationTests {
         guard case .owner(let promoted)? = n3.copy(of: Self.id) else { Issue.record("n3 did not take the session over"); return }
         #expect(promoted.stamp.version == 3 && promoted.attributes == ["cart": [3]], "the fresher version 3 was lost: \(promoted.stamp)")
     }
+
+    @Test("a copyless taker's resent prepare still says it started without a copy after a promise gave it one")
+    func aResentCopylessPrepareStaysCopyless() throws {
+        var clock = ManualClock()
+        var n2 = Self.shard("n2", id: 2, candidates: ["n1", "n3", "n4"])
+        var n4 = Self.shard("n4", id: 4, candidates: ["n1", "n2", "n3"])
+        #expect(n4.apply(.full(Self.state(version: 3, replicaSet: ["n2", "n4"], attributes: ["cart": [3]])), from: "n1", now: clock.now) == .applied)
+        _ = n2.memberDeparted("n1", now: clock.now)
+        let nominated = try #require(n4.memberDeparted("n1", now: clock.now).nominations["n2"])
+        let copyless = n2.onNomination(oldOwner: "n1", entries: nominated, oldOwnerGone: true, now: clock.now)
+        #expect(copyless.prepares["n3"]?.first?.stamp == ReplicaShard.noCopy)
+        let fromN4 = n4.onPrepare(from: "n2", PrepareRequest(oldOwner: "n1", entries: try #require(copyless.prepares["n4"])))
+        n2.onPromise(from: "n4", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: fromN4), now: clock.now, lease: .milliseconds(500))
+        guard case .backup? = n2.copy(of: Self.id) else { Issue.record("the promise gave n2 no copy"); return }
+        // n3 has not answered: the prepare to it is resent, and must still say "no copy"
+        // (with n2's new stamp, n3 would rank n2 as a taker with a copy).
+        clock.advance(by: .seconds(2))
+        let resent = n2.tick(now: clock.now, wall: clock.wall, datagram: false).prepares.filter { $0.peer == "n3" }
+        let entries = resent.flatMap(\.request.entries)
+        #expect(!entries.isEmpty, "no prepare was resent to n3")
+        #expect(entries.allSatisfy { $0.stamp == ReplicaShard.noCopy }, "the resent prepare carried \(entries.map(\.stamp))")
+    }
 }

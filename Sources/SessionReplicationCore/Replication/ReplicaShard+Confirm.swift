@@ -78,7 +78,11 @@ extension ReplicaShard {
             for id in takeovers.keys.sorted() {
                 guard let t = takeovers[id], now - t.sentAt >= takeoverEvery else { continue }
                 takeovers[id]!.sentAt = now
-                let stamp = backups[id]?.state.stamp ?? Self.noCopy
+                // A takeover that started without a copy says so again, even once a promise
+                // brought it one: the other takers rank it by what its prepares carry, and a
+                // resent prepare with a stamp made it rank as a taker with a copy (simulator
+                // seed 7012855: each side yielded to the other, nobody owned the session).
+                let stamp = copylessTakeovers.contains(id) ? Self.noCopy : backups[id]?.state.stamp ?? Self.noCopy
                 for m in t.waiting.sorted() { out[m, default: []].append((t.owner, t.ownerID ?? NodeID(0), .init(id: id, stamp: stamp))) }
             }
             prepareResendDue = (takeovers.values.lazy.map(\.sentAt).min() ?? now) + takeoverEvery

@@ -352,6 +352,7 @@ extension ReplicaShard {
     /// Gives up to `budget` queued sessions their missing backups, or starts moving them
     /// to the member their placement now names.
     mutating func runRefill(now: MonotonicInstant, budget: Int) {
+        guard refillIndex < refill.count else { return }  // the common case: nothing queued
         var done = 0
         let wanted = settings.policy.replicas.resolve(eligible: liveCandidates.count)
         while refillIndex < refill.count, done < budget {
