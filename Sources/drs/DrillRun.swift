@@ -107,6 +107,20 @@ actor DrillRun {
             throw DrillError("something already answers on \(node.address):\(node.httpPort) (node \(node.name)); stop that cluster first (drs cluster down)")
         }
         try cluster.start()
+        do {
+            return try await runStarted()
+        } catch {
+            // Whatever failed, the nodes (own process groups, detached) and HAProxy are
+            // stopped, and the load stops starting requests.
+            loadEnd = 0
+            monitorStop = true
+            await cleanup()
+            throw error
+        }
+    }
+
+    /// The drill once the nodes are started; `run` cleans up when it throws.
+    func runStarted() async throws -> DrillReport {
         note("cluster", "\(configuration.nodes.count) drs node processes started; logs in \(cluster.folder)/")
         guard await cluster.waitUntilAllSeeAll(timeout: .seconds(60)) else {
             throw DrillError("not every member saw every other within 60 s; see \(cluster.folder)/*.log")

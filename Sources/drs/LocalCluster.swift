@@ -41,12 +41,18 @@ struct LocalCluster {
         }
     }
 
+    /// This very program, as `start` launches it (a copy under another name, say
+    /// `drs-1.2`, launches and finds its nodes too).
+    static let ownExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+
     /// Whether process `pid` is a `drs node --name <name>` (its /proc/<pid>/cmdline): the
-    /// program is named `drs` and its arguments start with `node` and name `name`.
+    /// program is named `drs` or is this program, and its arguments start with `node` and
+    /// name `name`.
     static func isDRSNode(pid: Int32, name: String) -> Bool {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard let program = args.first, (program as NSString).lastPathComponent == "drs", args.dropFirst().first == "node" else { return false }
+        guard let program = args.first, (program as NSString).lastPathComponent == "drs" || program == ownExecutable,
+              args.dropFirst().first == "node" else { return false }
         guard let i = args.firstIndex(of: "--name"), i + 1 < args.count else { return false }
         return args[i + 1] == name
     }
@@ -73,7 +79,7 @@ struct LocalCluster {
     @discardableResult
     func start(_ name: String) throws -> Int32 {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let executable = URL(fileURLWithPath: Self.ownExecutable)
         let log = "\(folder)/\(name).log"
         if !FileManager.default.fileExists(atPath: log), !FileManager.default.createFile(atPath: log, contents: nil) {
             throw DrillError("cannot create \(log)")

@@ -18,8 +18,12 @@ struct DrillProcessTests {
 
     /// Runs a drill on a fresh synchronous cluster, kills whatever it left behind (and
     /// records that as a failure), and returns the exit status, output and JSON report.
-    func drill(_ scenario: String, _ extra: [String] = [], replication: String = "{mode: synchronous, replicas: 1}") async throws -> (status: Int32, output: String, report: [String: Any]?, folder: URL) {
+    func drill(_ scenario: String, _ extra: [String] = [], replication: String = "{mode: synchronous, replicas: 1}",
+               renamed: Bool = false) async throws -> (status: Int32, output: String, report: [String: Any]?, folder: URL) {
         let cluster = try ProcessCluster(replication: replication)
+        // A copy of the binary under another name (an installed `drs-1.2`, say).
+        let binary = cluster.directory.appendingPathComponent("drs-renamed").path
+        if renamed { try FileManager.default.copyItem(atPath: DRSBinary.path, toPath: binary) }
         let config = cluster.directory.appendingPathComponent(cluster.config).path
         let json = cluster.directory.appendingPathComponent("\(scenario).json").path
         defer {
@@ -29,7 +33,7 @@ struct DrillProcessTests {
         }
         let run = try await DRSBinary.run(["drill", scenario, "--config", config, "--direct", "--sessions", "20", "--rate", "60",
                                      "--duration", "6s", "--json", json, "--state-dir", cluster.directory.appendingPathComponent("st").path] + extra,
-                                    in: cluster.directory)
+                                    in: cluster.directory, binary: renamed ? binary : nil)
         let report = FileManager.default.contents(atPath: json).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
         return (run.status, run.output, report, cluster.directory)
     }
@@ -52,6 +56,14 @@ struct DrillProcessTests {
         #expect((report["perSecond"] as? [[String: Any]])?.isEmpty == false)
         let svg = r.folder.appendingPathComponent("\((report["scenario"] as? String) ?? "").svg").path
         #expect(FileManager.default.contents(atPath: svg).map { String(decoding: $0, as: UTF8.self).hasPrefix("<svg") } == true)
+    }
+
+    @Test("a drs binary under another name finds the nodes it started: it signals them, and leaves none behind")
+    func renamedBinary() async throws {
+        // Before, only a program named `drs` counted as a node: the renamed copy found no
+        // process to pause, failed, and left its three nodes running.
+        let r = try await drill("hang", renamed: true)
+        try expectNothingLost(r)
     }
 
     @Test("kill-primary: SIGKILL of the busiest node loses no write acknowledged in synchronous mode")
