@@ -213,6 +213,8 @@ extension NodeCore {
             }
         }
         lanes = Self.makeLanes(settings, id: id)
+        // The new lanes know of no draining member: the next drain handover marks it again.
+        leavingPeers = [:]
         for l in lanes.indices { lanes[l].reportsEvents = reportsEvents }
         inbound = [:]
         membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members, tuning: Self.membershipTuning(settings),
