@@ -37,6 +37,16 @@ struct NodeCoreTests {
 
     var clock = ManualClock()
 
+    /// n1's drain handing session `id` to the node unasked (request id 0), last accessed
+    /// now so that it does not expire when the node ticks.
+    func drainHandover(_ id: SessionID) -> InboundFrame {
+        var state = Self.state(version: 1)
+        state.id = id
+        state.lastAccessedAt = clock.wall
+        let reply = HandoverReply(requestID: 0, id: id, answer: .transferred(state))
+        return InboundFrame(senderName: "n1", sender: Self.p1, control: [.handoverReply(reply)])
+    }
+
     @Test("clock samples handed over out of order are no clock jump; a wall clock that ran ahead of the monotonic one is")
     func staleClockSamplesAreNoJump() {
         var b = Self.backup()
@@ -136,10 +146,7 @@ struct NodeCoreTests {
         _ = b.receiveMembership(.ping(sequence: 1, target: NodeID(2_000), updates: []), from: "n1", id: Self.p1, reliable: false, now: clock.now, wall: clock.wall)
         _ = b.receiveMembership(.ping(sequence: 1, target: NodeID(2_000), updates: []), from: "n3", id: Self.p3, reliable: false, now: clock.now, wall: clock.wall)
         // n1 drains: it hands its session to n2 (request id 0, nobody asked).
-        var state = Self.state(version: 1)
-        state.lastAccessedAt = clock.wall  // not expired when the node ticks below
-        let handed = HandoverReply(requestID: 0, id: Self.id, answer: .transferred(state))
-        _ = b.receiveFrame(InboundFrame(senderName: "n1", sender: Self.p1, control: [.handoverReply(handed)]), now: clock.now, wall: clock.wall)
+        _ = b.receiveFrame(drainHandover(Self.id), now: clock.now, wall: clock.wall)
         #expect(b.ownedState(Self.id)?.replicaSet == ["n3"])
         // n3 dies: its replacement must not be the draining n1.
         _ = b.receiveMembership(.ping(sequence: 2, target: NodeID(2_000), updates: [MemberUpdate(status: .dead, name: "n3", id: Self.p3, incarnation: 0, from: "n1")]),
@@ -160,13 +167,7 @@ struct NodeCoreTests {
         func alive(_ name: String, _ pid: NodeID, _ seq: UInt64) {
             _ = b.receiveMembership(.ping(sequence: seq, target: b.id, updates: []), from: name, id: pid, reliable: false, now: clock.now, wall: clock.wall)
         }
-        func handOver(_ id: SessionID) {
-            var state = Self.state(version: 1)
-            state.id = id
-            state.lastAccessedAt = clock.wall
-            let reply = HandoverReply(requestID: 0, id: id, answer: .transferred(state))
-            _ = b.receiveFrame(InboundFrame(senderName: "n1", sender: Self.p1, control: [.handoverReply(reply)]), now: clock.now, wall: clock.wall)
-        }
+        func handOver(_ id: SessionID) { _ = b.receiveFrame(drainHandover(id), now: clock.now, wall: clock.wall) }
         alive("n1", Self.p1, 1)
         alive("n3", Self.p3, 1)
         handOver(SessionID(high: 42, low: 1))
