@@ -289,8 +289,8 @@ extension NodeCore {
     package var nextDeadline: MonotonicInstant {
         var d = min(membership.nextDeadline, leases.nextDeadline, nextShardTick)
         for r in parked { if let p = requests[r], case .awaitingServing(let until) = p.stage { d = min(d, until) } }
-        for p in requests.values {
-            if let s = p.search { d = min(d, s.roundEnds ?? s.resumeAt ?? d) }
+        for r in searching {
+            if let i = requests.index(forKey: r), let t = requests.values[i].searchTimes { d = min(d, t.roundEnds ?? t.resumeAt ?? d) }
         }
         return d
     }
@@ -319,9 +319,10 @@ extension NodeCore {
         }
         tickSearches()
         recheckParked()
-        // Only drains run here: finding them must not copy and sort every pending request.
-        let drains = requests.compactMap { e -> RequestID? in if case .drain = e.value.kind { e.key } else { nil } }
-        for r in drains.sorted() { runDrain(r) }
+        // Only drains run here, found without copying every pending request.
+        for r in drains.sorted() {
+            if requests[r] == nil { drains.remove(r) } else { runDrain(r) }
+        }
         return takeActions()
     }
 

@@ -159,7 +159,8 @@ extension NodeCore {
     /// promote anything), and a lookup no longer needs their answer to say not-found.
     /// Membership reporting such a member later (it started) makes it a member again.
     mutating func checkAbsence() {
-        guard !absenceChecked, now - listeningSince >= Self.absenceGrace(settings) else { return }
+        // (The grace is at least 20 s: that cheap test spares its arithmetic at every tick.)
+        guard !absenceChecked, now - listeningSince >= .seconds(20), now - listeningSince >= Self.absenceGrace(settings) else { return }
         absenceChecked = true
         let never = settings.members.filter { $0 != settings.name && !heardOf.contains($0) && membership.member($0) == nil }
         guard !never.isEmpty else { return }

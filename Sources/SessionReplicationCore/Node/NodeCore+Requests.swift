@@ -93,6 +93,7 @@ extension NodeCore {
         p.stage = .working
         p.drainUntil = now + settings.policy.drainTimeout
         requests[r] = p
+        drains.insert(r)
         runDrain(r)
         return takeActions()
     }
@@ -127,7 +128,8 @@ extension NodeCore {
             let mono = now - previous.now
             let walled = Duration.milliseconds(wall.milliseconds - previous.wall.milliseconds)
             let elapsed = mono < .zero ? .zero - mono : mono
-            if walled - mono > .milliseconds(25) + elapsed / 8 {
+            // (The first test alone rules out nearly every sample: a Duration division is slow.)
+            if walled - mono > .milliseconds(25), walled - mono > .milliseconds(25) + elapsed / 8 {
                 leases.dropGrants()
                 nodeCounters.clockJumps += 1
                 log(.warning, "the wall clock ran ahead of the monotonic clock (was the process or its VM paused?): leases dropped until fresh grants",
@@ -190,6 +192,8 @@ extension NodeCore {
         waiters = [:]
         handoverRounds = [:]
         parked = []
+        searching = []
+        drains = []
         searchSlots = SearchSlots(limit: searchSlots.limit)
     }
 

@@ -31,6 +31,7 @@ extension NodeCore {
                                                       handoverTimeout: self.settings.policy.handoverTimeout, now: now),
                                holdsSlot: holdsSlot)
         requests[r] = p
+        searching.insert(r)
         advanceSearch(r)
         return takeActions()
     }
@@ -98,11 +99,12 @@ extension NodeCore {
 
     /// Runs the searches whose round ended or whose pause is over.
     mutating func tickSearches() {
-        for (r, p) in requests.sorted(by: { $0.key < $1.key }) {
-            guard let s = p.search else { continue }
-            if let end = s.roundEnds, now >= end {
+        guard !searching.isEmpty else { return }
+        for r in searching.sorted() {
+            guard let i = requests.index(forKey: r), let t = requests.values[i].searchTimes else { searching.remove(r); continue }
+            if let end = t.roundEnds, now >= end {
                 endSearchRound(r)
-            } else if let resume = s.resumeAt, now >= resume {
+            } else if let resume = t.resumeAt, now >= resume {
                 advanceSearch(r)
             }
         }

@@ -122,6 +122,10 @@ package struct NodeCore: Sendable {
     var nextShardTick: MonotonicInstant = .zero
     /// A request waits (serving check, quorum, full queue, a paused search) in here.
     var parked: Set<RequestID> = []
+    /// Requests that started a takeover search or a drain: the timer walks these, not
+    /// every request (an id stays until its timer run finds the request gone).
+    var searching: Set<RequestID> = []
+    var drains: Set<RequestID> = []
     var out: [NodeAction] = []
     var flushes: Set<String> = []
     /// Since when each live peer has granted this node no current lease.
@@ -236,6 +240,23 @@ package struct NodeCore: Sendable {
     package func serves(_ id: SessionID, now: MonotonicInstant) -> Bool {
         guard !stopped, !declaredDead else { return false }
         return servable(id, now: now) == true
+    }
+
+    /// The ids among `ids` that `serves` holds true for now, in their order, with the
+    /// leases looked at once rather than once per id (the simulator asks this after every
+    /// event). Empty when stopped, declared dead or, under `majority`, without a quorum.
+    package func served(among ids: [SessionID], now: MonotonicInstant) -> [SessionID] {
+        guard !stopped, !declaredDead, !settings.majority || hasQuorum(now: now) else { return [] }
+        // The live peers without a current grant: a replica set naming none of them passes.
+        // (Plain loops: a closure reading `self` copied the whole core per call.)
+        var lapsed: [String] = []
+        for peer in livePeers where !(leases.grantedUntil[peer].map { now < $0 } ?? false) { lapsed.append(peer) }
+        var served: [SessionID] = []
+        for id in ids {
+            guard let o = lanes.inPlace(lane(of: id), { $0.ownership(of: id) }), o.confirmed else { continue }
+            if lapsed.isEmpty || !o.replicaSet.contains(where: lapsed.contains) { served.append(id) }
+        }
+        return served
     }
 
     /// `nil` when this node does not own `id`; otherwise whether it may serve it now: its

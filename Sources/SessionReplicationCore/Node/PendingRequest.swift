@@ -64,3 +64,12 @@ struct SearchState: Sendable {
     var roundEnds: MonotonicInstant?
     var resumeAt: MonotonicInstant?
 }
+
+extension PendingRequest {
+    /// The search's timers, `nil` without a search. (Read in place by the timer, which
+    /// would otherwise copy every search, held copies included, at every tick.)
+    var searchTimes: (roundEnds: MonotonicInstant?, resumeAt: MonotonicInstant?)? {
+        if case .none = search { return nil }
+        return (search?.roundEnds, search?.resumeAt)
+    }
+}

@@ -289,11 +289,16 @@ struct ScenarioRun {
             // three times per node and event).
             let at = sim.clock(slot: touched)
             let ids = sessionsRef.ids
-            let served = sim.inspect(slot: touched) { p in ids.filter { p.serves($0, now: at) } } ?? []
+            let served: [SessionID] = sim.inspect(slot: touched) { p -> [SessionID] in
+                let served = p.core.served(among: ids, now: at)
+                // (Debug builds check the shortcut against the serving rule, id by id.)
+                assert(served == ids.filter { p.serves($0, now: at) }, "served(among:) disagrees with serves")
+                return served
+            } ?? []
             guard !served.isEmpty else { return }
             for n in sim.slots.indices where n != touched && sim.isRunning(slot: n) {
                 let clock = sim.clock(slot: n)
-                let both = sim.inspect(slot: n) { p in served.filter { p.serves($0, now: clock) } } ?? []
+                let both: [SessionID] = sim.inspect(slot: n) { p in p.core.served(among: served, now: clock) } ?? []
                 for s in both { log.violation("[\(sim.slots[touched].name), \(sim.slots[n].name)] both serve \(s)") }
             }
         }
