@@ -89,8 +89,13 @@ public struct DrillReport: Codable, Sendable {
         public var newRoutes: Int = 0
         /// Next answers for those sessions that came from the node the new route names.
         public var followed: Int = 0
-        /// Next answers that came from another node.
+        /// Next answers that came from another node while the node the route names was
+        /// not touched by the fault: the balancer did not follow the route.
         public var notFollowed: Int = 0
+        /// Next answers from another node because the fault touched the node the route
+        /// names before that answer, or it was not ready (restarted, stopped, cut off,
+        /// fenced, or not yet listed by the balancer again): not counted either way.
+        public var excused: Int = 0
 
         /// All zero.
         public init() {}
@@ -286,7 +291,8 @@ public struct DrillReport: Codable, Sendable {
             ("replication lag p99 before fault", lagMsP99AtFault.map { String(format: "%.2f ms", $0) } ?? "-"),
         ]
         if routing.newRoutes > 0 {
-            rows.append(("new routes followed by LB", "\(routing.followed) of \(routing.followed + routing.notFollowed) checked (\(routing.newRoutes) handed out)"))
+            let excused = routing.excused > 0 ? "; \(routing.excused) not checked: the route's node was faulted or not ready" : ""
+            rows.append(("new routes followed by LB", "\(routing.followed) of \(routing.followed + routing.notFollowed) checked (\(routing.newRoutes) handed out\(excused))"))
         }
         let width = rows.map(\.0.count).max() ?? 0
         var lines = rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }

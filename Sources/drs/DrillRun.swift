@@ -24,6 +24,7 @@ actor DrillRun {
     let lossPercent: Int
     let http: DrillHTTP
     let monitorHTTP: DrillHTTP
+    let readyHTTP: DrillHTTP
     let cookieName: String
     let origin = ContinuousClock.now
     let startedAt = Date()
@@ -37,6 +38,8 @@ actor DrillRun {
         var busy = false
         /// A new route was handed out; the next answer shows whether the LB followed it.
         var awaitingRoute: String?
+        /// When that route was handed out (drill time).
+        var routeAt = 0.0
     }
 
     var ledger = DrillLedger()
@@ -45,6 +48,13 @@ actor DrillRun {
     var skipped = 0
     var inFlight = 0
     var routing = DrillReport.Routing()
+    /// When the fault touched each node (a route to it then is not checked).
+    var faultWindows = FaultWindows()
+    /// When each node answered `/readyz` with anything but 200 (or not at all): the
+    /// balancer's health check takes such a node out, so a route to it then is not
+    /// checked either (a survivor fenced until the cut-off node is declared dead, say).
+    var notReady = FaultWindows()
+    var readinessStop = false
     /// Nodes the direct-mode client avoids until the given time (refused or timed out).
     var avoid: [String: Double] = [:]
     var events: [DrillReport.Event] = []
@@ -85,6 +95,8 @@ actor DrillRun {
         // that times out counts as no answer, and promotion is only seen in a round in
         // which every survivor answered.
         self.monitorHTTP = DrillHTTP(timeout: 3, token: configuration.http.token)
+        // The balancer's health check gives a node 250 ms; so does the readiness watch.
+        self.readyHTTP = DrillHTTP(timeout: 0.25, token: configuration.http.token)
         self.cookieName = configuration.http.cookieName
     }
 
@@ -114,6 +126,7 @@ actor DrillRun {
             // stopped, and the load stops starting requests.
             loadEnd = 0
             monitorStop = true
+            readinessStop = true
             await cleanup()
             throw error
         }
@@ -132,6 +145,7 @@ actor DrillRun {
         let faultTime = loadStart + duration * 0.3, healTime = loadStart + duration * 0.6
         loadEnd = loadStart + duration
         let pacer = Task { await self.pace() }
+        let readiness = direct ? [] : configuration.nodes.map { node in Task { await self.watchReadiness(node) } }
         try await sleep(until: faultTime)
         // No fault (`none`): no monitor either; the load runs to its end.
         var monitor: Task<Void, Never>?
@@ -161,6 +175,9 @@ actor DrillRun {
             monitorStop = true
             await monitor.value
         }
+        // (Stopped by a flag too, for the reason above.)
+        readinessStop = true
+        for task in readiness { await task.value }
         await finalReads()
         sampler.cancel()
         let total = now()
@@ -310,7 +327,18 @@ actor DrillRun {
     func after(_ i: Int, _ a: DrillHTTP.Answer, node: String?) {
         if let status = a.status, (200..<300).contains(status), let owner = a.owner {
             if let expected = slots[i].awaitingRoute, !direct, !roundRobin {
-                if owner == expected { routing.followed += 1 } else { routing.notFollowed += 1 }
+                if owner == expected {
+                    routing.followed += 1
+                } else if faultWindows.touched(expected, from: slots[i].routeAt, to: now())
+                            || notReady.touched(expected, from: slots[i].routeAt, to: now()) {
+                    routing.excused += 1
+                } else {
+                    routing.notFollowed += 1
+                    if routing.notFollowed <= 10 {
+                        note("route not followed", String(format: "session %d: route %@ handed out %.2f s before, answered by %@",
+                                                          i, expected, now() - slots[i].routeAt, owner))
+                    }
+                }
                 slots[i].awaitingRoute = nil
             }
         }
@@ -318,6 +346,7 @@ actor DrillRun {
             slots[i].route = route
             routing.newRoutes += 1
             slots[i].awaitingRoute = route
+            slots[i].routeAt = now()
         } else if a.status == 421, let owner = a.owner {
             slots[i].route = owner
         }
@@ -396,6 +425,7 @@ actor DrillRun {
             for node in configuration.nodes {
                 guard let p = pid(node.name) else { throw DrillError("no process for \(node.name)") }
                 kill(p, SIGTERM)
+                faultWindows.open(node.name, at: now())
                 note("restart", "\(node.name): SIGTERM")
                 let deadline = now() + 20
                 let watcher = configuration.nodes.first { $0.name != node.name }!
@@ -409,6 +439,7 @@ actor DrillRun {
                 if kill(p, 0) == 0 { kill(p, SIGKILL) }
                 try cluster.start(node.name)
                 guard await waitServing(node, timeout: 30) else { throw DrillError("\(node.name) did not serve again within 30 s") }
+                faultWindows.close(node.name, at: now())
                 note("restart", "\(node.name): serving again")
             }
             return
@@ -435,6 +466,7 @@ actor DrillRun {
             return
         }
         faultAt = t
+        faultWindows.open(target.name, at: t)
         note("fault", "\(scenario.rawValue) on \(victim): \(mechanism)", at: t)
     }
 
@@ -512,6 +544,7 @@ actor DrillRun {
         case .rollingRestart, .none:
             break
         }
+        faultWindows.close(target.name, at: now())
     }
 
     /// Reads every session from `node` right after it resumed: fencing says none of these
@@ -536,6 +569,16 @@ actor DrillRun {
         guard let table = nftTable else { return }
         try? runNft(["delete", "table", "inet", table], input: nil)
         nftTable = nil
+    }
+
+    /// Polls `node`'s `/readyz` every 100 ms, as the balancer's health check does, until
+    /// `readinessStop`, recording when it was not ready.
+    func watchReadiness(_ node: NodeEndpoint) async {
+        while !readinessStop {
+            let ready = await readyHTTP.send("GET", url(node, "/readyz")).status == 200
+            if ready { notReady.close(node.name, at: now()) } else { notReady.open(node.name, at: now()) }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     func waitServing(_ node: NodeEndpoint, timeout: Double) async -> Bool {
