@@ -145,7 +145,8 @@ actor DrillRun {
         let faultTime = loadStart + duration * 0.3, healTime = loadStart + duration * 0.6
         loadEnd = loadStart + duration
         let pacer = Task { await self.pace() }
-        let readiness = direct ? [] : configuration.nodes.map { node in Task { await self.watchReadiness(node) } }
+        // Only where routes are checked: through the balancer, with cookie routing.
+        let readiness = direct || roundRobin ? [] : configuration.nodes.map { node in Task { await self.watchReadiness(node) } }
         try await sleep(until: faultTime)
         // No fault (`none`): no monitor either; the load runs to its end.
         var monitor: Task<Void, Never>?
