@@ -320,8 +320,8 @@ extension NodeCore {
         tickSearches()
         recheckParked()
         // Only drains run here, found without copying every pending request.
-        for r in drains.sorted() {
-            if requests[r] == nil { drains.remove(r) } else { runDrain(r) }
+        for r in drainRequests.sorted() {
+            if requests[r] == nil { drainRequests.remove(r) } else { runDrain(r) }
         }
         return takeActions()
     }

@@ -93,7 +93,7 @@ extension NodeCore {
         p.stage = .working
         p.drainUntil = now + settings.policy.drainTimeout
         requests[r] = p
-        drains.insert(r)
+        drainRequests.insert(r)
         runDrain(r)
         return takeActions()
     }
@@ -193,7 +193,7 @@ extension NodeCore {
         handoverRounds = [:]
         parked = []
         searching = []
-        drains = []
+        drainRequests = []
         searchSlots = SearchSlots(limit: searchSlots.limit)
     }
 

@@ -122,10 +122,12 @@ package struct NodeCore: Sendable {
     var nextShardTick: MonotonicInstant = .zero
     /// A request waits (serving check, quorum, full queue, a paused search) in here.
     var parked: Set<RequestID> = []
-    /// Requests that started a takeover search or a drain: the timer walks these, not
-    /// every request (an id stays until its timer run finds the request gone).
+    /// Requests that started a takeover search: the timer walks these, not every request
+    /// (an id stays until a timer run finds its request gone or without a search).
     var searching: Set<RequestID> = []
-    var drains: Set<RequestID> = []
+    /// Drain requests in progress (`draining` says whether this node leaves), kept the
+    /// same way for the timer.
+    var drainRequests: Set<RequestID> = []
     var out: [NodeAction] = []
     var flushes: Set<String> = []
     /// Since when each live peer has granted this node no current lease.
