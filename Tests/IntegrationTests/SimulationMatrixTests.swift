@@ -70,6 +70,8 @@ struct RegressionSeedTests {
         (7003608, "a late frame of a restarted node's short-lived process (wall clock stepped back) retired its current process everywhere it arrived: no session could move to or from that node"),
         (7011749, "a copyless nominee that a promise gave a copy ranked itself by name against a taker with a copy: each answered the other owned, both yielded, nobody owned the session"),
         (7012855, "a copyless taker's resent prepare carried the copy a promise had brought it: the taker with a copy ranked it as its equal and yielded by name, while the copyless one yielded to that taker's earlier answer; nobody owned the session"),
+        (7110455, "under majority two of three nodes crashed for good: the judge wanted an owner and a full replica set where no quorum is left (now it checks that the survivor stays fenced)"),
+        (7113696, "a taker yielded to the owner named by one holder's stray older copy while that owner, asked in the same round, had handed the session on: nobody owned it"),
     ]
 
     @Test("each seed keeps every invariant", arguments: seeds.map(\.0))

@@ -22,11 +22,22 @@ extension ReplicaShard {
         var owner: String
         /// The departed owner's process, when known.
         var ownerID: NodeID?
+        /// The members the prepares went to, and those of them yet to answer.
+        let asked: Set<String>
         var waiting: Set<String>
         var after: MonotonicInstant
         /// When the prepares were last sent (they are sent again to members still silent:
         /// a reset connection loses them).
         var sentAt: MonotonicInstant
+
+        init(owner: String, ownerID: NodeID?, waiting: Set<String>, after: MonotonicInstant, sentAt: MonotonicInstant) {
+            self.owner = owner
+            self.ownerID = ownerID
+            self.asked = waiting
+            self.waiting = waiting
+            self.after = after
+            self.sentAt = sentAt
+        }
     }
 
     /// Backup candidates not departed nor leaving, in configuration order.
@@ -250,10 +261,14 @@ extension ReplicaShard {
                 continue
             }
             if let s = e.fresher, let owner = e.owner, owner != reply.oldOwner, owner != settings.selfName,
-               owner != holder, !departed.contains(owner), s.stamp.epoch > (backups[e.id]?.state.stamp.epoch ?? Self.noCopy.epoch) {
-                // The session moved on to another owner, alive as far as this node knows:
-                // this copy is a stray of an earlier epoch. Keep the newer copy as its backup
-                // (a takeover without a copy just ends).
+               owner != holder, !departed.contains(owner), !t.asked.contains(owner),
+               s.stamp.epoch > (backups[e.id]?.state.stamp.epoch ?? Self.noCopy.epoch) {
+                // The session moved on to another owner, alive as far as this node knows and
+                // not asked in this round: this copy is a stray of an earlier epoch. Keep the
+                // newer copy as its backup (a takeover without a copy just ends). An owner
+                // asked in this round answers for itself ("owned here" when it still owns
+                // the session): the holder's copy may name an owner that has since handed the
+                // session on, so the round goes on and takes the copy as data only.
                 takeovers[e.id] = nil
                 guard backups[e.id] != nil else { continue }
                 backups[e.id]!.state = s

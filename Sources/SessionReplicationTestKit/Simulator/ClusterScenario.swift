@@ -342,6 +342,10 @@ struct ScenarioRun {
         for a in log.acks {
             if let d = log.deletes[a.session], a.began > d.at { out.failures.append("write \(a.attribute) of \(a.session) acknowledged after its delete") }
         }
+        // Under `majority`, crashes for good can leave fewer running nodes than a majority
+        // of the configured members: then nothing may be served (checked below), and no
+        // session can get an owner or a full replica set, by design.
+        let quorumLost = knobs.majority && running.count * 2 <= names.count
         // After healing: one owner per live session holding every replicated write, and a
         // full replica set at its stamp; ended sessions owned by nobody.
         let replicas = knobs.policy.replicas
@@ -357,7 +361,7 @@ struct ScenarioRun {
                 if log.tracing {
                     for n in names { print("  \(n): \(String(describing: sim.inspect(n) { $0.core.copy(of: s) } ?? nil).prefix(160)) owner \(sim.inspect(n) { $0.core.backupOwner(of: s) } ?? nil ?? "-")") }
                 }
-                if owners.isEmpty { if !maybeEnded && !anyWithCuts && !log.lostSessions.contains(s) { out.stuck.append("\(s) has no owner after healing") } } else { out.failures.append("\(s) has owners \(owners) after healing") }
+                if owners.isEmpty { if !maybeEnded && !anyWithCuts && !quorumLost && !log.lostSessions.contains(s) { out.stuck.append("\(s) has no owner after healing") } } else { out.failures.append("\(s) has owners \(owners) after healing") }
                 continue
             }
             if !(allowStale && !cutWindows.isEmpty) {
@@ -370,22 +374,25 @@ struct ScenarioRun {
                 if case .backup(let b)? = sim.inspect(n, { $0.core.copy(of: s) }) ?? nil { return b.stamp == state.stamp } else { return false }
             }
             let wanted = replicas.resolve(eligible: running.count - 1)
-            if copies.count != wanted || state.replicaSet.sorted() != copies.sorted() {
+            if !quorumLost && (copies.count != wanted || state.replicaSet.sorted() != copies.sorted()) {
                 out.stuck.append("\(s): owner \(owners[0]) at \(state.stamp.etag) with replica set \(state.replicaSet), backups at that stamp \(copies)")
             }
         }
         out.promotions = running.reduce(0) { $0 + (sim.inspect($1) { $0.core.replicationCounters.promotions } ?? 0) }
         out.takeovers = running.reduce(0) { $0 + (sim.inspect($1) { $0.core.replicationCounters.takeovers } ?? 0) }
         out.rejoins = log.rejoins.values.reduce(0, +)
-        // Every live process serves again: none is left fenced.
+        // Every live process serves again: none is left fenced. Without a quorum of
+        // running nodes, every one stays fenced.
         for n in running {
             let fenced = sim.inspect(n) { $0.core.status(now: sim.clock(n)).state } ?? "?"
-            if fenced != "serving" { out.stuck.append("\(n) is \(fenced) after healing") }
+            if quorumLost {
+                if fenced == "serving" { out.failures.append("\(n) is serving after healing, with \(running.count) of \(names.count) members running under majority") }
+            } else if fenced != "serving" { out.stuck.append("\(n) is \(fenced) after healing") }
         }
         // Once healed, a request on any running node gets any session: each is asked for
         // on a node that does not own it, which must own it 3 s later with every
         // replicated write.
-        if out.failures.isEmpty, running.count > 1, knobs.policy.affinity == .sticky {
+        if out.failures.isEmpty, running.count > 1, !quorumLost, knobs.policy.affinity == .sticky {
             var asked: [(SessionID, String)] = []
             for s in sessions where !log.deleteAsked.contains(s) && log.expiries[s] == nil {
                 guard let owner = running.first(where: { n in if case .owner? = sim.inspect(n, { $0.core.copy(of: s) }) ?? nil { true } else { false } }) else { continue }
