@@ -72,6 +72,8 @@ struct RegressionSeedTests {
         (7012855, "a copyless taker's resent prepare carried the copy a promise had brought it: the taker with a copy ranked it as its equal and yielded by name, while the copyless one yielded to that taker's earlier answer; nobody owned the session"),
         (7110455, "under majority two of three nodes crashed for good: the judge wanted an owner and a full replica set where no quorum is left (now it checks that the survivor stays fenced)"),
         (7113696, "a taker yielded to the owner named by one holder's stray older copy while that owner, asked in the same round, had handed the session on: nobody owned it"),
+        (7117182, "a cut between two of three nodes alone: each declared the other dead and saw a majority, neither yielded, and each held the other dead for good"),
+        (7118682, "a stale handover's confirmation re-pointed the holders' copies to the adopter, which then yielded: the owner's changes were refused, and when it died nobody took the session over"),
     ]
 
     @Test("each seed keeps every invariant", arguments: seeds.map(\.0))

@@ -276,6 +276,33 @@ struct MembershipTests {
         #expect(k.deathVerdict?.declarer == "n2" && k.deathVerdict?.liveHere == 1 && k.deathVerdict?.listLive == 2)
     }
 
+    /// A cut between n1 and n3 alone, n2 reaching both: each declared the other dead by
+    /// its own verdict and each sees a majority (itself and n2). Exactly one must rejoin:
+    /// they compare lists as two sides do, and the larger name yields.
+    @Test func twoNodesEachSeeingAMajorityAndHoldingTheOtherDeadSettleWhoRejoins() {
+        func node(_ name: String, _ id: NodeID, holdsDead dead: String, _ deadID: NodeID) -> Membership {
+            let clock = ManualClock()
+            var m = Membership(selfName: name, selfID: id, seeds: ["n1", "n2", "n3"], randomSeed: 7, now: clock.now)
+            m.receive(.ack(sequence: 0, updates: []), from: dead, id: deadID, now: clock.now)
+            m.receive(.ack(sequence: 0, updates: []), from: "n2", id: Self.b, now: clock.now)
+            m.acceptDeath(of: dead, id: deadID, declaredBy: name, now: clock.now)  // its own verdict
+            _ = m.takeOutput()
+            #expect(m.member(dead)?.status == .dead && m.member("n2")?.status == .alive)
+            return m
+        }
+        func list(_ name: String, _ id: NodeID, dead: String, _ deadID: NodeID) -> [MemberUpdate] {
+            [MemberUpdate(status: .alive, name: name, id: id, incarnation: 0, from: name),
+             MemberUpdate(status: .alive, name: "n2", id: Self.b, incarnation: 0, from: "n2"),
+             MemberUpdate(status: .dead, name: dead, id: deadID, incarnation: 0, from: name)]
+        }
+        var n3 = node("n3", Self.c, holdsDead: "n1", Self.a)
+        var n1 = node("n1", Self.a, holdsDead: "n3", Self.c)
+        n3.receive(.sync(members: list("n1", Self.a, dead: "n3", Self.c), reply: false), from: "n1", id: Self.a, reliable: true, now: ManualClock().now)
+        n1.receive(.sync(members: list("n3", Self.c, dead: "n1", Self.a), reply: false), from: "n3", id: Self.c, reliable: true, now: ManualClock().now)
+        #expect(n3.status == .dead, "neither yielded: each holds the other dead for good")
+        #expect(n1.status == .alive, "both yielded")
+    }
+
     @Test func piggybackedGossipFitsTheBudgetAndIsRetransmittedALimitedNumberOfTimes() {
         var tuning = MembershipTuning()
         tuning.gossipBudget = 200

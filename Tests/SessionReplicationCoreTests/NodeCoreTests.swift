@@ -182,6 +182,21 @@ struct NodeCoreTests {
         #expect(b.ownedState(second).map { !$0.replicaSet.contains("n1") } == true, "after the rejoin a failover placed a copy on the draining n1")
     }
 
+    @Test("a drain in progress when this node is declared dead completes with what it handed over, and the node stays leaving")
+    mutating func aDrainEndsWhenTheNodeRejoins() {
+        var b = Self.backup()
+        _ = b.receiveMembership(.ping(sequence: 1, target: b.id, updates: []), from: "n1", id: Self.p1, reliable: false, now: clock.now, wall: clock.wall)
+        _ = b.receiveMembership(.ping(sequence: 1, target: b.id, updates: []), from: "n3", id: Self.p3, reliable: false, now: clock.now, wall: clock.wall)
+        _ = b.receiveFrame(drainHandover(Self.id), now: clock.now, wall: clock.wall)
+        // No lease from n3 yet: the session may not be served, so the drain waits for it.
+        let started = b.drain(RequestID(9), now: clock.now, wall: clock.wall)
+        #expect(!started.contains { if case .complete(RequestID(9), _) = $0 { true } else { false } })
+        b.rejoin()
+        let actions = b.takeActions()
+        #expect(actions.contains(.complete(RequestID(9), .drained(0))), "the drain did not complete at the rejoin: \(actions)")
+        #expect(b.status(now: clock.now).state == "leaving")
+    }
+
     @Test("a late frame of an earlier process (a smaller id) is refused and does not retire the current process")
     mutating func aLateFrameOfAnEarlierProcessRetiresNothing() {
         var b = Self.backup()

@@ -122,6 +122,37 @@ struct NominationTests {
         #expect(n4.nominationsPending == 0)
     }
 
+    @Test("a holder's older copy naming an owner that is asked in the same round does not end the takeover: that owner answers for itself")
+    func anOwnerNamedByAStrayCopyAnswersForItself() throws {
+        let clock = ManualClock()
+        // n4 backs epoch 3 of a session that n3 owned when n3 died. n1 owned it at epoch 4,
+        // then handed it to n3 (epoch 5) and holds that copy; n2 missed the handover and
+        // still holds epoch 4, naming n1 as its owner.
+        var n4 = Self.shard("n4", id: 4, candidates: ["n1", "n2", "n3"])
+        let epoch3 = Epoch(counter: 3, owner: NodeID(2_000)), epoch4 = Epoch(counter: 4, owner: Self.p1), epoch5 = Epoch(counter: 5, owner: Self.p3)
+        #expect(n4.apply(.full(Self.state(version: 10, replicaSet: ["n4", "n1"], attributes: ["w": [3]], epoch: epoch3)), from: "n3", now: clock.now) == .applied)
+        let round = n4.memberDeparted("n3", now: clock.now)
+        #expect(Set(round.prepares.keys) == ["n1", "n2"])
+        let stray = PromiseReply.Entry(id: Self.id, fresher: Self.state(version: 12, replicaSet: ["n2"], attributes: ["w": [4]], epoch: epoch4), owner: "n1")
+        n4.onPromise(from: "n2", PromiseReply(oldOwner: "n3", sinceGrantMs: .max, entries: [stray]), now: clock.now, lease: .milliseconds(500))
+        #expect(n4.takeoversPending == 1, "the takeover ended on a copy naming n1, before n1 itself answered")
+        let fromN1 = PromiseReply.Entry(id: Self.id, fresher: Self.state(version: 13, replicaSet: ["n4", "n1"], attributes: ["w": [5]], epoch: epoch5))
+        n4.onPromise(from: "n1", PromiseReply(oldOwner: "n3", sinceGrantMs: .max, entries: [fromN1]), now: clock.now, lease: .milliseconds(500))
+        #expect(n4.tick(now: clock.now, wall: clock.wall, datagram: false).promoted == [Self.id])
+        guard case .owner(let promoted)? = n4.copy(of: Self.id) else { Issue.record("nobody owns the session"); return }
+        #expect(promoted.stamp.epoch.counter == 6 && promoted.attributes == ["w": [5]])
+        // An owner that is not asked in the round (none of the live members) still ends it:
+        // the copy lives on with that owner.
+        var n5 = Self.shard("n5", id: 5, candidates: ["n1", "n2", "n3"])
+        #expect(n5.apply(.full(Self.state(version: 10, replicaSet: ["n5", "n2"], attributes: ["w": [3]], epoch: epoch3)), from: "n3", now: clock.now) == .applied)
+        _ = n5.memberDeparted("n1", now: clock.now)
+        let second = n5.memberDeparted("n3", now: clock.now)
+        #expect(Set(second.prepares.keys) == ["n2"])
+        n5.memberReturned("n1")
+        n5.onPromise(from: "n2", PromiseReply(oldOwner: "n3", sinceGrantMs: .max, entries: [stray]), now: clock.now, lease: .milliseconds(500))
+        #expect(n5.takeoversPending == 0 && n5.backupOwner(of: Self.id) == "n1")
+    }
+
     @Test("a takeover without a copy yields to a taker with one, and a taker with a copy never yields to one without")
     func copylessTakeoversYield() throws {
         let clock = ManualClock()

@@ -109,6 +109,9 @@ package struct Membership: Sendable {
     var superseded = false
     /// While applying a push-pull list: its sender and how many live members it lists.
     var syncContext: (sender: String, live: Int)?
+    /// The largest process id of each name that a member other than this node (and not
+    /// held dead here) declared dead: a death this node did not decide alone.
+    var deathsDeclaredByOthers: [String: NodeID] = [:]
 
     /// Starts as the only member, alive at incarnation 0; the first `tick` contacts the
     /// seeds (other members' names). `randomSeed` drives every random choice.
@@ -293,6 +296,7 @@ package struct Membership: Sendable {
             for name in members.keys.sorted() {
                 guard let m = members[name], !m.status.isLive, now - m.since >= tuning.tombstoneTTL else { continue }
                 members[name] = nil
+                deathsDeclaredByOthers[name] = nil
                 gossip[name] = nil
                 deathNoticeSent[name] = nil
             }
@@ -435,6 +439,9 @@ package struct Membership: Sendable {
             }
             return false
         }
+        if u.status == .dead, u.from != selfName, members[u.from]?.status.isLive != false {
+            deathsDeclaredByOthers[u.name] = Swift.max(deathsDeclaredByOthers[u.name] ?? NodeID(0), u.id)
+        }
         guard let m = members[u.name], u.id >= m.id else {
             if members[u.name] != nil { return false }  // about an earlier process of that name
             members[u.name] = Member(name: u.name, id: u.id, incarnation: u.incarnation, status: u.status, since: now)
@@ -494,17 +501,27 @@ package struct Membership: Sendable {
 
     /// Whether a death of this process declared by `declarer` counts. After a partition
     /// heals, each side may hold the other dead; only one side must rejoin. A declarer
-    /// this node holds dead never counts while this node sees a strict majority of the
-    /// configured members alive; otherwise only when it sent its whole list (push-pull)
-    /// and sees more live members than this node does (on a tie, the larger name yields).
+    /// this node holds dead counts only when it sent its whole list (push-pull), never
+    /// while this node sees a strict majority of the configured members alive and either
+    /// that list does not or another member declared the declarer dead too; otherwise
+    /// when the list has more live members than this node sees (on a tie, the larger
+    /// name yields).
     func acceptsOwnDeath(declaredBy declarer: String) -> Bool {
         guard members[declarer]?.status.isLive == false else { return true }
-        // A node that sees a strict majority of the configured members alive (itself
-        // included) is on the side whose verdicts stand; it never yields to a member it
-        // holds dead. (Found by `drs drill partition`: with only the count comparison, a
-        // healed minority node's list could tie and make the majority drop everything.)
-        if liveCount * 2 > seeds.count + 1 { return false }
         guard let context = syncContext, context.sender == declarer else { return false }
+        // A node that sees a strict majority of the configured members alive (itself
+        // included) is on the side whose verdicts stand; it never yields to a member on the
+        // other side. (Found by `drs drill partition`: with only the count comparison, a
+        // healed minority node's list, not yet aware of its own death, could tie and make
+        // the majority drop everything.) Two nodes cut from each other alone, whom the
+        // others still reach, each declared the other dead by itself: each sees a
+        // majority, and with that rule alone neither yielded and each held the other dead
+        // for good (simulator seed 7117182). They compare as any two sides do.
+        let majority = seeds.count + 1
+        if liveCount * 2 > majority {
+            let declaredByOthers = deathsDeclaredByOthers[declarer].map { $0 >= members[declarer]!.id } ?? false
+            if context.live * 2 <= majority || declaredByOthers { return false }
+        }
         return liveCount < context.live || (liveCount == context.live && selfName > declarer)
     }
 

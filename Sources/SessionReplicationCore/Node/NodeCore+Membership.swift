@@ -195,14 +195,19 @@ extension NodeCore {
     }
 
     /// Another member declared this process dead: it serves nothing more, drops
-    /// everything it holds (owned sessions, backups, tombstones, streams), fails every
-    /// request in progress (`session-unavailable`: retry), takes a new, larger node id
+    /// everything it holds (owned sessions, backups, tombstones, streams), completes a
+    /// drain in progress with the sessions it handed, fails every other request in
+    /// progress (`session-unavailable`: retry), takes a new, larger node id
     /// and joins again; its peers see a new process and send it what it should back.
     mutating func rejoin(above floor: NodeID? = nil) {
         let old = id
         let verdict = membership.deathVerdict.map { "\($0)" } ?? "unknown"
         let fresh = NodeID.fresh(start: wall, random: random.next())
         id = NodeID.rejoining(after: old, above: floor, fresh: fresh)
+        // A drain in progress is over: the new process owns nothing left to hand over. It
+        // completes with the count it handed (failing it lost that count; the shell leaves
+        // the cluster next either way).
+        for r in drainRequests.sorted() { if let p = requests[r] { complete(r, .drained(p.handed)) } }
         failAll(SessionError(.sessionUnavailable, "this node rejoined the cluster while the request waited; retry"))
         // Answers to the old process's handover requests still arrive (sent before a cut
         // healed): none of them is this process's to adopt.

@@ -18,8 +18,8 @@ extension ReplicaShard {
     }
 
     /// A member's answer to the confirmation of an adopted session. Someone else owns it
-    /// under a later epoch, or holds it from a live owner other than the giver under a
-    /// later epoch than the one handed over: the handover was stale (a late or repeated
+    /// under a later epoch, or holds it from a live owner (the giver included) under an
+    /// epoch at least this adoption's: the handover was stale (a late or repeated
     /// answer) and this node yields, keeping a backup. A member that owns it under an
     /// earlier epoch (it adopted a stale handover itself) yields on this node's answer to
     /// its own confirmation; it stays unconfirmed here and is asked again until then. A
@@ -36,7 +36,9 @@ extension ReplicaShard {
             counters.staleHandoversRefused += 1
             return
         }
-        if let s = e.fresher, let owner = e.owner, owner != giver, owner != settings.selfName, !departed.contains(owner),
+        // (The giver included: a copy it sent under an epoch at least this adoption's was
+        // made after the handover, which is therefore stale.)
+        if let s = e.fresher, let owner = e.owner, owner != settings.selfName, !departed.contains(owner),
            s.stamp.epoch.counter >= o.state.stamp.epoch.counter {
             yield(e.id, to: owner, ownerID: nil, state: s, now: now)
             counters.staleHandoversRefused += 1

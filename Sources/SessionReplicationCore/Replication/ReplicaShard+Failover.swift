@@ -226,8 +226,13 @@ extension ReplicaShard {
                                             owner: b.promised ? nil : b.owner)
             // A copy of the departed owner now answers to the taker, which will send the
             // whole session under its new epoch; a copy of another (live) owner stays its.
-            // A taker that lost to this one gives its takeover up too.
-            if ofDeparted || b.owner == taker || takingOver {
+            // A taker that lost to this one gives its takeover up too. A confirmation (no
+            // process named) whose adopted epoch is not later than this copy's is a stale
+            // handover: the giver owned the session again since, and the copy stays the
+            // giver's (re-pointed, it refused the giver's changes, and nobody took the
+            // session over when the giver died; simulator seed 7118682).
+            let staleAdoption = request.oldOwnerID == NodeID(0) && e.stamp != Self.noCopy && b.state.stamp.epoch.counter >= e.stamp.epoch.counter
+            if (ofDeparted && !staleAdoption) || b.owner == taker || takingOver {
                 backups[e.id]!.owner = taker
                 backups[e.id]!.ownerID = process
                 backups[e.id]!.promised = true
