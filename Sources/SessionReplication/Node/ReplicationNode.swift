@@ -139,26 +139,14 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
     /// membership socket, and starts the timer. Throws if a socket cannot be bound.
     public func start() async throws {
         guard state.withLockedValue({ s in defer { s.started = true }; return !s.started }) else { return }
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [self] channel in
-                let key = ObjectIdentifier(channel)
-                let open = state.withLockedValue { s in
-                    guard !s.stopped else { return false }
-                    s.children[key] = channel
-                    return true
-                }
-                guard open else { return channel.close() }
-                channel.closeFuture.whenComplete { [self] _ in _ = state.withLockedValue { $0.children.removeValue(forKey: key) } }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(inboundGuard(inboundPolicy))
-                }
-            }
-            .bind(host: endpoint.listenAddress, port: endpoint.replicationPort).get()
-        let datagram: any Channel
+        let server: any Channel, datagram: any Channel
         do {
-            datagram = try await bindDatagram(port: server.localAddress?.port ?? endpoint.replicationPort)
+            (server, datagram) = try await bindReplication()
+        } catch {
+            state.withLockedValue { $0.started = false }
+            throw error
+        }
+        do {
             let membership = try await bindMembership(port: endpoint.membershipPort)
             state.withLockedValue { $0.membershipChannel = membership }
         } catch {
@@ -233,6 +221,48 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
         leaveCluster()
         try? await Task.sleep(for: configuration.membership.probeInterval * 2)
         await shutdown()
+    }
+
+    /// Binds the replication listener (TCP) and the UDP socket on the same port. With
+    /// `replicationPort` 0 the kernel picks the TCP port, which another UDP socket may
+    /// hold already (seen as a rare `EADDRINUSE` when many test clusters start at
+    /// once): both are then bound again on a new port, up to 20 times. A configured
+    /// port is tried once. Throws the bind error.
+    func bindReplication() async throws -> (server: any Channel, datagram: any Channel) {
+        var attempt = 1
+        while true {
+            let server = try await bindListener()
+            do {
+                return (server, try await bindDatagram(port: server.localAddress?.port ?? endpoint.replicationPort))
+            } catch let error as IOError where error.errnoCode == EADDRINUSE && endpoint.replicationPort == 0 && attempt < 20 {
+                try? await server.close()
+                attempt += 1
+            } catch {
+                try? await server.close()
+                throw error
+            }
+        }
+    }
+
+    /// Binds the replication TCP listener on `replicationPort` (0: a port the kernel picks).
+    func bindListener() async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                let key = ObjectIdentifier(channel)
+                let open = state.withLockedValue { s in
+                    guard !s.stopped else { return false }
+                    s.children[key] = channel
+                    return true
+                }
+                guard open else { return channel.close() }
+                channel.closeFuture.whenComplete { [self] _ in _ = state.withLockedValue { $0.children.removeValue(forKey: key) } }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(inboundGuard(inboundPolicy))
+                }
+            }
+            .bind(host: endpoint.listenAddress, port: endpoint.replicationPort).get()
     }
 
     var isStopped: Bool { state.withLockedValue { $0.stopped } }
