@@ -157,6 +157,47 @@ struct HandoverShardTests {
         #expect(stillAsking == false)
     }
 
+    @Test func aStaleAdoptionWhoseGiverDiedBeforeTheLaterCopyArrivedIsTakenOverNotServed() throws {
+        var clock = ManualClock()
+        var n2 = shard("n2", id: 2, candidates: ["n1", "n3"], replicas: 2)
+        var n3 = shard("n3", id: 3, candidates: ["n1", "n2"], replicas: 2)
+        let id = SessionID(high: 24, low: 24)
+        func state(counter: UInt64, version: UInt64, replicaSet: [String]) -> SessionState {
+            SessionState(id: id, stamp: Stamp(epoch: Epoch(counter: counter, owner: NodeID(1)), version: version), attributes: ["v": [UInt8(version)]],
+                         createdAt: clock.wall, lastAccessedAt: clock.wall, maxInactiveInterval: .seconds(60), replicaSet: replicaSet)
+        }
+        // n1 owns the session under epoch 4 (n2 backs it); n3 adopts a late answer to an
+        // old handover (epoch 2) and asks n1 and n2 to confirm.
+        let applied = n2.apply(.full(state(counter: 4, version: 19, replicaSet: ["n2", "n3"])), from: "n1", now: clock.now)
+        let adopted = n3.adoptHandover(state(counter: 2, version: 11, replicaSet: ["n3"]), from: "n1", giverStays: true, now: clock.now)
+        #expect(applied == .applied && adopted)
+        let asks = n3.startConfirming(id, giver: "n1", now: clock.now)
+        // n1 is declared dead here before n2's answer, which carries n1's later copy.
+        _ = n3.memberDeparted("n1", now: clock.now)
+        let answer = n2.onPrepare(from: "n3", PrepareRequest(oldOwner: "n1", entries: try #require(asks["n2"])))
+        #expect(answer.first?.owner == "n1" && answer.first?.fresher?.stamp.version == 19)
+        n3.onPromise(from: "n2", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: answer), now: clock.now, lease: .milliseconds(500))
+        // The adopted state (version 11) is not served: n3 keeps the later copy as n1's
+        // backup and takes it over from n1 with a round of its own.
+        guard case .backup(let kept)? = n3.copy(of: id) else { Issue.record("the stale adoption is served"); return }
+        #expect(kept.stamp.version == 19)
+        #expect(n3.staleAdoptionOwners == ["n1"])
+        let rounds = n3.takeOverStaleAdoptions(mayPromote: true, now: clock.now, processes: ["n1": NodeID(1)], promoteAfter: ["n1": clock.now])
+        #expect(rounds.count == 1 && rounds.first?.owner == "n1" && rounds.first?.process == NodeID(1))
+        let prepares = try #require(rounds.first?.outcome.prepares["n2"])
+        #expect(prepares.map(\.stamp.version) == [19])
+        #expect(n3.staleAdoptionOwners.isEmpty)
+        let promise = n2.onPrepare(from: "n3", PrepareRequest(oldOwner: "n1", oldOwnerID: NodeID(1), entries: prepares))
+        #expect(n2.backupOwner(of: id) == "n3", "n2's copy now answers to the taker")
+        n3.onPromise(from: "n2", PromiseReply(oldOwner: "n1", oldOwnerID: NodeID(1), sinceGrantMs: .max, entries: promise), now: clock.now,
+                     lease: .milliseconds(500))
+        clock.advance(by: .seconds(1))
+        let promoted = n3.tick(now: clock.now, wall: clock.wall, datagram: false).promoted
+        #expect(promoted == [id])
+        guard case .owner(let owner)? = n3.copy(of: id) else { Issue.record("nobody owns the session"); return }
+        #expect(owner.stamp.version == 19 && owner.stamp.epoch.counter == 5)
+    }
+
     @Test func theCooldownHoldsOnlyWhileTheTakerStillOwnsTheSession() throws {
         let clock = ManualClock()
         var n1 = shard("n1", id: 1, candidates: ["n2", "n3"], replicas: 1)

@@ -299,7 +299,27 @@ extension NodeCore {
         for (l, part) in byLane.sorted(by: { $0.key < $1.key }) {
             let r = PromiseReply(oldOwner: reply.oldOwner, oldOwnerID: reply.oldOwnerID, sinceGrantMs: reply.sinceGrantMs, entries: part)
             lanes[l].onPromise(from: holder, process: process, r, now: now, lease: settings.lease)
+            takeOverStaleAdoptions(lane: l)
             flushPending(lane: l)
+        }
+    }
+
+    /// Adoptions a confirmation found stale, with a later copy whose owner departed:
+    /// taken over from that owner's process (a takeover round), or, while `promotion:
+    /// majority` defers failovers here, deferred with that owner's.
+    mutating func takeOverStaleAdoptions(lane l: Int) {
+        let mayPromote = !settings.majority || seesMajority
+        let owners = lanes[l].staleAdoptionOwners
+        guard !owners.isEmpty else { return }
+        var processes: [String: NodeID] = [:], after: [String: MonotonicInstant] = [:]
+        for o in owners {
+            processes[o] = membership.member(o)?.id ?? NodeID(0)
+            after[o] = leases.grantsExpire(for: o)
+        }
+        let rounds = lanes[l].takeOverStaleAdoptions(mayPromote: mayPromote, now: now, processes: processes, promoteAfter: after)
+        for r in rounds {
+            if !mayPromote, deferredFailovers[r.owner] == nil { deferredFailovers[r.owner] = r.process }
+            sendFailover([r.outcome], oldOwner: r.owner, oldOwnerID: r.process)
         }
     }
 

@@ -44,6 +44,17 @@ extension ReplicaShard {
             counters.staleHandoversRefused += 1
             return
         }
+        // The same, but that owner departed here before this answer arrived: serving the
+        // adopted state would lose the later epoch's writes, and its holders' takeovers
+        // may already have yielded to this node's "owned" answer. It becomes a backup of
+        // that owner, taken over from it with a round of its own (`takeOverStaleAdoptions`).
+        if let s = e.fresher, let owner = e.owner, owner != settings.selfName, departed.contains(owner),
+           s.stamp.epoch.counter >= o.state.stamp.epoch.counter {
+            yield(e.id, to: owner, ownerID: nil, state: s, now: now)
+            staleAdoptions.append(e.id)
+            counters.staleHandoversRefused += 1
+            return
+        }
         if let ended = e.ended, ended.epoch.counter >= o.state.stamp.epoch.counter {
             owned[e.id] = nil
             dirty.remove(e.id); accessed.remove(e.id); repair.remove(e.id)
@@ -51,6 +62,36 @@ extension ReplicaShard {
             return
         }
         owned[e.id]!.confirming.remove(holder)
+    }
+
+    /// The departed owners of the stale adoptions `confirmed` found (see
+    /// `takeOverStaleAdoptions`).
+    package var staleAdoptionOwners: Set<String> {
+        Set(staleAdoptions.compactMap { backups[$0]?.owner })
+    }
+
+    /// Takes over the sessions `confirmed` found stale adoptions of (a later copy whose
+    /// owner departed): a takeover round from that owner (its process from `processes`,
+    /// `NodeID(0)` when unknown), as a nominated taker, promoting after that owner's
+    /// `promoteAfter` instant and the holders' lease waits. With `mayPromote` false
+    /// (`promotion: majority` on a side without one) the copies stay backups of the
+    /// departed owner, nominated here until it departs again. Returns the outcomes to
+    /// send, by old owner. Never fails.
+    package mutating func takeOverStaleAdoptions(mayPromote: Bool, now: MonotonicInstant, processes: [String: NodeID],
+                                                 promoteAfter: [String: MonotonicInstant]) -> [(owner: String, process: NodeID, outcome: FailoverOutcome)] {
+        guard !staleAdoptions.isEmpty else { return [] }
+        var byOwner: [String: [PrepareRequest.Entry]] = [:]
+        for id in staleAdoptions {
+            guard let b = backups[id], departed.contains(b.owner), owned[id] == nil else { continue }
+            byOwner[b.owner, default: []].append(.init(id: id, stamp: b.state.stamp))
+        }
+        staleAdoptions = []
+        return byOwner.sorted { $0.key < $1.key }.map { owner, entries in
+            let pid = processes[owner] ?? NodeID(0)
+            let out = onNomination(oldOwner: owner, oldOwnerID: pid, entries: entries, oldOwnerGone: true, mayPromote: mayPromote,
+                                   now: now, promoteAfter: promoteAfter[owner] ?? now)
+            return (owner, pid, out)
+        }
     }
 
     /// Gives up ownership of an adopted, unconfirmed session: it is kept as a backup of

@@ -146,6 +146,10 @@ package struct ReplicaShard: Sendable {
     /// Nominations received before this node held their old owner departed (or while
     /// `promotion: majority` defers its failover), by session: acted on when it departs.
     var nominations: [SessionID: Nomination] = [:]
+    /// Adopted sessions whose confirmation met a copy of a later epoch whose owner had
+    /// departed here (the adoption was stale): kept as backups of that owner, and taken
+    /// over from it by `NodeCore` (`takeOverStaleAdoptions`).
+    var staleAdoptions: [SessionID] = []
     /// When `nominations` is next swept of entries older than `nominationLifetime`.
     var nominationSweepDue: MonotonicInstant = .zero
     /// When the oldest takeover's prepare is due to be sent again (no later; a takeover
