@@ -146,6 +146,32 @@ struct ShutdownAndRestartTests {
         try await sink.close()
     }
 
+    @Test("a start whose membership port is taken throws and leaves no socket bound; a later start binds again")
+    func failedStartReleasesItsSockets() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // The membership port is held by another socket; the replication port is free.
+        let blocker = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let replicationPort = try #require(probe.localAddress?.port)
+        try await probe.close()
+        var config = TestCluster.configuration(names: ["n1"])
+        config.nodes[0].replicationPort = replicationPort
+        config.nodes[0].membershipPort = try #require(blocker.localAddress?.port)
+        let node = try ReplicationNode(configuration: config, name: "n1", logger: Logger(label: "t"), eventLoopGroup: group)
+        await #expect(throws: (any Error).self) { try await node.start() }
+        // The replication UDP socket the failed start bound is closed and stays closed
+        // (before, it stayed bound until the process ended).
+        try await Task.sleep(for: .milliseconds(300))
+        let udp = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: replicationPort).get()
+        try await udp.close()
+        // Once the membership port is free, the same node starts.
+        try await blocker.close()
+        try await node.start()
+        #expect(node.replicationPort == replicationPort)
+        await node.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test("a backup that restarts empty gets every session it backs again")
     func restartedBackupIsRepopulated() async throws {
         let config = TestCluster.configuration(names: ["n1", "n2"])

@@ -29,14 +29,15 @@ extension ReplicationNode {
         return channel
     }
 
-    /// When `channel` closes while the node runs, binds a new socket with `bind` (every
+    /// When `channel` closes while the node runs (started and not stopped: a failed
+    /// start closes what it bound for good), binds a new socket with `bind` (every
     /// 100 ms until it binds or the node stops) and stores it with `install`, counting
     /// and logging each re-bind. A socket bound after the node stopped is closed.
     func rebindOnClose(_ channel: any Channel, _ what: String, port: Int,
                        bind: @escaping @Sendable (ReplicationNode) async throws -> any Channel,
                        install: @escaping @Sendable (inout RuntimeState, any Channel) -> Void) {
         channel.closeFuture.whenComplete { [weak self] _ in
-            guard let self, !self.isStopped else { return }
+            guard let self, !self.isStopped, self.state.withLockedValue({ $0.started }) else { return }
             self.rebind(what, port: port) { node in
                 let fresh = try await bind(node)
                 node.state.withLockedValue { if !$0.stopped { install(&$0, fresh) } }

@@ -150,15 +150,11 @@ public final class ReplicationNode: Service, FrameReceiver, @unchecked Sendable 
             let membership = try await bindMembership(port: endpoint.membershipPort)
             state.withLockedValue { $0.membershipChannel = membership }
         } catch {
-            // Leave nothing bound behind a failed start.
-            try? await server.close()
-            let (d, m) = state.withLockedValue { s in
-                defer { s.datagram = nil; s.membershipChannel = nil }
-                return (s.datagram, s.membershipChannel)
-            }
-            try? await d?.close()
-            try? await m?.close()
+            // Leave nothing bound behind a failed start: not started first, so the UDP
+            // socket closed here is not bound again (see `rebindOnClose`).
             state.withLockedValue { $0.started = false }
+            try? await server.close()
+            try? await datagram.close()
             throw error
         }
         event { core, now, wall in core.listening(now: now, wall: wall) }
