@@ -288,7 +288,11 @@ extension NodeCore {
     /// The earliest instant `tick` has work.
     package var nextDeadline: MonotonicInstant {
         var d = min(membership.nextDeadline, leases.nextDeadline, nextShardTick)
-        for r in parked { if let p = requests[r], case .awaitingServing(let until) = p.stage { d = min(d, until) } }
+        for r in parked {
+            guard let p = requests[r] else { continue }
+            if case .awaitingServing(let until) = p.stage { d = min(d, until) }
+            if case .awaitingServingCommit(_, let until) = p.stage { d = min(d, until) }
+        }
         for r in searching {
             if let i = requests.index(forKey: r), let t = requests.values[i].searchTimes { d = min(d, t.roundEnds ?? t.resumeAt ?? d) }
         }
@@ -323,6 +327,7 @@ extension NodeCore {
         for r in drainRequests.sorted() {
             if requests[r] == nil { drainRequests.remove(r) } else { runDrain(r) }
         }
+        drainAgain()
         return takeActions()
     }
 

@@ -56,8 +56,10 @@ extension NodeCore {
     }
 
     /// Ends the scope of request `r` (after `scopeReady`): commits the changes (checking
-    /// the serving rule again at the commit), ends the session, or releases it unchanged.
-    /// Completes with `written` once replicated per mode, or fails: `fenced`,
+    /// the serving rule again at the commit: a commit that fails it waits, holding the
+    /// scope and applying nothing, up to `4 x lease` for fresh grants), ends the session,
+    /// or releases it unchanged. Completes with `written` once replicated per mode, or
+    /// fails: `fenced`/`no-quorum` (still failing the check after that wait),
     /// `payload-too-large`, `insufficient-replicas`, `overloaded` (after `syncTimeout` of
     /// full queues), `session-unavailable` (this node rejoined while the body ran; nothing
     /// applied); `sync-timeout` (applied, durability unknown).
@@ -86,12 +88,16 @@ extension NodeCore {
     /// holds its copy (an epoch change, no data transfer beyond the last changes), one
     /// free scope at a time, for at most `drainTimeout`; new requests fail `not-ready`
     /// meanwhile. Completes with `drained(n)`. Sessions without a live backup stay.
+    /// Until `drainTimeout` from the first drain has passed, sessions this node comes to
+    /// own again (a failover promoted its copy) are handed over as well, after the drain
+    /// completed.
     package mutating func drain(_ r: RequestID, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         draining = true
         var p = PendingRequest(kind: .drain)
         p.stage = .working
         p.drainUntil = now + settings.policy.drainTimeout
+        drainWindowEnd = max(drainWindowEnd ?? p.drainUntil, p.drainUntil)
         requests[r] = p
         drainRequests.insert(r)
         runDrain(r)
@@ -291,7 +297,7 @@ extension NodeCore {
             complete(r, .failed(error))
         case .invalidate(let reason):
             if servable(id, now: now) == false {
-                complete(r, .failed(fencedError(now: now)))
+                awaitServing(r, commit)
                 return
             }
             do {
@@ -304,7 +310,7 @@ extension NodeCore {
         case .changes(let changes, let mii):
             // Checked again at the commit itself, never trusted from earlier.
             if servable(id, now: now) == false {
-                complete(r, .failed(fencedError(now: now)))
+                awaitServing(r, commit)
                 return
             }
             // A best-effort write that waited `syncTimeout` for its backup's backlog to
@@ -328,6 +334,19 @@ extension NodeCore {
                 complete(r, .failed(error))
             }
         }
+    }
+
+    /// A commit that failed the serving check: it waits for fresh grants (a body that ran
+    /// while the node was starved outlived its leases) for `4 x lease` from its first
+    /// check, as a request waits before its scope, then fails `fenced`/`no-quorum`.
+    /// Nothing is applied while it waits, and the session's scope stays held.
+    mutating func awaitServing(_ r: RequestID, _ commit: ScopeCommit) {
+        if case .awaitingServingCommit(_, let until) = requests[r]!.stage {
+            if now >= until { complete(r, .failed(fencedError(now: now))) }
+            return
+        }
+        requests[r]!.stage = .awaitingServingCommit(commit, until: now + settings.lease * 4)
+        parked.insert(r)
     }
 
     /// Answers `r` at once, or registers its wait for replication.
@@ -390,6 +409,9 @@ extension NodeCore {
                     complete(r, .failed(fencedError(now: now)))
                 }
             case .awaitingQueue(let commit, _):
+                if let id = p.scopeSession { runCommit(r, id, commit) }
+            case .awaitingServingCommit(let commit, _):
+                if let e = unavailableError { complete(r, .failed(e)); continue }
                 if let id = p.scopeSession { runCommit(r, id, commit) }
             default:
                 break

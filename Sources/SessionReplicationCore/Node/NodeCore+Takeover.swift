@@ -197,9 +197,26 @@ extension NodeCore {
     mutating func runDrain(_ r: RequestID) {
         guard let p = requests[r], case .drain = p.kind else { return }
         guard now < p.drainUntil else { complete(r, .drained(p.handed)); return }
+        let (left, handed) = handOverOwned()
+        requests[r]!.handed = p.handed + handed
+        if !left { complete(r, .drained(p.handed + handed)) }
+    }
+
+    /// A draining node whose drains completed, inside its drain window: hands over what
+    /// it came to own again since (a copy it kept, promoted by a failover).
+    mutating func drainAgain() {
+        guard draining, drainRequests.isEmpty, let end = drainWindowEnd, now < end, lanes.contains(where: { !$0.owned.isEmpty }) else { return }
+        let (_, handed) = handOverOwned()
+        if handed > 0 { log(.info, "handed over sessions this draining node came to own again", ["drs.sessions": "\(handed)"]) }
+    }
+
+    /// One drain pass: each owned session whose scope is free and which may be served now
+    /// goes, unasked, to the first live member of its replica set. Returns whether any
+    /// session with such a member was left (handed or not) and how many were handed.
+    mutating func handOverOwned() -> (left: Bool, handed: Int) {
         let notLive = Set(peers.keys).subtracting(livePeers)
         var left = false
-        var handed = p.handed
+        var handed = 0
         for l in lanes.indices {
             for (id, taker) in lanes[l].drainTargets(limit: 256, excluding: notLive) {
                 left = true
@@ -211,7 +228,6 @@ extension NodeCore {
                 handed += 1
             }
         }
-        requests[r]!.handed = handed
-        if !left { complete(r, .drained(handed)) }
+        return (left, handed)
     }
 }

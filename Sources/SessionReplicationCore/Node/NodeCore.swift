@@ -128,6 +128,11 @@ package struct NodeCore: Sendable {
     /// Drain requests in progress (`draining` says whether this node leaves), kept the
     /// same way for the timer.
     var drainRequests: Set<RequestID> = []
+    /// Until when a draining node hands over what it owns: `drainTimeout` from its first
+    /// drain. Sessions it comes to own again inside that window (its copy promoted when
+    /// the member it handed them to was declared dead) are handed over by the timer after
+    /// the drain itself completed, not refused until the node leaves.
+    var drainWindowEnd: MonotonicInstant?
     var out: [NodeAction] = []
     var flushes: Set<String> = []
     /// Since when each live peer has granted this node no current lease.

@@ -28,6 +28,9 @@ struct PendingRequest: Sendable {
         case awaitingServing(until: MonotonicInstant)
         /// The caller's body runs (the shell holds the state).
         case inScope
+        /// A commit found this node failing the serving check (its leases lapsed while the
+        /// caller's body ran): retried once it passes, failed at `until`.
+        case awaitingServingCommit(ScopeCommit, until: MonotonicInstant)
         /// A commit found a replication queue full; retried until `until`.
         case awaitingQueue(ScopeCommit, until: MonotonicInstant)
         /// Waits for replication (a shard's waiter).
