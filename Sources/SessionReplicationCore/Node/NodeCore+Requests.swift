@@ -59,7 +59,8 @@ extension NodeCore {
     /// the serving rule again at the commit: a commit that fails it waits, holding the
     /// scope and applying nothing, up to `4 x lease` for fresh grants), ends the session,
     /// or releases it unchanged. Completes with `written` once replicated per mode, or
-    /// fails: `fenced`/`no-quorum` (still failing the check after that wait),
+    /// fails: `fenced`/`no-quorum` (still failing the check after that wait; `not-ready`
+    /// when the node starts draining or stops meanwhile, nothing applied),
     /// `payload-too-large`, `insufficient-replicas`, `overloaded` (after `syncTimeout` of
     /// full queues), `session-unavailable` (this node rejoined while the body ran; nothing
     /// applied); `sync-timeout` (applied, durability unknown).
@@ -88,9 +89,9 @@ extension NodeCore {
     /// holds its copy (an epoch change, no data transfer beyond the last changes), one
     /// free scope at a time, for at most `drainTimeout`; new requests fail `not-ready`
     /// meanwhile. Completes with `drained(n)`. Sessions without a live backup stay.
-    /// Until `drainTimeout` from the first drain has passed, sessions this node comes to
-    /// own again (a failover promoted its copy) are handed over as well, after the drain
-    /// completed.
+    /// Until `drainTimeout` from the latest drain's start has passed, sessions this node
+    /// comes to own again (a failover promoted its copy) are handed over as well, after
+    /// the drain completed, until the node leaves.
     package mutating func drain(_ r: RequestID, now: MonotonicInstant, wall: WallTime) -> [NodeAction] {
         begin(now, wall)
         draining = true
@@ -325,9 +326,15 @@ extension NodeCore {
                 if case .awaitingQueue(_, let until) = requests[r]!.stage {
                     if now >= until { complete(r, .failed(error)) }
                 } else {
-                    // Counted once per write that waits (the parked retries are not).
-                    if settings.policy.mode == .bestEffort { lanes[l].counters.backlogWaits += 1 }
-                    requests[r]!.stage = .awaitingQueue(commit, until: now + settings.policy.syncTimeout)
+                    // Counted once per write that waits (the parked retries are not). A commit
+                    // that waited for grants first keeps that wait's end when it is sooner.
+                    var until = now + settings.policy.syncTimeout
+                    if case .awaitingServingCommit(_, let end) = requests[r]!.stage {
+                        until = min(until, end)
+                    } else if settings.policy.mode == .bestEffort {
+                        lanes[l].counters.backlogWaits += 1
+                    }
+                    requests[r]!.stage = .awaitingQueue(commit, until: until)
                     parked.insert(r)
                 }
             } catch {
@@ -340,12 +347,21 @@ extension NodeCore {
     /// while the node was starved outlived its leases) for `4 x lease` from its first
     /// check, as a request waits before its scope, then fails `fenced`/`no-quorum`.
     /// Nothing is applied while it waits, and the session's scope stays held.
+    /// A commit that waited for a full queue first keeps that wait's end when it is
+    /// sooner, so that switching between the two waits never extends either.
     mutating func awaitServing(_ r: RequestID, _ commit: ScopeCommit) {
-        if case .awaitingServingCommit(_, let until) = requests[r]!.stage {
-            if now >= until { complete(r, .failed(fencedError(now: now))) }
+        var until = now + settings.lease * 4
+        switch requests[r]!.stage {
+        case .awaitingServingCommit(_, let end):
+            if now >= end { complete(r, .failed(fencedError(now: now))) }
             return
+        case .awaitingQueue(_, let end):
+            until = min(until, end)
+        default:
+            break
         }
-        requests[r]!.stage = .awaitingServingCommit(commit, until: now + settings.lease * 4)
+        if now >= until { complete(r, .failed(fencedError(now: now))); return }
+        requests[r]!.stage = .awaitingServingCommit(commit, until: until)
         parked.insert(r)
     }
 

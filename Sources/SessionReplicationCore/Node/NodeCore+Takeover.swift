@@ -197,29 +197,44 @@ extension NodeCore {
     mutating func runDrain(_ r: RequestID) {
         guard let p = requests[r], case .drain = p.kind else { return }
         guard now < p.drainUntil else { complete(r, .drained(p.handed)); return }
-        let (left, handed) = handOverOwned()
-        requests[r]!.handed = p.handed + handed
-        if !left { complete(r, .drained(p.handed + handed)) }
+        let pass = handOverOwned()
+        requests[r]!.handed = p.handed + pass.handed
+        if pass.targets == 0 { complete(r, .drained(p.handed + pass.handed)) }
     }
 
-    /// A draining node whose drains completed, inside its drain window: hands over what
-    /// it came to own again since (a copy it kept, promoted by a failover).
+    /// A draining node whose drains completed, inside its drain window and before it
+    /// left: hands over what it came to own again since (a copy it kept, promoted by a
+    /// failover). It walks its sessions only when what it owns changed since its last
+    /// pass (their count, or a promotion or takeover happened), or when that pass left a
+    /// session it could not hand over yet (a scope held, the serving check not passed):
+    /// owned sessions without a live member to take them stay, and are not walked again
+    /// every tick.
     mutating func drainAgain() {
-        guard draining, drainRequests.isEmpty, let end = drainWindowEnd, now < end, lanes.contains(where: { !$0.owned.isEmpty }) else { return }
-        let (_, handed) = handOverOwned()
-        if handed > 0 { log(.info, "handed over sessions this draining node came to own again", ["drs.sessions": "\(handed)"]) }
+        guard draining, drainRequests.isEmpty, membership.status == .alive, let end = drainWindowEnd, now < end else { return }
+        var mark = [0, 0, 0]
+        for l in lanes.indices {
+            let (owned, promotions, takeovers) = lanes.inPlace(l) { ($0.owned.count, $0.counters.promotions, $0.counters.takeovers) }
+            mark[0] += owned; mark[1] += promotions; mark[2] += takeovers
+        }
+        guard mark != drainAgainMark || drainAgainRetry else { return }
+        let pass = handOverOwned()
+        mark[0] -= pass.handed
+        drainAgainMark = mark
+        drainAgainRetry = pass.targets > pass.handed
+        if pass.handed > 0 { log(.info, "handed over sessions this draining node came to own again", ["drs.sessions": "\(pass.handed)"]) }
     }
 
     /// One drain pass: each owned session whose scope is free and which may be served now
-    /// goes, unasked, to the first live member of its replica set. Returns whether any
-    /// session with such a member was left (handed or not) and how many were handed.
-    mutating func handOverOwned() -> (left: Bool, handed: Int) {
+    /// goes, unasked, to the first live member of its replica set. Returns how many
+    /// sessions had such a member (`targets`, at most 256 per lane) and how many of them
+    /// were handed over.
+    mutating func handOverOwned() -> (targets: Int, handed: Int) {
         let notLive = Set(peers.keys).subtracting(livePeers)
-        var left = false
+        var targets = 0
         var handed = 0
         for l in lanes.indices {
             for (id, taker) in lanes[l].drainTargets(limit: 256, excluding: notLive) {
-                left = true
+                targets += 1
                 // A session whose scope is held (a change in flight) goes on a later pass.
                 // So does one this node may not serve now: its copy may be stale.
                 guard scopes[id] == nil, servable(id, now: now) == true else { continue }
@@ -228,6 +243,6 @@ extension NodeCore {
                 handed += 1
             }
         }
-        return (left, handed)
+        return (targets, handed)
     }
 }

@@ -128,11 +128,16 @@ package struct NodeCore: Sendable {
     /// Drain requests in progress (`draining` says whether this node leaves), kept the
     /// same way for the timer.
     var drainRequests: Set<RequestID> = []
-    /// Until when a draining node hands over what it owns: `drainTimeout` from its first
-    /// drain. Sessions it comes to own again inside that window (its copy promoted when
-    /// the member it handed them to was declared dead) are handed over by the timer after
-    /// the drain itself completed, not refused until the node leaves.
+    /// Until when a draining node hands over what it owns: `drainTimeout` from the start
+    /// of its latest drain. Sessions it comes to own again inside that window (its copy
+    /// promoted when the member it handed them to was declared dead) are handed over by
+    /// the timer after the drain itself completed, not refused until the node leaves.
     var drainWindowEnd: MonotonicInstant?
+    /// What the node owned after the timer's last such pass (the count of owned sessions,
+    /// promotions and takeovers), and whether that pass left a session it could not hand
+    /// over yet (`drainAgain`).
+    var drainAgainMark: [Int] = []
+    var drainAgainRetry = false
     var out: [NodeAction] = []
     var flushes: Set<String> = []
     /// Since when each live peer has granted this node no current lease.
