@@ -17,16 +17,9 @@ struct CommitWaitTests {
         while left > .zero {
             clock.advance(by: .milliseconds(50))
             left -= .milliseconds(50)
-            var step = node.tick(now: clock.now, wall: clock.wall)
-            var probes: [UInt64] = []
-            for case .sendMembership(let m, _) in step where m.to == "n2" {
-                if case .leaseRequest(let s) = m.message { sequence = s }
-                if case .ping(let s, _, _) = m.message { probes.append(s) }
-            }
-            for s in probes {
-                step += node.receiveMembership(.ack(sequence: s, updates: []), from: "n2", id: Self.p2, reliable: false, now: clock.now, wall: clock.wall)
-            }
-            actions += step
+            let step = node.tickAnsweringProbes(of: "n2", id: Self.p2, at: clock)
+            sequence = step.leaseRequest ?? sequence
+            actions += step.actions
         }
         return (actions, sequence)
     }

@@ -39,17 +39,8 @@ struct DrainWindowTests {
     /// the lease request it sent n3, if any.
     mutating func step(_ n: inout NodeCore) -> ([NodeAction], UInt64?) {
         clock.advance(by: .milliseconds(100))
-        var actions = n.tick(now: clock.now, wall: clock.wall)
-        var lease: UInt64?
-        var probes: [UInt64] = []
-        for case .sendMembership(let m, _) in actions where m.to == "n3" {
-            if case .leaseRequest(let s) = m.message { lease = s }
-            if case .ping(let s, _, _) = m.message { probes.append(s) }
-        }
-        for s in probes {
-            actions += n.receiveMembership(.ack(sequence: s, updates: []), from: "n3", id: Self.p3, reliable: false, now: clock.now, wall: clock.wall)
-        }
-        return (actions, lease)
+        let step = n.tickAnsweringProbes(of: "n3", id: Self.p3, at: clock)
+        return (step.actions, step.leaseRequest)
     }
 
     @Test("a draining node hands over a session it owns again after its drain completed, inside drainTimeout and not once it ran out",

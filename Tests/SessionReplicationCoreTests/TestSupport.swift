@@ -182,3 +182,22 @@ func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
 
 /// Admits one simulation thread at a time.
 let simulationSlot = DispatchSemaphore(value: 1)
+
+extension NodeCore {
+    /// One timer event at `clock`'s time, with `peer` (process `id`) answering every probe
+    /// the node sends it, so membership keeps it alive, and granting nothing. Returns the
+    /// actions and the lease request the node sent `peer`, if any.
+    mutating func tickAnsweringProbes(of peer: String, id: NodeID, at clock: ManualClock) -> (actions: [NodeAction], leaseRequest: UInt64?) {
+        var actions = tick(now: clock.now, wall: clock.wall)
+        var lease: UInt64?
+        var probes: [UInt64] = []
+        for case .sendMembership(let m, _) in actions where m.to == peer {
+            if case .leaseRequest(let s) = m.message { lease = s }
+            if case .ping(let s, _, _) = m.message { probes.append(s) }
+        }
+        for s in probes {
+            actions += receiveMembership(.ack(sequence: s, updates: []), from: peer, id: id, reliable: false, now: clock.now, wall: clock.wall)
+        }
+        return (actions, lease)
+    }
+}
