@@ -73,4 +73,34 @@ struct LeaseTableTests {
                 "a non-voter counts only the grants: 2 of 4 is no majority")
         #expect(!t.hasQuorum(voters: [], selfName: "n1", now: .zero))
     }
+
+    /// The kept quorum end answers as the count over the voters does, through grants at
+    /// random times, restores and dropped grants, for voter sets with and without this
+    /// node and of even and odd size.
+    @Test(arguments: [(["n1", "n2", "n3"], "n1"), (["n1", "n2", "n3", "n4"], "n1"), (["n1", "n2", "n3", "n4", "n5"], "n3"),
+                      (["n2", "n3", "n4"], "x"), (["n1"], "n1")])
+    func theKeptQuorumEndAgreesWithCountingTheVoters(voters: [String], selfName: String) {
+        var t = LeaseTable(lease: .milliseconds(500), voters: voters, selfName: selfName)
+        var rng = SeededGenerator(seed: UInt64(voters.count) * 31 + UInt64(selfName.utf8.first!))
+        var now = MonotonicInstant.zero
+        let peers = voters.filter { $0 != selfName } + ["n9"]
+        var agreedTrue = 0, agreedFalse = 0
+        for _ in 0..<2_000 {
+            now = now + .milliseconds(Int64.random(in: 0...60, using: &rng))
+            let sent = t.requests(to: peers, now: now)
+            for r in sent where Bool.random(using: &rng) { t.onGrant(from: r.peer, sequence: r.sequence) }
+            switch Int.random(in: 0..<40, using: &rng) {
+            case 0: t.restore(peers.randomElement(using: &rng)!)
+            case 1: t.dropGrants()
+            default: break
+            }
+            for probe in [now, now + .milliseconds(Int64.random(in: 0...600, using: &rng))] {
+                let counted = t.hasQuorum(voters: voters, selfName: selfName, now: probe)
+                #expect(t.hasQuorum(now: probe) == counted, "at \(probe)")
+                if counted { agreedTrue += 1 } else { agreedFalse += 1 }
+            }
+        }
+        #expect(agreedTrue > 0, "the walk reached a quorum")
+        #expect(agreedFalse > 0 || voters == [selfName], "the walk lost the quorum")
+    }
 }

@@ -30,9 +30,22 @@ package struct LeaseTable: Sendable {
     var outstanding: [UInt64: (peer: String, sentAt: MonotonicInstant)] = [:]
     var nextRequest: MonotonicInstant = .zero
 
-    /// A table for leases of length `lease` (default 500 ms).
-    package init(lease: Duration = .milliseconds(500)) {
+    /// The voters of `promotion: majority` (the configured members) and this node's name,
+    /// for `hasQuorum(now:)`; empty when the table was made without them.
+    package let voters: [String]
+    let selfName: String
+    /// Until when the grants held make a quorum of `voters` (`.zero`: not now), kept up to
+    /// date as grants change so that the check costs one comparison: requests waiting on
+    /// a quorum ask on every tick.
+    private(set) var quorumUntil: MonotonicInstant = .zero
+
+    /// A table for leases of length `lease` (default 500 ms); `voters` (default none) and
+    /// `selfName` are what `hasQuorum(now:)` counts.
+    package init(lease: Duration = .milliseconds(500), voters: [String] = [], selfName: String = "") {
         self.lease = lease
+        self.voters = voters
+        self.selfName = selfName
+        updateQuorum()
     }
 
     /// The request period: a quarter of the lease.
@@ -62,7 +75,10 @@ package struct LeaseTable: Sendable {
     package mutating func onGrant(from peer: String, sequence: UInt64) {
         guard let r = outstanding.removeValue(forKey: sequence), r.peer == peer else { return }
         let until = r.sentAt + lease
-        if until > grantedUntil[peer] ?? .zero { grantedUntil[peer] = until }
+        if until > grantedUntil[peer] ?? .zero {
+            grantedUntil[peer] = until
+            updateQuorum()
+        }
     }
 
     /// A lease request from process `process` of `peer`: whether to grant it. Refused
@@ -84,6 +100,7 @@ package struct LeaseTable: Sendable {
         revoked[peer] = nil
         grantedUntil[peer] = nil
         lastGranted[peer] = nil
+        updateQuorum()
     }
 
     /// The instant after which no lease this node granted `peer` can still be running
@@ -103,6 +120,7 @@ package struct LeaseTable: Sendable {
     package mutating func dropGrants() {
         grantedUntil = [:]
         outstanding = [:]
+        updateQuorum()
     }
 
     /// Whether an owner may serve a session with `replicaSet` now: every member in
@@ -135,6 +153,24 @@ package struct LeaseTable: Sendable {
             if let until = grantedUntil[v], now < until { count += 1 }
         }
         return count > voters.count / 2
+    }
+
+    /// `hasQuorum(voters:selfName:now:)` for the table's own `voters` and `selfName`, in
+    /// one comparison. False without voters.
+    package func hasQuorum(now: MonotonicInstant) -> Bool { now < quorumUntil }
+
+    /// Recomputes `quorumUntil`: with `need` grants still required beyond this node's own
+    /// vote, the quorum lasts until the `need`-th latest grant end among the other voters.
+    private mutating func updateQuorum() {
+        guard !voters.isEmpty else { quorumUntil = .zero; return }
+        let own = voters.reduce(0) { $0 + ($1 == selfName ? 1 : 0) }
+        let need = voters.count / 2 + 1 - own
+        guard need > 0 else { quorumUntil = MonotonicInstant(nanoseconds: .max); return }
+        var ends: [MonotonicInstant] = []
+        for v in voters where v != selfName { ends.append(grantedUntil[v] ?? .zero) }
+        guard ends.count >= need else { quorumUntil = .zero; return }
+        ends.sort(by: >)
+        quorumUntil = ends[need - 1]
     }
 
     /// The shortest remaining lease among `peers` (for `/cluster/status`); `nil` without peers.

@@ -288,11 +288,7 @@ extension NodeCore {
     /// The earliest instant `tick` has work.
     package var nextDeadline: MonotonicInstant {
         var d = min(membership.nextDeadline, leases.nextDeadline, nextShardTick)
-        for r in parked {
-            guard let p = requests[r] else { continue }
-            if case .awaitingServing(let until) = p.stage { d = min(d, until) }
-            if case .awaitingServingCommit(_, let until) = p.stage { d = min(d, until) }
-        }
+        for until in parked.values { d = min(d, until) }
         for r in searching {
             if let i = requests.index(forKey: r), let t = requests.values[i].searchTimes { d = min(d, t.roundEnds ?? t.resumeAt ?? d) }
         }

@@ -225,7 +225,7 @@ extension NodeCore {
         inbound = [:]
         membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members, tuning: Self.membershipTuning(settings),
                                 randomSeed: random.next(), now: now)
-        leases = LeaseTable(lease: settings.lease)
+        leases = LeaseTable(lease: settings.lease, voters: settings.members, selfName: settings.name)
         livePeers = []
         memberIDs = [:]
         deferredFailovers = [:]

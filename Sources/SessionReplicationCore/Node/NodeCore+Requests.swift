@@ -16,7 +16,7 @@ extension NodeCore {
         requests[r] = PendingRequest(kind: .create(id, attributes: attributes, maxInactiveInterval: maxInactiveInterval))
         if settings.majority, !hasQuorum(now: now) {
             requests[r]!.stage = .awaitingServing(until: now + settings.lease * 4)
-            parked.insert(r)
+            park(r)
         } else {
             runCreate(r)
         }
@@ -181,7 +181,7 @@ extension NodeCore {
 
     /// Ends request `r`: its scope is released and its caller told.
     mutating func complete(_ r: RequestID, _ result: RequestResult) {
-        parked.remove(r)
+        parked[r] = nil
         if let p = requests.removeValue(forKey: r) {
             if let id = p.scopeSession { releaseScope(r, id) }
             if let s = p.search {
@@ -198,7 +198,7 @@ extension NodeCore {
         scopes = [:]
         waiters = [:]
         handoverRounds = [:]
-        parked = []
+        parked = [:]
         searching = []
         drainRequests = []
         searchSlots = SearchSlots(limit: searchSlots.limit)
@@ -214,7 +214,7 @@ extension NodeCore {
         if let e = unavailableError { complete(r, .failed(e)); return }
         if servable(id, now: now) == false {
             requests[r]!.stage = .awaitingServing(until: now + settings.lease * 4)
-            parked.insert(r)
+            park(r)
             return
         }
         proceed(r)
@@ -223,7 +223,7 @@ extension NodeCore {
     /// `r` holds its scope and passed the serving check (or the session is not owned).
     mutating func proceed(_ r: RequestID) {
         guard let p = requests[r], let id = p.scopeSession else { return }
-        parked.remove(r)
+        parked[r] = nil
         let l = lane(of: id)
         switch p.kind {
         case .read(_, let touching):
@@ -278,7 +278,7 @@ extension NodeCore {
 
     mutating func runCreate(_ r: RequestID) {
         guard case .create(let id, let attributes, let mii)? = requests[r]?.kind else { return }
-        parked.remove(r)
+        parked[r] = nil
         requests[r]!.stage = .working
         let l = lane(of: id)
         do {
@@ -335,7 +335,7 @@ extension NodeCore {
                         lanes[l].counters.backlogWaits += 1
                     }
                     requests[r]!.stage = .awaitingQueue(commit, until: until)
-                    parked.insert(r)
+                    park(r)
                 }
             } catch {
                 complete(r, .failed(error))
@@ -362,7 +362,7 @@ extension NodeCore {
         }
         if now >= until { complete(r, .failed(fencedError(now: now))); return }
         requests[r]!.stage = .awaitingServingCommit(commit, until: until)
-        parked.insert(r)
+        park(r)
     }
 
     /// Answers `r` at once, or registers its wait for replication.
@@ -373,7 +373,7 @@ extension NodeCore {
         }
         let stage = PendingRequest.Stage.awaitingReplication(state: outcome.state, strict: strict, invalidation: invalidation)
         requests[r]?.stage = stage
-        parked.remove(r)
+        parked[r] = nil
         if let settled = lanes[l].settledWait(w) {
             waitEnded(r, settled)
         } else {
@@ -406,11 +406,20 @@ extension NodeCore {
         }
     }
 
+    /// Parks `r` in its waiting stage, noting when the wait ends for `nextDeadline`
+    /// (a full queue's wait has none there: the queue is retried on every tick).
+    mutating func park(_ r: RequestID) {
+        switch requests[r]?.stage {
+        case .awaitingServing(let until)?, .awaitingServingCommit(_, let until)?: parked[r] = until
+        default: parked[r] = MonotonicInstant(nanoseconds: .max)
+        }
+    }
+
     /// Runs what waits on time or leases: serving checks, quorum, full queues, drains.
     mutating func recheckParked() {
         guard !parked.isEmpty else { return }
-        for r in parked.sorted() {
-            guard let p = requests[r] else { parked.remove(r); continue }
+        for r in parked.keys.sorted() {
+            guard let p = requests[r] else { parked[r] = nil; continue }
             switch p.stage {
             case .awaitingServing(let until):
                 if case .create = p.kind {

@@ -120,8 +120,9 @@ package struct NodeCore: Sendable {
     /// Lookups of ids this node holds nothing of in flight.
     var searchSlots = SearchSlots()
     var nextShardTick: MonotonicInstant = .zero
-    /// A request waits (serving check, quorum, full queue, a paused search) in here.
-    var parked: Set<RequestID> = []
+    /// Requests waiting (serving check, quorum, full queue), each with the end of its wait
+    /// (`park`), so `nextDeadline` looks up no request.
+    var parked: [RequestID: MonotonicInstant] = [:]
     /// Requests that started a takeover search: the timer walks these, not every request
     /// (an id stays until a timer run finds its request gone or without a search).
     var searching: Set<RequestID> = []
@@ -162,7 +163,7 @@ package struct NodeCore: Sendable {
         self.random = SplitMix64(seed: randomSeed)
         self.membership = Membership(selfName: settings.name, selfID: id, seeds: settings.members,
                                      tuning: Self.membershipTuning(settings), randomSeed: random.next(), now: now)
-        self.leases = LeaseTable(lease: settings.lease)
+        self.leases = LeaseTable(lease: settings.lease, voters: settings.members, selfName: settings.name)
         self.lanes = Self.makeLanes(settings, id: id)
         for peer in settings.members where peer != settings.name { peers[peer] = PeerState() }
         firstHandoverRequest = (random.next() >> 2) | 1
@@ -229,7 +230,7 @@ package struct NodeCore: Sendable {
     /// Whether this node holds a quorum lease (`promotion: majority`): grants from a
     /// majority of the configured members, itself included.
     package func hasQuorum(now: MonotonicInstant) -> Bool {
-        leases.hasQuorum(voters: settings.members, selfName: settings.name, now: now)
+        leases.hasQuorum(now: now)
     }
 
     /// Whether this node sees a majority of the configured members alive (itself
