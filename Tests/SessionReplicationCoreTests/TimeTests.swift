@@ -1,5 +1,6 @@
 import Testing
 @testable import SessionReplicationCore
+import SessionReplicationTestKit
 
 struct TimeTests {
     /// Whole nanoseconds, truncated toward zero, on both sides of the 64-bit attosecond
@@ -14,6 +15,21 @@ struct TimeTests {
         ]
         for (d, expected) in cases {
             #expect(d.nanosecondsClamped == expected, "\(d)")
+        }
+        // At the shortcut's edge (2^63 - 1 attoseconds, about 9.22 s) and just past it, and
+        // negative non-whole values on the 128-bit path.
+        let edge = Duration(secondsComponent: 9, attosecondsComponent: 223_372_036_854_775_807)
+        #expect(edge.nanosecondsClamped == 9_223_372_036)
+        #expect((.zero - edge).nanosecondsClamped == -9_223_372_036)
+        #expect((edge + Duration(secondsComponent: 0, attosecondsComponent: 1)).nanosecondsClamped == 9_223_372_036)
+        #expect((Duration.seconds(-100) / 3).nanosecondsClamped == -33_333_333_333)
+        // Against the whole-seconds-and-attoseconds arithmetic, for values either side.
+        var rng = SeededGenerator(seed: 42)
+        for _ in 0..<10_000 {
+            let d = Duration(secondsComponent: Int64.random(in: -30...30, using: &rng),
+                             attosecondsComponent: Int64.random(in: -999_999_999_999_999_999...999_999_999_999_999_999, using: &rng))
+            let (s, a) = d.components
+            #expect(d.nanosecondsClamped == s * 1_000_000_000 + a / 1_000_000_000, "\(d)")
         }
         #expect(MonotonicInstant(nanoseconds: 5) + .seconds(20) == MonotonicInstant(nanoseconds: 20_000_000_005))
         #expect(MonotonicInstant(nanoseconds: 5) + .seconds(-20) == .zero)
