@@ -29,14 +29,17 @@ drill: release
 	./scripts/drill-set.sh $(CONFIG) $(DRILL_DURATION)
 
 # Unit, codec, simulation and loopback integration tests (Swift Testing).
-# The simulation matrix runs in the release binary (`drs simulate-cluster`), which the
-# tests call: build it first. Then the package as a versioned dependency of a consumer
+# The simulation matrix runs optimised in `drs-simulate` (the core and the simulator
+# alone, minutes to build in release where the whole `drs` takes far longer), which the
+# tests call: build it first. The process tests run the debug `drs` that `swift test`
+# builds anyway. Then the package as a versioned dependency of a consumer
 # (check-consumer, below), built in this .build so the dependencies compiled for the
 # tests are reused (about a minute instead of twenty).
 # At most 8 tests at once: started all together, the loopback clusters of some 85 suites
 # starved each other on two cores for seconds (lapsed leases, false deaths).
-test: release
-	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=8 SWIFT_DETERMINISTIC_HASHING=1 DRS_RELEASE_BINARY=$(CURDIR)/.build/release/drs $(SWIFT) test
+test:
+	$(SWIFT) build $(RELEASE_FLAGS) --product drs-simulate
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=8 SWIFT_DETERMINISTIC_HASHING=1 DRS_SIMULATOR_BINARY=$(CURDIR)/.build/release/drs-simulate $(SWIFT) test
 	CONSUMER_SCRATCH=$(CURDIR)/.build ./scripts/check-consumer.sh
 
 # Many more simulated seeds than `make test` (SEEDS seeds of the matrix, from BASE), in

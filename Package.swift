@@ -95,9 +95,28 @@ let package = Package(
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
+        // `drs simulate-cluster`, shared by `drs` and `drs-simulate`.
+        .target(
+            name: "SimulationCommand",
+            dependencies: [
+                "SessionReplicationCore",
+                "SessionReplicationTestKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The simulation matrix alone: only the core, the simulator and ArgumentParser, so
+        // `make test` builds it optimised in minutes instead of the whole `drs`.
+        .executableTarget(
+            name: "drs-simulate",
+            dependencies: [
+                "SimulationCommand",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "drs",
             dependencies: [
+                "SimulationCommand",
                 "SessionReplication",
                 "SessionReplicationTestKit",
                 "SessionReplicationHummingbird",
@@ -143,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "drs", "drs-cart", "drs-vapor-cart", "SessionReplicationDrill",
+                "drs", "drs-simulate", "drs-cart", "drs-vapor-cart", "SessionReplicationDrill",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

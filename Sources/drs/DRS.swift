@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SimulationCommand
 
 /// `drs`: run session replication nodes, local clusters, demos and benchmarks.
 /// Exit codes: 0 success; 1 the run failed; 2 bad usage or an invalid configuration.

@@ -4,10 +4,10 @@ import FoundationNetworking
 #endif
 import Testing
 
-/// Runs the real `drs` binary: the release build `make test` names in
-/// `DRS_RELEASE_BINARY` (the build that ships, and cheaper per node than the debug build
-/// on a machine the simulation matrix keeps busy), else the debug build `swift test` makes
-/// beside the tests.
+/// Runs the real `drs` binary: the debug build `swift test` makes beside the tests, or the
+/// build named in `DRS_RELEASE_BINARY` (to run the process tests on the build that ships).
+/// `make test` uses the debug build: a release `drs` from a clean checkout costs CI more
+/// build time than its cheaper nodes save (the matrix beside them runs at nice 19).
 struct DRSBinary {
     static var path: String {
         if let release = ProcessInfo.processInfo.environment["DRS_RELEASE_BINARY"], !release.isEmpty { return release }

@@ -2,18 +2,19 @@ import Foundation
 import Testing
 
 /// The simulation matrix (`NodeCore` clusters under a simulated network, every scenario
-/// family) run by the release binary, where it is fast: `make test` builds it and names it
-/// in `DRS_RELEASE_BINARY`. `DRS_SIM_CLUSTER_SEEDS` changes the seed count (2,002 by
-/// default), `DRS_SIM_BASE` the first seed. A failing seed is printed with the command
-/// that replays it.
+/// family) run by an optimised binary, where it is fast: `make test` builds `drs-simulate`
+/// in release and names it in `DRS_SIMULATOR_BINARY` (a release `drs` works as well: it
+/// has the same `simulate-cluster` command). `DRS_SIM_CLUSTER_SEEDS` changes the seed count
+/// (2,002 by default), `DRS_SIM_BASE` the first seed. A failing seed is printed with the
+/// command that replays it.
 @Suite("The simulation matrix", .serialized)
 struct SimulationMatrixTests {
-    static var binary: String? { ProcessInfo.processInfo.environment["DRS_RELEASE_BINARY"] }
+    static var binary: String? { ProcessInfo.processInfo.environment["DRS_SIMULATOR_BINARY"] }
 
     @Test("every seed of the matrix keeps every invariant, and the runs exercise failover and takeover")
     func matrix() async throws {
-        let path = try #require(Self.binary, "DRS_RELEASE_BINARY is not set: run `make test`, which builds the release drs and names it")
-        #expect(FileManager.default.isExecutableFile(atPath: path), "no release drs at \(path)")
+        let path = try #require(Self.binary, "DRS_SIMULATOR_BINARY is not set: run `make test`, which builds the release drs-simulate and names it")
+        #expect(FileManager.default.isExecutableFile(atPath: path), "no simulator binary at \(path)")
         let env = ProcessInfo.processInfo.environment
         let seeds = env["DRS_SIM_CLUSTER_SEEDS"] ?? "2002"
         let base = env["DRS_SIM_BASE"] ?? "1000"
@@ -36,7 +37,7 @@ struct SimulationMatrixTests {
 
     @Test("a seed replays exactly: the same trace digest twice")
     func replay() async throws {
-        let path = try #require(Self.binary, "DRS_RELEASE_BINARY is not set: run `make test`")
+        let path = try #require(Self.binary, "DRS_SIMULATOR_BINARY is not set: run `make test`")
         let directory = FileManager.default.temporaryDirectory
         let a = try await DRSBinary.run(["simulate-cluster", "--seed", "4242"], in: directory, binary: path)
         let b = try await DRSBinary.run(["simulate-cluster", "--seed", "4242"], in: directory, binary: path)
@@ -45,6 +46,9 @@ struct SimulationMatrixTests {
         #expect(a.status == 0 && b.status == 0, "\(a.output)")
         #expect(digest(a.output) != nil && digest(a.output) == digest(b.output))
         #expect(digest(c.output) != digest(a.output))
+        // A bad option is a usage error (2) naming the option, as in `drs`.
+        let bad = try await DRSBinary.run(["--jobs", "0"], in: directory, binary: path)
+        #expect(bad.status == 2 && bad.output.contains("--jobs"), "\(bad.status): \(bad.output)")
     }
 }
 
@@ -78,7 +82,7 @@ struct RegressionSeedTests {
 
     @Test("each seed keeps every invariant", arguments: seeds.map(\.0))
     func seed(_ seed: UInt64) async throws {
-        let path = try #require(SimulationMatrixTests.binary, "DRS_RELEASE_BINARY is not set: run `make test`")
+        let path = try #require(SimulationMatrixTests.binary, "DRS_SIMULATOR_BINARY is not set: run `make test`")
         let (status, output) = try await DRSBinary.run(["simulate-cluster", "--seed", "\(seed)"], in: FileManager.default.temporaryDirectory, binary: path)
         let what = Self.seeds.first { $0.0 == seed }?.1 ?? ""
         #expect(status == 0, "seed \(seed) (\(what)):\n\(output)")

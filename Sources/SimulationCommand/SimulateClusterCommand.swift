@@ -3,12 +3,14 @@ import Foundation
 import SessionReplicationCore
 import SessionReplicationTestKit
 
-/// `drs simulate-cluster`: the simulation matrix (`ClusterScenario`) in this binary, so
-/// that it runs optimised: `--seeds N` seeds from `--base`, spread over the scenario
-/// families and run on `--jobs` threads, or one `--seed` replayed exactly (the same trace
-/// digest every time). Exits 1 when any seed breaks an invariant.
-struct SimulateClusterCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `drs simulate-cluster` (also the whole of `drs-simulate`): the simulation matrix
+/// (`ClusterScenario`): `--seeds N` seeds from `--base` (defaults 2,100 from 1,000),
+/// spread over the scenario families and run on `--jobs` threads (default 2), or one
+/// `--seed` replayed exactly (the same trace digest every time). Exits 1 when any seed
+/// breaks an invariant or gets stuck, 2 (through the caller) on an option out of range.
+public struct SimulateClusterCommand: ParsableCommand {
+    /// Named `simulate-cluster` under `drs` and as `drs-simulate`'s default subcommand.
+    public static let configuration = CommandConfiguration(
         commandName: "simulate-cluster",
         abstract: "Run the cluster simulation matrix (NodeCore under a simulated network), or replay one seed.")
 
@@ -33,12 +35,17 @@ struct SimulateClusterCommand: ParsableCommand {
     @Flag(help: "Skip the serving check after every event (faster; the other invariants stay).")
     var noObserver = false
 
-    func validate() throws {
+    /// Every option at its default.
+    public init() {}
+
+    /// Refuses a seed count outside 1...10,000,000 and a thread count outside 1...64.
+    public func validate() throws {
         guard seeds >= 1, seeds <= 10_000_000 else { throw ValidationError("--seeds must be between 1 and 10000000") }
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64") }
     }
 
-    func run() throws {
+    /// Runs the matrix or the one seed; throws `ExitCode(1)` when any seed failed.
+    public func run() throws {
         if let seed {
             if trace { setenv("DRS_SIM_TRACE", "1", 1) }
             let o = ClusterScenario.run(seed: seed, observe: !noObserver)
