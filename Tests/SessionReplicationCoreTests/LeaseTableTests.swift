@@ -5,7 +5,7 @@ import SessionReplicationTestKit
 struct LeaseTableTests {
     @Test func aGrantRunsFromTheRequestsSendTimeNotItsArrival() {
         var clock = ManualClock()
-        var t = LeaseTable(lease: .milliseconds(500))
+        var t = LeaseTable(lease: .milliseconds(500), voters: [], selfName: "n1")
         let requests = t.requests(to: ["n3", "n2"], now: clock.now)
         #expect(requests.map(\.peer) == ["n2", "n3"])
         let early = t.requests(to: ["n2"], now: clock.now)
@@ -23,7 +23,7 @@ struct LeaseTableTests {
     }
 
     @Test func membersHeldDeadOrNeverHeardOfNeedNoLease() {
-        let t = LeaseTable()
+        let t = LeaseTable(voters: [], selfName: "n1")
         #expect(t.mayServe(replicaSet: ["n2", "n3"], live: [], now: .zero))
         #expect(!t.mayServe(replicaSet: ["n2", "n3"], live: ["n3"], now: .zero))
         #expect(t.mayServe(replicaSet: [], live: ["n3"], now: .zero))
@@ -31,7 +31,7 @@ struct LeaseTableTests {
 
     @Test func grantorRefusesMembersHeldDeadOrRevokedAndRemembersItsLastGrant() {
         var clock = ManualClock()
-        var t = LeaseTable(lease: .milliseconds(500))
+        var t = LeaseTable(lease: .milliseconds(500), voters: [], selfName: "n1")
         let g1 = t.onRequest(from: "n1", process: NodeID(1), heldDead: false, now: clock.now)
         #expect(g1)
         clock.advance(by: .milliseconds(100))
@@ -51,7 +51,7 @@ struct LeaseTableTests {
     }
 
     @Test func remainingIsTheShortestLeaseAmongPeers() {
-        var t = LeaseTable(lease: .milliseconds(400))
+        var t = LeaseTable(lease: .milliseconds(400), voters: [], selfName: "n1")
         let r = t.requests(to: ["a", "b"], now: .zero)
         t.onGrant(from: "a", sequence: r[0].sequence)
         #expect(t.remaining(among: ["a"], now: .zero + .milliseconds(100)) == .milliseconds(300))
@@ -60,7 +60,7 @@ struct LeaseTableTests {
     }
 
     @Test func aQuorumLeaseNeedsGrantsFromAMajorityOfTheVotersCountingItself() {
-        var t = LeaseTable(lease: .milliseconds(500))
+        var t = LeaseTable(lease: .milliseconds(500), voters: [], selfName: "n1")
         let voters = ["n1", "n2", "n3", "n4", "n5"]
         #expect(!t.hasQuorum(voters: voters, selfName: "n1", now: .zero))
         let r = t.requests(to: ["n2", "n3"], now: .zero)

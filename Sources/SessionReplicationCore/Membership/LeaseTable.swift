@@ -39,9 +39,10 @@ package struct LeaseTable: Sendable {
     /// a quorum ask on every tick.
     private(set) var quorumUntil: MonotonicInstant = .zero
 
-    /// A table for leases of length `lease` (default 500 ms); `voters` (default none) and
-    /// `selfName` are what `hasQuorum(now:)` counts.
-    package init(lease: Duration = .milliseconds(500), voters: [String] = [], selfName: String = "") {
+    /// A table for leases of length `lease` (default 500 ms); `voters` and `selfName` are
+    /// what `hasQuorum(now:)` counts, and have no default: a table made without its voters
+    /// would never hold a quorum, and a `majority` node would never serve.
+    package init(lease: Duration = .milliseconds(500), voters: [String], selfName: String) {
         self.lease = lease
         self.voters = voters
         self.selfName = selfName
@@ -142,9 +143,10 @@ package struct LeaseTable: Sendable {
         return true
     }
 
-    /// Whether this node holds a quorum lease (`promotion: majority`): itself (when a
-    /// voter) and the voters with an unexpired grant are more than half of `voters`.
-    /// False without voters.
+    /// Whether `selfName` would hold a quorum of `voters` (`promotion: majority`): itself
+    /// (when a voter) and the voters with an unexpired grant are more than half of
+    /// `voters`. False without voters. The count voter by voter that `hasQuorum(now:)`
+    /// keeps in one comparison; the node asks `hasQuorum(now:)`, the tests compare the two.
     package func hasQuorum(voters: [String], selfName: String, now: MonotonicInstant) -> Bool {
         guard !voters.isEmpty else { return false }
         var count = 0
