@@ -43,11 +43,12 @@ test:
 	CONSUMER_SCRATCH=$(CURDIR)/.build ./scripts/check-consumer.sh
 
 # Many more simulated seeds than `make test` (SEEDS seeds of the matrix, from BASE), in
-# the release binary on two threads. A failing seed prints the command that replays it.
+# the release drs-simulate on two threads. A failing seed prints the command that replays it.
 SEEDS ?= 20000
 BASE ?= 1000000
-simulate: release
-	./.build/release/drs simulate-cluster --seeds $(SEEDS) --base $(BASE) --jobs 2
+simulate:
+	$(SWIFT) build $(RELEASE_FLAGS) --product drs-simulate
+	./.build/release/drs-simulate --seeds $(SEEDS) --base $(BASE) --jobs 2
 
 # Crash-to-dead and crash-to-promoted with real drs processes of $(CONFIG) (release).
 failover-timing: release
