@@ -9,7 +9,7 @@ struct DRS: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drs",
         abstract: "Memory-to-memory session replication: nodes, demos and benchmarks.",
-        subcommands: [NodeCommand.self, ClusterCommand.self, LBConfigCommand.self, DrillCommand.self, DemoCommand.self, BenchCommand.self, SimulateCommand.self, SimulateClusterCommand.self, CheckConfigCommand.self, KeygenCommand.self]
+        subcommands: [NodeCommand.self, ClusterCommand.self, LBConfigCommand.self, DrillCommand.self, DemoCommand.self, BenchCommand.self, SimulateCommand.self, SimulateClusterCommand.self, SimulateMembershipCommand.self, CheckConfigCommand.self, KeygenCommand.self]
     )
 
     /// Runs the command, mapping ArgumentParser's usage exit code (64) to the

@@ -77,6 +77,8 @@ package enum SimulatedLoop: Hashable, Sendable {
 package final class Simulator<Process: SimulatedProcess> {
     struct Delivery {
         var to: String
+        /// The slot of `to` (looked up once when sent, not again when delivered).
+        var toSlot: Int
         var from: String
         var fromID: NodeID
         var message: Process.Message
@@ -196,7 +198,14 @@ package final class Simulator<Process: SimulatedProcess> {
     /// The wall clock of `name` now.
     package func wall(_ name: String) -> WallTime {
         guard let i = index[name] else { return base + (now - .zero) }
-        return base + (now - .zero) + slots[i].skew + slots[i].wallStep
+        return wall(slot: i)
+    }
+
+    /// The wall clock of slot `i` now (by slot: the lookup by name hashed the name on every
+    /// event).
+    func wall(slot i: Int) -> WallTime {
+        let s = slots[i]
+        return base + (now - .zero) + s.skew + s.wallStep
     }
 
     /// The own clock of slot `i` at global instant `t`.
@@ -263,7 +272,7 @@ package final class Simulator<Process: SimulatedProcess> {
     @discardableResult
     package func with<T>(_ name: String, _ body: (inout Process, MonotonicInstant, WallTime) -> T) -> T? {
         guard let i = index[name], hasProcess(i), !slots[i].paused else { return nil }
-        let (n, w) = (local(i, now), wall(name))
+        let (n, w) = (local(i, now), wall(slot: i))
         let slot = slots[i]
         let out = body(&slot.process!, n, w)
         afterTouch(i)
@@ -344,7 +353,7 @@ package final class Simulator<Process: SimulatedProcess> {
         slots[i].queued = []
         for d in queued { deliverNow(d, i) }
         let l = local(i, now)
-        if hasProcess(i), Self.lend(&slots[i].process!, { $0.nextDeadline }) <= l { slots[i].process!.tick(now: l, wall: wall(name)) }
+        if hasProcess(i), Self.lend(&slots[i].process!, { $0.nextDeadline }) <= l { slots[i].process!.tick(now: l, wall: wall(slot: i)) }
         slots[i].scheduled = nil
         afterTouch(i)
     }
@@ -443,7 +452,7 @@ package final class Simulator<Process: SimulatedProcess> {
                 guard slot.scheduled == event.time, !slot.paused, hasProcess(i) else { continue }
                 slot.scheduled = nil
                 mix(0x61, slot.name)
-                slot.process!.tick(now: local(i, now), wall: wall(slot.name))
+                slot.process!.tick(now: local(i, now), wall: wall(slot: i))
                 lastTouchedSlot = i
                 afterTouch(i)
             case .connect(let pair):
@@ -458,7 +467,8 @@ package final class Simulator<Process: SimulatedProcess> {
     package func run(for duration: Duration) { run(until: now + duration) }
 
     func deliver(_ d: Delivery) {
-        guard let i = index[d.to], hasProcess(i) else { dropped += 1; return }
+        let i = d.toSlot
+        guard hasProcess(i) else { dropped += 1; return }
         if d.reliable {
             // A message of a connection reset since it was sent is gone.
             guard connections[Pair(from: d.from, to: d.to)]?.generation == d.generation else { dropped += 1; return }
@@ -479,7 +489,7 @@ package final class Simulator<Process: SimulatedProcess> {
         delivered += 1
         let slot = slots[i]
         mix(0x62, d.from, d.to)
-        slot.process!.receive(d.message, from: d.from, id: d.fromID, reliable: d.reliable, now: local(i, now), wall: wall(d.to))
+        slot.process!.receive(d.message, from: d.from, id: d.fromID, reliable: d.reliable, now: local(i, now), wall: wall(slot: i))
         lastTouchedSlot = i
         afterTouch(i)
     }
@@ -507,7 +517,7 @@ package final class Simulator<Process: SimulatedProcess> {
 
     func transmit(_ send: SimulatedSend<Process.Message>, from: String, id: NodeID) {
         let pair = Pair(from: from, to: send.to)
-        guard index[send.to] != nil else { dropped += 1; return }
+        guard let toSlot = index[send.to] else { dropped += 1; return }
         if send.reliable {
             guard let c = connections[pair], c.up else {
                 // No connection: the message is lost (the shell's frame finds no channel) and a
@@ -516,7 +526,7 @@ package final class Simulator<Process: SimulatedProcess> {
                 scheduleConnect(pair, after: delay())
                 return
             }
-            let d = Delivery(to: send.to, from: from, fromID: id, message: send.message, reliable: true, generation: c.generation)
+            let d = Delivery(to: send.to, toSlot: toSlot, from: from, fromID: id, message: send.message, reliable: true, generation: c.generation)
             if blocked.contains(pair) {
                 connections[pair]!.held.append(d)
             } else {
@@ -525,7 +535,7 @@ package final class Simulator<Process: SimulatedProcess> {
             return
         }
         guard !blocked.contains(pair) else { dropped += 1; return }
-        let d = Delivery(to: send.to, from: from, fromID: id, message: send.message, reliable: false, generation: 0)
+        let d = Delivery(to: send.to, toSlot: toSlot, from: from, fromID: id, message: send.message, reliable: false, generation: 0)
         if chance(network.dropRate) { dropped += 1; return }
         push(now + delay(), .deliver(d))
         if chance(network.duplicateRate) { push(now + delay(), .deliver(d)) }
@@ -563,7 +573,7 @@ package final class Simulator<Process: SimulatedProcess> {
         guard let i = index[pair.from], hasProcess(i) else { return }
         mix(up ? 0x63 : 0x64, pair.from, pair.to)
         let slot = slots[i]
-        slot.process!.connection(to: pair.to, up: up, now: local(i, now), wall: wall(pair.from))
+        slot.process!.connection(to: pair.to, up: up, now: local(i, now), wall: wall(slot: i))
         if !slot.paused { afterTouch(i) } else {
             // A paused process hears nothing until it resumes; what it produced waits.
             let out = slot.process!.takeOutgoing()
