@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import SimulationCommand
 
 /// `drs-simulate`: the simulation matrix alone, the same command as `drs simulate-cluster`
@@ -23,13 +22,7 @@ struct DRSSimulate: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            let code = exitCode(for: error)
-            if code == .validationFailure || code.rawValue == 64 {
-                let message = fullMessage(for: error)
-                if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
-                Foundation.exit(2)
-            }
-            exit(withError: error)
+            exitMappingUsageToTwo(error)
         }
     }
 }

@@ -23,14 +23,7 @@ struct DRS: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            let code = exitCode(for: error)
-            if code == .validationFailure || code.rawValue == 64 {
-                // Prints the message and usage as ArgumentParser would, then exits 2.
-                let message = fullMessage(for: error)
-                if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
-                Foundation.exit(2)
-            }
-            exit(withError: error)
+            exitMappingUsageToTwo(error)
         }
     }
 }
