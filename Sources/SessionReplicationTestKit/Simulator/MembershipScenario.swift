@@ -27,11 +27,12 @@ package enum MembershipScenario {
         return (0..<count).map { _ in generator.next() % 1_000_000_000 }
     }
 
-    /// The standard scenario: 3 nodes, 30 virtual seconds. Faults in the first 20 s
-    /// (one crash-and-restart or one pause, maybe a partition, loss up to 5 %), then
-    /// 10 s of healing. Checks: every running process sees every other at its current
-    /// id as alive; nobody untouched by a fault was declared dead; every crashed process
-    /// was declared dead by every process that stayed up.
+    /// One seed: `members` nodes (default 3) for 32 virtual seconds. Loss up to 5 % and
+    /// duplication up to 2 % for the first 22 s, one fault beginning within the first 7 s
+    /// (a crash and restart, a pause, or a partition or one-way cut of one node), then
+    /// 10 s of healing on a clean network. Checks: every running process sees every other
+    /// at its current id as alive; nobody untouched by a fault was declared dead; every
+    /// crashed process was declared dead by every process that stayed up.
     package static func run(seed: UInt64, members: Int = 3) -> Outcome {
         var outcome = Outcome()
         var random = SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15)
