@@ -261,13 +261,30 @@ package struct NodeCore: Sendable {
     package func served(among ids: [SessionID], now: MonotonicInstant) -> [SessionID] {
         guard !stopped, !declaredDead, !settings.majority || hasQuorum(now: now) else { return [] }
         // The live peers without a current grant: a replica set naming none of them passes.
-        // (Plain loops: a closure reading `self` copied the whole core per call.)
+        // (Plain loops: a closure reading `self` copied the whole core per call. The grants
+        // are walked rather than looked up by name: a handful of peers, no string hashed.)
         var lapsed: [String] = []
-        for peer in livePeers where !(leases.grantedUntil[peer].map { now < $0 } ?? false) { lapsed.append(peer) }
+        for peer in livePeers {
+            var granted = false
+            for (p, until) in leases.grantedUntil where p == peer { granted = now < until }
+            if !granted { lapsed.append(peer) }
+        }
+        var owned = 0
+        for l in lanes.indices { owned += lanes.inPlace(l) { $0.ownedCount } }
         var served: [SessionID] = []
-        for id in ids {
-            guard let o = lanes.inPlace(lane(of: id), { $0.ownership(of: id) }), o.confirmed else { continue }
-            if lapsed.isEmpty || !o.replicaSet.contains(where: lapsed.contains) { served.append(id) }
+        if ids.count <= 64, owned <= 4 * ids.count {
+            // Few owned sessions: walk them instead of hashing every id.
+            var mask: UInt64 = 0
+            for l in lanes.indices {
+                let table = lanes.inPlace(l) { $0.owned.storage }
+                mask |= ReplicaShard.servedMask(in: table, among: ids, lapsed: lapsed)
+            }
+            for i in ids.indices where mask & (1 << UInt64(i)) != 0 { served.append(ids[i]) }
+        } else {
+            for id in ids {
+                guard let o = lanes.inPlace(lane(of: id), { $0.ownership(of: id) }), o.confirmed else { continue }
+                if lapsed.isEmpty || !o.replicaSet.contains(where: lapsed.contains) { served.append(id) }
+            }
         }
         return served
     }
