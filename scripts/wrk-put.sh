@@ -13,19 +13,28 @@ need_tools() {
 }
 
 # wrk_put_script DIR: writes DIR/value (1 KiB of random bytes) and DIR/put.lua, a wrk
-# script that PUTs that value as attribute `payload` of the sessions listed in the
-# DRS_IDS environment variable (comma-separated `<id>` or `<id>.<route>`), in turn.
+# script that PUTs a 1 KiB value as attribute `payload` of the sessions listed in the
+# DRS_IDS environment variable (comma-separated `<id>` or `<id>.<route>`), in turn. Every
+# request sends a value of its own (its first 16 bytes are the wrk thread and a counter,
+# the rest DIR/value): a PUT of the value a session already holds changes nothing, so
+# nothing would be replicated and the benchmark would measure a no-op.
 wrk_put_script() {
   local dir=$1
   head -c 1024 /dev/urandom > "$dir/value"
   cat > "$dir/put.lua" <<LUA
-local f = io.open("$dir/value", "rb"); local value = f:read("*all"); f:close()
+local f = io.open("$dir/value", "rb"); local value = f:read("*all"):sub(17); f:close()
 local ids = {}
 for id in string.gmatch(os.getenv("DRS_IDS"), "[^,]+") do table.insert(ids, id) end
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 local i = 0
 request = function()
   i = i + 1
-  return wrk.format("PUT", "/sessions/" .. ids[(i % #ids) + 1] .. "/attributes/payload", nil, value)
+  local body = string.format("%04d%012d", tid or 0, i) .. value
+  return wrk.format("PUT", "/sessions/" .. ids[(i % #ids) + 1] .. "/attributes/payload", nil, body)
 end
 LUA
 }

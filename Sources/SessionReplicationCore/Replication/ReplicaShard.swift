@@ -983,8 +983,10 @@ package struct ReplicaShard: Sendable {
 
     func replicable(_ state: SessionState) -> SessionState {
         guard !settings.sessions.transientAttributes.isEmpty else { return state }
+        // (A local: a closure reading `settings` through `self` copied the whole shard.)
+        let sessions = settings.sessions
         var s = state
-        s.attributes = s.attributes.filter { !settings.sessions.isTransient($0.key) }
+        s.attributes = s.attributes.filter { !sessions.isTransient($0.key) }
         return s
     }
 
@@ -1009,8 +1011,9 @@ package struct ReplicaShard: Sendable {
             counters.fullStatesSent += state.replicaSet.count
         } else {
             var set: [String: [UInt8]] = [:]
-            for name in entry.pending.updated.keys where !settings.sessions.isTransient(name) { set[name] = state.attributes[name] }
-            let removed = entry.pending.removed.filter { !settings.sessions.isTransient($0) }.sorted()
+            let sessions = settings.sessions
+            for name in entry.pending.updated.keys where !sessions.isTransient(name) { set[name] = state.attributes[name] }
+            let removed = entry.pending.removed.filter { !sessions.isTransient($0) }.sorted()
             message = .delta(SessionDelta(id: id, epoch: state.stamp.epoch, baseVersion: entry.sentVersion, version: state.stamp.version,
                                           lastAccessedAt: state.lastAccessedAt, maxInactiveInterval: state.maxInactiveInterval,
                                           replicaSet: state.replicaSet, updated: set, removed: removed))
