@@ -260,31 +260,36 @@ package struct NodeCore: Sendable {
     /// event). Empty when stopped, declared dead or, under `majority`, without a quorum.
     package func served(among ids: [SessionID], now: MonotonicInstant) -> [SessionID] {
         guard !stopped, !declaredDead, !settings.majority || hasQuorum(now: now) else { return [] }
+        // First the ids this node owns with its ownership confirmed. (Plain loops: a
+        // closure reading `self` copied the whole core per call.)
+        var owned = 0
+        for l in lanes.indices { owned += lanes.inPlace(l) { $0.ownedCount } }
+        var candidates: [SessionID] = []
+        if ids.count <= 64, owned <= 4 * ids.count {
+            // Few owned sessions: walk them instead of hashing every id.
+            var mask: UInt64 = 0
+            for l in lanes.indices {
+                let table = lanes.inPlace(l) { $0.owned.storage }
+                mask |= ReplicaShard.confirmedMask(in: table, among: ids)
+            }
+            guard mask != 0 else { return [] }
+            for i in ids.indices where mask & (1 << UInt64(i)) != 0 { candidates.append(ids[i]) }
+        } else {
+            for id in ids where lanes.inPlace(lane(of: id), { $0.ownership(of: id)?.confirmed }) == true { candidates.append(id) }
+        }
         // The live peers without a current grant: a replica set naming none of them passes.
-        // (Plain loops: a closure reading `self` copied the whole core per call. The grants
-        // are walked rather than looked up by name: a handful of peers, no string hashed.)
+        // (The grants are walked rather than looked up by name: a handful of peers.)
         var lapsed: [String] = []
         for peer in livePeers {
             var granted = false
             for (p, until) in leases.grantedUntil where p == peer { granted = now < until }
             if !granted { lapsed.append(peer) }
         }
-        var owned = 0
-        for l in lanes.indices { owned += lanes.inPlace(l) { $0.ownedCount } }
+        guard !lapsed.isEmpty else { return candidates }
         var served: [SessionID] = []
-        if ids.count <= 64, owned <= 4 * ids.count {
-            // Few owned sessions: walk them instead of hashing every id.
-            var mask: UInt64 = 0
-            for l in lanes.indices {
-                let table = lanes.inPlace(l) { $0.owned.storage }
-                mask |= ReplicaShard.servedMask(in: table, among: ids, lapsed: lapsed)
-            }
-            for i in ids.indices where mask & (1 << UInt64(i)) != 0 { served.append(ids[i]) }
-        } else {
-            for id in ids {
-                guard let o = lanes.inPlace(lane(of: id), { $0.ownership(of: id) }), o.confirmed else { continue }
-                if lapsed.isEmpty || !o.replicaSet.contains(where: lapsed.contains) { served.append(id) }
-            }
+        for id in candidates {
+            guard let set = lanes.inPlace(lane(of: id), { $0.ownership(of: id)?.replicaSet }) else { continue }
+            if !set.contains(where: lapsed.contains) { served.append(id) }
         }
         return served
     }

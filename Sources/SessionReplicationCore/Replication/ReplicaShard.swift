@@ -307,15 +307,14 @@ package struct ReplicaShard: Sendable {
     }
 
     /// A mask of the positions in `ids` (bit `i` for `ids[i]`; `ids` holds at most 64) of
-    /// the sessions in `owned` with their ownership confirmed and no member of `lapsed` in
-    /// their replica set, found by a walk over `owned`: no id is hashed, so it is the
-    /// cheaper way when a shard owns few sessions next to `ids`. (Static, on the table: a
-    /// method called on a lane read out of the lane array copies the whole lane first.)
-    static func servedMask(in owned: [SessionID: Owned], among ids: [SessionID], lapsed: [String]) -> UInt64 {
+    /// the sessions in `owned` with their ownership confirmed, found by a walk over
+    /// `owned`: no id is hashed, so it is the cheaper way when a shard owns few sessions
+    /// next to `ids`. (Static, on the table: a method called on a lane read out of the
+    /// lane array copies the whole lane first.)
+    static func confirmedMask(in owned: [SessionID: Owned], among ids: [SessionID]) -> UInt64 {
         var mask: UInt64 = 0
         for (id, o) in owned where o.confirming.isEmpty {
-            guard let i = ids.firstIndex(of: id) else { continue }
-            if lapsed.isEmpty || !o.state.replicaSet.contains(where: lapsed.contains) { mask |= 1 << UInt64(i) }
+            if let i = ids.firstIndex(of: id) { mask |= 1 << UInt64(i) }
         }
         return mask
     }
