@@ -272,11 +272,11 @@ package struct NodeCore: Sendable {
                 let table = lanes.inPlace(l) { $0.owned.storage }
                 mask |= ReplicaShard.confirmedMask(in: table, among: ids)
             }
-            guard mask != 0 else { return [] }
             for i in ids.indices where mask & (1 << UInt64(i)) != 0 { candidates.append(ids[i]) }
         } else {
             for id in ids where lanes.inPlace(lane(of: id), { $0.ownership(of: id)?.confirmed }) == true { candidates.append(id) }
         }
+        guard !candidates.isEmpty else { return [] }
         // The live peers without a current grant: a replica set naming none of them passes.
         // (The grants are walked rather than looked up by name: a handful of peers.)
         var lapsed: [String] = []
