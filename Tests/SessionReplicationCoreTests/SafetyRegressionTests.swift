@@ -198,4 +198,38 @@ struct SafetyRegressionTests {
         #expect(written, "the promoted copy lost the acknowledged write")
         #expect(outcomes["takeOver:session-not-found"] == 1, "\(outcomes)")
     }
+
+    /// A session on n1 backed by n2 (synchronous, majority); a write is sent, then n1 is
+    /// stopped for `pause` before its backup's receipt comes back. Returns the answers to
+    /// that write, when n1 resumed, and who owns the session at the end.
+    static func receiptAfterPause(_ pause: Duration) -> (acks: [ClusterLog.Ack], resumed: MonotonicInstant, owners: [String], outcomes: [String: Int]) {
+        let c = SimulatedCluster(names: ["n1", "n2", "n3", "n4", "n5"], policy: Self.policy(replicas: 1), majority: true)
+        c.run(.seconds(1))
+        let id = Self.create(c, on: "n1", first: "n2")
+        c.request("n1", .write(id, name: "w1", value: 1))
+        c.run(.milliseconds(300))
+        c.request("n1", .write(id, name: "late", value: 2))  // committed and sent at once
+        c.sim.pause("n1")  // n2's receipt waits in n1's socket
+        c.run(pause)
+        let resumed = c.sim.now
+        c.sim.resume("n1")
+        c.run(.seconds(5))
+        return (c.log.acks.filter { $0.attribute == "late" }, resumed, c.owners(id), c.log.outcomes)
+    }
+
+    @Test("a receipt read after the owner lost its session to a promotion is not answered replicated (seed 7188120)")
+    func receiptAfterPromotionIsNotReplicated() async throws {
+        let r = await onOwnThread { Self.receiptAfterPause(.seconds(4)) }
+        #expect(r.owners.count == 1 && r.owners != ["n1"], "another node should own the session after n1's 4 s stop: \(r.owners)")
+        let vouched = r.acks.filter { $0.replicatedTo != nil && $0.at >= r.resumed }
+        #expect(vouched.isEmpty, "n1 answered replicated after its session was promoted elsewhere: \(vouched.map { $0.replicatedTo ?? [] })")
+        #expect(r.outcomes["write:sync-timeout", default: 0] + r.outcomes["write:session-unavailable", default: 0] >= 1, "\(r.outcomes)")
+    }
+
+    @Test("a receipt read while the owner's leases lapsed is answered replicated once it is granted leases again")
+    func receiptAfterShortPauseIsAnsweredOnceServing() async throws {
+        let r = await onOwnThread { Self.receiptAfterPause(.milliseconds(800)) }
+        #expect(r.owners == ["n1"], "n1 should still own the session after a stop shorter than detection: \(r.owners)")
+        #expect(r.acks.count == 1 && r.acks.first?.replicatedTo == ["n2"], "\(r.acks.map { $0.replicatedTo ?? [] }) \(r.outcomes)")
+    }
 }

@@ -393,6 +393,15 @@ extension NodeCore {
         guard case .awaitingReplication(let state, let strict, let invalidation)? = requests[r]?.stage else { return }
         switch result {
         case .replicated(let names):
+            // The backups' receipts may have waited in a socket while this node was
+            // stopped: if it no longer passes the serving check, another node may have
+            // promoted an older copy since, and `replicated` would vouch for a change
+            // that is gone. The answer waits for the check, as a commit does.
+            if let id = state?.id, servable(id, now: now) == false {
+                requests[r]!.stage = .awaitingServingAnswer(state: state, replicatedTo: names, until: now + settings.lease * 4)
+                park(r)
+                return
+            }
             complete(r, .written(state, replicatedTo: names.isEmpty ? nil : names))
         case .timedOut:
             if stopped {
@@ -406,11 +415,28 @@ extension NodeCore {
         }
     }
 
+    /// A replicated change whose backups confirmed it while this node failed the serving
+    /// check: `replicated` once the node passes it again (its ownership confirmed, so no
+    /// other node promoted a copy meanwhile); `sync-timeout` (applied here, durability
+    /// unknown) when the session is no longer owned here or at `until`.
+    mutating func answerWhenServing(_ r: RequestID, _ state: SessionState?, _ names: [String], until: MonotonicInstant) {
+        guard let id = state?.id else { return }
+        switch servable(id, now: now) {
+        case true?:
+            complete(r, .written(state, replicatedTo: names.isEmpty ? nil : names))
+        case false? where now < until:
+            break
+        default:
+            complete(r, .failed(SessionError(.syncTimeout, "the backups confirmed the change, but this node lost its lease before it could answer and another node may own the session now; the change is applied here, its durability unknown")))
+        }
+    }
+
     /// Parks `r` in its waiting stage, noting when the wait ends for `nextDeadline`
     /// (a full queue's wait has none there: the queue is retried on every tick).
     mutating func park(_ r: RequestID) {
         switch requests[r]?.stage {
-        case .awaitingServing(let until)?, .awaitingServingCommit(_, let until)?: parked[r] = until
+        case .awaitingServing(let until)?, .awaitingServingCommit(_, let until)?, .awaitingServingAnswer(_, _, let until)?:
+            parked[r] = until
         default: parked[r] = MonotonicInstant(nanoseconds: .max)
         }
     }
@@ -438,6 +464,8 @@ extension NodeCore {
             case .awaitingServingCommit(let commit, _):
                 if let e = unavailableError { complete(r, .failed(e)); continue }
                 if let id = p.scopeSession { runCommit(r, id, commit) }
+            case .awaitingServingAnswer(let state, let names, let until):
+                answerWhenServing(r, state, names, until: until)
             default:
                 break
             }

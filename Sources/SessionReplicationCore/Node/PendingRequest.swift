@@ -35,6 +35,9 @@ struct PendingRequest: Sendable {
         case awaitingQueue(ScopeCommit, until: MonotonicInstant)
         /// Waits for replication (a shard's waiter).
         case awaitingReplication(state: SessionState?, strict: Bool, invalidation: Bool)
+        /// Replication completed while this node failed the serving check: answered
+        /// once it passes again, failed `sync-timeout` at `until`.
+        case awaitingServingAnswer(state: SessionState?, replicatedTo: [String], until: MonotonicInstant)
         /// A takeover search or a drain in progress.
         case working
     }

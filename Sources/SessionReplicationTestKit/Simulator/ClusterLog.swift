@@ -159,6 +159,7 @@ package final class ClusterLog {
         case .drain: kind = "drain"
         }
         if case .failed(let e) = result { outcomes["\(kind):\(e.code)", default: 0] += 1 } else { outcomes["\(kind):ok", default: 0] += 1 }
+        if tracing { print("\(at) \(node): answered \(op) with \(result)") }
         switch (op, result) {
         case (.write(let id, _, _), .written), (.read(let id), .session(_?)), (.create(let id), .written):
             lastAccess[id] = max(lastAccess[id] ?? .zero, at)
