@@ -143,7 +143,7 @@ struct UnderReplicatedCountTests {
     /// What the count means, computed by walking every owned session (as it was before
     /// the counts were kept).
     static func walked(_ s: ReplicaShard) -> Int {
-        s.owned.storage.values.filter { o in
+        s.owned.values.filter { o in
             s.repair.contains(o.state.id) || s.refusedForGood.contains(o.state.id) || o.state.replicaSet.contains { s.unreachable.contains($0) }
         }.count
     }

@@ -1,8 +1,9 @@
 import Testing
 @testable import SessionReplicationCore
 
-/// The session table: entries added, changed in place and removed, with the kept sums
-/// matching a walk, and replica sets stored once.
+/// The session table's dense storage: entries added, changed in place and removed from any
+/// place (the last entry moves into the hole), with the kept sums matching a walk, and
+/// replica sets stored once.
 struct SessionTableTests {
     static func backup(_ n: UInt64, owner: String = "n1", size: Int = 3, replicaSet: [String]) -> ReplicaShard.Backup {
         let state = SessionState(id: SessionID(high: 7, low: n), stamp: Stamp(epoch: Epoch(counter: 1, owner: NodeID(1)), version: n),
@@ -32,7 +33,8 @@ struct SessionTableTests {
         t[SessionID(high: 7, low: 42)]?.state.stamp.version = 1    // absent: nothing added
         #expect(t.count == 6)
         #expect(Set(t.keys) == Set([1, 2, 4, 5, 7, 8].map { SessionID(high: 7, low: $0) }))
-        for id in t.keys { #expect(t[id]?.state.id == id) }
+        for id in t.keys { #expect(t[id]?.state.id == id && t.withEntry(id, { $0.state.id }) == id) }
+        #expect(t.withEntry(SessionID(high: 7, low: 3), { $0.state.id }) == nil)
         #expect(t[SessionID(high: 7, low: 3)] == nil && t[SessionID(high: 7, low: 9)] == nil)
         let w = Self.walked(t)
         #expect(t.bytes == w.bytes)

@@ -269,7 +269,7 @@ package struct NodeCore: Sendable {
             // Few owned sessions: walk them instead of hashing every id.
             var mask: UInt64 = 0
             for l in lanes.indices {
-                let table = lanes.inPlace(l) { $0.owned.storage }
+                let table = lanes.inPlace(l) { $0.owned.entries }
                 mask |= ReplicaShard.confirmedMask(in: table, among: ids)
             }
             for i in ids.indices where mask & (1 << UInt64(i)) != 0 { candidates.append(ids[i]) }

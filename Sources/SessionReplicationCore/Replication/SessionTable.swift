@@ -17,7 +17,7 @@ struct DigestShare: Equatable, Sendable {
     var peers: [String]
 }
 
-/// A dictionary of held sessions that keeps, as entries come, change and go:
+/// A table of held sessions that keeps, as entries come, change and go:
 /// - the sum of their sizes (names plus values, what `maxSessionBytes` counts), so the
 ///   node's byte budget (`sessions.maxBytes`) is checked without walking every session;
 /// - the anti-entropy digests of every peer (1,024 buckets, each the XOR of the
@@ -25,10 +25,20 @@ struct DigestShare: Equatable, Sendable {
 ///   every session (a walk of a million sessions stalled the node for tens of
 ///   milliseconds).
 /// An entry changed in place (`table[id]!.state.attributes[name] = value`) is measured
-/// before and after the change; the dictionary's storage is modified in place, never
-/// copied.
+/// before and after the change; its storage is modified in place, never copied.
+///
+/// The entries live in one dense array, and a dictionary maps each id to its place. A
+/// dictionary holding the entries themselves keeps up to three empty entry-sized slots per
+/// used one after it grows (at 1,000,000 sessions, about 2.1 slots per entry); the dense
+/// array keeps little more than the entry, and the dictionary of places only 20 bytes a
+/// slot. A removal moves the last entry into the hole, so the order of iteration is that
+/// of insertion only until the first removal (callers that decide by order sort). Every
+/// entry is keyed by its own `state.id`.
 struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
-    private(set) var storage: [SessionID: Entry] = [:]
+    /// Where each entry lives in `entries`.
+    private var places: [SessionID: Int32] = [:]
+    /// The entries, without holes: `nil` only while a `_modify` that removes one runs.
+    private(set) var entries: [Entry?] = []
     /// The sum of `SessionState.byteSize` over every entry.
     private(set) var bytes = 0
     /// Digests by peer: bucket `ReplicaShard.digestBucket(id, lanes:)` of a peer holds the
@@ -48,51 +58,98 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     static var maxSharedReplicaSets: Int { 4_096 }
     /// The lane count the buckets are computed for.
     var lanes = 1 {
-        didSet { precondition(storage.isEmpty || lanes == oldValue, "the lane count of a table in use changed") }
+        didSet { precondition(entries.isEmpty || lanes == oldValue, "the lane count of a table in use changed") }
     }
 
     init() {}
 
     subscript(id: SessionID) -> Entry? {
-        get { storage[id] }
+        get { places[id].map { entries[Int($0)]! } }
         set {
-            let old = storage[id]
+            let old = self[id]
             var newValue = newValue
+            assert(newValue.map { $0.state.id == id } ?? true, "an entry keyed by another session's id")
             if newValue != nil, old?.state.replicaSet != newValue!.state.replicaSet {
                 newValue!.state.replicaSet = storedReplicaSet(newValue!.state.replicaSet)
             }
-            bytes += (newValue?.state.byteSize ?? 0) - (old?.state.byteSize ?? 0)
-            account(id, from: old?.digestShare, to: newValue?.digestShare)
-            countHolders(from: old?.state.replicaSet, to: newValue?.state.replicaSet)
-            mark(id, newValue?.awaitsConfirmation == true)
-            storage[id] = newValue
+            note(id, from: old, to: newValue)
+            if let place = places[id].map(Int.init) {
+                entries[place] = newValue
+                if newValue == nil { close(place, id) }
+            } else if let newValue {
+                places[id] = Int32(entries.count)
+                entries.append(newValue)
+            }
         }
         _modify {
-            let size = storage[id]?.state.byteSize ?? 0
-            let share = storage[id]?.digestShare
-            let holders = storage[id]?.state.replicaSet
-            defer {
-                if let now = storage[id]?.state.replicaSet, now != holders {
-                    let stored = storedReplicaSet(now)
-                    storage[id]!.state.replicaSet = stored
+            if let place = places[id].map(Int.init) {
+                let size = entries[place]!.state.byteSize
+                let share = entries[place]!.digestShare
+                let holders = entries[place]!.state.replicaSet
+                defer {
+                    if let now = entries[place]?.state.replicaSet, now != holders {
+                        let stored = storedReplicaSet(now)
+                        entries[place]!.state.replicaSet = stored
+                    }
+                    let now = entries[place]
+                    assert(now.map { $0.state.id == id } ?? true, "an entry keyed by another session's id")
+                    bytes += (now?.state.byteSize ?? 0) - size
+                    account(id, from: share, to: now?.digestShare)
+                    countHolders(from: holders, to: now?.state.replicaSet)
+                    mark(id, now?.awaitsConfirmation == true)
+                    if now == nil { close(place, id) }
                 }
-                bytes += (storage[id]?.state.byteSize ?? 0) - size
-                account(id, from: share, to: storage[id]?.digestShare)
-                countHolders(from: holders, to: storage[id]?.state.replicaSet)
-                mark(id, storage[id]?.awaitsConfirmation == true)
+                yield &entries[place]
+            } else {
+                var added: Entry? = nil
+                defer {
+                    if var added {
+                        assert(added.state.id == id, "an entry keyed by another session's id")
+                        added.state.replicaSet = storedReplicaSet(added.state.replicaSet)
+                        note(id, from: nil, to: added)
+                        places[id] = Int32(entries.count)
+                        entries.append(added)
+                    }
+                }
+                yield &added
             }
-            yield &storage[id]
         }
+    }
+
+    /// Reads the entry of `id` where it lies (`self[id]` hands back a copy of it);
+    /// `nil` when there is none.
+    @inline(__always)
+    func withEntry<T>(_ id: SessionID, _ body: (borrowing Entry) -> T) -> T? {
+        guard let place = places[id] else { return nil }
+        return entries.withUnsafeBufferPointer { body($0[Int(place)].unsafelyUnwrapped) }
     }
 
     @discardableResult
     mutating func removeValue(forKey id: SessionID) -> Entry? {
-        guard let old = storage.removeValue(forKey: id) else { return nil }
-        bytes -= old.state.byteSize
-        account(id, from: old.digestShare, to: nil)
-        countHolders(from: old.state.replicaSet, to: nil)
-        mark(id, false)
+        guard let place = places[id].map(Int.init), let old = entries[place] else { return nil }
+        note(id, from: old, to: nil)
+        entries[place] = nil
+        close(place, id)
         return old
+    }
+
+    /// Keeps the sums for an entry going from `old` to `new`.
+    private mutating func note(_ id: SessionID, from old: Entry?, to new: Entry?) {
+        bytes += (new?.state.byteSize ?? 0) - (old?.state.byteSize ?? 0)
+        account(id, from: old?.digestShare, to: new?.digestShare)
+        countHolders(from: old?.state.replicaSet, to: new?.state.replicaSet)
+        mark(id, new?.awaitsConfirmation == true)
+    }
+
+    /// Closes the hole at `place` (the entry of `id`, now `nil`) with the last entry.
+    private mutating func close(_ place: Int, _ id: SessionID) {
+        places[id] = nil
+        let last = entries.count - 1
+        if place != last {
+            entries.swapAt(place, last)
+            places[entries[place]!.state.id] = Int32(place)
+        }
+        entries.removeLast()
     }
 
     /// The stored array equal to `set` (storing `set` if it is new and there is room).
@@ -132,11 +189,24 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
 
     static var zeros: [UInt64] { [UInt64](repeating: 0, count: DigestRequest.bucketCount) }
 
-    var keys: Dictionary<SessionID, Entry>.Keys { storage.keys }
-    var values: Dictionary<SessionID, Entry>.Values { storage.values }
-    var count: Int { storage.count }
-    var isEmpty: Bool { storage.isEmpty }
-    func makeIterator() -> Dictionary<SessionID, Entry>.Iterator { storage.makeIterator() }
+    /// The ids, in the order of iteration.
+    var keys: LazyMapSequence<[Entry?], SessionID> { entries.lazy.map { $0!.state.id } }
+    /// The entries, in the order of iteration.
+    var values: LazyMapSequence<[Entry?], Entry> { entries.lazy.map { $0! } }
+    var count: Int { entries.count }
+    var isEmpty: Bool { entries.isEmpty }
+    func contains(_ id: SessionID) -> Bool { places[id] != nil }
+    func makeIterator() -> Iterator { Iterator(base: entries.makeIterator()) }
+
+    /// Walks the entries as `(key, value)` pairs, like a dictionary's.
+    struct Iterator: IteratorProtocol {
+        var base: IndexingIterator<[Entry?]>
+        mutating func next() -> (key: SessionID, value: Entry)? {
+            guard let e = base.next() else { return nil }
+            let entry = e!
+            return (entry.state.id, entry)
+        }
+    }
 }
 
 extension SessionState {
