@@ -8,7 +8,7 @@ import Testing
 @Suite("Hostile frames over real sockets are dropped and counted", .timeLimit(.minutes(10)))
 struct HostileFrameTests {
     /// A frame as peer `n2` would seal it, with the given key and cluster.
-    static func frame(key: [UInt8]?, cluster: String = "test", datagram: Bool, sender: NodeID = NodeID(42), name: String = "n2") -> ByteBuffer {
+    static func frame(key: [UInt8]?, cluster: String, datagram: Bool, sender: NodeID = NodeID(42), name: String = "n2") -> ByteBuffer {
         let keys = key.map { ClusterKeys(current: $0) } ?? .insecure
         let codec = FrameCodec(sealer: FrameSealer(keys: keys, clusterID: cluster, selfID: sender), selfName: name, limits: WireLimits())
         let receipt = MessageCodec.encode(.receipt(Receipt(lane: 0, through: 0)))
@@ -59,14 +59,14 @@ struct HostileFrameTests {
         try await TestCluster.with(config, only: ["n1"]) { cluster in
             let n1 = cluster["n1"]
             let port = n1.replicationPort!
-            let good = Self.frame(key: TestCluster.key, datagram: true)
+            let good = Self.frame(key: TestCluster.key, cluster: config.clusterID, datagram: true)
             var garbage = ByteBuffer(); garbage.writeBytes([0x44, 0x52, 1, 0, 9, 9, 9])
             try await Self.sendDatagrams([
                 garbage,
                 Self.frame(key: TestCluster.key, cluster: "other", datagram: true),
-                Self.frame(key: Array(repeating: 9, count: 32), datagram: true),
-                Self.frame(key: nil, datagram: true),
-                Self.frame(key: TestCluster.key, datagram: true, sender: NodeID(77), name: "zz"),
+                Self.frame(key: Array(repeating: 9, count: 32), cluster: config.clusterID, datagram: true),
+                Self.frame(key: nil, cluster: config.clusterID, datagram: true),
+                Self.frame(key: TestCluster.key, cluster: config.clusterID, datagram: true, sender: NodeID(77), name: "zz"),
                 good, good,
             ], to: port) { n1.counters.rejectedTotal + n1.counters.framesReceived }
             #expect(await eventually { n1.counters.rejectedTotal >= 6 && n1.counters.framesReceived >= 1 })
@@ -92,14 +92,14 @@ struct HostileFrameTests {
             huge.writeInteger(UInt32.max, endianness: .little)
             huge.writeBytes([1, 2, 3])
             try await Self.sendStream(huge, to: n1.replicationPort!)
-            var truncated = Self.frame(key: TestCluster.key, datagram: false)
+            var truncated = Self.frame(key: TestCluster.key, cluster: config.clusterID, datagram: false)
             truncated.moveWriterIndex(to: truncated.writerIndex - 5)
             try await Self.sendStream(truncated, to: n1.replicationPort!)
-            let stream = Self.frame(key: TestCluster.key, datagram: false)
+            let stream = Self.frame(key: TestCluster.key, cluster: config.clusterID, datagram: false)
             try await Self.sendStream(stream, to: n1.replicationPort!)
             #expect(await eventually { n1.counters.rejected[.oversized] == 1 && n1.counters.framesReceived == 1 })
             // A datagram-flagged frame on TCP is malformed.
-            var wrongTransport = Self.frame(key: TestCluster.key, datagram: true, sender: NodeID(43))
+            var wrongTransport = Self.frame(key: TestCluster.key, cluster: config.clusterID, datagram: true, sender: NodeID(43))
             var prefixed = ByteBuffer()
             prefixed.writeInteger(UInt32(wrongTransport.readableBytes), endianness: .little)
             prefixed.writeBuffer(&wrongTransport)

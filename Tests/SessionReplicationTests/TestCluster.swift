@@ -18,8 +18,12 @@ final class TestCluster: Sendable {
         // request can take longer than the default second.
         policy.handoverTimeout = .seconds(5)
         configure(&policy)
+        // A cluster id of its own: dozens of clusters with the same key run at once, and a
+        // port a stopped node freed can be bound by a node of another test; with one id
+        // for all, that node answered the first cluster's lease requests (a lone node
+        // under `promotion: majority` regained a quorum).
         var config = ClusterConfiguration(
-            clusterID: "test",
+            clusterID: "test-\(UInt64.random(in: 0...UInt64.max))",
             keys: ClusterKeys(current: key),
             nodes: names.map { NodeEndpoint(name: $0, address: "127.0.0.1", httpPort: 0, replicationPort: 0, membershipPort: 0) },
             replication: policy)
