@@ -99,6 +99,8 @@ struct RegressionSeedTests {
         (7110455, "under majority two of three nodes crashed for good: the judge wanted an owner and a full replica set where no quorum is left (now it checks that the survivor stays fenced)"),
         (7113696, "a taker yielded to the owner named by one holder's stray older copy while that owner, asked in the same round, had handed the session on: nobody owned it"),
         (7117182, "a cut between two of three nodes alone: each declared the other dead and saw a majority, neither yielded, and each held the other dead for good"),
+        (7188120, "receipts read by an owner resumed after a 2 s stop completed a synchronous write as replicated, though a promoted older copy without it had replaced it (the answer now waits for the serving check)"),
+        (7199488, "a member declared dead while this node saw no majority came back under a new process before the majority did: its old process's failover stayed deferred, and a session it owned had no owner"),
         (7118682, "a stale handover's confirmation re-pointed the holders' copies to the adopter, which then yielded: the owner's changes were refused, and when it died nobody took the session over"),
     ]
 

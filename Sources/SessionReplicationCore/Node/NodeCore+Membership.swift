@@ -186,11 +186,15 @@ extension NodeCore {
         if deferredFailovers[name] == pid { deferredFailovers[name] = nil }
         guard !deferredFailovers.isEmpty, seesMajority else { return }
         let statuses = peerStatuses()
-        for (member, old) in deferredFailovers.sorted(by: { $0.key < $1.key }) where statuses[member] != .alive || member == name {
+        // A member alive under another process than the one that departed is gone too: its
+        // new process may have come back while this node saw no majority (before, only the
+        // member whose return this is was looked at, and the old process's sessions were
+        // never failed over when another member's return brought the majority back).
+        for (member, old) in deferredFailovers.sorted(by: { $0.key < $1.key }) where statuses[member] != .alive || memberIDs[member] != old {
             deferredFailovers[member] = nil
             memberGone(member, id: old)
             // A new process under the same name: it backs sessions again.
-            if member == name { for l in lanes.indices { lanes[l].memberReturned(name) } }
+            if statuses[member] == .alive { for l in lanes.indices { lanes[l].memberReturned(member) } }
         }
     }
 
