@@ -20,8 +20,8 @@ final class TestCluster: Sendable {
         configure(&policy)
         // A cluster id of its own: dozens of clusters with the same key run at once, and a
         // port a stopped node freed can be bound by a node of another test; with one id
-        // for all, that node answered the first cluster's lease requests (a lone node
-        // under `promotion: majority` regained a quorum).
+        // for all, that node could answer the first cluster's lease requests (the likely
+        // cause of a lone node under `promotion: majority` regaining a quorum once).
         var config = ClusterConfiguration(
             clusterID: "test-\(UInt64.random(in: 0...UInt64.max))",
             keys: ClusterKeys(current: key),
