@@ -420,8 +420,7 @@ extension NodeCore {
     /// other node promoted a copy meanwhile); `sync-timeout` (applied here, durability
     /// unknown) when the session is no longer owned here or at `until`.
     mutating func answerWhenServing(_ r: RequestID, _ state: SessionState?, _ names: [String], until: MonotonicInstant) {
-        guard let id = state?.id else { return }
-        switch servable(id, now: now) {
+        switch state.flatMap({ servable($0.id, now: now) }) {
         case true?:
             complete(r, .written(state, replicatedTo: names.isEmpty ? nil : names))
         case false? where now < until:

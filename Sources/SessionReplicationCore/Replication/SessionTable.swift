@@ -195,7 +195,6 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
     var values: LazyMapSequence<[Entry?], Entry> { entries.lazy.map { $0! } }
     var count: Int { entries.count }
     var isEmpty: Bool { entries.isEmpty }
-    func contains(_ id: SessionID) -> Bool { places[id] != nil }
     func makeIterator() -> Iterator { Iterator(base: entries.makeIterator()) }
 
     /// Walks the entries as `(key, value)` pairs, like a dictionary's.
