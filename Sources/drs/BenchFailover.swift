@@ -70,10 +70,11 @@ extension BenchCommand {
         var shown = killed
         while all == nil {
             let now = ContinuousClock.now
-            if now - shown > .seconds(5) {
+            if now - shown > .seconds(1) {
                 shown = now
                 let seen = [b, c].map { n in n.members().first { $0.name == "a" }?.state ?? "-" }
-                printError("  ... \(Double((now - killed).nanosecondsClamped) / 1e9) s: a is \(seen) to b and c; owned by b \(b.counters.primaries), c \(c.counters.primaries); backups b \(b.counters.backups), c \(c.counters.backups)")
+                let (sb, sc) = (b.coreStatus(), c.coreStatus())
+                printError("  ... \(Double((now - killed).nanosecondsClamped) / 1e9) s: a is \(seen) to b and c; owned by b \(b.counters.primaries), c \(c.counters.primaries); backups b \(b.counters.backups), c \(c.counters.backups); awaiting promises b \(sb.takeoversPending), c \(sc.takeoversPending); awaiting promotion b \(sb.promotionsPending), c \(sc.promotionsPending); queues b \(sb.queues), c \(sc.queues); control queued b \(sb.controlQueued), c \(sc.controlQueued); frames received b \(b.counters.framesReceived), c \(c.counters.framesReceived); unasked promise entries b \(b.counters.replication.unaskedPromiseEntries), c \(c.counters.replication.unaskedPromiseEntries); frames refused by b \(b.counters.rejected), c \(c.counters.rejected)")
             }
             if dead == nil, [b, c].allSatisfy({ n in n.members().first { $0.name == "a" }?.state == "dead" }) { dead = now - killed }
             if b.counters.primaries + c.counters.primaries >= ownedBefore + count { all = now - killed }

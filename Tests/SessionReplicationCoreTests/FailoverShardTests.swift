@@ -87,6 +87,50 @@ struct FailoverShardTests {
         guard case .owner? = backup.copy(of: id) else { Issue.record("not promoted"); return }
     }
 
+    @Test("a tick's promotions are owned at once and sent whole after, a slice per tick; a write sends its session at once")
+    func promotionsAreSentAfterTheyServe() throws {
+        var clock = ManualClock()
+        let slice = ReplicaShard.promotionSlice
+        let count = slice + 400
+        var owner = shard("n1", id: 1, candidates: ["n2"])
+        let ids = (0..<count).map { SessionID(high: 5, low: UInt64($0)) }
+        for (i, id) in ids.enumerated() {
+            _ = try owner.create(id: id, attributes: ["a": [UInt8(i & 0xff)]], maxInactiveInterval: nil, now: clock.now, wall: clock.wall, sessionCount: i)
+        }
+        var backup = shard("n2", id: 2, candidates: ["n1", "n3"])
+        for batch in owner.takeBatches(for: "n2", now: clock.now, datagram: false) {
+            for m in batch.messages { #expect(backup.apply(try MessageCodec.decode(m), from: "n1", now: clock.now) == .applied) }
+        }
+        #expect(backup.backupCount == count)
+        let out = backup.memberDeparted("n1", now: clock.now)
+        #expect(out.prepares["n3"]?.count == count)
+        backup.onPromise(from: "n3", PromiseReply(oldOwner: "n1", sinceGrantMs: .max, entries: ids.map { .init(id: $0, fresher: nil) }),
+                         now: clock.now, lease: .milliseconds(500))
+        clock.advance(by: .milliseconds(5))
+        // First tick: a slice promoted; while promotions still wait, an eighth of a slice sent.
+        #expect(backup.tick(now: clock.now, wall: clock.wall, datagram: false).promoted.count == slice)
+        #expect(backup.ownedCount == slice)
+        #expect(backup.streams["n3"]?.entries.count == slice / 8)
+        #expect(backup.underReplicatedCount == slice - slice / 8, "promoted and not yet sent: short of a backup")
+        // A write to a promoted session not yet sent sends it whole at once.
+        let written = ids[slice - 1]
+        var change = ChangeSet()
+        change.updated["a"] = [9]
+        _ = try backup.commit(written, changes: change, maxInactiveInterval: nil, now: clock.now, wall: clock.wall)
+        #expect(backup.streams["n3"]?.entries.count == slice / 8 + 1)
+        // Second tick: the rest promoted (none waits any more), then a whole slice sent.
+        clock.advance(by: .milliseconds(5))
+        #expect(backup.tick(now: clock.now, wall: clock.wall, datagram: false).promoted.count == 400)
+        #expect(backup.ownedCount == count)
+        #expect(backup.streams["n3"]?.entries.count == slice / 8 + 1 + slice)
+        // Third tick: what is left, but not the written session again.
+        clock.advance(by: .milliseconds(5))
+        _ = backup.tick(now: clock.now, wall: clock.wall, datagram: false)
+        #expect(backup.streams["n3"]?.entries.count == count)
+        #expect(backup.underReplicatedCount == 0)
+        #expect(backup.counters.fullStatesSent == count)
+    }
+
     @Test func aJoinerTakesOverThePlacementsThatNameItMakeBeforeBreak() throws {
         var clock = ManualClock()
         var n1 = shard("n1", id: 1, candidates: ["n2", "n3"])

@@ -61,6 +61,13 @@ extension ReplicationNode: SessionBackend {
     }
 
     /// This node's status.
+    /// The core's own status, with what the public one leaves out (failovers in
+    /// progress): for `drs bench`.
+    package func coreStatus() -> NodeCoreStatus {
+        let t = now
+        return core.read { $0.status(now: t) }
+    }
+
     public func status() -> NodeStatus {
         let t = now
         let s = core.read { $0.status(now: t) }

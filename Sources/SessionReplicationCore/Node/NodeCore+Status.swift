@@ -12,6 +12,12 @@ package struct NodeCoreStatus: Hashable, Sendable {
     package var lagMsP99: [String: Double] = [:]
     /// Owned sessions still to be sent to a joining member, and those sent.
     package var stateTransferPending = 0, stateTransferDone = 0
+    /// Failovers in progress here: takeovers waiting for promises, and promotions waiting
+    /// for the old owner's leases to run out (or for their slice of a tick).
+    package var takeoversPending = 0, promotionsPending = 0
+    /// Control messages (prepares, promises, handovers) queued for each peer and not yet
+    /// handed to the transport (they wait for a connection).
+    package var controlQueued: [String: Int] = [:]
 }
 
 extension NodeCore {
@@ -22,12 +28,15 @@ extension NodeCore {
         let fenced = declaredDead || (remaining.map { $0 <= .zero } ?? false) || (settings.majority && !hasQuorum(now: now))
         let state = stopped || draining ? "leaving" : fenced ? "fenced" : membership.joined ? "serving" : "joining"
         var s = NodeCoreStatus(state: state, leaseRemaining: remaining)
+        for (name, peer) in peers where !peer.control.isEmpty { s.controlQueued[name] = peer.control.count }
         for lane in lanes {
             s.primaries += lane.ownedCount
             s.backups += lane.backupCount
             s.underReplicated += lane.underReplicatedCount
             s.stateTransferPending += lane.stateTransferPending
             s.stateTransferDone += lane.counters.stateTransfers
+            s.takeoversPending += lane.takeoversPending
+            s.promotionsPending += lane.promotionsPending
             for (peer, stream) in lane.streams {
                 s.queues[peer, default: 0] += stream.entries.count
                 if let p99 = stream.receiptLatencyP99 {

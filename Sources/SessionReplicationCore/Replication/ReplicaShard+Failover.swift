@@ -139,6 +139,9 @@ extension ReplicaShard {
                 orphans.append(id)
             }
         }
+        // Room for them all at once (growing a table of a million entries step by step
+        // copied it again at each step).
+        owned.reserveCapacity(owned.count + orphans.count)
         for id in orphans.sorted() {
             failOver(id, owner: member, ownerID: process, now: now, promoteAfter: promoteAfter, out: &out)
         }
@@ -319,19 +322,44 @@ extension ReplicaShard {
 
     /// Promotes the copies whose wait is over; returns their ids.
     /// At most `promotionSlice` per tick: a failover of a big owner promotes its sessions
-    /// a slice at a time, and the node answers requests between slices.
+    /// a slice at a time, and the node answers requests between slices. Their whole
+    /// states go to their new backups after, from `sendPromoted`: a promotion only makes
+    /// the session owned here (and servable), so that the failover of an owner of many
+    /// sessions serves them all before it spends time copying them.
     mutating func runPendingPromotions(now: MonotonicInstant) -> [SessionID] {
         var done: [SessionID] = []
         for p in pendingPromotions.takeDue(now: now, limit: Self.promotionSlice) {
             // Still a backup of that owner (nothing newer arrived meanwhile).
             guard backups[p.id]?.owner == p.owner else { continue }
-            if promote(p.id, now: now) { done.append(p.id) }
+            if promote(p.id, now: now, sendNow: false) { done.append(p.id) }
         }
+        unsentPromotions += done
         return done
     }
 
     /// Promotions per tick and lane. Default 2,000.
     static var promotionSlice: Int { 2_000 }
+
+    /// Sends promoted sessions whole to their new backups: `promotionSlice` per tick once
+    /// no promotion is waiting in this lane, an eighth of it while some are (a write to
+    /// one of them sends it at once, with the write). Sessions sent since (by a write, a
+    /// repair), handed on or ended are skipped.
+    mutating func sendPromoted(now: MonotonicInstant) {
+        guard unsentIndex < unsentPromotions.count else { return }
+        let busy = !pendingPromotions.isEmpty || !takeovers.isEmpty
+        var budget = busy ? Self.promotionSlice / 8 : Self.promotionSlice
+        while unsentIndex < unsentPromotions.count, budget > 0 {
+            let id = unsentPromotions[unsentIndex]
+            unsentIndex += 1
+            guard owned.withEntry(id, { $0.needsFull }) ?? false else { continue }
+            _ = send(id, now: now)
+            budget -= 1
+        }
+        if unsentIndex == unsentPromotions.count {
+            unsentPromotions = []
+            unsentIndex = 0
+        }
+    }
 
     /// `member` is alive (joined, or a new process under its name): placement may name
     /// it again. Owned sessions short of backups, and those whose rendezvous placement
@@ -430,11 +458,12 @@ extension ReplicaShard {
         if moves[peer]!.isEmpty { moves[peer] = nil }
     }
 
-    /// Makes the backup copy of `id` an owned session under a new epoch and replicates it.
+    /// Makes the backup copy of `id` an owned session under a new epoch and replicates it
+    /// (with `sendNow` false, it is marked to go whole with its next send instead).
     /// Refused (false, the copy kept as it is, `counters.overflowRefused` counted) when
     /// its epoch counter has no successor below `Epoch.maxCounter`.
     @discardableResult
-    mutating func promote(_ id: SessionID, now: MonotonicInstant) -> Bool {
+    mutating func promote(_ id: SessionID, now: MonotonicInstant, sendNow: Bool = true) -> Bool {
         copylessTakeovers.remove(id)
         guard let b = backups[id] else { return false }
         guard let epoch = b.state.stamp.epoch.next(owner: settings.selfID) else {
@@ -451,7 +480,11 @@ extension ReplicaShard {
         ownerExpiry.schedule(id, at: state.expiresAt.milliseconds / 1000 + 1)
         counters.promotions += 1
         note(.activated, id, state.stamp)
-        _ = send(id, now: now)
+        if sendNow {
+            _ = send(id, now: now)
+        } else {
+            owned[id]!.needsFull = true
+        }
         return true
     }
 }

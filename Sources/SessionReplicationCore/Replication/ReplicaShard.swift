@@ -175,6 +175,10 @@ package struct ReplicaShard: Sendable {
     var moves: [String: Deque<(sequence: UInt64, id: SessionID, displaced: String)>] = [:]
     var refill: [SessionID] = []
     var refillIndex = 0
+    /// Sessions promoted by a tick and not yet sent to their new backups, in promotion
+    /// order from `unsentIndex` on (see `sendPromoted`).
+    var unsentPromotions: [SessionID] = []
+    var unsentIndex = 0
     /// Refusals by a backup of each owned session's messages, and the sessions given up on.
     var refusals: [SessionID: Int] = [:]
     var refusedForGood: Set<SessionID> = []
@@ -270,7 +274,10 @@ package struct ReplicaShard: Sendable {
 
     /// Owned sessions with a replica set member the transport does not reach, or a copy
     /// awaiting repair.
-    package var underReplicatedCount: Int {
+    package var underReplicatedCount: Int { underReplicatedHeld + unsentPromotions.count - unsentIndex }
+
+    /// `underReplicatedCount` without the promoted sessions still queued to be sent.
+    var underReplicatedHeld: Int {
         guard !unreachable.isEmpty else { return repair.union(refusedForGood).count }
         if unreachable.count == 1, let peer = unreachable.first {
             // One peer out of reach (the usual case): the sessions it backs are counted as
@@ -845,6 +852,7 @@ package struct ReplicaShard: Sendable {
             out.completed.append((WaiterID(rawValue: key), .timedOut(w.acked.sorted())))
         }
         out.promoted = runPendingPromotions(now: now)
+        sendPromoted(now: now)
         sweepNominations(now: now)
         out.prepares = resendPrepares(now: now)
         out.handovers = resendHandoffs(now: now)

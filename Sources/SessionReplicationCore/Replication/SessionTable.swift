@@ -63,6 +63,13 @@ struct SessionTable<Entry: HoldsSessionState & Sendable>: Sendable, Sequence {
 
     init() {}
 
+    /// Makes room for `count` entries without growing again.
+    mutating func reserveCapacity(_ count: Int) {
+        guard count > entries.capacity else { return }
+        entries.reserveCapacity(count)
+        places.reserveCapacity(count)
+    }
+
     subscript(id: SessionID) -> Entry? {
         get { places[id].map { entries[Int($0)]! } }
         set {
