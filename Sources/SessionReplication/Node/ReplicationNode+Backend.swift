@@ -68,6 +68,9 @@ extension ReplicationNode: SessionBackend {
         return core.read { $0.status(now: t) }
     }
 
+    /// The core's own counters: for `drs bench`.
+    package func coreCounters() -> NodeCoreCounters { core.read { $0.nodeCounters } }
+
     public func status() -> NodeStatus {
         let t = now
         let s = core.read { $0.status(now: t) }

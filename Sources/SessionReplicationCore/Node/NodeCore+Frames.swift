@@ -159,8 +159,14 @@ extension NodeCore {
             flushPending(lane: Int(r.lane))
         case .prepare(let p):
             // Only a taker held alive: a dead process's takeover is void.
-            if isAlive(name, process: process) { onPrepare(p, from: name, process: process) }
+            if isAlive(name, process: process) {
+                nodeCounters.prepareEntriesIn += p.entries.count
+                onPrepare(p, from: name, process: process)
+            } else {
+                nodeCounters.prepareEntriesIgnored += p.entries.count
+            }
         case .promise(let p):
+            nodeCounters.promiseEntriesIn += p.entries.count
             onPromise(p, from: name, process: process)
         case .nominate(let p):
             // Only a holder held alive: a dead process's nomination is void.
@@ -248,7 +254,11 @@ extension NodeCore {
                 t.batches.append(LaneBatch(lane: UInt16(l), batch: b))
             }
         }
-        if settings.datagram || streamConnected { t.control = takeControl(peer) }
+        if settings.datagram || streamConnected {
+            t.control = takeControl(peer)
+        } else if peers[peer]!.hasControl {
+            nodeCounters.flushesWithoutConnection += 1
+        }
         if !t.isEmpty { emit(.send(peer: peer, t)) }
         return takeActions()
     }
@@ -271,6 +281,7 @@ extension NodeCore {
         begin(now, wall)
         guard !stopped, peers[peer] != nil else { return [] }
         if up { connected.insert(peer) } else { connected.remove(peer) }
+        if up { nodeCounters.connectionsUp += 1 } else { nodeCounters.connectionsDown += 1 }
         refreshReachability(peer)
         if up {
             var t = Transmission(speaker: id)

@@ -387,6 +387,12 @@ package struct NodeCoreCounters: Hashable, Sendable {
     /// Times the wall clock ran ahead of the monotonic clock between two events (leases
     /// dropped).
     package var clockJumps = 0
+    /// Prepare entries received from takers, promise entries received from holders, and
+    /// prepare entries this node answered dropped (the taker not held alive).
+    package var prepareEntriesIn = 0, promiseEntriesIn = 0, prepareEntriesIgnored = 0
+    /// Stream connections that came up and went down, and flushes that left control
+    /// messages queued because no stream connection was up.
+    package var connectionsUp = 0, connectionsDown = 0, flushesWithoutConnection = 0
     /// All zero.
     package init() {}
 }
