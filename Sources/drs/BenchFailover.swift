@@ -73,8 +73,7 @@ extension BenchCommand {
             if now - shown > .seconds(1) {
                 shown = now
                 let seen = [b, c].map { n in n.members().first { $0.name == "a" }?.state ?? "-" }
-                let (sb, sc) = (b.coreStatus(), c.coreStatus())
-                printError("  ... \(Double((now - killed).nanosecondsClamped) / 1e9) s: a is \(seen) to b and c; owned by b \(b.counters.primaries), c \(c.counters.primaries); backups b \(b.counters.backups), c \(c.counters.backups); awaiting promises b \(sb.takeoversPending), c \(sc.takeoversPending); awaiting promotion b \(sb.promotionsPending), c \(sc.promotionsPending); queues b \(sb.queues), c \(sc.queues); control queued b \(sb.controlQueued), c \(sc.controlQueued); frames received b \(b.counters.framesReceived), c \(c.counters.framesReceived); prepare entries in b \(b.coreCounters().prepareEntriesIn) (ignored \(b.coreCounters().prepareEntriesIgnored)), c \(c.coreCounters().prepareEntriesIn) (ignored \(c.coreCounters().prepareEntriesIgnored)); promise entries in b \(b.coreCounters().promiseEntriesIn), c \(c.coreCounters().promiseEntriesIn); connections up/down/flushes without b \([b.coreCounters()].map { "\($0.connectionsUp)/\($0.connectionsDown)/\($0.flushesWithoutConnection)" }[0]), c \([c.coreCounters()].map { "\($0.connectionsUp)/\($0.connectionsDown)/\($0.flushesWithoutConnection)" }[0]); unasked promise entries b \(b.counters.replication.unaskedPromiseEntries), c \(c.counters.replication.unaskedPromiseEntries); frames refused by b \(b.counters.rejected), c \(c.counters.rejected)")
+                printError("  ... \(Double((now - killed).nanosecondsClamped) / 1e9) s: a is \(seen) to b and c; \(Self.failoverProgress(b, c))")
             }
             if dead == nil, [b, c].allSatisfy({ n in n.members().first { $0.name == "a" }?.state == "dead" }) { dead = now - killed }
             if b.counters.primaries + c.counters.primaries >= ownedBefore + count { all = now - killed }
@@ -90,6 +89,24 @@ extension BenchCommand {
         try await group.shutdownGracefully()
         func seconds(_ d: Duration?) -> Double { d.map { Double($0.nanosecondsClamped) / 1e9 } ?? .nan }
         return FailoverRun(promoted: promoted, secondsToAll: seconds(all), secondsToDead: seconds(dead), quiet: quiet, during: during)
+    }
+
+    /// One line of what the survivors `b` and `c` are doing: sessions owned and held,
+    /// takeovers awaiting promises, promotions waiting, messages queued and unreceipted,
+    /// control messages not yet handed to the transport, prepare and promise entries
+    /// received, stream connections up and down, and frames refused.
+    static func failoverProgress(_ b: ReplicationNode, _ c: ReplicationNode) -> String {
+        let (sb, sc) = (b.coreStatus(), c.coreStatus())
+        let (nb, nc) = (b.counters, c.counters)
+        let (kb, kc) = (b.coreCounters(), c.coreCounters())
+        return "owned by b \(sb.primaries), c \(sc.primaries); backups b \(sb.backups), c \(sc.backups); "
+            + "awaiting promises b \(sb.takeoversPending), c \(sc.takeoversPending); awaiting promotion b \(sb.promotionsPending), c \(sc.promotionsPending); "
+            + "queues b \(sb.queues), c \(sc.queues); control queued b \(sb.controlQueued), c \(sc.controlQueued); "
+            + "prepare entries in b \(kb.prepareEntriesIn) (ignored \(kb.prepareEntriesIgnored)), c \(kc.prepareEntriesIn) (ignored \(kc.prepareEntriesIgnored)); "
+            + "promise entries in b \(kb.promiseEntriesIn), c \(kc.promiseEntriesIn) (unasked b \(nb.replication.unaskedPromiseEntries), c \(nc.replication.unaskedPromiseEntries)); "
+            + "connections up/down b \(kb.connectionsUp)/\(kb.connectionsDown), c \(kc.connectionsUp)/\(kc.connectionsDown); "
+            + "flushes without a connection b \(kb.flushesWithoutConnection), c \(kc.flushesWithoutConnection); "
+            + "frames received b \(nb.framesReceived), c \(nc.framesReceived), refused by b \(nb.rejected), c \(nc.rejected)"
     }
 
     func runFailover(_ count: Int) async throws {

@@ -60,9 +60,8 @@ extension ReplicationNode: SessionBackend {
         }
     }
 
-    /// This node's status.
     /// The core's own status, with what the public one leaves out (failovers in
-    /// progress): for `drs bench`.
+    /// progress, control messages queued): for `drs bench`.
     package func coreStatus() -> NodeCoreStatus {
         let t = now
         return core.read { $0.status(now: t) }
@@ -71,6 +70,7 @@ extension ReplicationNode: SessionBackend {
     /// The core's own counters: for `drs bench`.
     package func coreCounters() -> NodeCoreCounters { core.read { $0.nodeCounters } }
 
+    /// This node's status.
     public func status() -> NodeStatus {
         let t = now
         let s = core.read { $0.status(now: t) }

@@ -388,7 +388,7 @@ package struct NodeCoreCounters: Hashable, Sendable {
     /// dropped).
     package var clockJumps = 0
     /// Prepare entries received from takers, promise entries received from holders, and
-    /// prepare entries this node answered dropped (the taker not held alive).
+    /// prepare entries dropped unanswered (their taker not held alive).
     package var prepareEntriesIn = 0, promiseEntriesIn = 0, prepareEntriesIgnored = 0
     /// Stream connections that came up and went down, and flushes that left control
     /// messages queued because no stream connection was up.

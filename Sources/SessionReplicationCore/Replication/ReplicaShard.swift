@@ -273,7 +273,8 @@ package struct ReplicaShard: Sendable {
     package func backupOwner(of id: SessionID) -> String? { backups[id]?.owner }
 
     /// Owned sessions with a replica set member the transport does not reach, or a copy
-    /// awaiting repair.
+    /// awaiting repair, plus promoted sessions still queued to be sent whole (some of
+    /// which a write may have sent meanwhile).
     package var underReplicatedCount: Int { underReplicatedHeld + unsentPromotions.count - unsentIndex }
 
     /// `underReplicatedCount` without the promoted sessions still queued to be sent.
