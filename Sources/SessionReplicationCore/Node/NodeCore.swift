@@ -390,8 +390,9 @@ package struct NodeCoreCounters: Hashable, Sendable {
     /// Prepare entries received from takers, promise entries received from holders, and
     /// prepare entries dropped unanswered (their taker not held alive).
     package var prepareEntriesIn = 0, promiseEntriesIn = 0, prepareEntriesIgnored = 0
-    /// Stream connections that came up and went down, and flushes that left control
-    /// messages queued because no stream connection was up.
+    /// Stream connections that came up, that went down or failed to connect (each failed
+    /// attempt counts), and flushes that left control messages queued because no stream
+    /// connection was up.
     package var connectionsUp = 0, connectionsDown = 0, flushesWithoutConnection = 0
     /// All zero.
     package init() {}
